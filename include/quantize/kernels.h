@@ -1,0 +1,68 @@
+// Quantize / dequantize kernels. The scalar versions in src/kernels/kernels_scalar.cpp are the
+// specification; every ISA-specific version produces byte-identical output for every input,
+// including NaN, +-inf, +-0, rounding ties and saturation.
+//
+// Block quantization of one row x[0..k) into nb = ceil(k / block) blocks; elements past k are zero.
+// Notation: max_ps(a, b) = a > b ? a : b and min_ps(a, b) = a < b ? a : b (x86 MAXPS/MINPS: the
+// second operand wins when either is NaN); rne() = round half to even.
+//   mx = max_ps over the block starting from +0, mn = min_ps likewise (NaN is ignored).
+//   symmetric, L = 2^(bits-1) (8 or 128):
+//     m = mx >= -mn ? mx : mn;  scale = m / -L;  inv = scale != 0 ? 1 / scale : 0
+//     q = (int)rne(min_ps(max_ps(x * inv, -L), L - 1)) + L
+//   asymmetric, Q = 2^bits - 1 (15 or 255):
+//     scale = (mx - mn) / Q, replaced by 1 when it is 0;  inv = 1 / scale
+//     zp = (int)rne(min_ps(max_ps(-mn / scale, 0), Q))
+//     q = (int)rne(min_ps(max_ps(x * inv, -zp), Q - zp)) + zp
+// Dequantization: w = (q - zp) * scale, zp = L when symmetric.
+//
+// float32 -> float16: IEEE round to nearest even, except that a finite value whose magnitude
+// exceeds 65504 becomes +-65504 (clamped, never inf). inf stays inf; NaN becomes a quiet NaN
+// with the sign and the top mantissa bits kept (what F16C's VCVTPS2PH does).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace quantize {
+
+enum class Isa { kScalar, kAvx2, kAvx512 };
+
+const char* isa_name(Isa isa);
+
+struct BlockFormat {
+  int bits = 4;          // 4 or 8
+  int block_size = 32;   // power of two, 16..256
+  bool symmetric = true;
+
+  size_t blocks(size_t k) const { return (k + block_size - 1) / block_size; }
+  size_t blob_bytes() const { return static_cast<size_t>(block_size) * bits / 8; }
+};
+
+struct Kernels {
+  Isa isa;
+  // Quantizes x[0..k) into fmt.blocks(k) blocks: packed (blob_bytes() per block; 4 bits: element
+  // 2i in the low nibble of byte i), scales (one float per block) and, when asymmetric,
+  // zero_points (one byte per block, unpacked). zero_points may be null when symmetric.
+  void (*quantize_blocks)(const float* x, size_t k, const BlockFormat& fmt, uint8_t* packed,
+                          float* scales, uint8_t* zero_points);
+  // Inverse of quantize_blocks for the first k elements.
+  void (*dequantize_blocks)(const uint8_t* packed, const float* scales, const uint8_t* zero_points,
+                            size_t k, const BlockFormat& fmt, float* y);
+  void (*f32_to_f16)(const float* x, size_t n, uint16_t* y);
+  void (*f16_to_f32)(const uint16_t* x, size_t n, float* y);
+};
+
+// The kernels of one ISA; only valid for an ISA in supported_isas().
+const Kernels& kernels_for(Isa isa);
+// ISAs this CPU can run, scalar first.
+std::vector<Isa> supported_isas();
+// The kernels used by the tool: the best supported ISA, chosen once. The environment variable
+// QUANTIZE_ISA=scalar|avx2|avx512 lowers the choice (for tests and comparisons).
+const Kernels& kernels();
+
+// Scalar helpers that other code uses directly.
+uint16_t f32_to_f16_scalar(float x);
+float f16_to_f32_scalar(uint16_t h);
+
+}  // namespace quantize

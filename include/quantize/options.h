@@ -1,0 +1,75 @@
+// Modes and options as typed data. One row per mode drives --help, file names and the pipeline;
+// the command-line flags map one to one onto Options, checked in one validate().
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <regex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "quantize/pass.h"
+
+namespace quantize {
+
+enum class Mode { kQ4, kQ4F16, kFp16 };
+
+struct ModeInfo {
+  Mode mode;
+  const char* flag;    // command-line flag without dashes
+  const char* suffix;  // output file name: <stem>_<suffix>.onnx
+  const char* help;    // one line for --help
+};
+
+std::span<const ModeInfo> all_modes();
+const ModeInfo& mode_info(Mode mode);
+
+struct Options {
+  std::vector<Mode> modes;
+  // MatMulNBits
+  int block_size = 32;
+  bool symmetric = true;
+  int bits = 4;
+  int accuracy_level = 0;
+  std::string include;  // regexes over node names; empty: no filter
+  std::string exclude;
+  // float16
+  bool keep_io_types = true;  // graph inputs and outputs stay float32
+
+  // Throws Error(kUsage) naming the bad option.
+  void validate() const;
+  // Output file name suffix of a mode under these options ("q4", or "nbits8" for --bits 8).
+  std::string suffix(Mode mode) const;
+  // The options that shape the output, for the report and the model's metadata.
+  std::string describe(Mode mode) const;
+};
+
+// The passes of one mode, in order.
+std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options);
+
+// Pass factories (one pass per file under src/passes/).
+struct NBitsConfig {
+  int bits = 4;
+  int block_size = 32;
+  bool symmetric = true;
+  int accuracy_level = 0;
+  bool float16_scales = false;  // q4f16: scales written as float16 for a float16 A
+  std::optional<std::regex> include, exclude;
+};
+std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
+
+struct Float16Config {
+  bool keep_io_types = true;
+};
+std::unique_ptr<Pass> make_float16_pass(Float16Config config);
+
+}  // namespace quantize
+
+namespace quantize {
+
+// Runs the mode's passes over the model and records provenance (tool version, mode, options) in
+// its metadata_props.
+std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options);
+
+}  // namespace quantize

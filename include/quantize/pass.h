@@ -1,0 +1,42 @@
+// A pass rewrites a model in place and says what it did: the nodes it changed, the tensors it
+// re-encoded, and for every candidate node it left alone, why. Passes never read the command
+// line, write files or print; the pipeline's caller reports.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quantize/model.h"
+
+namespace quantize {
+
+struct TensorChange {
+  std::string name;
+  std::vector<int64_t> dims;
+  std::string from, to;  // "f32", "q4 b32", "f16", ...
+  uint64_t bytes_before = 0, bytes_after = 0;
+};
+
+struct NodeNote {
+  std::string node;    // node_label()
+  std::string reason;  // why it was left alone, or what it became
+};
+
+struct PassResult {
+  std::string pass;
+  std::vector<NodeNote> changed;
+  std::vector<NodeNote> skipped;
+  std::vector<TensorChange> tensors;
+  std::vector<std::string> warnings;  // worth a user's attention (clamped values, ...)
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual const char* name() const = 0;
+  virtual PassResult run(Model& model) = 0;
+};
+
+}  // namespace quantize

@@ -1,0 +1,25 @@
+// What a run did, for people: per output, the passes' changes and reasons, sizes and time.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "quantize/pass.h"
+
+namespace quantize {
+
+struct OutputReport {
+  std::string input, output, mode, options;
+  std::vector<PassResult> passes;
+  uint64_t bytes_before = 0, bytes_after = 0;
+  double seconds = 0;
+  bool dry_run = false;
+};
+
+// verbosity 0: summary; 1 (-v): also every tensor and every node left alone.
+void print_report(const OutputReport& report, int verbosity, std::FILE* out);
+
+std::string format_bytes(uint64_t bytes);  // "12.0 MiB"
+
+}  // namespace quantize

@@ -1,0 +1,57 @@
+// Kernel selection: once, at first use, from what the CPU supports (QUANTIZE_ISA may lower it).
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels_internal.h"
+
+namespace quantize {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> isas{Isa::kScalar};
+#if defined(QUANTIZE_X86_KERNELS)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
+    isas.push_back(Isa::kAvx2);
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+      isas.push_back(Isa::kAvx512);
+    }
+  }
+#endif
+  return isas;
+}
+
+const Kernels& kernels_for(Isa isa) {
+#if defined(QUANTIZE_X86_KERNELS)
+  if (isa == Isa::kAvx2) return detail::avx2_kernels();
+  if (isa == Isa::kAvx512) return detail::avx512_kernels();
+#endif
+  (void)isa;
+  return detail::scalar_kernels();
+}
+
+const Kernels& kernels() {
+  static const Kernels& chosen = [] () -> const Kernels& {
+    std::vector<Isa> isas = supported_isas();
+    Isa best = isas.back();
+    if (const char* want = std::getenv("QUANTIZE_ISA")) {
+      for (Isa isa : isas) {
+        if (std::strcmp(want, isa_name(isa)) == 0) best = isa;
+      }
+    }
+    return kernels_for(best);
+  }();
+  return chosen;
+}
+
+}  // namespace quantize

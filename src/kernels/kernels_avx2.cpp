@@ -1,0 +1,118 @@
+// AVX2 + FMA + F16C kernels; byte-identical to kernels_scalar.cpp.
+// ISA traps: see kernels_avx512.cpp (MAXPS/MINPS operand order, +0 starts). Masked loads
+// (VMASKMOVPS) read zeros in masked lanes and never touch memory past the end.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels_internal.h"
+
+namespace quantize::detail {
+namespace {
+
+inline __m256i tail_mask(size_t remaining) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int r = remaining >= 8 ? 8 : static_cast<int>(remaining);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), lanes);
+}
+
+inline float reduce_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline float reduce_min(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// Two vectors of 8 values (0..255 in int32 lanes) -> 16 bytes in order.
+inline __m128i to_bytes(__m256i q0, __m256i q1) {
+  const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);
+  return _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+}
+
+inline __m128i pack_nibbles(__m128i b) {
+  const __m128i lo = _mm_and_si128(b, _mm_set1_epi16(0x000f));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi16(0x00f0));
+  return _mm_packus_epi16(_mm_or_si128(lo, hi), _mm_setzero_si128());
+}
+
+inline __m256 load(const float* x, size_t j, size_t k) {
+  return _mm256_maskload_ps(x + j, tail_mask(j < k ? k - j : 0));
+}
+
+void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* packed,
+                     float* scales, uint8_t* zero_points) {
+  const size_t bs = fmt.block_size, nb = fmt.blocks(k), blob = fmt.blob_bytes();
+  for (size_t b = 0; b < nb; ++b) {
+    const size_t begin = b * bs;
+    __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
+    for (size_t j = begin; j < begin + bs; j += 8) {
+      const __m256 v = load(x, j, k);
+      vmx = _mm256_max_ps(v, vmx);
+      vmn = _mm256_min_ps(v, vmn);
+    }
+    const BlockParams p = block_params(reduce_max(vmx), reduce_min(vmn), fmt);
+    scales[b] = p.scale;
+    if (!fmt.symmetric) zero_points[b] = static_cast<uint8_t>(p.zp);
+    const __m256 inv = _mm256_set1_ps(p.inv), lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
+    const __m256i zp = _mm256_set1_epi32(p.zp);
+    uint8_t* out = packed + b * blob;
+    auto quantize8 = [&](size_t j) {
+      const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(load(x, j, k), inv), lo), hi);
+      return _mm256_add_epi32(
+          _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
+          zp);
+    };
+    for (size_t j = begin; j < begin + bs; j += 16) {
+      const __m128i bytes = to_bytes(quantize8(j), quantize8(j + 8));
+      if (fmt.bits == 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (j - begin)), bytes);
+      } else {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j - begin) / 2), pack_nibbles(bytes));
+      }
+    }
+  }
+}
+
+inline __m256 clamp_f16_range(__m256 v) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 mag = _mm256_andnot_ps(sign_bit, v);
+  const __m256 big = _mm256_and_ps(_mm256_cmp_ps(mag, _mm256_set1_ps(65504.0f), _CMP_GT_OQ),
+                                   _mm256_cmp_ps(mag, _mm256_set1_ps(INFINITY), _CMP_NEQ_OQ));
+  const __m256 clamped = _mm256_or_ps(_mm256_and_ps(v, sign_bit), _mm256_set1_ps(65504.0f));
+  return _mm256_blendv_ps(v, clamped, big);
+}
+
+void f32_to_f16(const float* x, size_t n, uint16_t* y) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(clamp_f16_range(_mm256_loadu_ps(x + i)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
+  }
+  for (; i < n; ++i) y[i] = f32_to_f16_scalar(x[i]);
+}
+
+void f16_to_f32(const uint16_t* x, size_t n, float* y) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  }
+  for (; i < n; ++i) y[i] = f16_to_f32_scalar(x[i]);
+}
+
+}  // namespace
+
+const Kernels& avx2_kernels() {
+  static const Kernels k{Isa::kAvx2, quantize_blocks, scalar_kernels().dequantize_blocks,
+                         f32_to_f16, f16_to_f32};
+  return k;
+}
+
+}  // namespace quantize::detail

@@ -1,0 +1,509 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "quantize/error.h"
+#include "quantize/graph.h"
+#include "quantize/model.h"
+#include "quantize/wire.h"
+
+namespace quantize {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Tensors with at least this many data bytes stay in the mapped file instead of the proto.
+constexpr uint64_t kStripBytes = 1024;
+// Tensors of at least this many bytes go to the data file when writing external data.
+constexpr uint64_t kExternalBytes = 1024;
+constexpr uint64_t kExternalAlign = 4096;
+// A protobuf message cannot reach 2 GiB.
+constexpr uint64_t kMaxSingleFile = (uint64_t{1} << 31) - 1;
+
+// TensorProto field numbers.
+constexpr uint32_t kTensorFloatData = 4;
+constexpr uint32_t kTensorRawData = 9;
+constexpr uint32_t kTensorExternalData = 13;
+constexpr uint32_t kTensorDataLocation = 14;
+
+std::string marker_entry(uint64_t index) {
+  std::string entry;
+  wire::put_bytes_field(entry, 1, kPayloadKey);
+  wire::put_bytes_field(entry, 2, std::to_string(index));
+  return entry;
+}
+
+// Loader side: moves raw_data (or packed float_data, which has the same bytes) of a large tensor
+// out of the proto, leaving a payload marker pointing into the mapped file.
+void strip_tensor(std::string_view tensor, uint64_t offset, const std::shared_ptr<MappedFile>& file,
+                  std::vector<PayloadPtr>& payloads, wire::Segments& out) {
+  wire::Reader reader(tensor, offset);
+  wire::Field field;
+  int data_fields = 0;
+  wire::Field data{};
+  while (reader.next(field)) {
+    if ((field.number == kTensorRawData || field.number == kTensorFloatData) &&
+        field.type == wire::kLen) {
+      ++data_fields;
+      data = field;
+    }
+  }
+  if (data_fields != 1 || data.bytes.size() < kStripBytes) {
+    out.append(tensor);
+    return;
+  }
+  std::string kept;
+  wire::Reader again(tensor, offset);
+  while (again.next(field)) {
+    if (field.offset != data.offset) kept.append(field.whole);
+  }
+  wire::put_varint_field(kept, kTensorDataLocation, onnx::TensorProto::EXTERNAL);
+  wire::put_bytes_field(kept, kTensorExternalData, marker_entry(payloads.size()));
+  payloads.push_back(make_mapped_payload(file, data.offset, data.bytes.size()));
+  out.append(kept);
+}
+
+std::optional<uint64_t> payload_index(const onnx::TensorProto& tensor) {
+  if (tensor.data_location() != onnx::TensorProto::EXTERNAL) return std::nullopt;
+  for (const auto& entry : tensor.external_data()) {
+    if (entry.key() == kPayloadKey) return std::stoull(entry.value());
+  }
+  return std::nullopt;
+}
+
+uint64_t expected_bytes(const onnx::TensorProto& tensor) {
+  return element_count(tensor) * element_size(tensor.data_type());
+}
+
+// Replaces real external-data references by payloads over the mapped data files, refusing
+// locations that leave the model's folder and ranges beyond the file.
+void resolve_external_data(Model& model, const fs::path& folder, bool allow_external) {
+  std::map<std::string, std::shared_ptr<MappedFile>> files;
+  for_each_tensor(model.proto, [&](onnx::TensorProto& tensor, const std::string& where) {
+    if (tensor.data_location() != onnx::TensorProto::EXTERNAL) return;
+    std::string location;
+    uint64_t offset = 0;
+    std::optional<uint64_t> length;
+    bool marked = false;
+    for (const auto& entry : tensor.external_data()) {
+      try {
+        if (entry.key() == "location") location = entry.value();
+        else if (entry.key() == "offset") offset = std::stoull(entry.value());
+        else if (entry.key() == "length") length = std::stoull(entry.value());
+        else if (entry.key() == kPayloadKey) marked = true;
+      } catch (const std::exception&) {
+        fail(ExitCode::kInput, "{}: {}: external data entry '{}' is not a number: '{}'",
+             model.source, where, entry.key(), entry.value());
+      }
+    }
+    if (marked) return;  // set by the loader itself
+    if (!allow_external) {
+      fail(ExitCode::kInput, "{}: {} refers to external data, which a model in memory cannot have",
+           model.source, where);
+    }
+    fs::path rel(location);
+    if (location.empty() || rel.is_absolute() || location.find('\\') != std::string::npos) {
+      fail(ExitCode::kInput, "{}: {}: external data location '{}' must be a relative path",
+           model.source, where, location);
+    }
+    for (const auto& part : rel) {
+      if (part == "..") {
+        fail(ExitCode::kInput, "{}: {}: external data location '{}' leaves the model's folder",
+             model.source, where, location);
+      }
+    }
+    fs::path full = folder / rel;
+    std::error_code ec;
+    fs::path canonical = fs::weakly_canonical(full, ec);
+    fs::path base = fs::weakly_canonical(folder, ec);
+    auto [b, c] = std::mismatch(base.begin(), base.end(), canonical.begin(), canonical.end());
+    if (b != base.end()) {
+      fail(ExitCode::kInput, "{}: {}: external data location '{}' resolves outside the folder",
+           model.source, where, location);
+    }
+    auto& file = files[canonical.string()];
+    if (!file) {
+      file = MappedFile::open(full);
+      model.files.push_back(full);
+      model.bytes += file->size();
+    }
+    const uint64_t want = expected_bytes(tensor);
+    const uint64_t len = length.value_or(want);
+    if (offset > file->size() || len > file->size() - offset) {
+      fail(ExitCode::kInput, "{}: {}: external data [{}, +{}) is beyond the end of {} ({} bytes)",
+           model.source, where, offset, len, full.string(), file->size());
+    }
+    if (want != 0 && len != want) {
+      fail(ExitCode::kInput, "{}: {}: external data holds {} bytes, its shape needs {}",
+           model.source, where, len, want);
+    }
+    tensor.clear_external_data();
+    set_tensor_payload(model, tensor, make_mapped_payload(file, offset, len));
+  });
+}
+
+void check_payload_sizes(Model& model) {
+  for_each_tensor(model.proto, [&](onnx::TensorProto& tensor, const std::string& where) {
+    auto index = payload_index(tensor);
+    if (!index) return;
+    if (*index >= model.payloads->size()) {
+      fail(ExitCode::kInput, "{}: {} uses the reserved key '{}'", model.source, where,
+           kPayloadKey);
+    }
+    uint64_t want = expected_bytes(tensor);
+    uint64_t have = (*model.payloads)[*index]->size();
+    if (want != 0 && want != have) {
+      fail(ExitCode::kInput, "{}: {} holds {} data bytes, its shape {} needs {}", model.source,
+           where, have, fmt::format("[{}]", fmt::join(tensor.dims(), ", ")), want);
+    }
+  });
+}
+
+void check_versions(const Model& model) {
+  const auto& proto = model.proto;
+  if (proto.ir_version() < 3) {
+    fail(ExitCode::kInput, "{}: IR version {} is not supported (3 to 10 are)", model.source,
+         proto.ir_version());
+  }
+  for (const auto& opset : proto.opset_import()) {
+    if ((opset.domain().empty() || opset.domain() == "ai.onnx") &&
+        (opset.version() < 7 || opset.version() > 21)) {
+      fail(ExitCode::kInput, "{}: default-domain opset {} is not supported (7 to 21 are)",
+           model.source, opset.version());
+    }
+  }
+  if (!proto.has_graph()) fail(ExitCode::kInput, "{}: the model has no graph", model.source);
+}
+
+Model load_mapped(const std::shared_ptr<MappedFile>& file, const fs::path& folder,
+                  bool allow_external) {
+  Model model;
+  model.source = file->name();
+  model.bytes = file->size();
+  std::string_view bytes(reinterpret_cast<const char*>(file->data()), file->size());
+  std::string small;
+  try {
+    small = wire::rewrite_tensors(bytes, [&](std::string_view tensor, uint64_t offset,
+                                             wire::Segments& out) {
+              strip_tensor(tensor, offset, file, *model.payloads, out);
+            }).flatten();
+  } catch (const Error& e) {
+    fail(ExitCode::kInput, "{}: not an ONNX model: {}", model.source, e.what());
+  }
+  if (!model.proto.ParseFromString(small)) {
+    fail(ExitCode::kInput, "{}: not an ONNX model (protobuf parse failed)", model.source);
+  }
+  check_versions(model);
+  check_payload_sizes(model);
+  resolve_external_data(model, folder, allow_external);
+  return model;
+}
+
+// Writer side -----------------------------------------------------------------------------
+
+class TempFile {
+ public:
+  explicit TempFile(const fs::path& final_path) : final_(final_path) {
+    path_ = final_path.parent_path() /
+            fmt::format(".{}.tmp{}", final_path.filename().string(), ::getpid());
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      fail(ExitCode::kOutput, "{}: cannot create: {}", path_.string(), std::strerror(errno));
+    }
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  void write(const uint8_t* data, uint64_t size) {
+    while (size > 0) {
+      ssize_t n = ::write(fd_, data, std::min<uint64_t>(size, 1 << 30));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        fail(ExitCode::kOutput, "{}: write failed: {}", final_.string(), std::strerror(errno));
+      }
+      data += n;
+      size -= static_cast<uint64_t>(n);
+      written_ += static_cast<uint64_t>(n);
+    }
+  }
+  void pad_to(uint64_t offset) {
+    static const uint8_t zeros[kExternalAlign] = {};
+    while (written_ < offset) write(zeros, std::min(offset - written_, kExternalAlign));
+  }
+  uint64_t written() const { return written_; }
+  void close() {
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      fail(ExitCode::kOutput, "{}: write failed: {}", final_.string(), std::strerror(errno));
+    }
+    fd_ = -1;
+  }
+  void commit() {
+    if (::rename(path_.c_str(), final_.c_str()) != 0) {
+      fail(ExitCode::kOutput, "{}: cannot rename into place: {}", final_.string(),
+           std::strerror(errno));
+    }
+    committed_ = true;
+  }
+
+ private:
+  fs::path final_, path_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  bool committed_ = false;
+};
+
+struct Progress {
+  const SaveOptions& options;
+  uint64_t total = 0;
+  uint64_t done = 0;
+  void add(uint64_t n) {
+    done += n;
+    if (options.progress) options.progress(done, total);
+  }
+};
+
+void write_payload(TempFile& file, const PayloadPtr& payload, std::vector<uint8_t>& buffer,
+                   Progress& progress) {
+  if (const uint8_t* data = payload->data()) {
+    file.write(data, payload->size());
+  } else {
+    buffer.resize(payload->size());
+    payload->read(buffer.data());
+    file.write(buffer.data(), buffer.size());
+  }
+  payload->release();
+  progress.add(payload->size());
+}
+
+// Re-encodes a marked tensor with its bytes inline (raw_data) or as a reference into the data
+// file; `external` decides per payload and returns the data-file offset.
+void expand_tensor(std::string_view tensor, const std::vector<PayloadPtr>& payloads,
+                   const std::function<std::optional<uint64_t>(const PayloadPtr&)>& external,
+                   const std::string& data_name, wire::Segments& out) {
+  wire::Reader reader(tensor, 0);
+  wire::Field field;
+  std::optional<uint64_t> index;
+  while (reader.next(field)) {
+    if (field.number != kTensorExternalData || field.type != wire::kLen) continue;
+    onnx::StringStringEntryProto entry;
+    if (entry.ParseFromArray(field.bytes.data(), static_cast<int>(field.bytes.size())) &&
+        entry.key() == kPayloadKey) {
+      index = std::stoull(entry.value());
+    }
+  }
+  if (!index) {
+    out.append(tensor);
+    return;
+  }
+  std::string kept;
+  wire::Reader again(tensor, 0);
+  while (again.next(field)) {
+    if (field.number != kTensorExternalData && field.number != kTensorDataLocation) {
+      kept.append(field.whole);
+    }
+  }
+  const PayloadPtr& payload = payloads.at(*index);
+  if (auto offset = external(payload)) {
+    auto entry = [&](const char* key, const std::string& value) {
+      std::string e;
+      wire::put_bytes_field(e, 1, key);
+      wire::put_bytes_field(e, 2, value);
+      wire::put_bytes_field(kept, kTensorExternalData, e);
+    };
+    entry("location", data_name);
+    entry("offset", std::to_string(*offset));
+    entry("length", std::to_string(payload->size()));
+    wire::put_varint_field(kept, kTensorDataLocation, onnx::TensorProto::EXTERNAL);
+    out.append(kept);
+    return;
+  }
+  wire::put_tag(kept, kTensorRawData, wire::kLen);
+  wire::put_varint(kept, payload->size());
+  out.append(kept);
+  out.append(payload);
+}
+
+}  // namespace
+
+Model load_model(const fs::path& path) {
+  auto file = MappedFile::open(path);
+  fs::path folder = path.parent_path();
+  if (folder.empty()) folder = ".";
+  Model model = load_mapped(file, folder, true);
+  model.files.insert(model.files.begin(), path);
+  return model;
+}
+
+Model load_model_from_memory(const uint8_t* data, uint64_t size, std::string name) {
+  return load_mapped(MappedFile::wrap_static(data, size, std::move(name)), {}, false);
+}
+
+SaveResult save_model(const Model& model, const fs::path& path, const SaveOptions& options) {
+  std::string skeleton;
+  if (!model.proto.SerializeToString(&skeleton)) {
+    fail(ExitCode::kInternal, "{}: could not serialize the model", path.string());
+  }
+  const std::string data_name = path.filename().string() + ".data";
+  std::vector<std::pair<uint64_t, PayloadPtr>> data_items;
+  uint64_t data_size = 0;
+  auto encode = [&](bool use_external) {
+    data_items.clear();
+    data_size = 0;
+    auto external = [&](const PayloadPtr& payload) -> std::optional<uint64_t> {
+      if (!use_external || payload->size() < kExternalBytes) return std::nullopt;
+      uint64_t offset = (data_size + kExternalAlign - 1) / kExternalAlign * kExternalAlign;
+      data_items.emplace_back(offset, payload);
+      data_size = offset + payload->size();
+      return offset;
+    };
+    return wire::rewrite_tensors(skeleton, [&](std::string_view tensor, uint64_t,
+                                               wire::Segments& out) {
+      expand_tensor(tensor, *model.payloads, external, data_name, out);
+    });
+  };
+  wire::Segments segments = encode(options.external_data);
+  bool use_external = options.external_data;
+  if (!use_external && segments.size() > kMaxSingleFile) {
+    use_external = true;
+    segments = encode(true);
+  }
+
+  SaveResult result;
+  Progress progress{options};
+  progress.total = segments.size() + data_size;
+  std::vector<uint8_t> buffer;
+  std::optional<TempFile> data_file;
+  if (use_external) {
+    result.data_path = path.parent_path() / data_name;
+    data_file.emplace(result.data_path);
+    for (const auto& [offset, payload] : data_items) {
+      data_file->pad_to(offset);
+      write_payload(*data_file, payload, buffer, progress);
+    }
+    result.data_bytes = data_file->written();
+    data_file->close();
+  }
+  TempFile file(path);
+  for (const auto& piece : segments.pieces()) {
+    if (piece.payload) {
+      write_payload(file, piece.payload, buffer, progress);
+    } else {
+      file.write(reinterpret_cast<const uint8_t*>(piece.bytes.data()), piece.bytes.size());
+      progress.add(piece.bytes.size());
+    }
+  }
+  result.model_bytes = file.written();
+  file.close();
+  if (data_file) data_file->commit();
+  file.commit();
+  return result;
+}
+
+size_t element_size(int data_type) {
+  switch (data_type) {
+    case onnx::TensorProto::FLOAT: case onnx::TensorProto::INT32:
+    case onnx::TensorProto::UINT32:
+      return 4;
+    case onnx::TensorProto::UINT8: case onnx::TensorProto::INT8: case onnx::TensorProto::BOOL:
+      return 1;
+    case onnx::TensorProto::UINT16: case onnx::TensorProto::INT16:
+    case onnx::TensorProto::FLOAT16: case onnx::TensorProto::BFLOAT16:
+      return 2;
+    case onnx::TensorProto::INT64: case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::DOUBLE: case onnx::TensorProto::COMPLEX64:
+      return 8;
+    case onnx::TensorProto::COMPLEX128:
+      return 16;
+    default:
+      return 0;
+  }
+}
+
+uint64_t element_count(const onnx::TensorProto& tensor) {
+  uint64_t n = 1;
+  for (int64_t d : tensor.dims()) n *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+  return n;
+}
+
+bool has_payload(const onnx::TensorProto& tensor) { return payload_index(tensor).has_value(); }
+
+PayloadPtr tensor_payload(const Model& model, const onnx::TensorProto& tensor) {
+  if (auto index = payload_index(tensor)) return model.payloads->at(*index);
+  if (tensor.has_raw_data()) {
+    const std::string& raw = tensor.raw_data();
+    return make_owned_payload(std::vector<uint8_t>(raw.begin(), raw.end()));
+  }
+  // Typed fields: copy the values into their little-endian byte form.
+  const size_t size = element_size(tensor.data_type());
+  std::vector<uint8_t> bytes(element_count(tensor) * size);
+  auto put = [&](auto values, auto cast) {
+    size_t i = 0;
+    for (auto v : values) {
+      if ((i + 1) * size > bytes.size()) break;
+      auto x = cast(v);
+      std::memcpy(bytes.data() + i * size, &x, size);
+      ++i;
+    }
+  };
+  switch (tensor.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      put(tensor.float_data(), [](float v) { return v; });
+      break;
+    case onnx::TensorProto::DOUBLE:
+      put(tensor.double_data(), [](double v) { return v; });
+      break;
+    case onnx::TensorProto::INT64:
+      put(tensor.int64_data(), [](int64_t v) { return v; });
+      break;
+    case onnx::TensorProto::UINT32: case onnx::TensorProto::UINT64:
+      put(tensor.uint64_data(), [](uint64_t v) { return v; });
+      break;
+    default:  // int32_data carries INT32 and every narrower type, one value per entry
+      put(tensor.int32_data(), [](int32_t v) { return v; });
+      break;
+  }
+  return make_owned_payload(std::move(bytes));
+}
+
+void set_tensor_payload(Model& model, onnx::TensorProto& tensor, PayloadPtr payload) {
+  tensor.clear_raw_data();
+  tensor.clear_float_data();
+  tensor.clear_int32_data();
+  tensor.clear_int64_data();
+  tensor.clear_double_data();
+  tensor.clear_uint64_data();
+  tensor.clear_external_data();
+  tensor.set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* entry = tensor.add_external_data();
+  entry->set_key(kPayloadKey);
+  entry->set_value(std::to_string(model.payloads->size()));
+  model.payloads->push_back(std::move(payload));
+}
+
+std::vector<float> tensor_floats(const Model& model, const onnx::TensorProto& tensor) {
+  PayloadBytes bytes(tensor_payload(model, tensor));
+  std::vector<float> values(bytes.size() / sizeof(float));
+  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+  return values;
+}
+
+}  // namespace quantize
+
+extern "C" const uint8_t quantize_embedded_model_begin[];
+extern "C" const uint8_t quantize_embedded_model_end[];
+
+namespace quantize {
+
+Model load_embedded_model() {
+  return load_model_from_memory(
+      quantize_embedded_model_begin,
+      static_cast<uint64_t>(quantize_embedded_model_end - quantize_embedded_model_begin),
+      std::string(kEmbeddedModelName) + " (built in)");
+}
+
+}  // namespace quantize

@@ -1,0 +1,86 @@
+#include "quantize/error.h"
+#include "quantize/options.h"
+
+namespace quantize {
+namespace {
+
+constexpr ModeInfo kModes[] = {
+    {Mode::kQ4, "q4", "q4",
+     "4-bit block-quantized MatMul weights (com.microsoft.MatMulNBits), the rest float32"},
+    {Mode::kQ4F16, "q4f16", "q4f16",
+     "q4, then the rest of the model in float16 (float32 inputs and outputs kept)"},
+    {Mode::kFp16, "fp16", "fp16",
+     "float16 weights and activations (float32 inputs and outputs kept)"},
+};
+
+std::regex compile(const std::string& pattern, const char* option) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    fail(ExitCode::kUsage, "{} '{}' is not a valid regular expression: {}", option, pattern,
+         e.what());
+  }
+}
+
+}  // namespace
+
+std::span<const ModeInfo> all_modes() { return kModes; }
+
+const ModeInfo& mode_info(Mode mode) {
+  for (const auto& info : kModes) {
+    if (info.mode == mode) return info;
+  }
+  fail(ExitCode::kInternal, "unknown mode {}", static_cast<int>(mode));
+}
+
+void Options::validate() const {
+  if (block_size < 16 || block_size > 256 || (block_size & (block_size - 1)) != 0) {
+    fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
+  }
+  if (bits != 4 && bits != 8) fail(ExitCode::kUsage, "--bits {}: must be 4 or 8", bits);
+  if (accuracy_level < 0 || accuracy_level > 4) {
+    fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
+  }
+  if (!include.empty()) compile(include, "--include");
+  if (!exclude.empty()) compile(exclude, "--exclude");
+}
+
+std::string Options::suffix(Mode mode) const {
+  std::string s = mode_info(mode).suffix;
+  if (bits == 8 && mode != Mode::kFp16) s.replace(0, 2, "nbits8");
+  return s;
+}
+
+std::string Options::describe(Mode mode) const {
+  if (mode == Mode::kFp16) {
+    return fmt::format("fp16 keep_io_types={}", keep_io_types);
+  }
+  std::string s = fmt::format("{} bits={} block_size={} {}", mode_info(mode).flag, bits,
+                              block_size, symmetric ? "symmetric" : "asymmetric");
+  if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
+  if (!include.empty()) s += fmt::format(" include={}", include);
+  if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);
+  if (mode == Mode::kQ4F16) s += fmt::format(" keep_io_types={}", keep_io_types);
+  return s;
+}
+
+std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options) {
+  std::vector<std::unique_ptr<Pass>> passes;
+  if (mode == Mode::kQ4 || mode == Mode::kQ4F16) {
+    NBitsConfig config;
+    config.bits = options.bits;
+    config.block_size = options.block_size;
+    config.symmetric = options.symmetric;
+    config.accuracy_level = options.accuracy_level;
+    config.float16_scales = mode == Mode::kQ4F16;
+    if (!options.include.empty()) config.include = compile(options.include, "--include");
+    if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
+    passes.push_back(make_matmul_nbits_pass(std::move(config)));
+  }
+  if (mode == Mode::kQ4F16 || mode == Mode::kFp16) {
+    passes.push_back(make_float16_pass({options.keep_io_types}));
+  }
+  return passes;
+}
+
+}  // namespace quantize

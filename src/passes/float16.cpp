@@ -1,0 +1,513 @@
+// float32 -> float16 conversion of a whole model (the --fp16 mode, and the second half of q4f16).
+//
+//   Before:  x f32 -> Conv(W f32) -> Relu -> TopK -> y f32
+//   After:   x f32 -> Cast(f16) -> Conv(W f16) -> Relu -> Cast(f32) -> TopK -> y f32
+//
+// Every node of the main graph either computes in float16 ("converted") or stays float32
+// ("kept", with the reason reported); a Cast is inserted on each float edge whose two ends
+// disagree, once per value and direction, so no redundant cast pairs appear. Kept:
+//  - ops ONNX Runtime's CPU provider has no float16 kernel for (TopK, Range, CumSum, ...),
+//    quantization ops, ops of other domains, and nodes with subgraphs (their bodies stay float32;
+//    float16 values they read from outside are cast back for them);
+//  - float values computed from tensor shapes (shape arithmetic loses integers in float16);
+//  - x^2 reductions (RMSNorm / variance: Pow or Mul(x, x) -> ReduceMean and the few nodes after
+//    it), which overflow float16 as soon as |x| > 256;
+//  - nodes reading a constant with a finite value beyond +-65504 (that constant stays float32).
+// Resize's roi/scales inputs stay float32. Graph inputs and outputs stay float32 unless
+// keep_io_types is off. Values below float16's smallest subnormal flush to zero (counted).
+// A model with no float32 value is left as it is.
+#include <cmath>
+#include <cstring>
+#include <unordered_set>
+
+#include "quantize/dtype.h"
+#include "quantize/error.h"
+#include "quantize/graph.h"
+#include "quantize/kernels.h"
+#include "quantize/options.h"
+#include "quantize/threads.h"
+
+namespace quantize {
+namespace {
+
+using onnx::TensorProto;
+constexpr int kF32 = TensorProto::FLOAT;
+constexpr int kF16 = TensorProto::FLOAT16;
+
+const std::unordered_set<std::string> kNoFloat16Ops = {
+    "TopK",          "NonMaxSuppression",  "RoiAlign",        "Range",
+    "CumSum",        "RandomUniformLike",  "RandomNormalLike", "RandomUniform",
+    "RandomNormal",  "Multinomial",        "EyeLike",         "QuantizeLinear",
+    "DequantizeLinear", "DynamicQuantizeLinear", "ReduceSumSquare", "ReduceL2",
+    "ReduceLogSumExp"};
+// com.microsoft ops with float16 kernels that this tool emits.
+const std::unordered_set<std::string> kMsFloat16Ops = {"MatMulNBits", "GatherBlockQuantized"};
+
+bool input_stays_f32(const std::string& op, int index) {
+  return (op == "Resize" && (index == 1 || index == 2)) || (op == "Upsample" && index == 1);
+}
+
+// Ops that only look at their input's shape: any precision will do, no cast is needed.
+bool reads_shape_only(const std::string& op) { return op == "Shape" || op == "Size"; }
+
+bool has_subgraph(const onnx::NodeProto& node) {
+  for (const auto& a : node.attribute()) {
+    if (a.has_g() || a.graphs_size() > 0) return true;
+  }
+  return false;
+}
+
+struct RangeScan {
+  uint64_t overflow = 0;  // finite values beyond +-65504
+  uint64_t flushed = 0;   // nonzero values that become zero
+};
+
+RangeScan scan_range(const float* x, uint64_t n) {
+  constexpr float kMax = 65504.0f, kTiny = 2.98023224e-08f;  // 2^-25 rounds to zero
+  constexpr uint64_t kGrain = 1 << 16;
+  const uint64_t chunks = (n + kGrain - 1) / kGrain;
+  std::vector<RangeScan> parts(chunks);
+  parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
+    for (size_t c = c0; c < c1; ++c) {
+      RangeScan s;
+      for (uint64_t i = c * kGrain, e = std::min(n, (c + 1) * kGrain); i < e; ++i) {
+        float a = std::fabs(x[i]);
+        s.overflow += (a > kMax) & (a != INFINITY);
+        s.flushed += (a <= kTiny) & (a != 0.0f);
+      }
+      parts[c] = s;
+    }
+  });
+  RangeScan total;
+  for (const auto& p : parts) {
+    total.overflow += p.overflow;
+    total.flushed += p.flushed;
+  }
+  return total;
+}
+
+PayloadPtr to_float16(PayloadPtr source) {
+  const uint64_t n = source->size() / 4;
+  return make_lazy_payload(n * 2, [source, n](uint8_t* out) {
+    PayloadBytes in(source);
+    const float* x = reinterpret_cast<const float*>(in.data());
+    uint16_t* y = reinterpret_cast<uint16_t*>(out);
+    parallel_for(n, 1 << 18, [&](size_t b, size_t e) { kernels().f32_to_f16(x + b, e - b, y + b); });
+  });
+}
+
+class Float16Pass final : public Pass {
+ public:
+  explicit Float16Pass(Float16Config config) : config_(config) {}
+  const char* name() const override { return "float16"; }
+
+  PassResult run(Model& model) override {
+    result_ = {};
+    result_.pass = name();
+    model_ = &model;
+    graph_ = model.proto.mutable_graph();
+    types_ = infer_types(model.proto);
+    bool any_f32 = false;
+    for (const auto& [name, type] : types_) any_f32 |= type == kF32;
+    if (!any_f32) {
+      result_.warnings.push_back("the model has no float32 values (already float16?): unchanged");
+      return result_;
+    }
+    names_.emplace(model.proto);
+    collect_constants();
+    choose_kept_nodes();
+    decide_constants();
+    assign_outputs();
+    insert_casts();
+    convert_nodes();
+    retype_declarations();
+    topological_sort(*graph_);
+    remove_unused_initializers(model.proto);
+    return result_;
+  }
+
+ private:
+  struct ConstantInfo {
+    TensorProto* tensor = nullptr;
+    int node = -1;  // Constant node index, or -1 for an initializer
+    RangeScan range;
+    bool scanned = false;
+  };
+
+  bool is_f32(const std::string& value) const {
+    auto it = types_.find(value);
+    return it != types_.end() && it->second == kF32;
+  }
+
+  void collect_constants() {
+    for (auto& t : *graph_->mutable_initializer()) {
+      all_constants_.insert(t.name());
+      if (t.data_type() == kF32) constants_[t.name()] = ConstantInfo{&t, -1, {}, false};
+    }
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      auto& node = *graph_->mutable_node(i);
+      if (node.op_type() != "Constant" || !node.domain().empty()) continue;
+      all_constants_.insert(node.output(0));
+      for (auto& a : *node.mutable_attribute()) {
+        if (a.name() == "value" && a.has_t() && a.t().data_type() == kF32) {
+          constants_[node.output(0)] = ConstantInfo{a.mutable_t(), i, {}, false};
+        }
+      }
+    }
+  }
+
+  ConstantInfo& scanned(const std::string& name) {
+    ConstantInfo& c = constants_.at(name);
+    if (!c.scanned) {
+      PayloadBytes bytes(tensor_payload(*model_, *c.tensor));
+      c.range = scan_range(reinterpret_cast<const float*>(bytes.data()), bytes.size() / 4);
+      c.scanned = true;
+    }
+    return c;
+  }
+
+  void keep(int node, std::string reason) {
+    if (reason_[node].empty()) reason_[node] = std::move(reason);
+  }
+
+  void choose_kept_nodes() {
+    const int n = graph_->node_size();
+    reason_.assign(n, "");
+    std::unordered_map<std::string, int> producer;
+    std::unordered_map<std::string, std::vector<int>> consumers;
+    for (int i = 0; i < n; ++i) {
+      for (const auto& o : graph_->node(i).output()) producer[o] = i;
+      for (const auto& in : graph_->node(i).input()) consumers[in].push_back(i);
+    }
+    std::unordered_set<std::string> from_shapes;
+    for (int i = 0; i < n; ++i) {
+      const auto& node = graph_->node(i);
+      const std::string& op = node.op_type();
+      const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+      if (has_subgraph(node)) {
+        keep(i, "has a subgraph (its body stays float32)");
+      } else if (!default_domain && !(node.domain() == "com.microsoft" && kMsFloat16Ops.count(op))) {
+        keep(i, fmt::format("op of domain '{}' without known float16 support", node.domain()));
+      } else if (kNoFloat16Ops.count(op)) {
+        keep(i, "no float16 kernel in ONNX Runtime's CPU provider");
+      }
+      // Values derived from shapes (Shape -> Cast -> Mul -> ... -> Cast -> Reshape).
+      bool shape_input = false, other_input = false;
+      for (const auto& in : node.input()) {
+        if (in.empty()) continue;
+        if (from_shapes.count(in)) {
+          shape_input = true;
+        } else if (!all_constants_.count(in) && !is_constant_output(in, producer)) {
+          other_input = true;
+        }
+      }
+      if (op == "Shape" || op == "Size" || (shape_input && !other_input)) {
+        bool touches_float = false;
+        for (const auto& o : node.output()) {
+          from_shapes.insert(o);
+          touches_float |= is_f32(o);
+        }
+        if (!reads_shape_only(op)) {
+          for (const auto& in : node.input()) touches_float |= is_f32(in);
+        }
+        if (touches_float) keep(i, "computes on tensor shapes");
+      }
+      // Constants beyond float16's range keep their readers in float32.
+      for (const auto& in : node.input()) {
+        if (!constants_.count(in) || op == "Constant") continue;
+        if (scanned(in).range.overflow > 0) {
+          keep(i, fmt::format("reads '{}', whose values exceed float16's range", in));
+        }
+      }
+      if (op == "Constant" && node.output_size() == 1 && constants_.count(node.output(0)) &&
+          scanned(node.output(0)).range.overflow > 0) {
+        keep(i, "value exceeds float16's range");
+      }
+    }
+    // x^2 reductions and the nodes that finish the normalization.
+    for (int i = 0; i < n; ++i) {
+      const auto& node = graph_->node(i);
+      const std::string& op = node.op_type();
+      if ((op != "ReduceMean" && op != "ReduceSum") || node.input_size() == 0) continue;
+      auto p = producer.find(node.input(0));
+      if (p == producer.end() || !is_square(graph_->node(p->second))) continue;
+      const std::string why = "x^2 reduction overflows float16 (RMS / variance)";
+      keep(p->second, why);
+      keep(i, why);
+      int current = i;
+      for (int depth = 0; depth < 4; ++depth) {
+        const auto& users = consumers[graph_->node(current).output(0)];
+        if (users.size() != 1) break;
+        int next = users[0];
+        keep(next, why);
+        const auto& nn = graph_->node(next);
+        bool joins = false;  // another activation: the normalization ends here
+        for (const auto& in : nn.input()) {
+          if (in != graph_->node(current).output(0) && !all_constants_.count(in) &&
+              !is_constant_output(in, producer)) {
+            joins = true;
+          }
+        }
+        if (joins || nn.output_size() != 1) break;
+        current = next;
+      }
+    }
+  }
+
+  bool is_constant_output(const std::string& value,
+                          const std::unordered_map<std::string, int>& producer) const {
+    auto it = producer.find(value);
+    return it != producer.end() && graph_->node(it->second).op_type() == "Constant";
+  }
+
+  bool is_square(const onnx::NodeProto& node) const {
+    if (node.op_type() == "Mul") return node.input_size() == 2 && node.input(0) == node.input(1);
+    if (node.op_type() != "Pow" || node.input_size() != 2) return false;
+    auto it = constants_.find(node.input(1));
+    if (it == constants_.end() || element_count(*it->second.tensor) != 1) return false;
+    return tensor_floats(*model_, *it->second.tensor)[0] == 2.0f;
+  }
+
+  bool converted(int node) const { return reason_[node].empty(); }
+
+  // Whether the reader at (node, input index) wants float16.
+  bool wants_f16(int node, int index) const {
+    return converted(node) && !input_stays_f32(graph_->node(node).op_type(), index);
+  }
+
+  // A float32 constant becomes float16 when every reader wants float16 and it fits.
+  void decide_constants() {
+    std::unordered_map<std::string, std::pair<int, int>> wants;  // value -> (f16, f32) readers
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      const auto& node = graph_->node(i);
+      if (reads_shape_only(node.op_type())) continue;
+      for (int k = 0; k < node.input_size(); ++k) {
+        auto& w = wants[node.input(k)];
+        (wants_f16(i, k) ? w.first : w.second)++;
+      }
+      for (const auto& name : implicit_inputs(node)) wants[name].second++;
+    }
+    std::unordered_set<std::string> outputs;
+    for (const auto& o : graph_->output()) outputs.insert(o.name());
+    for (auto& [name, c] : constants_) {
+      auto w = wants[name];
+      if (c.node >= 0 && !converted(c.node)) continue;
+      if (w.first == 0 || w.second > 0 || outputs.count(name)) {
+        if (c.node >= 0) keep(c.node, "read as float32");
+        continue;
+      }
+      if (scanned(name).range.overflow > 0) continue;
+      f16_.insert(name);
+    }
+  }
+
+  // Precision of node outputs: converted nodes produce float16.
+  void assign_outputs() {
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      if (!converted(i)) continue;
+      for (const auto& o : graph_->node(i).output()) {
+        if (is_f32(o)) f16_.insert(o);
+      }
+    }
+    if (!config_.keep_io_types) {
+      for (const auto& v : graph_->input()) {
+        if (is_f32(v.name())) f16_.insert(v.name());
+      }
+    }
+  }
+
+  std::string cast_of(const std::string& value, bool to_f16) {
+    auto& memo = to_f16 ? cast_f16_ : cast_f32_;
+    auto it = memo.find(value);
+    if (it != memo.end()) return it->second;
+    std::string out = names_->unique(value + (to_f16 ? "_fp16" : "_fp32"));
+    add_cast(value, out, to_f16 ? kF16 : kF32);
+    types_[out] = kF32;  // a float value; f16_ holds its precision
+    if (to_f16) f16_.insert(out);
+    memo[value] = out;
+    return out;
+  }
+
+  void add_cast(const std::string& in, const std::string& out, int to) {
+    auto* node = graph_->add_node();
+    node->set_name(names_->unique(out + "_cast"));
+    node->set_op_type("Cast");
+    node->add_input(in);
+    node->add_output(out);
+    auto* a = node->add_attribute();
+    a->set_name("to");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(to);
+    reason_.push_back("inserted cast");
+  }
+
+  static void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to) {
+    for (auto& node : *graph.mutable_node()) {
+      for (auto& in : *node.mutable_input()) {
+        if (in == from) in = to;
+      }
+      for (auto& a : *node.mutable_attribute()) {
+        if (a.has_g()) rename_reads(*a.mutable_g(), from, to);
+        for (auto& g : *a.mutable_graphs()) rename_reads(g, from, to);
+      }
+    }
+  }
+
+  void insert_casts() {
+    const int original = graph_->node_size();
+    // Graph outputs whose precision differs from what the declaration wants: the producer
+    // writes a renamed value and a Cast restores the declared name.
+    for (const auto& o : graph_->output()) {
+      const std::string& name = o.name();
+      if (!is_f32(name)) continue;
+      const bool want16 = !config_.keep_io_types, have16 = f16_.count(name) > 0;
+      if (want16 == have16 || constants_.count(name)) continue;
+      bool produced = false;
+      for (int i = 0; i < original && !produced; ++i) {
+        for (auto& out : *graph_->mutable_node(i)->mutable_output()) {
+          if (out == name) {
+            produced = true;
+            std::string inner = names_->unique(name + (have16 ? "_fp16" : "_fp32"));
+            out = inner;
+            rename_reads(*graph_, name, inner);
+            types_[inner] = kF32;
+            if (have16) f16_.insert(inner);
+            add_cast(inner, name, want16 ? kF16 : kF32);
+            reason_.back() = "output cast";
+            if (want16) {
+              f16_.insert(name);
+            } else {
+              f16_.erase(name);
+            }
+          }
+        }
+      }
+    }
+    for (int i = 0; i < original; ++i) {
+      auto* node = graph_->mutable_node(i);
+      if (reads_shape_only(node->op_type())) continue;
+      for (int k = 0; k < node->input_size(); ++k) {
+        const std::string in = node->input(k);
+        if (in.empty() || !is_f32(in)) continue;
+        const bool want16 = wants_f16(i, k), have16 = f16_.count(in) > 0;
+        if (want16 != have16) node->set_input(k, cast_of(in, want16));
+      }
+      if (!converted(i)) {  // subgraph bodies stay float32: cast what they read from outside
+        for (const auto& name : implicit_inputs(*node)) {
+          if (!is_f32(name) || !f16_.count(name)) continue;
+          std::string f32 = cast_of(name, false);
+          node = graph_->mutable_node(i);
+          for (auto& a : *node->mutable_attribute()) {
+            if (a.has_g()) rename_reads(*a.mutable_g(), name, f32);
+            for (auto& g : *a.mutable_graphs()) rename_reads(g, name, f32);
+          }
+        }
+      }
+    }
+  }
+
+  void convert_constant(TensorProto& t) {
+    PayloadPtr source = tensor_payload(*model_, t);
+    const uint64_t before = source->size();
+    TensorChange change{t.name(), {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
+                        before / 2};
+    t.set_data_type(kF16);
+    if (has_payload(t)) {
+      set_tensor_payload(*model_, t, to_float16(source));
+    } else {
+      std::vector<float> x = tensor_floats(*model_, t);
+      std::string raw(x.size() * 2, '\0');
+      kernels().f32_to_f16(x.data(), x.size(), reinterpret_cast<uint16_t*>(raw.data()));
+      t.clear_float_data();
+      t.set_raw_data(std::move(raw));
+    }
+    if (before >= 1024) result_.tensors.push_back(std::move(change));
+  }
+
+  void convert_nodes() {
+    uint64_t flushed = 0;
+    for (auto& [name, c] : constants_) {
+      if (!f16_.count(name)) continue;
+      flushed += scanned(name).range.flushed;
+      convert_constant(*c.tensor);
+    }
+    if (flushed) {
+      result_.warnings.push_back(
+          fmt::format("{} nonzero weight values below float16's smallest subnormal became 0",
+                      flushed));
+    }
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      auto& node = *graph_->mutable_node(i);
+      const std::string label = node_label(node);
+      // Constants follow their readers; inserted casts are not the model's nodes.
+      if (node.op_type() == "Constant" || reason_[i] == "inserted cast" ||
+          reason_[i] == "output cast") {
+        continue;
+      }
+      if (!converted(i)) {
+        bool touches_float = false;
+        for (const auto& in : node.input()) touches_float |= is_f32(in);
+        for (const auto& o : node.output()) touches_float |= is_f32(o);
+        if (touches_float) result_.skipped.push_back({label, reason_[i]});
+        continue;
+      }
+      bool float_out = false;
+      for (const auto& o : node.output()) float_out |= f16_.count(o) > 0;
+      if (!float_out) continue;
+      if (node.op_type() == "Cast") {
+        for (auto& a : *node.mutable_attribute()) {
+          if (a.name() == "to" && a.i() == kF32) a.set_i(kF16);
+        }
+      } else if (node.op_type() == "ConstantOfShape") {
+        convert_constant_of_shape(node);
+      }
+      result_.changed.push_back({label, "float16"});
+    }
+  }
+
+  void convert_constant_of_shape(onnx::NodeProto& node) {
+    for (auto& a : *node.mutable_attribute()) {
+      if (a.name() == "value" && a.has_t()) {
+        if (a.t().data_type() == kF32) convert_constant(*a.mutable_t());
+        return;
+      }
+    }
+    auto* a = node.add_attribute();  // the default value is a float32 zero
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    a->mutable_t()->set_data_type(kF16);
+    a->mutable_t()->add_dims(1);
+    a->mutable_t()->set_raw_data(std::string(2, '\0'));
+  }
+
+  void retype(onnx::ValueInfoProto& v) {
+    auto* tt = v.mutable_type()->mutable_tensor_type();
+    if (tt->elem_type() == kF32 && f16_.count(v.name())) tt->set_elem_type(kF16);
+  }
+
+  void retype_declarations() {
+    for (auto& v : *graph_->mutable_value_info()) retype(v);
+    for (auto& v : *graph_->mutable_input()) retype(v);
+    for (auto& v : *graph_->mutable_output()) retype(v);
+  }
+
+  Float16Config config_;
+  PassResult result_;
+  Model* model_ = nullptr;
+  onnx::GraphProto* graph_ = nullptr;
+  TypeMap types_;
+  std::optional<NameSet> names_;
+  std::unordered_map<std::string, ConstantInfo> constants_;  // float32 constants
+  std::unordered_set<std::string> all_constants_;             // constants of any type
+  std::vector<std::string> reason_;  // per node: why it stays float32; empty when converted
+  std::unordered_set<std::string> f16_;  // float values that hold float16 after the pass
+  std::unordered_map<std::string, std::string> cast_f16_, cast_f32_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_float16_pass(Float16Config config) {
+  return std::make_unique<Float16Pass>(config);
+}
+
+}  // namespace quantize

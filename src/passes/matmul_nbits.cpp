@@ -1,0 +1,296 @@
+// MatMul with a constant 2-D float32 weight -> com.microsoft.MatMulNBits (4 or 8 bits).
+//
+//   Before:                          After:
+//     A [..., K]   B f32 [K, N]        A [..., K]  B_Q4 u8 [N, nb, blob]  B_scales [N, nb]
+//          \       /                        \        |        /     (B_zero_points [N, zb])
+//           MatMul                           MatMulNBits(K, N, bits, block_size)
+//             |                                  |
+//          Y [..., N]                         Y [..., N]
+//
+// nb = ceil(K / block_size); the last block is zero-padded. B may be an initializer (of this or
+// an enclosing graph) or a Constant node; a weight shared by several MatMuls is quantized once.
+// Left alone, each with its reason: a B computed at run time, not 2-D or not float32; an A known
+// to be 1-D; nodes filtered out by --include/--exclude. Scales are float32, or float16 for q4f16
+// (where A becomes float16 too). The packed bytes are computed when the writer asks for them.
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "quantize/error.h"
+#include "quantize/graph.h"
+#include "quantize/kernels.h"
+#include "quantize/options.h"
+#include "quantize/threads.h"
+
+namespace quantize {
+namespace {
+
+constexpr char kMsDomain[] = "com.microsoft";
+
+// Quantizes one weight [K, N] into the MatMulNBits layout. The packed bytes are written straight
+// into the writer's buffer; scales and zero points (small) are kept until their payload is read.
+class NBitsJob {
+ public:
+  NBitsJob(PayloadPtr source, int64_t k, int64_t n, BlockFormat fmt, bool f16_scales)
+      : source_(std::move(source)), k_(k), n_(n), fmt_(fmt), f16_scales_(f16_scales) {}
+
+  uint64_t blocks() const { return fmt_.blocks(k_); }
+  uint64_t packed_bytes() const { return n_ * blocks() * fmt_.blob_bytes(); }
+  uint64_t scale_bytes() const { return n_ * blocks() * (f16_scales_ ? 2 : 4); }
+  uint64_t zero_point_row() const { return (blocks() * fmt_.bits + 7) / 8; }
+  uint64_t zero_point_bytes() const { return fmt_.symmetric ? 0 : n_ * zero_point_row(); }
+
+  void read_packed(uint8_t* out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    compute(out);
+  }
+  void read_scales(uint8_t* out) { read_side(scales_, out); }
+  void read_zero_points(uint8_t* out) { read_side(zero_points_, out); }
+
+ private:
+  void read_side(std::vector<uint8_t>& part, uint8_t* out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (part.empty()) {
+      std::vector<uint8_t> packed(packed_bytes());
+      compute(packed.data());
+    }
+    std::memcpy(out, part.data(), part.size());
+  }
+
+  void compute(uint8_t* packed) {
+    const uint64_t nb = blocks(), blob = fmt_.blob_bytes(), zrow = zero_point_row();
+    const int64_t k = k_, n = n_;
+    std::vector<float> scales(n * nb);
+    std::vector<uint8_t> zps(fmt_.symmetric ? 0 : n * nb);
+    zero_points_.assign(zero_point_bytes(), 0);
+    PayloadBytes source(source_);
+    const float* w = reinterpret_cast<const float*>(source.data());
+    const Kernels& kern = kernels();
+    constexpr int64_t kTile = 16;  // columns per tile: one 64-byte line of each row of B
+    parallel_for((n + kTile - 1) / kTile, 4, [&](size_t t0, size_t t1) {
+      std::vector<float> rows(kTile * k);
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t c0 = static_cast<int64_t>(t) * kTile, cols = std::min(kTile, n - c0);
+        for (int64_t r = 0; r < k; ++r) {
+          const float* src = w + r * n + c0;
+          for (int64_t j = 0; j < cols; ++j) rows[j * k + r] = src[j];
+        }
+        for (int64_t j = 0; j < cols; ++j) {
+          const int64_t col = c0 + j;
+          kern.quantize_blocks(rows.data() + j * k, k, fmt_, packed + col * nb * blob,
+                               scales.data() + col * nb,
+                               fmt_.symmetric ? nullptr : zps.data() + col * nb);
+        }
+      }
+    });
+    if (f16_scales_) {
+      scales_.resize(scales.size() * 2);
+      kern.f32_to_f16(scales.data(), scales.size(), reinterpret_cast<uint16_t*>(scales_.data()));
+    } else {
+      scales_.resize(scales.size() * 4);
+      std::memcpy(scales_.data(), scales.data(), scales_.size());
+    }
+    if (!fmt_.symmetric) {  // pack per row like B: low bits first, rows padded to whole bytes
+      for (int64_t col = 0; col < n; ++col) {
+        for (uint64_t b = 0; b < nb; ++b) {
+          uint8_t z = zps[col * nb + b];
+          uint8_t& dst = zero_points_[col * zrow + b * fmt_.bits / 8];
+          dst |= fmt_.bits == 8 ? z : static_cast<uint8_t>(z << (4 * (b & 1)));
+        }
+      }
+    }
+  }
+
+  PayloadPtr source_;
+  int64_t k_, n_;
+  BlockFormat fmt_;
+  bool f16_scales_;
+  std::mutex mutex_;
+  std::vector<uint8_t> scales_, zero_points_;
+};
+
+struct Quantized {
+  std::string packed, scales, zero_points;
+  int64_t k = 0, n = 0;
+};
+
+class MatMulNBitsPass final : public Pass {
+ public:
+  explicit MatMulNBitsPass(NBitsConfig config) : config_(std::move(config)) {}
+  const char* name() const override { return "matmul_nbits"; }
+
+  PassResult run(Model& model) override {
+    PassResult result;
+    result.pass = name();
+    NameSet names(model.proto);
+    std::unordered_map<const onnx::TensorProto*, Quantized> done;
+    std::vector<std::pair<onnx::GraphProto*, int>> dead_constants;
+    for_each_graph(model.proto, [&](onnx::GraphProto& graph, const Scope& scope) {
+      auto ranks = known_ranks(graph);
+      for (auto& node : *graph.mutable_node()) {
+        if (node.op_type() != "MatMul" || !node.domain().empty()) continue;
+        std::string label = node_label(node);
+        auto skip = [&](std::string reason) { result.skipped.push_back({label, reason}); };
+        if (config_.include && !std::regex_search(node.name(), *config_.include)) {
+          skip("not matched by --include");
+          continue;
+        }
+        if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) {
+          skip("matched by --exclude");
+          continue;
+        }
+        if (node.input_size() != 2) continue;
+        auto ref = find_constant(scope, node.input(1));
+        if (!ref) {
+          skip("B is not a constant (computed at run time)");
+          continue;
+        }
+        const onnx::TensorProto& b = *ref->tensor;
+        if (b.data_type() != onnx::TensorProto::FLOAT) {
+          skip(fmt::format("B is {}, not float32",
+                           onnx::TensorProto::DataType_Name(
+                               static_cast<onnx::TensorProto::DataType>(b.data_type()))));
+          continue;
+        }
+        if (b.dims_size() != 2 || b.dims(0) <= 0 || b.dims(1) <= 0) {
+          skip(fmt::format("B is {}-D, not a 2-D matrix", b.dims_size()));
+          continue;
+        }
+        if (auto it = ranks.find(node.input(0)); it != ranks.end() && it->second < 2) {
+          skip("A is 1-D (MatMulNBits needs [..., K])");
+          continue;
+        }
+        auto [it, fresh] = done.try_emplace(ref->tensor);
+        if (fresh) {
+          it->second = quantize_weight(model, *ref, names, result);
+          if (ref->node_index >= 0) dead_constants.emplace_back(ref->graph, ref->node_index);
+        }
+        rewrite_node(node, it->second, names);
+        result.changed.push_back({label, fmt::format("MatMulNBits {}-bit block {}", config_.bits,
+                                                     config_.block_size)});
+      }
+    });
+    if (!done.empty()) {
+      ensure_opset(model.proto);
+      remove_dead_constants(model.proto, dead_constants);
+      remove_unused_initializers(model.proto);
+    }
+    return result;
+  }
+
+ private:
+  static std::unordered_map<std::string, int> known_ranks(const onnx::GraphProto& graph) {
+    std::unordered_map<std::string, int> ranks;
+    auto add = [&](const onnx::ValueInfoProto& v) {
+      if (v.type().has_tensor_type() && v.type().tensor_type().has_shape()) {
+        ranks[v.name()] = v.type().tensor_type().shape().dim_size();
+      }
+    };
+    for (const auto& v : graph.input()) add(v);
+    for (const auto& v : graph.value_info()) add(v);
+    return ranks;
+  }
+
+  Quantized quantize_weight(Model& model, const ConstantRef& ref, NameSet& names,
+                            PassResult& result) {
+    const onnx::TensorProto& b = *ref.tensor;
+    Quantized q;
+    q.k = b.dims(0);
+    q.n = b.dims(1);
+    BlockFormat fmt{config_.bits, config_.block_size, config_.symmetric};
+    auto job = std::make_shared<NBitsJob>(tensor_payload(model, b), q.k, q.n, fmt,
+                                          config_.float16_scales);
+    std::string base = b.name().empty() ? "weight" : b.name();
+    const char* tag = config_.bits == 4 ? "_Q4" : "_Q8";
+    auto add = [&](const std::string& name, int type, std::vector<int64_t> dims, uint64_t size,
+                   void (NBitsJob::*read)(uint8_t*)) {
+      onnx::TensorProto* t = ref.graph->add_initializer();
+      t->set_name(name);
+      t->set_data_type(type);
+      for (int64_t d : dims) t->add_dims(d);
+      set_tensor_payload(model, *t, make_lazy_payload(size, [job, read](uint8_t* out) {
+                           ((*job).*read)(out);
+                         }));
+    };
+    const int64_t nb = static_cast<int64_t>(job->blocks());
+    q.packed = names.unique(base + tag);
+    add(q.packed, onnx::TensorProto::UINT8, {q.n, nb, static_cast<int64_t>(fmt.blob_bytes())},
+        job->packed_bytes(), &NBitsJob::read_packed);
+    q.scales = names.unique(base + "_scales");
+    add(q.scales, config_.float16_scales ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT,
+        {q.n, nb}, job->scale_bytes(), &NBitsJob::read_scales);
+    if (!config_.symmetric) {
+      q.zero_points = names.unique(base + "_zero_points");
+      add(q.zero_points, onnx::TensorProto::UINT8,
+          {q.n, static_cast<int64_t>(job->zero_point_row())}, job->zero_point_bytes(),
+          &NBitsJob::read_zero_points);
+    }
+    TensorChange change;
+    change.name = b.name();
+    change.dims = {q.k, q.n};
+    change.from = "f32";
+    change.to = fmt::format("q{} b{}{}", config_.bits, config_.block_size,
+                            config_.symmetric ? "" : " asym");
+    change.bytes_before = static_cast<uint64_t>(q.k * q.n) * 4;
+    change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
+    result.tensors.push_back(std::move(change));
+    return q;
+  }
+
+  void rewrite_node(onnx::NodeProto& node, const Quantized& q, NameSet& names) const {
+    onnx::NodeProto out;
+    out.set_name(names.unique(node.name().empty() ? "MatMul_Q" + std::to_string(config_.bits)
+                                                  : node.name() + "_Q" +
+                                                        std::to_string(config_.bits)));
+    out.set_op_type("MatMulNBits");
+    out.set_domain(kMsDomain);
+    out.add_input(node.input(0));
+    out.add_input(q.packed);
+    out.add_input(q.scales);
+    if (!q.zero_points.empty()) out.add_input(q.zero_points);
+    out.add_output(node.output(0));
+    auto attr = [&](const char* name, int64_t value) {
+      auto* a = out.add_attribute();
+      a->set_name(name);
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(value);
+    };
+    attr("K", q.k);
+    attr("N", q.n);
+    attr("bits", config_.bits);
+    attr("block_size", config_.block_size);
+    if (config_.accuracy_level) attr("accuracy_level", config_.accuracy_level);
+    node = std::move(out);
+  }
+
+  static void ensure_opset(onnx::ModelProto& model) {
+    for (const auto& opset : model.opset_import()) {
+      if (opset.domain() == kMsDomain) return;
+    }
+    auto* opset = model.add_opset_import();
+    opset->set_domain(kMsDomain);
+    opset->set_version(1);
+  }
+
+  // Constant nodes whose weight was quantized and that nothing reads any more.
+  static void remove_dead_constants(onnx::ModelProto& model,
+                                    std::vector<std::pair<onnx::GraphProto*, int>>& dead) {
+    auto uses = count_uses(model);
+    std::sort(dead.begin(), dead.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first : a.second > b.second;
+    });
+    for (const auto& [graph, index] : dead) {
+      if (uses[graph->node(index).output(0)] == 0) graph->mutable_node()->DeleteSubrange(index, 1);
+    }
+  }
+
+  NBitsConfig config_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config) {
+  return std::make_unique<MatMulNBitsPass>(std::move(config));
+}
+
+}  // namespace quantize

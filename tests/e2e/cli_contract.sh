@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The command line's promises: default names beside the input, the input never overwritten, an
+# existing output kept without --force, several modes from one load, documented exit codes.
+set -uo pipefail
+quantize=$1 dir=$2
+rm -rf "$dir" && mkdir -p "$dir"
+failures=0
+check() {  # check DESCRIPTION EXPECTED_EXIT COMMAND...
+  local what=$1 want=$2
+  shift 2
+  "$@" >"$dir/last.log" 2>&1
+  local got=$?
+  if [ "$got" != "$want" ]; then
+    echo "FAIL: $what: exit $got, expected $want"; cat "$dir/last.log"; failures=$((failures + 1))
+  else
+    echo "ok: $what"
+  fi
+}
+cp "$(dirname "$0")/../../models/mnist.onnx" "$dir/m.onnx"
+sum=$(md5sum <"$dir/m.onnx")
+check "several modes, one call" 0 "$quantize" "$dir/m.onnx" --q4 --q4f16 --fp16
+for mode in q4 q4f16 fp16; do
+  [ -s "$dir/m_$mode.onnx" ] || { echo "FAIL: m_$mode.onnx missing"; failures=$((failures + 1)); }
+done
+check "existing output without --force" 4 "$quantize" "$dir/m.onnx" --q4
+check "existing output with --force" 0 "$quantize" "$dir/m.onnx" --q4 --force
+check "refuses to write over the input" 2 "$quantize" "$dir/m.onnx" --q4 -o "$dir/m.onnx" --force
+check "-o with two modes" 2 "$quantize" "$dir/m.onnx" --q4 --fp16 -o "$dir/x.onnx"
+check "bad --bits" 2 "$quantize" "$dir/m.onnx" --q4 --bits 3
+check "bad regex" 2 "$quantize" "$dir/m.onnx" --q4 --exclude "(" --dry-run
+printf 'not a model' >"$dir/bad.onnx"
+check "malformed model" 3 "$quantize" "$dir/bad.onnx" --q4
+check "missing output folder" 4 "$quantize" "$dir/m.onnx" --q4 -o "$dir/none/x.onnx"
+check "built-in model, --output-dir" 0 "$quantize" --q4f16 --output-dir "$dir"
+[ -s "$dir/stories260K_q4f16.onnx" ] || { echo "FAIL: built-in output missing"; failures=$((failures + 1)); }
+[ "$(md5sum <"$dir/m.onnx")" = "$sum" ] || { echo "FAIL: input changed"; failures=$((failures + 1)); }
+leftovers=$(find "$dir" -name '.*.tmp*' | wc -l)
+[ "$leftovers" = 0 ] || { echo "FAIL: temporary files left"; failures=$((failures + 1)); }
+[ $failures = 0 ] && echo "cli contract: all passed" || exit 1

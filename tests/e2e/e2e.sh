@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# e2e.sh QUANTIZE MODEL OUTDIR [quantize flags...] -- [compare.mjs flags...]
+# Quantizes MODEL into OUTDIR, then runs the float and the quantized model side by side in
+# ONNX Runtime (tests/ort/compare.mjs), which checks the thresholds.
+# MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes.
+set -euo pipefail
+quantize=$1 model=$2 outdir=$3
+shift 3
+qargs=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do qargs+=("$1"); shift; done
+[ $# -gt 0 ] && shift
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$outdir" && mkdir -p "$outdir"
+if [[ $model == constants:* ]]; then
+  src=${model#constants:}
+  model=$outdir/$(basename "${src%.onnx}")_constants.onnx
+  "$(dirname "$quantize")/tests/make_constant_weights" "$src" "$model"
+fi
+out=$outdir/quantized.onnx
+"$quantize" "$model" "${qargs[@]}" -o "$out" -v
+node "$here/../ort/compare.mjs" --float "$model" --quant "$out" "$@"

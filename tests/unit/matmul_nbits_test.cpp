@@ -1,0 +1,253 @@
+// MatMul -> MatMulNBits on small inline graphs: structure, and every dequantized weight within
+// scale/2 of the original (unpacked here by the FORMATS.md layout, not by the kernels).
+// One exception is the symmetric format's by design: scale = m / -L maps the block's extreme m
+// exactly and spends the extra level on it, so values near -m clamp to (L - 1)|scale| and are
+// off by up to |scale| (the reference tools' algorithm; measured on real models end to end).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "quantize/kernels.h"
+#include "quantize/options.h"
+#include "test_util.h"
+
+namespace quantize {
+namespace {
+using testing::count_ops;
+using testing::find_initializer;
+using testing::find_node;
+using testing::int_attr;
+
+std::vector<uint8_t> bytes_of(const Model& m, const onnx::TensorProto& t) {
+  PayloadBytes b(tensor_payload(m, t));
+  return {b.data(), b.data() + b.size()};
+}
+
+std::vector<float> scales_of(const Model& m, const onnx::TensorProto& t) {
+  auto raw = bytes_of(m, t);
+  std::vector<float> out;
+  if (t.data_type() == onnx::TensorProto::FLOAT16) {
+    for (size_t i = 0; i < raw.size(); i += 2) {
+      out.push_back(f16_to_f32_scalar(static_cast<uint16_t>(raw[i] | raw[i + 1] << 8)));
+    }
+  } else {
+    out.resize(raw.size() / 4);
+    std::memcpy(out.data(), raw.data(), raw.size());
+  }
+  return out;
+}
+
+// Checks a MatMulNBits node against the float weight w [K, N].
+void expect_dequantizes_to(const Model& m, const onnx::NodeProto& node, const std::vector<float>& w,
+                           int64_t k, int64_t n, int bits, int block) {
+  const auto& g = m.proto.graph();
+  ASSERT_EQ(node.op_type(), "MatMulNBits");
+  EXPECT_EQ(node.domain(), "com.microsoft");
+  EXPECT_EQ(int_attr(node, "K"), k);
+  EXPECT_EQ(int_attr(node, "N"), n);
+  EXPECT_EQ(int_attr(node, "bits"), bits);
+  EXPECT_EQ(int_attr(node, "block_size"), block);
+  const int64_t nb = (k + block - 1) / block, blob = block * bits / 8;
+  const auto* b = find_initializer(g, node.input(1));
+  const auto* s = find_initializer(g, node.input(2));
+  ASSERT_TRUE(b && s);
+  EXPECT_EQ(std::vector<int64_t>(b->dims().begin(), b->dims().end()),
+            (std::vector<int64_t>{n, nb, blob}));
+  EXPECT_EQ(std::vector<int64_t>(s->dims().begin(), s->dims().end()),
+            (std::vector<int64_t>{n, nb}));
+  auto packed = bytes_of(m, *b);
+  auto scales = scales_of(m, *s);
+  ASSERT_EQ(packed.size(), static_cast<size_t>(n * nb * blob));
+  std::vector<uint8_t> zp_bytes;
+  const int64_t zrow = (nb * bits + 7) / 8;
+  if (node.input_size() > 3) {
+    const auto* z = find_initializer(g, node.input(3));
+    ASSERT_TRUE(z);
+    EXPECT_EQ(std::vector<int64_t>(z->dims().begin(), z->dims().end()),
+              (std::vector<int64_t>{n, zrow}));
+    zp_bytes = bytes_of(m, *z);
+  }
+  for (int64_t col = 0; col < n; ++col) {
+    for (int64_t row = 0; row < k; ++row) {
+      const int64_t blk = row / block, i = row % block;
+      const uint8_t* blob_ptr = packed.data() + (col * nb + blk) * blob;
+      int q = bits == 8 ? blob_ptr[i] : (blob_ptr[i / 2] >> (4 * (i % 2))) & 15;
+      int zp = 1 << (bits - 1);
+      if (!zp_bytes.empty()) {
+        uint8_t zb = zp_bytes[col * zrow + blk * bits / 8];
+        zp = bits == 8 ? zb : (zb >> (4 * (blk % 2))) & 15;
+      }
+      const float scale = scales[col * nb + blk];
+      const float got = (q - zp) * scale;
+      const float want = w[row * n + col];
+      // The grid's ends: levels 0 and 2^bits - 1.
+      const float lo = std::min(-zp * scale, ((1 << bits) - 1 - zp) * scale);
+      const float hi = std::max(-zp * scale, ((1 << bits) - 1 - zp) * scale);
+      const float half = std::fabs(scale) / 2;
+      const bool clamped = want < lo - half || want > hi + half;
+      const float bound = (clamped ? std::fabs(scale) : std::fabs(scale) / 2) * 1.0001f + 1e-7f;
+      ASSERT_LE(std::fabs(got - want), bound)
+          << "w[" << row << "][" << col << "] = " << want << " dequantized to " << got
+          << (clamped ? " (clamped)" : "");
+      if (clamped) {
+        ASSERT_TRUE(zp == 1 << (bits - 1)) << "only the symmetric format clamps";
+      }
+    }
+  }
+}
+
+const char* kTwoMatMuls = R"(
+  <ir_version: 8, opset_import: ["" : 17]>
+  g (float[1, 3, 100] a, float[1, 3, 20] c) => (float[1, 3, 20] y, float[1, 3, 20] z) {
+    y = MatMul(a, w)
+    z = MatMul(c, a_t)
+  })";
+
+struct Fixture {
+  Model model;
+  std::vector<float> w;
+};
+
+Fixture two_matmuls(uint32_t seed) {
+  auto proto = testing::parse(kTwoMatMuls);
+  Fixture f;
+  f.w = testing::random_floats(100 * 20, seed, -2, 2);
+  testing::set_floats(proto, "w", {100, 20}, f.w);
+  f.model = testing::round_trip(proto);
+  return f;
+}
+
+PassResult run_nbits(Model& model, NBitsConfig config) {
+  return make_matmul_nbits_pass(std::move(config))->run(model);
+}
+
+struct Case {
+  int bits, block;
+  bool symmetric, f16_scales;
+};
+
+class NBitsFormats : public ::testing::TestWithParam<Case> {};
+
+TEST_P(NBitsFormats, QuantizesConstantWeightAndKeepsRuntimeOne) {
+  const Case c = GetParam();
+  Fixture f = two_matmuls(7);
+  NBitsConfig config;
+  config.bits = c.bits;
+  config.block_size = c.block;
+  config.symmetric = c.symmetric;
+  config.float16_scales = c.f16_scales;
+  PassResult r = run_nbits(f.model, config);
+  const auto& g = f.model.proto.graph();
+  EXPECT_EQ(r.changed.size(), 1u);
+  ASSERT_EQ(r.skipped.size(), 1u);  // z's B (a_t) is a graph input, not a constant
+  EXPECT_NE(r.skipped[0].reason.find("not a constant"), std::string::npos);
+  EXPECT_EQ(count_ops(g, "MatMulNBits"), 1);
+  EXPECT_EQ(count_ops(g, "MatMul"), 1);
+  EXPECT_EQ(find_initializer(g, "w"), nullptr) << "the float weight is gone";
+  const auto* node = find_node(g, "MatMulNBits");
+  EXPECT_EQ(node->input_size(), c.symmetric ? 3 : 4);
+  EXPECT_EQ(find_initializer(g, node->input(2))->data_type(),
+            c.f16_scales ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT);
+  bool has_ms = false;
+  for (const auto& o : f.model.proto.opset_import()) has_ms |= o.domain() == "com.microsoft";
+  EXPECT_TRUE(has_ms);
+  if (c.f16_scales) return;  // scale/2 bound holds for the float32 scale that quantized
+  expect_dequantizes_to(f.model, *node, f.w, 100, 20, c.bits, c.block);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, NBitsFormats,
+                         ::testing::Values(Case{4, 32, true, false}, Case{4, 32, false, false},
+                                           Case{4, 16, true, false}, Case{4, 128, false, false},
+                                           Case{8, 32, true, false}, Case{8, 64, false, false},
+                                           Case{4, 32, true, true}));
+
+TEST(NBits, ConstantNodeWeightsAndSharedWeights) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 64] a, float[2, 64] b) => (float[2, 16] y, float[2, 16] z) {
+      w = Constant <value = float[64, 16] {0.0}> ()
+      y = MatMul(a, w)
+      z = MatMul(b, w)
+    })");
+  auto w = testing::random_floats(64 * 16, 9);
+  auto* t = proto.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t();
+  t->clear_float_data();
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(w.data()), w.size() * 4));
+  Model model = testing::round_trip(proto);
+  PassResult r = run_nbits(model, {});
+  const auto& g = model.proto.graph();
+  EXPECT_EQ(r.changed.size(), 2u);
+  EXPECT_EQ(r.tensors.size(), 1u) << "a shared weight is quantized once";
+  EXPECT_EQ(count_ops(g, "Constant"), 0) << "the unused Constant node is removed";
+  EXPECT_EQ(count_ops(g, "MatMulNBits"), 2);
+  EXPECT_EQ(g.node(0).input(1), g.node(1).input(1));
+  expect_dequantizes_to(model, g.node(0), w, 64, 16, 4, 32);
+}
+
+TEST(NBits, IncludeExcludeAndIneligibleWeights) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 8] a, float[8] v) => (float[2, 4] y, float[2, 4] z, float[2] u, int32[2, 4] q) {
+      y = MatMul(a, w)
+      z = MatMul(a, w2)
+      u = MatMul(a, v)
+      q = MatMul(ai, wi)
+    })");
+  auto* g = proto.mutable_graph();
+  g->mutable_node(0)->set_name("attn/q_proj");
+  g->mutable_node(1)->set_name("lm_head");
+  testing::set_floats(proto, "w", {8, 4}, testing::random_floats(32, 1));
+  testing::set_floats(proto, "w2", {8, 4}, testing::random_floats(32, 2));
+  auto* wi = g->add_initializer();
+  wi->set_name("wi");
+  wi->set_data_type(onnx::TensorProto::INT32);
+  wi->add_dims(8);
+  wi->add_dims(4);
+  for (int i = 0; i < 32; ++i) wi->add_int32_data(i);
+  auto* ai = g->add_initializer();
+  *ai = *wi;
+  ai->set_name("ai");
+  Model model = testing::round_trip(proto);
+  NBitsConfig config;
+  config.exclude = std::regex("lm_head");
+  PassResult r = run_nbits(model, config);
+  ASSERT_EQ(r.changed.size(), 1u);
+  EXPECT_NE(r.changed[0].node.find("attn/q_proj"), std::string::npos);
+  std::vector<std::string> reasons;
+  for (const auto& s : r.skipped) reasons.push_back(s.reason);
+  EXPECT_EQ(reasons.size(), 3u);
+  auto has = [&](const char* text) {
+    for (const auto& reason : reasons) {
+      if (reason.find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("--exclude"));
+  EXPECT_TRUE(has("not a constant"));
+  EXPECT_TRUE(has("INT32"));
+}
+
+TEST(NBits, SubgraphMatMulsAreCandidates) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool cond, float[2, 64] a) => (float[2, 32] y) {
+      y = If (cond) <
+        then_branch = then_g () => (float[2, 32] t) { t = MatMul(a, w) },
+        else_branch = else_g () => (float[2, 32] e) { e = MatMul(a, w) }
+      >
+    })");
+  auto w = testing::random_floats(64 * 32, 3);
+  testing::set_floats(proto, "w", {64, 32}, w);
+  Model model = testing::round_trip(proto);
+  PassResult r = run_nbits(model, {});
+  EXPECT_EQ(r.changed.size(), 2u);
+  const auto& then_g = model.proto.graph().node(0).attribute(0).g();
+  EXPECT_EQ(then_g.node(0).op_type(), "MatMulNBits");
+  EXPECT_EQ(find_initializer(model.proto.graph(), "w"), nullptr);
+  // The packed weight lives in the outer graph, beside the float one it replaced.
+  expect_dequantizes_to(model, then_g.node(0), w, 64, 32, 4, 32);
+}
+
+}  // namespace
+}  // namespace quantize

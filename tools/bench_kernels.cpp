@@ -1,0 +1,76 @@
+// Kernel throughput per ISA, in bytes of float32 input per second (Google Benchmark's
+// bytes_per_second column). Run: build/bench_kernels [--benchmark_filter=...]
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quantize/kernels.h"
+
+namespace {
+using namespace quantize;
+
+std::vector<float> weights(size_t n) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0, 0.02f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+void bench_quantize(benchmark::State& state, Isa isa, BlockFormat fmt, size_t bytes) {
+  const Kernels& k = kernels_for(isa);
+  const size_t n = bytes / 4, rows = n / 4096, nb = fmt.blocks(4096);
+  const auto x = weights(n);
+  std::vector<uint8_t> packed(rows * nb * fmt.blob_bytes()), zp(rows * nb);
+  std::vector<float> scales(rows * nb);
+  for (auto _ : state) {
+    for (size_t r = 0; r < rows; ++r) {
+      k.quantize_blocks(x.data() + r * 4096, 4096, fmt, packed.data() + r * nb * fmt.blob_bytes(),
+                        scales.data() + r * nb, zp.data() + r * nb);
+    }
+    benchmark::DoNotOptimize(packed.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * rows * 4096 * 4));
+}
+
+void bench_f16(benchmark::State& state, Isa isa, size_t bytes) {
+  const Kernels& k = kernels_for(isa);
+  const auto x = weights(bytes / 4);
+  std::vector<uint16_t> y(x.size());
+  for (auto _ : state) {
+    k.f32_to_f16(x.data(), x.size(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * x.size() * 4));
+}
+
+int register_all() {
+  struct Size {
+    const char* name;
+    size_t bytes;
+  } sizes[] = {{"16MiB", 16u << 20}, {"256KiB", 256u << 10}};
+  struct Format {
+    const char* name;
+    BlockFormat fmt;
+  } formats[] = {{"q4_sym_b32", {4, 32, true}}, {"q4_asym_b32", {4, 32, false}},
+                 {"q8_sym_b32", {8, 32, true}}};
+  for (Isa isa : supported_isas()) {
+    for (const auto& size : sizes) {
+      for (const auto& f : formats) {
+        std::string name = std::string("quantize_") + f.name + "/" + isa_name(isa) + "/" + size.name;
+        benchmark::RegisterBenchmark(name.c_str(), bench_quantize, isa, f.fmt, size.bytes);
+      }
+      std::string name = std::string("f32_to_f16/") + isa_name(isa) + "/" + size.name;
+      benchmark::RegisterBenchmark(name.c_str(), bench_f16, isa, size.bytes);
+    }
+  }
+  return 0;
+}
+
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what is missing on a Debian bookworm machine, then configures and builds.
+#   tools/bootstrap.sh           the `quantize` command (build/quantize)
+#   tools/bootstrap.sh --tests   everything, plus ONNX Runtime for the tests (tests/ort, from npm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=0
+[ "${1:-}" = "--tests" ] && tests=1
+
+packages=(cmake g++ make libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev libspdlog-dev
+          libfmt-dev libgtest-dev libbenchmark-dev)
+if [ $tests = 1 ] && ! { command -v node && command -v npm; } >/dev/null; then
+  packages+=(nodejs npm)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "bootstrap: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+if [ $tests = 1 ]; then
+  cmake --build build -j2
+  # ONNX Runtime 1.30 (CPU library inside the npm package; its install script only downloads
+  # GPU extras, so it is skipped), pinned by tests/ort/package-lock.json.
+  npm ci --ignore-scripts --no-audit --no-fund --prefix tests/ort >/dev/null
+else
+  cmake --build build -j2 --target quantize
+fi

@@ -1,0 +1,213 @@
+// The `quantize` command: parse options -> load each model once -> for each mode, run its
+// passes and write the output -> report. The only place that catches quantize::Error.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "quantize/error.h"
+#include "quantize/kernels.h"
+#include "quantize/model.h"
+#include "quantize/options.h"
+#include "quantize/report.h"
+#include "quantize/threads.h"
+
+namespace fs = std::filesystem;
+using namespace quantize;
+
+namespace {
+
+struct Cli {
+  std::vector<std::string> models;
+  std::map<Mode, bool> mode_flags;
+  Options options;
+  std::string output, output_dir;
+  bool force = false, external_data = false, dry_run = false, fp16_io = false;
+  bool asymmetric = false, symmetric = false;
+  unsigned threads = 0;
+  int verbosity = 0;
+  bool quiet = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+}
+
+fs::path output_path(const Cli& cli, const std::string& model, Mode mode) {
+  if (!cli.output.empty()) return cli.output;
+  fs::path in = model.empty() ? fs::path(kEmbeddedModelName) : fs::path(model);
+  fs::path dir = !cli.output_dir.empty() ? fs::path(cli.output_dir)
+                 : model.empty()         ? fs::path(".")
+                                         : in.parent_path();
+  return dir / (in.stem().string() + "_" + cli.options.suffix(mode) + ".onnx");
+}
+
+void check_outputs(const Cli& cli, const std::vector<std::pair<std::string, Mode>>& jobs) {
+  std::set<fs::path> seen;
+  for (const auto& [model, mode] : jobs) {
+    fs::path out = output_path(cli, model, mode);
+    if (!seen.insert(fs::absolute(out).lexically_normal()).second) {
+      fail(ExitCode::kUsage, "two outputs would both be written to {}", out.string());
+    }
+    for (const auto& in : cli.models) {
+      if (same_file(out, in)) fail(ExitCode::kUsage, "{}: refusing to overwrite the input", in);
+    }
+    std::error_code ec;
+    if (!cli.force && !cli.dry_run && fs::exists(out, ec)) {
+      fail(ExitCode::kOutput, "{} exists (use --force to replace it)", out.string());
+    }
+    fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    if (!cli.dry_run && !fs::is_directory(parent, ec)) {
+      fail(ExitCode::kOutput, "{}: the output folder does not exist", parent.string());
+    }
+  }
+}
+
+// Progress on stderr while writing, only for a person at a terminal.
+std::function<void(uint64_t, uint64_t)> progress_line(const Cli& cli, const fs::path& out) {
+  if (cli.quiet || !::isatty(STDERR_FILENO)) return {};
+  auto last = std::make_shared<int>(-1);
+  std::string name = out.filename().string();
+  return [last, name](uint64_t done, uint64_t total) {
+    int pct = total ? static_cast<int>(100 * done / total) : 100;
+    if (pct == *last) return;
+    *last = pct;
+    std::fprintf(stderr, "\r  writing %s: %3d%%%s", name.c_str(), pct, pct == 100 ? "\r\033[K" : "");
+    std::fflush(stderr);
+  };
+}
+
+int run(const Cli& cli) {
+  std::vector<Mode> modes;
+  for (const auto& info : all_modes()) {
+    if (cli.mode_flags.at(info.mode)) modes.push_back(info.mode);
+  }
+  Options options = cli.options;
+  if (modes.empty()) {
+    modes.push_back(Mode::kQ4F16);
+    if (!cli.quiet) std::fprintf(stderr, "quantize: no mode given, using --q4f16\n");
+  }
+  options.modes = modes;
+  options.validate();
+  const std::vector<std::string> models =
+      cli.models.empty() ? std::vector<std::string>{""} : cli.models;
+  if (!cli.output.empty() && models.size() * modes.size() != 1) {
+    fail(ExitCode::kUsage, "-o/--output names one file: give one model and one mode "
+                           "(or use --output-dir)");
+  }
+  std::vector<std::pair<std::string, Mode>> jobs;
+  for (const auto& m : models) {
+    for (Mode mode : modes) jobs.emplace_back(m, mode);
+  }
+  Cli checked = cli;
+  checked.options = options;
+  check_outputs(checked, jobs);
+  if (cli.threads) set_thread_count(cli.threads);
+
+  for (const auto& model_path : models) {
+    auto start = std::chrono::steady_clock::now();
+    Model source = model_path.empty() ? load_embedded_model() : load_model(model_path);
+    const double load_seconds = seconds_since(start);
+    for (Mode mode : modes) {
+      auto mode_start = std::chrono::steady_clock::now();
+      Model model;
+      model.proto = source.proto;
+      model.payloads = std::make_shared<std::vector<PayloadPtr>>(*source.payloads);
+      model.source = source.source;
+      OutputReport report;
+      report.input = source.source;
+      report.mode = mode_info(mode).flag;
+      report.options = options.describe(mode);
+      report.passes = run_pipeline(model, mode, options);
+      report.bytes_before = source.bytes;
+      report.dry_run = cli.dry_run;
+      fs::path out = output_path(checked, model_path, mode);
+      report.output = out.string();
+      if (!cli.dry_run) {
+        SaveOptions save;
+        save.external_data = cli.external_data;
+        save.progress = progress_line(cli, out);
+        SaveResult saved = save_model(model, out, save);
+        report.bytes_after = saved.model_bytes + saved.data_bytes;
+        if (!saved.data_path.empty()) report.output += " + " + saved.data_path.filename().string();
+      }
+      report.seconds = seconds_since(mode_start) + load_seconds / modes.size();
+      if (!cli.quiet) print_report(report, cli.verbosity, stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Cli cli;
+  CLI::App app{"quantize: turn ONNX models into smaller, faster quantized ONNX models.\n"
+               "Each mode writes <stem>_<mode>.onnx beside the input; with no model, the built-in "
+               "TinyStories model is used (output in the current folder)."};
+  app.set_version_flag("--version", std::string("quantize ") + QUANTIZE_VERSION);
+  app.add_option("models", cli.models, "ONNX model files (external data is read from beside them)");
+  auto* modes = app.add_option_group("Modes", "One output per mode (default: --q4f16)");
+  for (const auto& info : all_modes()) {
+    cli.mode_flags[info.mode] = false;
+    modes->add_flag(std::string("--") + info.flag, cli.mode_flags[info.mode], info.help);
+  }
+  auto* outputs = app.add_option_group("Output");
+  outputs->add_option("-o,--output", cli.output, "Output file (one model, one mode)");
+  outputs->add_option("--output-dir", cli.output_dir, "Folder for the outputs")
+      ->check(CLI::ExistingDirectory);
+  outputs->add_flag("--force", cli.force, "Replace outputs that exist");
+  outputs->add_flag("--external-data", cli.external_data,
+                    "Write tensors to <output>.data (automatic at 2 GiB)");
+  outputs->add_flag("--dry-run", cli.dry_run, "Run the passes and report, write nothing");
+  auto* q4 = app.add_option_group("MatMulNBits (--q4, --q4f16)");
+  q4->add_option("--block-size", cli.options.block_size,
+                 "Weights per block along K: 16, 32, 64, 128 or 256")
+      ->capture_default_str();
+  auto* sym = q4->add_flag("--symmetric", cli.symmetric, "No zero points (the default)");
+  q4->add_flag("--asymmetric", cli.asymmetric, "Per-block zero points, packed uint8")
+      ->excludes(sym);
+  q4->add_option("--bits", cli.options.bits, "4, or 8 for 8-bit MatMulNBits")
+      ->capture_default_str();
+  q4->add_option("--accuracy-level", cli.options.accuracy_level,
+                 "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")
+      ->capture_default_str();
+  q4->add_option("--include", cli.options.include, "Only nodes whose name matches this regex");
+  q4->add_option("--exclude", cli.options.exclude, "Skip nodes whose name matches this regex");
+  auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
+  f16->add_flag("--fp16-io", cli.fp16_io,
+                "Convert graph inputs and outputs to float16 too (default: keep float32)");
+  app.add_option("--threads", cli.threads, "Worker threads (default: all cores)");
+  app.add_flag("-v,--verbose", cli.verbosity, "Per tensor and per node detail");
+  app.add_flag("-q,--quiet", cli.quiet, "Print errors only");
+  app.footer(
+      "Exit codes: 0 success, 1 internal error, 2 bad command line, 3 unreadable or invalid "
+      "model, 4 output not written.");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
+  }
+  cli.options.symmetric = !cli.asymmetric;
+  cli.options.keep_io_types = !cli.fp16_io;
+  try {
+    return run(cli);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "quantize: error: %s\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "quantize: internal error: %s\n", e.what());
+    return static_cast<int>(ExitCode::kInternal);
+  }
+}
