@@ -7,7 +7,8 @@
 // ("kept", with the reason reported); a Cast is inserted on each float edge whose two ends
 // disagree, once per value and direction, so no redundant cast pairs appear. Kept:
 //  - ops ONNX Runtime's CPU provider has no float16 kernel for (TopK, Range, CumSum, ...),
-//    quantization ops, ops of other domains, and nodes with subgraphs (their bodies stay float32;
+//    recurrent ops (GRU/LSTM/RNN: ORT 1.30 crashes on them in float16), quantization ops,
+//    MatMuls reading a batch-transposing Transpose (ORT 1.30's fusion of them crashes), ops of other domains, and nodes with subgraphs (their bodies stay float32;
 //    float16 values they read from outside are cast back for them);
 //  - float values computed from tensor shapes (shape arithmetic loses integers in float16);
 //  - x^2 reductions (RMSNorm / variance: Pow or Mul(x, x) -> ReduceMean and the few nodes after
@@ -40,6 +41,7 @@ const std::unordered_set<std::string> kNoFloat16Ops = {
     "RandomNormal",  "Multinomial",        "EyeLike",         "QuantizeLinear",
     "DequantizeLinear", "DynamicQuantizeLinear", "ReduceSumSquare", "ReduceL2",
     "ReduceLogSumExp"};
+const std::unordered_set<std::string> kRecurrentOps = {"GRU", "LSTM", "RNN"};
 // com.microsoft ops with float16 kernels that this tool emits.
 const std::unordered_set<std::string> kMsFloat16Ops = {"MatMulNBits", "GatherBlockQuantized"};
 
@@ -49,6 +51,25 @@ bool input_stays_f32(const std::string& op, int index) {
 
 // Ops that only look at their input's shape: any precision will do, no cast is needed.
 bool reads_shape_only(const std::string& op) { return op == "Shape" || op == "Size"; }
+
+// ONNX Runtime 1.30 (CPU, optimization level "all") fuses Transpose -> MatMul into FusedMatMul;
+// with float16 and a "transpose batch" perm ([1..r-2, 0, r-1] or [1..r-2, r-1, 0]) the session
+// crashes. Such MatMuls and the Transposes feeding them stay float32 (a Cast between the two is
+// not enough: the optimizer moves the Transpose past it).
+bool is_batch_transpose(const onnx::NodeProto& node) {
+  if (node.op_type() != "Transpose") return false;
+  for (const auto& a : node.attribute()) {
+    if (a.name() != "perm") continue;
+    const int r = a.ints_size();
+    if (r < 3) return false;
+    for (int i = 0; i < r - 2; ++i) {
+      if (a.ints(i) != i + 1) return false;
+    }
+    return (a.ints(r - 2) == 0 && a.ints(r - 1) == r - 1) ||
+           (a.ints(r - 2) == r - 1 && a.ints(r - 1) == 0);
+  }
+  return false;
+}
 
 bool has_subgraph(const onnx::NodeProto& node) {
   for (const auto& a : node.attribute()) {
@@ -190,6 +211,17 @@ class Float16Pass final : public Pass {
         keep(i, fmt::format("op of domain '{}' without known float16 support", node.domain()));
       } else if (kNoFloat16Ops.count(op)) {
         keep(i, "no float16 kernel in ONNX Runtime's CPU provider");
+      } else if (op == "MatMul" && reads_batch_transpose(node, producer)) {
+        const std::string why = "ONNX Runtime 1.30 crashes on float16 batch-transpose MatMul fusion";
+        keep(i, why);
+        for (const auto& in : node.input()) {  // its optimizer moves casts past the Transpose
+          auto it = producer.find(in);
+          if (it != producer.end() && is_batch_transpose(graph_->node(it->second))) {
+            keep(it->second, why);
+          }
+        }
+      } else if (kRecurrentOps.count(op)) {
+        keep(i, "recurrent op: ONNX Runtime 1.30's CPU provider crashes on it in float16");
       }
       // Values derived from shapes (Shape -> Cast -> Mul -> ... -> Cast -> Reshape).
       bool shape_input = false, other_input = false;
@@ -252,6 +284,15 @@ class Float16Pass final : public Pass {
         current = next;
       }
     }
+  }
+
+  bool reads_batch_transpose(const onnx::NodeProto& node,
+                             const std::unordered_map<std::string, int>& producer) const {
+    for (const auto& in : node.input()) {
+      auto it = producer.find(in);
+      if (it != producer.end() && is_batch_transpose(graph_->node(it->second))) return true;
+    }
+    return false;
   }
 
   bool is_constant_output(const std::string& value,
@@ -411,16 +452,17 @@ class Float16Pass final : public Pass {
     const uint64_t before = source->size();
     TensorChange change{t.name(), {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
                         before / 2};
-    t.set_data_type(kF16);
     if (has_payload(t)) {
       set_tensor_payload(*model_, t, to_float16(source));
-    } else {
-      std::vector<float> x = tensor_floats(*model_, t);
-      std::string raw(x.size() * 2, '\0');
-      kernels().f32_to_f16(x.data(), x.size(), reinterpret_cast<uint16_t*>(raw.data()));
+    } else {  // small: convert now, in the proto
+      PayloadBytes bytes(source);
+      std::string raw(bytes.size() / 2, '\0');
+      kernels().f32_to_f16(reinterpret_cast<const float*>(bytes.data()), bytes.size() / 4,
+                           reinterpret_cast<uint16_t*>(raw.data()));
       t.clear_float_data();
       t.set_raw_data(std::move(raw));
     }
+    t.set_data_type(kF16);
     if (before >= 1024) result_.tensors.push_back(std::move(change));
   }
 

@@ -142,7 +142,7 @@ class MatMulNBitsPass final : public Pass {
         if (node.input_size() != 2) continue;
         auto ref = find_constant(scope, node.input(1));
         if (!ref) {
-          skip("B is not a constant (computed at run time)");
+          skip(producer_reason(scope, node.input(1)));
           continue;
         }
         const onnx::TensorProto& b = *ref->tensor;
@@ -179,6 +179,21 @@ class MatMulNBitsPass final : public Pass {
   }
 
  private:
+  // Why a B that is not a constant is not one: a graph input, or which op computes it.
+  static std::string producer_reason(const Scope& scope, const std::string& name) {
+    for (const Scope* s = &scope; s != nullptr; s = s->parent) {
+      for (const auto& n : s->graph->node()) {
+        for (const auto& o : n.output()) {
+          if (o == name) return fmt::format("B is computed at run time (by {})", n.op_type());
+        }
+      }
+      for (const auto& v : s->graph->input()) {
+        if (v.name() == name) return "B is a graph input, not a constant";
+      }
+    }
+    return "B is not a constant";
+  }
+
   static std::unordered_map<std::string, int> known_ranks(const onnx::GraphProto& graph) {
     std::unordered_map<std::string, int> ranks;
     auto add = [&](const onnx::ValueInfoProto& v) {

@@ -248,6 +248,26 @@ TEST(Float16, SubgraphBodiesStayFloat32AndGetFloat32Values) {
   EXPECT_NE(r.skipped[0].reason.find("subgraph"), std::string::npos);
 }
 
+TEST(Float16, BatchTransposeMatMulStaysFloat32) {
+  // ONNX Runtime 1.30 crashes when it fuses these two in float16 (seen on a real GRU model).
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[12, 1, 256] x) => (float[1, 12, 5] y, float[1, 256, 12] z) {
+      t = Transpose <perm = [1, 0, 2]> (x)
+      y = MatMul(t, w)
+      u = Transpose <perm = [1, 2, 0]> (x)
+      z = Relu(u)
+    })");
+  testing::set_floats(proto, "w", {256, 5}, testing::random_floats(256 * 5, 4));
+  Model model = testing::round_trip(proto);
+  PassResult r = run_f16(model);
+  ASSERT_EQ(r.skipped.size(), 2u) << "the MatMul and the Transpose feeding it";
+  for (const auto& s : r.skipped) {
+    EXPECT_NE(s.reason.find("batch-transpose"), std::string::npos) << s.node;
+  }
+  expect_well_formed(model.proto.graph());
+}
+
 TEST(Float16, AlreadyFloat16ModelIsLeftAlone) {
   auto proto = testing::parse(R"(
     <ir_version: 8, opset_import: ["" : 17]>

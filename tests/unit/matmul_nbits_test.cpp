@@ -99,9 +99,9 @@ void expect_dequantizes_to(const Model& m, const onnx::NodeProto& node, const st
 
 const char* kTwoMatMuls = R"(
   <ir_version: 8, opset_import: ["" : 17]>
-  g (float[1, 3, 100] a, float[1, 3, 20] c) => (float[1, 3, 20] y, float[1, 3, 20] z) {
+  g (float[1, 3, 100] a, float[100, 20] b) => (float[1, 3, 20] y, float[1, 3, 20] z) {
     y = MatMul(a, w)
-    z = MatMul(c, a_t)
+    z = MatMul(a, b)
   })";
 
 struct Fixture {
@@ -140,8 +140,8 @@ TEST_P(NBitsFormats, QuantizesConstantWeightAndKeepsRuntimeOne) {
   PassResult r = run_nbits(f.model, config);
   const auto& g = f.model.proto.graph();
   EXPECT_EQ(r.changed.size(), 1u);
-  ASSERT_EQ(r.skipped.size(), 1u);  // z's B (a_t) is a graph input, not a constant
-  EXPECT_NE(r.skipped[0].reason.find("not a constant"), std::string::npos);
+  ASSERT_EQ(r.skipped.size(), 1u);  // z's B is a graph input, not a constant
+  EXPECT_NE(r.skipped[0].reason.find("graph input"), std::string::npos) << r.skipped[0].reason;
   EXPECT_EQ(count_ops(g, "MatMulNBits"), 1);
   EXPECT_EQ(count_ops(g, "MatMul"), 1);
   EXPECT_EQ(find_initializer(g, "w"), nullptr) << "the float weight is gone";
@@ -224,7 +224,7 @@ TEST(NBits, IncludeExcludeAndIneligibleWeights) {
     return false;
   };
   EXPECT_TRUE(has("--exclude"));
-  EXPECT_TRUE(has("not a constant"));
+  EXPECT_TRUE(has("graph input"));
   EXPECT_TRUE(has("INT32"));
 }
 

@@ -1,0 +1,368 @@
+// Runs a float model and its quantized version side by side in ONNX Runtime (CPU) on the same
+// inputs and checks how closely the quantized outputs follow the float ones.
+//
+//   node compare.mjs --float F.onnx --quant Q.onnx [inputs] [metrics] [thresholds]
+//   node compare.mjs --quant Q.onnx --only-load [inputs]
+//
+// Inputs: --data DIR (repeatable; ONNX test-data folder, input_N.pb matched to inputs by order;
+// output_N.pb there is compared with the float model too), or --random N sets (--seed S) shaped
+// from the model's inputs, with --dim NAME=V for symbolic dims (default 1), --float-range LO:HI
+// (default -1:1) and --range INPUT=LO:HI (ints default 0:9).
+// Metrics: cosine, max/mean abs error, finiteness per output; --top1 OUT (argmax agreement over
+// the last axis); --ppl OUT --ppl-ids INPUT (next-token perplexity ratio, quant / float).
+// Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
+// --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
+import fs from 'node:fs';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+
+function parseArgs(argv) {
+  const repeated = new Set(['data', 'dim', 'range', 'output']);
+  const flags = new Set(['finite', 'only-load']);
+  const args = {data: [], dim: [], range: [], output: []};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
+    const key = a.slice(2);
+    if (flags.has(key)) {
+      args[key] = true;
+      continue;
+    }
+    if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+    const value = argv[++i];
+    if (repeated.has(key)) args[key].push(value);
+    else args[key] = value;
+  }
+  return args;
+}
+
+// --- TensorProto (ONNX test data) -----------------------------------------------------------
+
+function readVarint(buf, pos) {
+  let value = 0n, shift = 0n;
+  for (;;) {
+    const b = buf[pos.i++];
+    value |= BigInt(b & 0x7f) << shift;
+    if ((b & 0x80) === 0) return value;
+    shift += 7n;
+  }
+}
+
+const TYPES = {1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64'};
+
+function decodeTensor(buf) {
+  const pos = {i: 0};
+  const t = {dims: [], dataType: 0, raw: null, floats: [], ints: [], doubles: [], name: ''};
+  while (pos.i < buf.length) {
+    const tag = Number(readVarint(buf, pos));
+    const field = tag >> 3, wire = tag & 7;
+    const len = () => Number(readVarint(buf, pos));
+    if (wire === 2) {
+      const n = len(), body = buf.subarray(pos.i, pos.i + n);
+      pos.i += n;
+      const sub = {i: 0};
+      if (field === 1) while (sub.i < body.length) t.dims.push(Number(readVarint(body, sub)));
+      else if (field === 4) for (let k = 0; k + 4 <= body.length; k += 4) t.floats.push(body.readFloatLE(k));
+      else if (field === 5 || field === 7) while (sub.i < body.length) t.ints.push(BigInt.asIntN(64, readVarint(body, sub)));
+      else if (field === 8) t.name = body.toString();
+      else if (field === 9) t.raw = body;
+      else if (field === 10) for (let k = 0; k + 8 <= body.length; k += 8) t.doubles.push(body.readDoubleLE(k));
+    } else if (wire === 0) {
+      const v = readVarint(buf, pos);
+      if (field === 1) t.dims.push(Number(v));
+      else if (field === 2) t.dataType = Number(v);
+      else if (field === 5 || field === 7) t.ints.push(BigInt.asIntN(64, v));
+    } else if (wire === 5) {
+      if (field === 4) t.floats.push(buf.readFloatLE(pos.i));
+      pos.i += 4;
+    } else if (wire === 1) {
+      if (field === 10) t.doubles.push(buf.readDoubleLE(pos.i));
+      pos.i += 8;
+    } else {
+      throw new Error(`unsupported wire type ${wire}`);
+    }
+  }
+  const type = TYPES[t.dataType];
+  if (!type) throw new Error(`unsupported tensor data type ${t.dataType}`);
+  const count = t.dims.reduce((a, b) => a * b, 1);
+  let values;  // numbers (or BigInt for int64), as float64-able values
+  if (t.raw) {
+    const raw = Buffer.from(t.raw);
+    const read = {
+      float32: (k) => raw.readFloatLE(4 * k), float64: (k) => raw.readDoubleLE(8 * k),
+      int32: (k) => raw.readInt32LE(4 * k), int64: (k) => raw.readBigInt64LE(8 * k),
+      uint8: (k) => raw[k], int8: (k) => raw.readInt8(k), bool: (k) => raw[k],
+      float16: (k) => halfToFloat(raw.readUInt16LE(2 * k)),
+    }[type];
+    values = Array.from({length: count}, (_, k) => read(k));
+  } else {
+    values = type === 'float32' ? t.floats : type === 'float64' ? t.doubles
+           : type === 'float16' ? t.ints.map((v) => halfToFloat(Number(v))) : t.ints;
+  }
+  return {name: t.name, type, dims: t.dims, values};
+}
+
+// --- float16 ----------------------------------------------------------------------------------
+
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+function floatToHalf(x) {  // round to nearest even
+  f32[0] = x;
+  const u = u32[0], sign = (u >>> 16) & 0x8000, a = u & 0x7fffffff;
+  if (a > 0x7f800000) return sign | 0x7e00;
+  if (a >= 0x477ff000) return sign | 0x7c00;
+  if (a >= 0x38800000) {
+    let h = (a - 0x38000000) >>> 13;
+    const rest = a & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+    return sign | h;
+  }
+  const r = Math.abs(f32[0]) * 2 ** 24, fl = Math.floor(r), d = r - fl;  // subnormal units
+  return sign | (d > 0.5 || (d === 0.5 && fl % 2) ? fl + 1 : fl);
+}
+
+// --- inputs -----------------------------------------------------------------------------------
+
+function toTensor(type, values, dims) {
+  const n = values.length;
+  let data;
+  switch (type) {
+    case 'float32': data = Float32Array.from(values, Number); break;
+    case 'float64': data = Float64Array.from(values, Number); break;
+    case 'float16': data = Uint16Array.from(values, (v) => floatToHalf(Number(v))); break;
+    case 'int32': data = Int32Array.from(values, Number); break;
+    case 'int64': data = BigInt64Array.from(values, (v) => BigInt(v)); break;
+    case 'uint8': data = Uint8Array.from(values, Number); break;
+    case 'int8': data = Int8Array.from(values, Number); break;
+    case 'bool': data = Uint8Array.from(values, (v) => (Number(v) ? 1 : 0)); break;
+    default: throw new Error(`unsupported input type ${type}`);
+  }
+  if (data.length !== n) throw new Error('size mismatch');
+  return new ort.Tensor(type, data, dims);
+}
+
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function parseRange(text, what) {
+  const [lo, hi] = text.split(':').map(Number);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new Error(`bad range for ${what}: '${text}'`);
+  return [lo, hi];
+}
+
+function randomSets(meta, args) {
+  const dims = Object.fromEntries(args.dim.map((d) => d.split('=')).map(([k, v]) => [k, Number(v)]));
+  const ranges = Object.fromEntries(args.range.map((r) => {
+    const at = r.indexOf('=');
+    return [r.slice(0, at), parseRange(r.slice(at + 1), r.slice(0, at))];
+  }));
+  const floatRange = parseRange(args['float-range'] ?? '-1:1', '--float-range');
+  const rand = mulberry32(Number(args.seed ?? 1));
+  const sets = [];
+  for (let s = 0; s < Number(args.random ?? 1); s++) {
+    const set = {};
+    for (const m of meta) {
+      const shape = m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : dims[d] ?? 1));
+      const count = shape.reduce((a, b) => a * b, 1);
+      const isFloat = m.type.startsWith('float');
+      const [lo, hi] = ranges[m.name] ?? (isFloat ? floatRange : [0, 9]);
+      const values = Array.from({length: count}, () =>
+        isFloat ? lo + (hi - lo) * rand() : Math.floor(lo + (hi - lo + 1) * rand()));
+      set[m.name] = {values, dims: shape};
+    }
+    sets.push({label: `random ${s}`, inputs: set, expected: []});
+  }
+  return sets;
+}
+
+function dataSets(dirs, meta) {
+  return dirs.map((dir) => {
+    const inputs = {}, expected = [];
+    meta.forEach((m, k) => {
+      const file = path.join(dir, `input_${k}.pb`);
+      if (!fs.existsSync(file)) throw new Error(`${file} missing (input '${m.name}')`);
+      const t = decodeTensor(fs.readFileSync(file));
+      inputs[m.name] = {values: t.values, dims: t.dims};
+    });
+    for (let k = 0; fs.existsSync(path.join(dir, `output_${k}.pb`)); k++) {
+      expected.push(decodeTensor(fs.readFileSync(path.join(dir, `output_${k}.pb`))));
+    }
+    return {label: dir, inputs, expected};
+  });
+}
+
+function feeds(session, set) {
+  const out = {};
+  for (const m of session.inputMetadata) {
+    const v = set.inputs[m.name];
+    if (!v) throw new Error(`no value for input '${m.name}'`);
+    out[m.name] = toTensor(m.type, v.values, v.dims);
+  }
+  return out;
+}
+
+function numbers(tensor) {
+  if (tensor.type === 'float16') return Array.from(tensor.data, halfToFloat);
+  return Array.from(tensor.data, Number);
+}
+
+// --- metrics ----------------------------------------------------------------------------------
+
+function logSoftmaxAt(row, index) {
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return row[index] - max - Math.log(sum);
+}
+
+class Stats {
+  constructor() {
+    Object.assign(this, {dot: 0, ff: 0, qq: 0, maxAbs: 0, sumAbs: 0, count: 0, finite: true,
+                         top1Same: 0, top1Total: 0, nllF: 0, nllQ: 0, nllCount: 0, refDot: 0,
+                         refFF: 0, refRR: 0});
+  }
+  add(f, q) {
+    for (let i = 0; i < f.length; i++) {
+      if (!Number.isFinite(q[i])) {
+        this.finite = false;
+        continue;
+      }
+      this.dot += f[i] * q[i];
+      this.ff += f[i] * f[i];
+      this.qq += q[i] * q[i];
+      const d = Math.abs(f[i] - q[i]);
+      this.maxAbs = Math.max(this.maxAbs, d);
+      this.sumAbs += d;
+      this.count++;
+    }
+  }
+  top1(f, q, last) {
+    for (let base = 0; base < f.length; base += last) {
+      let a = base, b = base;
+      for (let i = base; i < base + last; i++) {
+        if (f[i] > f[a]) a = i;
+        if (q[i] > q[b]) b = i;
+      }
+      this.top1Same += a === b;
+      this.top1Total++;
+    }
+  }
+  perplexity(f, q, ids, vocab) {
+    for (let t = 0; t + 1 < ids.length; t++) {
+      const next = Number(ids[t + 1]);
+      this.nllF -= logSoftmaxAt(f.slice(t * vocab, (t + 1) * vocab), next);
+      this.nllQ -= logSoftmaxAt(q.slice(t * vocab, (t + 1) * vocab), next);
+      this.nllCount++;
+    }
+  }
+  reference(f, r) {
+    for (let i = 0; i < f.length; i++) {
+      this.refDot += f[i] * r[i];
+      this.refFF += f[i] * f[i];
+      this.refRR += r[i] * r[i];
+    }
+  }
+  get cosine() { return this.ff && this.qq ? this.dot / Math.sqrt(this.ff * this.qq) : (this.ff === this.qq ? 1 : 0); }
+  get refCosine() { return this.refFF && this.refRR ? this.refDot / Math.sqrt(this.refFF * this.refRR) : null; }
+  get top1Rate() { return this.top1Total ? this.top1Same / this.top1Total : null; }
+  get pplRatio() { return this.nllCount ? Math.exp((this.nllQ - this.nllF) / this.nllCount) : null; }
+}
+
+// --- main -------------------------------------------------------------------------------------
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const options = {intraOpNumThreads: 2, graphOptimizationLevel: 'all'};
+  const load = async (file) => {
+    try {
+      return await ort.InferenceSession.create(file, options);
+    } catch (e) {
+      console.error(`ONNX Runtime cannot load ${file}: ${e.message}`);
+      process.exit(1);
+    }
+  };
+  if (!args.quant) throw new Error('--quant is required');
+  const quant = await load(args.quant);
+  if (args['only-load']) {
+    for (const set of randomSets(quant.inputMetadata, args)) await quant.run(feeds(quant, set));
+    console.log(`${args.quant}: loads and runs`);
+    console.log('1 passed, 0 failed');
+    return;
+  }
+  if (!args.float) throw new Error('--float is required');
+  const float = await load(args.float);
+  const meta = float.inputMetadata;
+  const sets = args.data.length ? dataSets(args.data, meta) : randomSets(meta, args);
+  const stats = Object.fromEntries(float.outputNames.map((n) => [n, new Stats()]));
+  for (const name of float.outputNames) {
+    if (!quant.outputNames.includes(name)) throw new Error(`the quantized model has no output '${name}'`);
+  }
+  const started = Date.now();
+  for (const set of sets) {
+    const fo = await float.run(feeds(float, set));
+    const qo = await quant.run(feeds(quant, set));
+    float.outputNames.forEach((name, k) => {
+      const f = numbers(fo[name]), q = numbers(qo[name]), s = stats[name];
+      if (qo[name].dims.join() !== fo[name].dims.join()) throw new Error(`output '${name}': shape ${qo[name].dims} != ${fo[name].dims}`);
+      s.add(f, q);
+      const last = fo[name].dims.at(-1);
+      if (args.top1 === name && last > 1) s.top1(f, q, last);
+      if (args.ppl === name) s.perplexity(f, q, set.inputs[args['ppl-ids']].values, last);
+      if (set.expected[k]) s.reference(f, set.expected[k].values.map(Number));
+    });
+  }
+  const results = [];
+  const check = (what, ok) => results.push({what, ok});
+  const checked = args.output.length ? args.output : float.outputNames;
+  for (const name of float.outputNames) {
+    const s = stats[name];
+    const parts = [`cosine ${s.cosine.toFixed(6)}`, `max_abs ${s.maxAbs.toPrecision(3)}`,
+                   `mean_abs ${(s.sumAbs / Math.max(1, s.count)).toPrecision(3)}`];
+    if (s.top1Rate !== null) parts.push(`top1 ${s.top1Rate.toFixed(4)}`);
+    if (s.pplRatio !== null) parts.push(`ppl x${s.pplRatio.toFixed(4)}`);
+    if (s.refCosine !== null) parts.push(`float_vs_reference_cosine ${s.refCosine.toFixed(6)}`);
+    parts.push(`finite ${s.finite ? 'yes' : 'NO'}`);
+    console.log(`${name}: ${parts.join(' ')}`);
+    if (!checked.includes(name)) continue;
+    if (args['min-cosine'] !== undefined) check(`${name} cosine >= ${args['min-cosine']}`, s.cosine >= Number(args['min-cosine']));
+    if (args['max-abs'] !== undefined) check(`${name} max_abs <= ${args['max-abs']}`, s.maxAbs <= Number(args['max-abs']));
+    if (args.finite) check(`${name} finite`, s.finite);
+  }
+  if (args['min-top1'] !== undefined) {
+    const s = stats[args.top1];
+    check(`top1 >= ${args['min-top1']}`, s !== undefined && s.top1Rate >= Number(args['min-top1']));
+  }
+  if (args['max-ppl-ratio'] !== undefined) {
+    const s = stats[args.ppl];
+    check(`ppl ratio <= ${args['max-ppl-ratio']}`, s !== undefined && s.pplRatio <= Number(args['max-ppl-ratio']));
+  }
+  for (const r of results) if (!r.ok) console.log(`FAILED: ${r.what}`);
+  console.log(`(${sets.length} input set(s), ${Date.now() - started} ms)`);
+  if (args.json) {
+    const out = Object.fromEntries(Object.entries(stats).map(([n, s]) => [n, {
+      cosine: s.cosine, max_abs: s.maxAbs, mean_abs: s.sumAbs / Math.max(1, s.count), finite: s.finite,
+      top1: s.top1Rate, ppl_ratio: s.pplRatio, float_vs_reference_cosine: s.refCosine}]));
+    fs.writeFileSync(args.json, JSON.stringify(out, null, 1));
+  }
+  const failed = results.filter((r) => !r.ok).length;
+  console.log(`${results.length - failed} passed, ${failed} failed`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+main().catch((e) => {
+  console.error(`compare.mjs: ${e.message}`);
+  process.exit(2);
+});
