@@ -5,6 +5,7 @@
 // so they never hold -0 or NaN and the horizontal reduction order does not change the result.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels_internal.h"
@@ -19,42 +20,112 @@ inline __mmask16 tail_mask(size_t remaining) {
                          : static_cast<__mmask16>((1u << remaining) - 1);
 }
 
-// 16 values (0..255 in int32 lanes) -> 16 bytes.
-inline __m128i to_bytes(__m512i q) { return _mm512_cvtepi32_epi8(q); }
+inline __m512 load(const float* x, size_t j, size_t k) {
+  return j + 16 <= k ? _mm512_loadu_ps(x + j) : _mm512_maskz_loadu_ps(tail_mask(j < k ? k - j : 0), x + j);
+}
 
-// 16 bytes of 4-bit values -> 8 bytes: element 2i in the low nibble of byte i.
-inline __m128i pack_nibbles(__m128i b) {
-  const __m128i lo = _mm_and_si128(b, _mm_set1_epi16(0x000f));
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi16(0x00f0));
-  return _mm_packus_epi16(_mm_or_si128(lo, hi), _mm_setzero_si128());
+// Lane j of the result = op over the 16 lanes of v[j] (a transposing reduction tree).
+template <typename Op>
+inline __m512 reduce16(const __m512* v, Op op) {
+  __m512 w[8], u[4], t[2];
+  for (int i = 0; i < 8; ++i) {  // 16 -> 8: 256 bits of each vector
+    w[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
+  }
+  for (int i = 0; i < 4; ++i) {  // 8 -> 4: one 128-bit chunk of each vector
+    u[i] = op(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+              _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xdd));
+  }
+  for (int i = 0; i < 2; ++i) {  // 4 -> 2 lanes of each vector, within chunks
+    t[i] = op(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0x44),
+              _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0xee));
+  }
+  const __m512 r = op(_mm512_shuffle_ps(t[0], t[1], 0x88), _mm512_shuffle_ps(t[0], t[1], 0xdd));
+  // r's lane 4c + p holds v[4p + c].
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, r);
+}
+
+// block_params() of kernels_scalar.cpp for 16 blocks at once: the same IEEE operations, lane by
+// lane (negation as a sign flip, MAXPS/MINPS operand order as in the scalar ternaries).
+struct Params16 {
+  __m512 scale, inv, lo, hi;
+  __m512i zp;
+};
+
+inline Params16 block_params16(__m512 mx, __m512 mn, const BlockFormat& fmt) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  Params16 p;
+  if (fmt.symmetric) {
+    const float levels = static_cast<float>(1 << (fmt.bits - 1));
+    const __mmask16 take_max = _mm512_cmp_ps_mask(mx, _mm512_xor_ps(mn, sign), _CMP_GE_OQ);
+    const __m512 m = _mm512_mask_blend_ps(take_max, mn, mx);
+    p.scale = _mm512_div_ps(m, _mm512_set1_ps(-levels));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(p.scale, zero, _CMP_NEQ_UQ);
+    p.inv = _mm512_maskz_div_ps(nonzero, one, p.scale);
+    p.zp = _mm512_set1_epi32(1 << (fmt.bits - 1));
+    p.lo = _mm512_set1_ps(-levels);
+    p.hi = _mm512_set1_ps(levels - 1.0f);
+  } else {
+    const __m512 top = _mm512_set1_ps(static_cast<float>((1 << fmt.bits) - 1));
+    p.scale = _mm512_div_ps(_mm512_sub_ps(mx, mn), top);
+    p.scale = _mm512_mask_mov_ps(p.scale, _mm512_cmp_ps_mask(p.scale, zero, _CMP_EQ_OQ), one);
+    p.inv = _mm512_div_ps(one, p.scale);
+    __m512 z = _mm512_div_ps(_mm512_xor_ps(mn, sign), p.scale);
+    z = _mm512_min_ps(_mm512_max_ps(z, zero), top);
+    p.zp = _mm512_cvt_roundps_epi32(z, kRound);
+    const __m512 zf = _mm512_cvtepi32_ps(p.zp);
+    p.lo = _mm512_sub_ps(zero, zf);
+    p.hi = _mm512_sub_ps(top, zf);
+  }
+  return p;
 }
 
 void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* packed,
                      float* scales, uint8_t* zero_points) {
   const size_t bs = fmt.block_size, nb = fmt.blocks(k), blob = fmt.blob_bytes();
-  for (size_t b = 0; b < nb; ++b) {
-    const size_t begin = b * bs;
-    __m512 vmx = _mm512_setzero_ps(), vmn = _mm512_setzero_ps();
-    for (size_t j = begin; j < begin + bs; j += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(tail_mask(j < k ? k - j : 0), x + j);
-      vmx = _mm512_max_ps(v, vmx);
-      vmn = _mm512_min_ps(v, vmn);
+  alignas(64) float inv_a[16], lo_a[16], hi_a[16];
+  alignas(64) int32_t zp_a[16];
+  for (size_t b0 = 0; b0 < nb; b0 += 16) {
+    const size_t group = std::min<size_t>(16, nb - b0);
+    const __mmask16 lanes = tail_mask(group);
+    __m512 mx[16], mn[16];
+    for (size_t j = 0; j < 16; ++j) {
+      __m512 vmx = _mm512_setzero_ps(), vmn = _mm512_setzero_ps();
+      for (size_t e = (b0 + j) * bs, end = e + bs; j < group && e < end; e += 16) {
+        const __m512 v = load(x, e, k);
+        vmx = _mm512_max_ps(v, vmx);
+        vmn = _mm512_min_ps(v, vmn);
+      }
+      mx[j] = vmx;
+      mn[j] = vmn;
     }
-    const BlockParams p = block_params(_mm512_reduce_max_ps(vmx), _mm512_reduce_min_ps(vmn), fmt);
-    scales[b] = p.scale;
-    if (!fmt.symmetric) zero_points[b] = static_cast<uint8_t>(p.zp);
-    const __m512 inv = _mm512_set1_ps(p.inv), lo = _mm512_set1_ps(p.lo), hi = _mm512_set1_ps(p.hi);
-    const __m512i zp = _mm512_set1_epi32(p.zp);
-    uint8_t* out = packed + b * blob;
-    for (size_t j = begin; j < begin + bs; j += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(tail_mask(j < k ? k - j : 0), x + j);
-      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
-      const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, kRound), zp);
-      const __m128i bytes = to_bytes(q);
-      if (fmt.bits == 8) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (j - begin)), bytes);
-      } else {
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j - begin) / 2), pack_nibbles(bytes));
+    const Params16 p = block_params16(reduce16(mx, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }),
+                                      reduce16(mn, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }),
+                                      fmt);
+    _mm512_mask_storeu_ps(scales + b0, lanes, p.scale);
+    if (!fmt.symmetric) _mm_mask_storeu_epi8(zero_points + b0, lanes, _mm512_cvtepi32_epi8(p.zp));
+    _mm512_store_ps(inv_a, p.inv);
+    _mm512_store_ps(lo_a, p.lo);
+    _mm512_store_ps(hi_a, p.hi);
+    _mm512_store_si512(zp_a, p.zp);
+    for (size_t j = 0; j < group; ++j) {
+      const __m512 inv = _mm512_set1_ps(inv_a[j]), lo = _mm512_set1_ps(lo_a[j]);
+      const __m512 hi = _mm512_set1_ps(hi_a[j]);
+      const __m512i zp = _mm512_set1_epi32(zp_a[j]);
+      const size_t begin = (b0 + j) * bs;
+      uint8_t* out = packed + (b0 + j) * blob;
+      for (size_t e = begin; e < begin + bs; e += 16) {
+        const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(load(x, e, k), inv), lo), hi);
+        const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, kRound), zp);
+        if (fmt.bits == 8) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (e - begin)), _mm512_cvtepi32_epi8(q));
+        } else {  // each 64-bit lane holds elements 2i, 2i+1: fold the odd one into bits 4..7
+          const __m512i pairs = _mm512_or_si512(q, _mm512_srli_epi64(q, 28));
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (e - begin) / 2),
+                           _mm512_cvtepi64_epi8(pairs));
+        }
       }
     }
   }
