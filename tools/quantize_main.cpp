@@ -133,6 +133,12 @@ int run(const Cli& cli) {
       fs::path out = output_path(checked, model_path, mode);
       report.output = out.string();
       if (!cli.dry_run) {
+        for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
+          if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
+            fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file",
+                 file.string(), out.string());
+          }
+        }
         SaveOptions save;
         save.external_data = cli.external_data;
         save.progress = progress_line(cli, out);

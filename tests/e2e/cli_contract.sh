@@ -31,6 +31,14 @@ check "bad regex" 2 "$quantize" "$dir/m.onnx" --q4 --exclude "(" --dry-run
 printf 'not a model' >"$dir/bad.onnx"
 check "malformed model" 3 "$quantize" "$dir/bad.onnx" --q4
 check "missing output folder" 4 "$quantize" "$dir/m.onnx" --q4 -o "$dir/none/x.onnx"
+# The same bytes whatever the thread count or instruction set.
+check "one thread" 0 "$quantize" "$dir/m.onnx" --q4f16 --asymmetric --threads 1 -o "$dir/t1.onnx"
+check "scalar kernels" 0 env QUANTIZE_ISA=scalar "$quantize" "$dir/m.onnx" --q4f16 --asymmetric \
+  --threads 2 -o "$dir/t2.onnx"
+check "stories, one thread" 0 "$quantize" --q4f16 --asymmetric --threads 1 -o "$dir/s1.onnx"
+check "stories, scalar" 0 env QUANTIZE_ISA=scalar "$quantize" --q4f16 --asymmetric --threads 2 -o "$dir/s2.onnx"
+check "identical bytes (mnist)" 0 cmp "$dir/t1.onnx" "$dir/t2.onnx"
+check "identical bytes (stories)" 0 cmp "$dir/s1.onnx" "$dir/s2.onnx"
 check "built-in model, --output-dir" 0 "$quantize" --q4f16 --output-dir "$dir"
 [ -s "$dir/stories260K_q4f16.onnx" ] || { echo "FAIL: built-in output missing"; failures=$((failures + 1)); }
 [ "$(md5sum <"$dir/m.onnx")" = "$sum" ] || { echo "FAIL: input changed"; failures=$((failures + 1)); }

@@ -50,13 +50,19 @@ TEST(ModelIo, LargeTensorsStayInTheFileAndRoundTrip) {
   EXPECT_EQ(plain.graph().initializer(0).raw_data().size(), w.size() * 4);
 }
 
-TEST(ModelIo, PackedFloatDataIsReadLikeRawData) {
-  auto proto = testing::parse(kMatMul);
+// The kMatMul model's float [64, 32] initializer 'w', with no data yet.
+onnx::TensorProto* add_weight(onnx::ModelProto& proto) {
   auto* t = proto.mutable_graph()->add_initializer();
   t->set_name("w");
   t->add_dims(64);
   t->add_dims(32);
   t->set_data_type(onnx::TensorProto::FLOAT);
+  return t;
+}
+
+TEST(ModelIo, PackedFloatDataIsReadLikeRawData) {
+  auto proto = testing::parse(kMatMul);
+  auto* t = add_weight(proto);
   auto w = testing::random_floats(64 * 32, 2);
   for (float v : w) t->add_float_data(v);
   Model model = testing::round_trip(proto);
@@ -97,11 +103,7 @@ TEST(ModelIo, ExternalDataRoundTrip) {
 fs::path external_model(const std::string& location, const std::string& offset,
                         const std::string& length) {
   auto proto = testing::parse(kMatMul);
-  auto* t = proto.mutable_graph()->add_initializer();
-  t->set_name("w");
-  t->add_dims(64);
-  t->add_dims(32);
-  t->set_data_type(onnx::TensorProto::FLOAT);
+  auto* t = add_weight(proto);
   t->set_data_location(onnx::TensorProto::EXTERNAL);
   auto add = [&](const char* k, const std::string& v) {
     auto* e = t->add_external_data();
