@@ -27,12 +27,19 @@ make_model() {  # make_model NAME ARGS...: single-file NAME.onnx and external-da
 make_model synth134m                    # ~134M parameters, 537 MB
 make_model synth_deep --n-layers 24     # same widths, twice the layers (~1 GB)
 
+bytes() {  # total size of the files given that exist
+  local total=0 f
+  for f in "$@"; do [ -f "$f" ] && total=$((total + $(stat -c %s "$f"))); done
+  echo $total
+}
+
 printf '%-34s %-6s %8s %10s %8s %10s\n' model mode seconds "peak RSS" "x input" output
 run() {  # run MODEL_PATH MODE [extra flags]
   local model=$1 mode=$2
   shift 2
-  local in_bytes out=$work/out_$mode.onnx
-  in_bytes=$(du -bc "$model" "$(dirname "$model")"/*.onnx_data 2>/dev/null | tail -1 | cut -f1)
+  local out=$work/out_$mode.onnx
+  local in_bytes
+  in_bytes=$(bytes "$model" "${model}_data")
   local best=""
   for _ in 1 2 3; do  # best of three: the first run may also be reading the file from disk
     /usr/bin/time -f "%e %M" -o "$work/time.txt" "$quantize" "$model" "--$mode" -o "$out" \
@@ -42,7 +49,7 @@ run() {  # run MODEL_PATH MODE [extra flags]
   done
   read -r secs kb <<<"$best"
   local out_bytes
-  out_bytes=$(du -bc "$out" "$out.data" 2>/dev/null | tail -1 | cut -f1)
+  out_bytes=$(bytes "$out" "$out.data")
   printf '%-34s %-6s %8s %7d MB %8.2f %7d MB\n' "${model#$work/}" "$mode" "$secs" \
     $((kb / 1024)) "$(awk "BEGIN{print $kb * 1024 / $in_bytes}")" $((out_bytes / 1000000))
 }
