@@ -46,6 +46,33 @@ void bench_f16(benchmark::State& state, Isa isa, size_t bytes) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * x.size() * 4));
 }
 
+// Per-tensor (min/max pass, then quantize) or per-column 8-bit weights of a [rows, 4096] matrix.
+void bench_affine(benchmark::State& state, Isa isa, bool is_signed, bool per_column, size_t bytes) {
+  const Kernels& k = kernels_for(isa);
+  const size_t cols = 4096, rows = bytes / 4 / cols;
+  const auto x = weights(rows * cols);
+  std::vector<uint8_t> q(x.size());
+  std::vector<float> mn(cols), mx(cols), inv(cols), lo(cols), hi(cols);
+  std::vector<int32_t> zp(cols);
+  for (auto _ : state) {
+    if (per_column) {
+      k.minmax_columns(x.data(), rows, cols, mn.data(), mx.data());
+      for (size_t c = 0; c < cols; ++c) {
+        const AffineParams p = affine_params(mn[c], mx[c], is_signed, false);
+        inv[c] = p.inv, lo[c] = p.lo, hi[c] = p.hi, zp[c] = p.zp;
+      }
+      k.quantize_affine_columns(x.data(), rows, cols, {inv.data(), lo.data(), hi.data(), zp.data()},
+                                q.data());
+    } else {
+      float lo_v, hi_v;
+      k.minmax(x.data(), x.size(), &lo_v, &hi_v);
+      k.quantize_affine(x.data(), x.size(), affine_params(lo_v, hi_v, is_signed, false), q.data());
+    }
+    benchmark::DoNotOptimize(q.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * x.size() * 4));
+}
+
 int register_all() {
   struct Size {
     const char* name;
@@ -61,6 +88,15 @@ int register_all() {
       for (const auto& f : formats) {
         std::string name = std::string("quantize_") + f.name + "/" + isa_name(isa) + "/" + size.name;
         benchmark::RegisterBenchmark(name.c_str(), bench_quantize, isa, f.fmt, size.bytes);
+      }
+      for (bool is_signed : {true, false}) {
+        for (bool per_column : {false, true}) {
+          std::string name = std::string("quantize_") + (is_signed ? "int8" : "uint8") +
+                             (per_column ? "_per_channel/" : "_per_tensor/") + isa_name(isa) +
+                             "/" + size.name;
+          benchmark::RegisterBenchmark(name.c_str(), bench_affine, isa, is_signed, per_column,
+                                       size.bytes);
+        }
       }
       std::string name = std::string("f32_to_f16/") + isa_name(isa) + "/" + size.name;
       benchmark::RegisterBenchmark(name.c_str(), bench_f16, isa, size.bytes);

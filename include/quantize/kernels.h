@@ -15,6 +15,16 @@
 //     q = (int)rne(min_ps(max_ps(x * inv, -zp), Q - zp)) + zp
 // Dequantization: w = (q - zp) * scale, zp = L when symmetric.
 //
+// 8-bit affine quantization (dynamic INT8 weights), per tensor or per channel. From the running
+// mn/mx (as above, from +0, NaN ignored) of the values sharing parameters:
+//   signed (int8, symmetric):  Q = 127 (64 with reduce_range), qmin = -Q;
+//     scale = max(mx, -mn) / Q, replaced by 1 when it is 0;  zp = 0
+//   unsigned (uint8):          Q = 255 (127 with reduce_range), qmin = 0;
+//     scale = (mx - mn) / Q, replaced by 1 when it is 0;
+//     zp = (int)rne(min_ps(max_ps(-mn / scale, 0), Q))
+//   inv = 1 / scale;  q = (int)rne(min_ps(max_ps(x * inv, qmin - zp), Q - zp)) + zp,
+//   stored as its low byte (two's complement for int8).
+//
 // float32 -> float16: IEEE round to nearest even, except that a finite value whose magnitude
 // exceeds 65504 becomes +-65504 (clamped, never inf). inf stays inf; NaN becomes a quiet NaN
 // with the sign and the top mantissa bits kept (what F16C's VCVTPS2PH does).
@@ -39,6 +49,20 @@ struct BlockFormat {
   size_t blob_bytes() const { return static_cast<size_t>(block_size) * bits / 8; }
 };
 
+struct AffineParams {
+  float scale = 1, inv = 1, lo = 0, hi = 0;  // lo = qmin - zp, hi = Q - zp
+  int32_t zp = 0;
+};
+AffineParams affine_params(float mn, float mx, bool is_signed, bool reduce_range);
+
+// Per-column parameters, one entry per column (structure of arrays).
+struct AffineColumns {
+  const float* inv;
+  const float* lo;
+  const float* hi;
+  const int32_t* zp;
+};
+
 struct Kernels {
   Isa isa;
   // Quantizes x[0..k) into fmt.blocks(k) blocks: packed (blob_bytes() per block; 4 bits: element
@@ -49,6 +73,14 @@ struct Kernels {
   // Inverse of quantize_blocks for the first k elements.
   void (*dequantize_blocks)(const uint8_t* packed, const float* scales, const uint8_t* zero_points,
                             size_t k, const BlockFormat& fmt, float* y);
+  // Running min and max from +0 of x[0..n), or of each column of a row-major [rows, cols]
+  // matrix (mn and mx then hold cols values).
+  void (*minmax)(const float* x, size_t n, float* mn, float* mx);
+  void (*minmax_columns)(const float* x, size_t rows, size_t cols, float* mn, float* mx);
+  // q for x[0..n) with one parameter set, or for a [rows, cols] matrix with one per column.
+  void (*quantize_affine)(const float* x, size_t n, const AffineParams& p, uint8_t* q);
+  void (*quantize_affine_columns)(const float* x, size_t rows, size_t cols,
+                                  const AffineColumns& p, uint8_t* q);
   void (*f32_to_f16)(const float* x, size_t n, uint16_t* y);
   void (*f16_to_f32)(const uint16_t* x, size_t n, float* y);
 };

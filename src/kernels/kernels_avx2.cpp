@@ -80,6 +80,72 @@ void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* 
   }
 }
 
+void minmax(const float* x, size_t n, float* mn, float* mx) {
+  __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
+  for (size_t i = 0; i < n; i += 8) {
+    const __m256 v = load(x, i, n);
+    vmx = _mm256_max_ps(v, vmx);
+    vmn = _mm256_min_ps(v, vmn);
+  }
+  *mx = reduce_max(vmx);
+  *mn = reduce_min(vmn);
+}
+
+void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* mx) {
+  for (size_t c = 0; c < cols; c += 8) {
+    const __m256i m = tail_mask(cols - c);
+    __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
+    for (size_t r = 0; r < rows; ++r) {
+      const __m256 v = _mm256_maskload_ps(x + r * cols + c, m);
+      vmx = _mm256_max_ps(v, vmx);
+      vmn = _mm256_min_ps(v, vmn);
+    }
+    _mm256_maskstore_ps(mx + c, m, vmx);
+    _mm256_maskstore_ps(mn + c, m, vmn);
+  }
+}
+
+// q for 8 lanes, as the low byte of each int32 lane, in the low 8 bytes of the result.
+inline __m128i affine8(__m256 v, __m256 inv, __m256 lo, __m256 hi, __m256i zp) {
+  const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, inv), lo), hi);
+  const __m256i q = _mm256_add_epi32(
+      _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), zp);
+  const __m256i low = _mm256_shuffle_epi8(
+      q, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
+                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+  return _mm_unpacklo_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+}
+
+inline void store_bytes(uint8_t* q, size_t count, __m128i bytes) {
+  if (count >= 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q), bytes);
+  } else {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+    for (size_t i = 0; i < count; ++i) q[i] = tmp[i];
+  }
+}
+
+void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q) {
+  const __m256 inv = _mm256_set1_ps(p.inv), lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
+  const __m256i zp = _mm256_set1_epi32(p.zp);
+  for (size_t i = 0; i < n; i += 8) store_bytes(q + i, n - i, affine8(load(x, i, n), inv, lo, hi, zp));
+}
+
+void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
+                             uint8_t* q) {
+  for (size_t c = 0; c < cols; c += 8) {
+    const __m256i m = tail_mask(cols - c);
+    const __m256 inv = _mm256_maskload_ps(p.inv + c, m), lo = _mm256_maskload_ps(p.lo + c, m);
+    const __m256 hi = _mm256_maskload_ps(p.hi + c, m);
+    const __m256i zp = _mm256_maskload_epi32(p.zp + c, m);
+    for (size_t r = 0; r < rows; ++r) {
+      const __m256 v = _mm256_maskload_ps(x + r * cols + c, m);
+      store_bytes(q + r * cols + c, cols - c, affine8(v, inv, lo, hi, zp));
+    }
+  }
+}
+
 inline __m256 clamp_f16_range(__m256 v) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   const __m256 mag = _mm256_andnot_ps(sign_bit, v);
@@ -110,8 +176,9 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{Isa::kAvx2, quantize_blocks, scalar_kernels().dequantize_blocks,
-                         f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kAvx2,    quantize_blocks, scalar_kernels().dequantize_blocks,
+                         minmax,        minmax_columns,  quantize_affine,
+                         quantize_affine_columns, f32_to_f16, f16_to_f32};
   return k;
 }
 

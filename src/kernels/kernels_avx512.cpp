@@ -131,6 +131,58 @@ void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* 
   }
 }
 
+void minmax(const float* x, size_t n, float* mn, float* mx) {
+  __m512 vmx = _mm512_setzero_ps(), vmn = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __m512 v = load(x, i, n);
+    vmx = _mm512_max_ps(v, vmx);
+    vmn = _mm512_min_ps(v, vmn);
+  }
+  *mx = _mm512_reduce_max_ps(vmx);
+  *mn = _mm512_reduce_min_ps(vmn);
+}
+
+void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* mx) {
+  for (size_t c = 0; c < cols; c += 16) {
+    const __mmask16 m = tail_mask(cols - c);
+    __m512 vmx = _mm512_setzero_ps(), vmn = _mm512_setzero_ps();
+    for (size_t r = 0; r < rows; ++r) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + r * cols + c);
+      vmx = _mm512_max_ps(v, vmx);
+      vmn = _mm512_min_ps(v, vmn);
+    }
+    _mm512_mask_storeu_ps(mx + c, m, vmx);
+    _mm512_mask_storeu_ps(mn + c, m, vmn);
+  }
+}
+
+inline __m128i affine16(__m512 v, __m512 inv, __m512 lo, __m512 hi, __m512i zp) {
+  const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvt_roundps_epi32(c, kRound), zp));
+}
+
+void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q) {
+  const __m512 inv = _mm512_set1_ps(p.inv), lo = _mm512_set1_ps(p.lo), hi = _mm512_set1_ps(p.hi);
+  const __m512i zp = _mm512_set1_epi32(p.zp);
+  for (size_t i = 0; i < n; i += 16) {
+    _mm_mask_storeu_epi8(q + i, tail_mask(n - i), affine16(load(x, i, n), inv, lo, hi, zp));
+  }
+}
+
+void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
+                             uint8_t* q) {
+  for (size_t c = 0; c < cols; c += 16) {  // parameters stay in registers down each column strip
+    const __mmask16 m = tail_mask(cols - c);
+    const __m512 inv = _mm512_maskz_loadu_ps(m, p.inv + c), lo = _mm512_maskz_loadu_ps(m, p.lo + c);
+    const __m512 hi = _mm512_maskz_loadu_ps(m, p.hi + c);
+    const __m512i zp = _mm512_maskz_loadu_epi32(m, p.zp + c);
+    for (size_t r = 0; r < rows; ++r) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + r * cols + c);
+      _mm_mask_storeu_epi8(q + r * cols + c, m, affine16(v, inv, lo, hi, zp));
+    }
+  }
+}
+
 // Finite magnitudes beyond 65504 become +-65504 before conversion (never inf).
 inline __m512 clamp_f16_range(__m512 v) {
   const __m512 mag = _mm512_abs_ps(v);
@@ -167,8 +219,9 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
 }  // namespace
 
 const Kernels& avx512_kernels() {
-  static const Kernels k{Isa::kAvx512, quantize_blocks, scalar_kernels().dequantize_blocks,
-                         f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kAvx512,  quantize_blocks, scalar_kernels().dequantize_blocks,
+                         minmax,        minmax_columns,  quantize_affine,
+                         quantize_affine_columns, f32_to_f16, f16_to_f32};
   return k;
 }
 

@@ -81,6 +81,43 @@ void dequantize_blocks(const uint8_t* packed, const float* scales, const uint8_t
   }
 }
 
+void minmax(const float* x, size_t n, float* mn, float* mx) {
+  float lo = 0.0f, hi = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    hi = max_ps(x[i], hi);
+    lo = min_ps(x[i], lo);
+  }
+  *mn = lo;
+  *mx = hi;
+}
+
+void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* mx) {
+  for (size_t c = 0; c < cols; ++c) mn[c] = mx[c] = 0.0f;
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) {
+      mx[c] = max_ps(x[r * cols + c], mx[c]);
+      mn[c] = min_ps(x[r * cols + c], mn[c]);
+    }
+  }
+}
+
+inline uint8_t affine(float x, float inv, float lo, float hi, int32_t zp) {
+  return static_cast<uint8_t>(static_cast<int>(std::nearbyint(min_ps(max_ps(x * inv, lo), hi))) + zp);
+}
+
+void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q) {
+  for (size_t i = 0; i < n; ++i) q[i] = affine(x[i], p.inv, p.lo, p.hi, p.zp);
+}
+
+void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
+                             uint8_t* q) {
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) {
+      q[r * cols + c] = affine(x[r * cols + c], p.inv[c], p.lo[c], p.hi[c], p.zp[c]);
+    }
+  }
+}
+
 void f32_to_f16(const float* x, size_t n, uint16_t* y) {
   for (size_t i = 0; i < n; ++i) y[i] = f32_to_f16_scalar(x[i]);
 }
@@ -90,6 +127,30 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
 }
 
 }  // namespace
+
+AffineParams affine_params(float mn, float mx, bool is_signed, bool reduce_range) {
+  AffineParams p;
+  const float top = is_signed ? (reduce_range ? 64.0f : 127.0f) : (reduce_range ? 127.0f : 255.0f);
+  if (is_signed) {
+    const float absmax = mx > -mn ? mx : -mn;
+    p.scale = absmax / top;
+    if (p.scale == 0.0f) p.scale = 1.0f;
+    p.inv = 1.0f / p.scale;
+    p.zp = 0;
+    p.lo = -top;
+  } else {
+    p.scale = (mx - mn) / top;
+    if (p.scale == 0.0f) p.scale = 1.0f;
+    p.inv = 1.0f / p.scale;
+    float z = -mn / p.scale;
+    z = z > 0.0f ? z : 0.0f;
+    z = z < top ? z : top;
+    p.zp = static_cast<int32_t>(std::nearbyint(z));
+    p.lo = static_cast<float>(-p.zp);
+  }
+  p.hi = top - static_cast<float>(p.zp);
+  return p;
+}
 
 uint16_t f32_to_f16_scalar(float x) {
   uint32_t u;
@@ -132,7 +193,9 @@ float f16_to_f32_scalar(uint16_t h) {
 namespace detail {
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{Isa::kScalar, quantize_blocks, dequantize_blocks, f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kScalar,   quantize_blocks, dequantize_blocks,
+                         minmax,         minmax_columns,  quantize_affine,
+                         quantize_affine_columns, f32_to_f16, f16_to_f32};
   return k;
 }
 

@@ -116,6 +116,53 @@ TEST_P(KernelIsa, Float16ToFloat32MatchesScalarForAllHalves) {
   }
 }
 
+TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
+  const Kernels& ref = kernels_for(Isa::kScalar);
+  const Kernels& simd = kernels_for(GetParam());
+  for (size_t n = 1; n <= 300; ++n) {
+    const auto x = test_data(n, static_cast<uint32_t>(n * 13), n % 2 == 0);
+    float mn1, mx1, mn2, mx2;
+    ref.minmax(x.data(), n, &mn1, &mx1);
+    simd.minmax(x.data(), n, &mn2, &mx2);
+    ASSERT_EQ(bits_of(mn1), bits_of(mn2)) << n;
+    ASSERT_EQ(bits_of(mx1), bits_of(mx2)) << n;
+    for (bool is_signed : {true, false}) {
+      for (bool reduce : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "n " << n << (is_signed ? " int8" : " uint8")
+                                        << (reduce ? " reduce_range" : ""));
+        const AffineParams p = affine_params(mn1, mx1, is_signed, reduce);
+        std::vector<uint8_t> q1(n, 1), q2(n, 2);
+        ref.quantize_affine(x.data(), n, p, q1.data());
+        simd.quantize_affine(x.data(), n, p, q2.data());
+        ASSERT_EQ(q1, q2);
+      }
+    }
+  }
+  // Per column, for matrices of many shapes.
+  for (size_t rows : {1, 3, 17}) {
+    for (size_t cols = 1; cols <= 70; ++cols) {
+      SCOPED_TRACE(testing::Message() << rows << " x " << cols);
+      const auto x = test_data(rows * cols, static_cast<uint32_t>(rows * 1000 + cols), cols % 3 == 0);
+      std::vector<float> mn1(cols), mx1(cols), mn2(cols), mx2(cols);
+      ref.minmax_columns(x.data(), rows, cols, mn1.data(), mx1.data());
+      simd.minmax_columns(x.data(), rows, cols, mn2.data(), mx2.data());
+      ASSERT_EQ(std::memcmp(mn1.data(), mn2.data(), cols * 4), 0);
+      ASSERT_EQ(std::memcmp(mx1.data(), mx2.data(), cols * 4), 0);
+      std::vector<float> inv(cols), lo(cols), hi(cols);
+      std::vector<int32_t> zp(cols);
+      for (size_t c = 0; c < cols; ++c) {
+        const AffineParams p = affine_params(mn1[c], mx1[c], c % 2 == 0, false);
+        inv[c] = p.inv, lo[c] = p.lo, hi[c] = p.hi, zp[c] = p.zp;
+      }
+      const AffineColumns params{inv.data(), lo.data(), hi.data(), zp.data()};
+      std::vector<uint8_t> q1(rows * cols, 1), q2(rows * cols, 2);
+      ref.quantize_affine_columns(x.data(), rows, cols, params, q1.data());
+      simd.quantize_affine_columns(x.data(), rows, cols, params, q2.data());
+      ASSERT_EQ(q1, q2);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Supported, KernelIsa, ::testing::ValuesIn(supported_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
@@ -186,6 +233,50 @@ TEST(ScalarKernels, RoundTripWithinHalfAScale) {
     k.dequantize_blocks(packed.data(), scales.data(), zp.data(), x.size(), fmt, y.data());
     for (size_t i = 0; i < x.size(); ++i) {
       ASSERT_LE(std::fabs(y[i] - x[i]), scales[i / 32] / 2 * 1.0001f) << "bits " << bits << " i " << i;
+    }
+  }
+}
+
+TEST(ScalarKernels, AffineParamsFollowTheFormulas) {
+  AffineParams p = affine_params(-2.0f, 1.0f, /*is_signed=*/true, /*reduce_range=*/false);
+  EXPECT_EQ(p.scale, 2.0f / 127.0f);
+  EXPECT_EQ(p.zp, 0);
+  EXPECT_EQ(p.lo, -127.0f);
+  EXPECT_EQ(p.hi, 127.0f);
+  p = affine_params(-2.0f, 1.0f, true, /*reduce_range=*/true);
+  EXPECT_EQ(p.scale, 2.0f / 64.0f);
+  EXPECT_EQ(p.lo, -64.0f);
+  p = affine_params(-1.0f, 3.0f, /*is_signed=*/false, false);
+  EXPECT_EQ(p.scale, 4.0f / 255.0f);
+  EXPECT_EQ(p.zp, 64);  // rne(1 / (4 / 255)) = rne(63.75)
+  EXPECT_EQ(p.lo, -64.0f);
+  EXPECT_EQ(p.hi, 191.0f);
+  p = affine_params(0.0f, 0.0f, false, false);  // an all-zero channel
+  EXPECT_EQ(p.scale, 1.0f);
+  EXPECT_EQ(p.zp, 0);
+  // Quantized values: int8 stored as two's complement bytes; the extreme maps to +-127.
+  const Kernels& k = kernels_for(Isa::kScalar);
+  const float x[4] = {-2.0f, 1.0f, 0.0f, 2.0f / 127.0f * 2.5f};
+  uint8_t q[4];
+  k.quantize_affine(x, 4, affine_params(-2.0f, 1.0f, true, false), q);
+  EXPECT_EQ(q[0], static_cast<uint8_t>(-127));
+  EXPECT_EQ(q[1], 64);  // rne(63.5)
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(q[3], 2);  // a tie, to even
+}
+
+TEST(ScalarKernels, AffineRoundTripWithinHalfAScale) {
+  const Kernels& k = kernels_for(Isa::kScalar);
+  const auto x = test_data(4096, 7, false);
+  float mn, mx;
+  k.minmax(x.data(), x.size(), &mn, &mx);
+  for (bool is_signed : {true, false}) {
+    const AffineParams p = affine_params(mn, mx, is_signed, false);
+    std::vector<uint8_t> q(x.size());
+    k.quantize_affine(x.data(), x.size(), p, q.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int v = is_signed ? static_cast<int8_t>(q[i]) : q[i];
+      ASSERT_LE(std::fabs((v - p.zp) * p.scale - x[i]), p.scale / 2 * 1.0001f) << i;
     }
   }
 }
