@@ -3,6 +3,7 @@
 // (VMASKMOVPS) read zeros in masked lanes and never touch memory past the end.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels_internal.h"
@@ -92,16 +93,15 @@ void minmax(const float* x, size_t n, float* mn, float* mx) {
 }
 
 void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* mx) {
-  for (size_t c = 0; c < cols; c += 8) {
-    const __m256i m = tail_mask(cols - c);
-    __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
-    for (size_t r = 0; r < rows; ++r) {
+  std::fill(mn, mn + cols, 0.0f);
+  std::fill(mx, mx + cols, 0.0f);
+  for (size_t r = 0; r < rows; ++r) {  // row by row: x streams, mn/mx stay in cache
+    for (size_t c = 0; c < cols; c += 8) {
+      const __m256i m = tail_mask(cols - c);
       const __m256 v = _mm256_maskload_ps(x + r * cols + c, m);
-      vmx = _mm256_max_ps(v, vmx);
-      vmn = _mm256_min_ps(v, vmn);
+      _mm256_maskstore_ps(mx + c, m, _mm256_max_ps(v, _mm256_maskload_ps(mx + c, m)));
+      _mm256_maskstore_ps(mn + c, m, _mm256_min_ps(v, _mm256_maskload_ps(mn + c, m)));
     }
-    _mm256_maskstore_ps(mx + c, m, vmx);
-    _mm256_maskstore_ps(mn + c, m, vmn);
   }
 }
 
@@ -134,12 +134,12 @@ void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q
 
 void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
                              uint8_t* q) {
-  for (size_t c = 0; c < cols; c += 8) {
-    const __m256i m = tail_mask(cols - c);
-    const __m256 inv = _mm256_maskload_ps(p.inv + c, m), lo = _mm256_maskload_ps(p.lo + c, m);
-    const __m256 hi = _mm256_maskload_ps(p.hi + c, m);
-    const __m256i zp = _mm256_maskload_epi32(p.zp + c, m);
-    for (size_t r = 0; r < rows; ++r) {
+  for (size_t r = 0; r < rows; ++r) {  // row by row: x streams, the parameters stay in cache
+    for (size_t c = 0; c < cols; c += 8) {
+      const __m256i m = tail_mask(cols - c);
+      const __m256 inv = _mm256_maskload_ps(p.inv + c, m), lo = _mm256_maskload_ps(p.lo + c, m);
+      const __m256 hi = _mm256_maskload_ps(p.hi + c, m);
+      const __m256i zp = _mm256_maskload_epi32(p.zp + c, m);
       const __m256 v = _mm256_maskload_ps(x + r * cols + c, m);
       store_bytes(q + r * cols + c, cols - c, affine8(v, inv, lo, hi, zp));
     }

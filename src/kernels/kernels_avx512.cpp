@@ -143,16 +143,15 @@ void minmax(const float* x, size_t n, float* mn, float* mx) {
 }
 
 void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* mx) {
-  for (size_t c = 0; c < cols; c += 16) {
-    const __mmask16 m = tail_mask(cols - c);
-    __m512 vmx = _mm512_setzero_ps(), vmn = _mm512_setzero_ps();
-    for (size_t r = 0; r < rows; ++r) {
+  std::fill(mn, mn + cols, 0.0f);
+  std::fill(mx, mx + cols, 0.0f);
+  for (size_t r = 0; r < rows; ++r) {  // row by row: x streams, mn/mx stay in cache
+    for (size_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
       const __m512 v = _mm512_maskz_loadu_ps(m, x + r * cols + c);
-      vmx = _mm512_max_ps(v, vmx);
-      vmn = _mm512_min_ps(v, vmn);
+      _mm512_mask_storeu_ps(mx + c, m, _mm512_max_ps(v, _mm512_maskz_loadu_ps(m, mx + c)));
+      _mm512_mask_storeu_ps(mn + c, m, _mm512_min_ps(v, _mm512_maskz_loadu_ps(m, mn + c)));
     }
-    _mm512_mask_storeu_ps(mx + c, m, vmx);
-    _mm512_mask_storeu_ps(mn + c, m, vmn);
   }
 }
 
@@ -171,12 +170,12 @@ void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q
 
 void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
                              uint8_t* q) {
-  for (size_t c = 0; c < cols; c += 16) {  // parameters stay in registers down each column strip
-    const __mmask16 m = tail_mask(cols - c);
-    const __m512 inv = _mm512_maskz_loadu_ps(m, p.inv + c), lo = _mm512_maskz_loadu_ps(m, p.lo + c);
-    const __m512 hi = _mm512_maskz_loadu_ps(m, p.hi + c);
-    const __m512i zp = _mm512_maskz_loadu_epi32(m, p.zp + c);
-    for (size_t r = 0; r < rows; ++r) {
+  for (size_t r = 0; r < rows; ++r) {  // row by row: x streams, the parameters stay in cache
+    for (size_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 inv = _mm512_maskz_loadu_ps(m, p.inv + c), lo = _mm512_maskz_loadu_ps(m, p.lo + c);
+      const __m512 hi = _mm512_maskz_loadu_ps(m, p.hi + c);
+      const __m512i zp = _mm512_maskz_loadu_epi32(m, p.zp + c);
       const __m512 v = _mm512_maskz_loadu_ps(m, x + r * cols + c);
       _mm_mask_storeu_epi8(q + r * cols + c, m, affine16(v, inv, lo, hi, zp));
     }
