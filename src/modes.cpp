@@ -11,7 +11,34 @@ constexpr ModeInfo kModes[] = {
      "q4, then the rest of the model in float16 (float32 inputs and outputs kept)"},
     {Mode::kFp16, "fp16", "fp16",
      "float16 weights and activations (float32 inputs and outputs kept)"},
+    {Mode::kInt8, "int8", "int8",
+     "dynamic INT8: int8 symmetric weights, activations quantized at run time"},
+    {Mode::kUInt8, "uint8", "uint8",
+     "dynamic INT8 with uint8 asymmetric weights"},
+    {Mode::kQ8, "q8", "quantized",
+     "dynamic INT8, portable: uint8 weights if the model has Conv, else int8"},
 };
+
+bool is_dynamic_int8(Mode mode) {
+  return mode == Mode::kInt8 || mode == Mode::kUInt8 || mode == Mode::kQ8;
+}
+
+std::set<std::string> split_op_types(const std::string& list) {
+  static const std::set<std::string> kKnown = {"MatMul", "Gemm", "Conv", "Gather"};
+  std::set<std::string> ops;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    std::string op = list.substr(start, end - start);
+    if (!kKnown.count(op)) {
+      fail(ExitCode::kUsage, "--op-types: '{}' is not one of MatMul, Gemm, Conv, Gather", op);
+    }
+    ops.insert(op);
+    start = end + 1;
+  }
+  return ops;
+}
 
 std::regex compile(const std::string& pattern, const char* option) {
   try {
@@ -41,19 +68,31 @@ void Options::validate() const {
   if (accuracy_level < 0 || accuracy_level > 4) {
     fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
   }
+  if (format != "qoperator" && format != "qdq") {
+    fail(ExitCode::kUsage, "--format {}: must be qoperator or qdq", format);
+  }
+  split_op_types(op_types);
   if (!include.empty()) compile(include, "--include");
   if (!exclude.empty()) compile(exclude, "--exclude");
 }
 
 std::string Options::suffix(Mode mode) const {
   std::string s = mode_info(mode).suffix;
-  if (bits == 8 && mode != Mode::kFp16) s.replace(0, 2, "nbits8");
+  if (bits == 8 && (mode == Mode::kQ4 || mode == Mode::kQ4F16)) s.replace(0, 2, "nbits8");
   return s;
 }
 
 std::string Options::describe(Mode mode) const {
   if (mode == Mode::kFp16) {
     return fmt::format("fp16 keep_io_types={}", keep_io_types);
+  }
+  if (is_dynamic_int8(mode)) {
+    std::string s = fmt::format("{} format={} {} op_types={}", mode_info(mode).flag, format,
+                                per_channel ? "per_channel" : "per_tensor", op_types);
+    if (reduce_range) s += " reduce_range";
+    if (!include.empty()) s += fmt::format(" include={}", include);
+    if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);
+    return s;
   }
   std::string s = fmt::format("{} bits={} block_size={} {}", mode_info(mode).flag, bits,
                               block_size, symmetric ? "symmetric" : "asymmetric");
@@ -76,6 +115,20 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     if (!options.include.empty()) config.include = compile(options.include, "--include");
     if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
+  }
+  if (is_dynamic_int8(mode)) {
+    DynamicInt8Config config;
+    config.weights = mode == Mode::kInt8    ? DynamicInt8Config::Weights::kInt8
+                     : mode == Mode::kUInt8 ? DynamicInt8Config::Weights::kUInt8
+                                            : DynamicInt8Config::Weights::kPortable;
+    config.format = options.format == "qdq" ? DynamicInt8Config::Format::kQdq
+                                            : DynamicInt8Config::Format::kQOperator;
+    config.per_channel = options.per_channel;
+    config.reduce_range = options.reduce_range;
+    config.op_types = split_op_types(options.op_types);
+    if (!options.include.empty()) config.include = compile(options.include, "--include");
+    if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
+    passes.push_back(make_dynamic_int8_pass(std::move(config)));
   }
   if (mode == Mode::kQ4F16 || mode == Mode::kFp16) {
     passes.push_back(make_float16_pass({options.keep_io_types}));

@@ -187,8 +187,20 @@ int main(int argc, char** argv) {
   q4->add_option("--accuracy-level", cli.options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")
       ->capture_default_str();
-  q4->add_option("--include", cli.options.include, "Only nodes whose name matches this regex");
-  q4->add_option("--exclude", cli.options.exclude, "Skip nodes whose name matches this regex");
+  app.add_option("--include", cli.options.include, "Only quantize nodes whose name matches");
+  app.add_option("--exclude", cli.options.exclude, "Do not quantize nodes whose name matches");
+  auto* int8 = app.add_option_group("dynamic INT8 (--int8, --uint8, --q8)");
+  int8->add_flag("--per-channel", cli.options.per_channel,
+                 "One scale per output channel (MatMul/Gemm columns, Conv filters)");
+  int8->add_flag("--reduce-range", cli.options.reduce_range,
+                 "7-bit weights, for CPUs without VNNI");
+  int8->add_option("--op-types", cli.options.op_types,
+                   "Which ops to quantize, comma-separated")
+      ->capture_default_str();
+  int8->add_option("--format", cli.options.format,
+                   "qoperator (MatMulInteger/ConvInteger) or qdq (int8 weights + "
+                   "DequantizeLinear)")
+      ->capture_default_str();
   auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
   f16->add_flag("--fp16-io", cli.fp16_io,
                 "Convert graph inputs and outputs to float16 too (default: keep float32)");

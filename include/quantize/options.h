@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@
 
 namespace quantize {
 
-enum class Mode { kQ4, kQ4F16, kFp16 };
+enum class Mode { kQ4, kQ4F16, kFp16, kInt8, kUInt8, kQ8 };
 
 struct ModeInfo {
   Mode mode;
@@ -36,6 +37,11 @@ struct Options {
   std::string exclude;
   // float16
   bool keep_io_types = true;  // graph inputs and outputs stay float32
+  // dynamic INT8
+  bool per_channel = false;
+  bool reduce_range = false;
+  std::string op_types = "MatMul,Gemm,Conv,Gather";  // comma-separated
+  std::string format = "qoperator";                  // or "qdq"
 
   // Throws Error(kUsage) naming the bad option.
   void validate() const;
@@ -58,6 +64,18 @@ struct NBitsConfig {
   std::optional<std::regex> include, exclude;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
+
+struct DynamicInt8Config {
+  enum class Weights { kInt8, kUInt8, kPortable };  // kPortable: uint8 if the model has Conv
+  enum class Format { kQOperator, kQdq };
+  Weights weights = Weights::kInt8;
+  Format format = Format::kQOperator;
+  bool per_channel = false;
+  bool reduce_range = false;
+  std::set<std::string> op_types = {"MatMul", "Gemm", "Conv", "Gather"};
+  std::optional<std::regex> include, exclude;
+};
+std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
 
 struct Float16Config {
   bool keep_io_types = true;

@@ -2,7 +2,8 @@
 # e2e.sh QUANTIZE MODEL OUTDIR [quantize flags...] -- [compare.mjs flags...]
 # Quantizes MODEL into OUTDIR, then runs the float and the quantized model side by side in
 # ONNX Runtime (tests/ort/compare.mjs), which checks the thresholds.
-# MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes.
+# MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes. EXPECT_REPORT (env):
+# a regular expression the quantize report must contain.
 set -euo pipefail
 quantize=$1 model=$2 outdir=$3
 shift 3
@@ -17,5 +18,10 @@ if [[ $model == constants:* ]]; then
   "$(dirname "$quantize")/tests/make_constant_weights" "$src" "$model"
 fi
 out=$outdir/quantized.onnx
-"$quantize" "$model" "${qargs[@]}" -o "$out" -v
+"$quantize" "$model" "${qargs[@]}" -o "$out" -v | tee "$outdir/report.txt"
+# EXPECT_REPORT: a regular expression the report must contain (a warning, say).
+if [ -n "${EXPECT_REPORT:-}" ] && ! grep -Eq "$EXPECT_REPORT" "$outdir/report.txt"; then
+  echo "FAILED: the report does not say: $EXPECT_REPORT"
+  exit 1
+fi
 node "$here/../ort/compare.mjs" --float "$model" --quant "$out" "$@"

@@ -53,7 +53,7 @@ TEST_P(KernelIsa, BlockQuantizeMatchesScalarForEveryLengthAndFormat) {
         const BlockFormat fmt{bits, block, symmetric};
         for (size_t k = 1; k <= 512; ++k) {
           const uint32_t seed = static_cast<uint32_t>(k * 7919 + block * 31 + bits * 3 + symmetric);
-          SCOPED_TRACE(testing::Message() << "bits " << bits << " block " << block
+          SCOPED_TRACE(::testing::Message() << "bits " << bits << " block " << block
                                           << (symmetric ? " sym" : " asym") << " k " << k
                                           << " seed " << seed);
           const auto x = test_data(k, seed, k % 3 == 0);
@@ -128,7 +128,7 @@ TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
     ASSERT_EQ(bits_of(mx1), bits_of(mx2)) << n;
     for (bool is_signed : {true, false}) {
       for (bool reduce : {false, true}) {
-        SCOPED_TRACE(testing::Message() << "n " << n << (is_signed ? " int8" : " uint8")
+        SCOPED_TRACE(::testing::Message() << "n " << n << (is_signed ? " int8" : " uint8")
                                         << (reduce ? " reduce_range" : ""));
         const AffineParams p = affine_params(mn1, mx1, is_signed, reduce);
         std::vector<uint8_t> q1(n, 1), q2(n, 2);
@@ -141,7 +141,7 @@ TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
   // Per column, for matrices of many shapes.
   for (size_t rows : {1, 3, 17}) {
     for (size_t cols = 1; cols <= 70; ++cols) {
-      SCOPED_TRACE(testing::Message() << rows << " x " << cols);
+      SCOPED_TRACE(::testing::Message() << rows << " x " << cols);
       const auto x = test_data(rows * cols, static_cast<uint32_t>(rows * 1000 + cols), cols % 3 == 0);
       std::vector<float> mn1(cols), mx1(cols), mn2(cols), mx2(cols);
       ref.minmax_columns(x.data(), rows, cols, mn1.data(), mx1.data());

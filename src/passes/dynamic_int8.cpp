@@ -1,0 +1,596 @@
+// Dynamic INT8: weights quantized offline to 8 bits, activations at run time (ONNX Runtime's
+// "IntegerOps" form), for MatMul, Gemm and Conv with a constant weight, and Gather on a constant
+// table.
+//
+//   MatMul:   A -> DynamicQuantizeLinear -> (A_q, a_scale, a_zp)
+//             MatMulInteger(A_q, W_q, a_zp, w_zp) -> Cast(float) -> Mul(a_scale * w_scale) -> Y
+//   Gemm:     the same on W = B or B^T, alpha folded into w_scale, then Add(beta * C)
+//   Conv:     ConvInteger(X_q, W_q, x_zp, w_zp) -> Cast -> Mul(x_scale * w_scale) -> Add(bias)
+//   Gather:   Gather(W_q, ids) -> DequantizeLinear(., w_scale, w_zp) -> Y
+//   --format qdq: W_q -> DequantizeLinear -> the float op, unchanged (activations stay float).
+//
+// Weights: int8 symmetric or uint8 asymmetric (kernels.h), per tensor or per output channel
+// (MatMul/Gemm: the N columns; Conv: the M filters). ConvInteger takes a single weight zero
+// point, so per-channel uint8 Conv weights are symmetric around 128. Models below opset 11 have
+// no DynamicQuantizeLinear: their MatMul/Gemm become com.microsoft.DynamicQuantizeMatMul and
+// their Conv stays float, with the reason. A weight read by several nodes is quantized once;
+// weights in Constant nodes and in subgraphs count. Weight bytes are produced when written.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "quantize/error.h"
+#include "quantize/graph.h"
+#include "quantize/kernels.h"
+#include "quantize/options.h"
+#include "quantize/threads.h"
+
+namespace quantize {
+namespace {
+
+using onnx::TensorProto;
+
+int default_opset(const onnx::ModelProto& model) {
+  for (const auto& o : model.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") return static_cast<int>(o.version());
+  }
+  return 0;
+}
+
+void set_names(google::protobuf::RepeatedPtrField<std::string>* field,
+               std::initializer_list<std::string> names) {
+  field->Clear();
+  for (const auto& n : names) *field->Add() = n;
+}
+
+const onnx::AttributeProto* attribute(const onnx::NodeProto& node, const char* name) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return &a;
+  }
+  return nullptr;
+}
+
+int64_t int_attribute(const onnx::NodeProto& node, const char* name, int64_t fallback) {
+  const auto* a = attribute(node, name);
+  return a ? a->i() : fallback;
+}
+
+float float_attribute(const onnx::NodeProto& node, const char* name, float fallback) {
+  const auto* a = attribute(node, name);
+  return a ? a->f() : fallback;
+}
+
+// How a weight is quantized: its dims seen as [outer, channels, inner] with one parameter set
+// per channel (channels = 1: per tensor), stored transposed from [R, C] to [C, R] when asked.
+struct Layout {
+  std::vector<int64_t> dims;
+  int axis = -1;  // -1: per tensor
+  bool transpose = false;
+  bool centered_uint8 = false;  // uint8 symmetric around 128 (per-channel ConvInteger)
+};
+
+struct QuantizedWeight {
+  std::string q, scale, zp;
+  std::vector<float> scales;  // one per channel
+  int64_t channels = 1;
+};
+
+class DynamicInt8Pass final : public Pass {
+ public:
+  explicit DynamicInt8Pass(DynamicInt8Config config) : config_(std::move(config)) {}
+  const char* name() const override { return "dynamic_int8"; }
+
+  PassResult run(Model& model) override {
+    result_ = {};
+    result_.pass = name();
+    model_ = &model;
+    opset_ = default_opset(model.proto);
+    names_.emplace(model.proto);
+    signed_ = weights_signed(model.proto);
+    int convs = 0;
+    std::vector<onnx::GraphProto*> touched;
+    for_each_graph(model.proto, [&](onnx::GraphProto& graph, const Scope& scope) {
+      graph_ = &graph;
+      scope_ = &scope;
+      activations_.clear();
+      const int count = graph.node_size();
+      std::vector<int> replaced;
+      for (int i = 0; i < count; ++i) {
+        onnx::NodeProto node = graph.node(i);  // a copy: rewrites append to the graph
+        if (!node.domain().empty() || !config_.op_types.count(node.op_type())) continue;
+        const std::string label = node_label(node);
+        std::string why = filtered(node);
+        if (why.empty()) why = rewrite(node);
+        if (!why.empty()) {
+          result_.skipped.push_back({label, why});
+          continue;
+        }
+        result_.changed.push_back({label, done_});
+        replaced.push_back(i);
+        convs += node.op_type() == "Conv";
+      }
+      for (auto it = replaced.rbegin(); it != replaced.rend(); ++it) {
+        graph.mutable_node()->DeleteSubrange(*it, 1);
+      }
+      if (!replaced.empty()) touched.push_back(&graph);
+    });
+    for (auto* graph : touched) topological_sort(*graph);
+    if (uses_ms_) ensure_ms_opset(model.proto);
+    if (added_) remove_unused_constants(model.proto);
+    if (config_.weights == DynamicInt8Config::Weights::kPortable) {
+      result_.warnings.push_back(signed_ ? "q8: int8 weights (the model has no Conv)"
+                                         : "q8: uint8 weights, as the model has Conv (ConvInteger "
+                                           "with int8 weights is missing from older runtimes)");
+    }
+    if (convs > 0 && config_.format == DynamicInt8Config::Format::kQOperator) {
+      result_.warnings.push_back(fmt::format(
+          "{} Conv node(s) quantized dynamically: activations are quantized per tensor at run "
+          "time, which often costs conv nets much accuracy (see README); check the outputs, or "
+          "keep Conv float with --op-types MatMul,Gemm,Gather",
+          convs));
+    }
+    return result_;
+  }
+
+ private:
+  bool weights_signed(onnx::ModelProto& model) {
+    if (config_.weights != DynamicInt8Config::Weights::kPortable) {
+      return config_.weights == DynamicInt8Config::Weights::kInt8;
+    }
+    bool has_conv = false;
+    for_each_graph(model, [&](onnx::GraphProto& g, const Scope&) {
+      for (const auto& n : g.node()) has_conv |= n.op_type() == "Conv";
+    });
+    return !has_conv;
+  }
+
+  std::string filtered(const onnx::NodeProto& node) const {
+    if (config_.include && !std::regex_search(node.name(), *config_.include)) {
+      return "not matched by --include";
+    }
+    if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) {
+      return "matched by --exclude";
+    }
+    return {};
+  }
+
+  // Rewrites one node (appending the new nodes); returns why not, or "" when done (done_ then
+  // says what it became).
+  std::string rewrite(const onnx::NodeProto& node) {
+    const std::string& op = node.op_type();
+    const int weight_input = op == "Gather" ? 0 : 1;
+    if (node.input_size() <= weight_input) return "missing inputs";
+    auto ref = find_constant(*scope_, node.input(weight_input));
+    if (!ref) return "the weight is computed at run time, not a constant";
+    const TensorProto& w = *ref->tensor;
+    if (w.data_type() != TensorProto::FLOAT) {
+      return fmt::format("the weight is {}, not float32",
+                         TensorProto::DataType_Name(static_cast<TensorProto::DataType>(w.data_type())));
+    }
+    std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
+    const bool qdq = config_.format == DynamicInt8Config::Format::kQdq;
+    if (qdq && opset_ < 10) return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
+    if (op == "MatMul") return rewrite_matmul(node, *ref, dims, qdq);
+    if (op == "Gemm") return rewrite_gemm(node, *ref, dims, qdq);
+    if (op == "Conv") return rewrite_conv(node, *ref, dims, qdq);
+    if (op == "Gather") return rewrite_gather(node, *ref, dims, qdq);
+    return "op not handled";
+  }
+
+  std::string rewrite_matmul(const onnx::NodeProto& node, const ConstantRef& ref,
+                             const std::vector<int64_t>& dims, bool qdq) {
+    if (dims.size() != 2) return fmt::format("the weight is {}-D, not 2-D", dims.size());
+    Layout layout{dims, per_channel_axis(1, qdq), false, false};
+    QuantizedWeight qw = quantize(ref, layout, 1.0f);
+    if (qdq) return feed_dequantized(node, 1, qw, layout);
+    return emit_integer_matmul(node, node.input(0), qw, "");
+  }
+
+  std::string rewrite_gemm(const onnx::NodeProto& node, const ConstantRef& ref,
+                           const std::vector<int64_t>& dims, bool qdq) {
+    if (dims.size() != 2) return "the weight is not 2-D";
+    const bool trans_b = int_attribute(node, "transB", 0) != 0;
+    if (qdq) {
+      Layout layout{dims, per_channel_axis(trans_b ? 0 : 1, qdq), false, false};
+      return feed_dequantized(node, 1, quantize(ref, layout, 1.0f), layout);
+    }
+    if (int_attribute(node, "transA", 0) != 0) return "transA is set";
+    const float alpha = float_attribute(node, "alpha", 1.0f);
+    const float beta = float_attribute(node, "beta", 1.0f);
+    std::string bias;
+    if (node.input_size() > 2 && !node.input(2).empty()) {
+      auto c = find_constant(*scope_, node.input(2));
+      if (c && c->tensor->data_type() == TensorProto::FLOAT) {
+        bias = add_scaled_copy(*c->tensor, beta);
+      } else if (beta == 1.0f) {
+        bias = node.input(2);
+      } else {
+        return "C is computed at run time and beta is not 1";
+      }
+    }
+    // MatMulInteger wants W as [K, N]: B^T is stored when transB is set.
+    Layout layout{dims, config_.per_channel ? (trans_b ? 0 : 1) : -1, trans_b, false};
+    return emit_integer_matmul(node, node.input(0), quantize(ref, layout, alpha), bias);
+  }
+
+  std::string rewrite_conv(const onnx::NodeProto& node, const ConstantRef& ref,
+                           const std::vector<int64_t>& dims, bool qdq) {
+    if (dims.size() < 3) return "the weight is not a convolution filter";
+    if (qdq) {
+      Layout layout{dims, per_channel_axis(0, qdq), false, false};
+      return feed_dequantized(node, 1, quantize(ref, layout, 1.0f), layout);
+    }
+    if (opset_ < 11) {
+      return fmt::format("DynamicQuantizeLinear needs opset 11; the model is opset {}", opset_);
+    }
+    std::string bias;
+    if (node.input_size() > 2 && !node.input(2).empty()) {
+      auto b = find_constant(*scope_, node.input(2));
+      if (!b || b->tensor->data_type() != TensorProto::FLOAT) return "the bias is not a constant";
+      bias = add_reshaped_copy(*b->tensor, channel_shape(dims));
+    }
+    Layout layout{dims, config_.per_channel ? 0 : -1, false, config_.per_channel && !signed_};
+    QuantizedWeight qw = quantize(ref, layout, 1.0f);
+    const auto x = quantized_activation(node.input(0));
+    auto* conv = add_node("ConvInteger", node.name() + "_quant");
+    set_names(conv->mutable_input(), {x.q, qw.q, x.zp, qw.zp});
+    for (const auto& a : node.attribute()) *conv->add_attribute() = a;
+    const std::string y = names_->unique(node.output(0) + "_int32");
+    conv->add_output(y);
+    // Per-channel scales broadcast over [N, M, spatial...]: shape them [M, 1, ...].
+    std::string scale = qw.scale;
+    if (qw.channels > 1) scale = add_reshaped_copy(*find_tensor(qw.scale), channel_shape(dims));
+    finish_float(node, y, x.scale, scale, bias);
+    done_ = fmt::format("ConvInteger ({}{})", signed_ ? "int8" : "uint8",
+                        qw.channels > 1 ? ", per channel" : "");
+    return {};
+  }
+
+  std::string rewrite_gather(const onnx::NodeProto& node, const ConstantRef& ref,
+                             const std::vector<int64_t>& dims, bool qdq) {
+    if (int_attribute(node, "axis", 0) != 0) return "gathers along an axis other than 0";
+    if (opset_ < 10) return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
+    if (qdq) {
+      Layout layout{dims, -1, false, false};
+      return feed_dequantized(node, 0, quantize(ref, layout, 1.0f), layout);
+    }
+    Layout layout{dims, -1, false, false};  // per tensor: gathered rows share the parameters
+    QuantizedWeight qw = quantize(ref, layout, 1.0f);
+    auto* gather = add_node("Gather", node.name() + "_quant");
+    const std::string rows = names_->unique(node.output(0) + "_quantized");
+    set_names(gather->mutable_input(), {qw.q, node.input(1)});
+    gather->add_output(rows);
+    auto* dq = add_node("DequantizeLinear", node.name() + "_dequantize");
+    set_names(dq->mutable_input(), {rows, qw.scale, qw.zp});
+    dq->add_output(node.output(0));
+    done_ = fmt::format("Gather of a {} table + DequantizeLinear", signed_ ? "int8" : "uint8");
+    return {};
+  }
+
+  int per_channel_axis(int axis, bool qdq) {
+    if (!config_.per_channel) return -1;
+    if (qdq && opset_ < 13) {  // DequantizeLinear's axis needs opset 13
+      if (!per_tensor_fallback_) {
+        result_.warnings.push_back(fmt::format(
+            "per-channel QDQ weights need opset 13 (DequantizeLinear axis); the model is opset "
+            "{}: weights are per tensor",
+            opset_));
+        per_tensor_fallback_ = true;
+      }
+      return -1;
+    }
+    return axis;
+  }
+
+  static std::vector<int64_t> channel_shape(const std::vector<int64_t>& conv_dims) {
+    std::vector<int64_t> shape(conv_dims.size() - 1, 1);
+    shape[0] = conv_dims[0];
+    return shape;
+  }
+
+  // node's float weight input replaced by DequantizeLinear(W_q): the QDQ weight form.
+  std::string feed_dequantized(const onnx::NodeProto& node, int input, const QuantizedWeight& qw,
+                               const Layout& layout) {
+    auto* dq = add_node("DequantizeLinear", node.name() + "_weight_dequantize");
+    set_names(dq->mutable_input(), {qw.q, qw.scale, qw.zp});
+    if (layout.axis >= 0) {
+      auto* a = dq->add_attribute();
+      a->set_name("axis");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(layout.axis);
+    }
+    const std::string w = names_->unique(node.input(input) + "_dequantized");
+    dq->add_output(w);
+    auto* copy = graph_->add_node();
+    *copy = node;
+    copy->set_input(input, w);
+    done_ = fmt::format("{} weights + DequantizeLinear ({})", signed_ ? "int8" : "uint8",
+                        layout.axis >= 0 ? "per channel" : "per tensor");
+    return {};
+  }
+
+  std::string emit_integer_matmul(const onnx::NodeProto& node, const std::string& a,
+                                  const QuantizedWeight& qw, const std::string& bias) {
+    if (opset_ < 11) {  // no DynamicQuantizeLinear: ORT's fused contrib op instead
+      auto* m = add_node("DynamicQuantizeMatMul", node.name() + "_quant");
+      m->set_domain("com.microsoft");
+      set_names(m->mutable_input(), {a, qw.q, qw.scale, qw.zp});
+      if (!bias.empty()) m->add_input(bias);
+      m->add_output(node.output(0));
+      uses_ms_ = true;
+      done_ = fmt::format("DynamicQuantizeMatMul ({}{}; opset {} has no DynamicQuantizeLinear)",
+                          signed_ ? "int8" : "uint8", qw.channels > 1 ? ", per channel" : "",
+                          opset_);
+      return {};
+    }
+    const auto x = quantized_activation(a);
+    auto* mm = add_node("MatMulInteger", node.name() + "_quant");
+    set_names(mm->mutable_input(), {x.q, qw.q, x.zp, qw.zp});
+    const std::string y = names_->unique(node.output(0) + "_int32");
+    mm->add_output(y);
+    finish_float(node, y, x.scale, qw.scale, bias);
+    done_ = fmt::format("MatMulInteger ({}{})", signed_ ? "int8" : "uint8",
+                        qw.channels > 1 ? ", per channel" : "");
+    return {};
+  }
+
+  // int32 y -> Cast(float) -> Mul(x_scale * w_scale) [-> Add(bias)] -> the node's output.
+  void finish_float(const onnx::NodeProto& node, const std::string& y, const std::string& x_scale,
+                    const std::string& w_scale, const std::string& bias) {
+    const std::string base = node.name().empty() ? node.output(0) : node.name();
+    auto* cast = add_node("Cast", base + "_output_cast");
+    cast->add_input(y);
+    const std::string yf = names_->unique(node.output(0) + "_float");
+    cast->add_output(yf);
+    auto* to = cast->add_attribute();
+    to->set_name("to");
+    to->set_type(onnx::AttributeProto::INT);
+    to->set_i(TensorProto::FLOAT);
+    auto* scales = add_node("Mul", base + "_scales_mul");
+    const std::string s = names_->unique(node.output(0) + "_scale");
+    set_names(scales->mutable_input(), {x_scale, w_scale});
+    scales->add_output(s);
+    auto* mul = add_node("Mul", base + "_output_scale_mul");
+    set_names(mul->mutable_input(), {yf, s});
+    if (bias.empty()) {
+      mul->add_output(node.output(0));
+      return;
+    }
+    const std::string scaled = names_->unique(node.output(0) + "_scaled");
+    mul->add_output(scaled);
+    auto* add = add_node("Add", base + "_bias_add");
+    set_names(add->mutable_input(), {scaled, bias});
+    add->add_output(node.output(0));
+  }
+
+  struct Activation {
+    std::string q, scale, zp;
+  };
+
+  // One DynamicQuantizeLinear per activation and graph, shared by its readers.
+  Activation quantized_activation(const std::string& a) {
+    auto it = activations_.find(a);
+    if (it != activations_.end()) return it->second;
+    Activation x{names_->unique(a + "_quantized"), names_->unique(a + "_scale"),
+                 names_->unique(a + "_zero_point")};
+    auto* node = add_node("DynamicQuantizeLinear", a + "_quantize");
+    node->add_input(a);
+    set_names(node->mutable_output(), {x.q, x.scale, x.zp});
+    activations_[a] = x;
+    return x;
+  }
+
+  onnx::NodeProto* add_node(const std::string& op, const std::string& name) {
+    auto* node = graph_->add_node();
+    node->set_op_type(op);
+    node->set_name(names_->unique(name));
+    return node;
+  }
+
+  TensorProto* find_tensor(const std::string& name) {
+    for (auto& t : *graph_->mutable_initializer()) {
+      if (t.name() == name) return &t;
+    }
+    for (const Scope* s = scope_; s; s = s->parent) {
+      for (auto& t : *s->graph->mutable_initializer()) {
+        if (t.name() == name) return &t;
+      }
+    }
+    fail(ExitCode::kInternal, "initializer '{}' vanished", name);
+  }
+
+  std::string add_initializer(const std::string& base, int type, const std::vector<int64_t>& dims,
+                              PayloadPtr payload, onnx::GraphProto* graph = nullptr) {
+    auto* t = (graph ? graph : graph_)->add_initializer();
+    added_ = true;
+    t->set_name(names_->unique(base));
+    t->set_data_type(type);
+    for (int64_t d : dims) t->add_dims(d);
+    set_tensor_payload(*model_, *t, std::move(payload));
+    return t->name();
+  }
+
+  static PayloadPtr floats_payload(const std::vector<float>& v) {
+    std::vector<uint8_t> bytes(v.size() * 4);
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    return make_owned_payload(std::move(bytes));
+  }
+
+  std::string add_scaled_copy(const TensorProto& t, float factor) {
+    std::vector<float> v = tensor_floats(*model_, t);
+    for (float& x : v) x *= factor;
+    return add_initializer(t.name() + "_scaled", TensorProto::FLOAT,
+                           {t.dims().begin(), t.dims().end()}, floats_payload(v));
+  }
+
+  std::string add_reshaped_copy(const TensorProto& t, const std::vector<int64_t>& dims) {
+    return add_initializer(t.name() + "_reshaped", t.data_type(), dims, tensor_payload(*model_, t));
+  }
+
+  // Computes the parameters now (one pass over the weight) and leaves the quantized bytes to
+  // the writer. `scale_factor` multiplies the stored scales (Gemm's alpha).
+  QuantizedWeight quantize(const ConstantRef& ref, const Layout& layout, float scale_factor) {
+    const TensorProto& w = *ref.tensor;
+    const std::string key = fmt::format("{}|{}|{}|{}|{}", static_cast<const void*>(&w),
+                                        layout.axis, layout.transpose, layout.centered_uint8,
+                                        scale_factor);
+    auto cached = weights_.find(key);
+    if (cached != weights_.end()) return cached->second;
+
+    int64_t outer = 1, channels = 1, inner = 1;
+    for (int i = 0; i < static_cast<int>(layout.dims.size()); ++i) {
+      const int64_t d = layout.dims[i];
+      if (layout.axis < 0) inner *= d;
+      else if (i < layout.axis) outer *= d;
+      else if (i == layout.axis) channels = d;
+      else inner *= d;
+    }
+    PayloadPtr source = tensor_payload(*model_, w);
+    auto params = std::make_shared<std::vector<AffineParams>>(channels);
+    {
+      PayloadBytes bytes(source);
+      const float* x = reinterpret_cast<const float*>(bytes.data());
+      std::vector<float> mn(channels, 0.0f), mx(channels, 0.0f);
+      const Kernels& k = kernels();
+      if (inner == 1) {
+        k.minmax_columns(x, outer, channels, mn.data(), mx.data());
+      } else {
+        for (int64_t o = 0; o < outer; ++o) {
+          for (int64_t c = 0; c < channels; ++c) {
+            float lo, hi;
+            k.minmax(x + (o * channels + c) * inner, inner, &lo, &hi);
+            mn[c] = std::min(mn[c], lo);
+            mx[c] = std::max(mx[c], hi);
+          }
+        }
+      }
+      for (int64_t c = 0; c < channels; ++c) {
+        AffineParams& p = (*params)[c];
+        p = affine_params(mn[c], mx[c], signed_ || layout.centered_uint8, config_.reduce_range);
+        if (layout.centered_uint8) p.zp = 128;
+      }
+    }
+    const uint64_t count = element_count(w);
+    const bool transpose = layout.transpose;
+    const int64_t rows = layout.dims.empty() ? 1 : layout.dims[0];
+    auto produce = [source, params, outer, channels, inner, count, transpose, rows](uint8_t* out) {
+      PayloadBytes bytes(source);
+      const float* x = reinterpret_cast<const float*>(bytes.data());
+      const Kernels& k = kernels();
+      std::vector<uint8_t> tmp(transpose ? count : 0);
+      uint8_t* q = transpose ? tmp.data() : out;
+      if (inner == 1) {
+        std::vector<float> inv(channels), lo(channels), hi(channels);
+        std::vector<int32_t> zp(channels);
+        for (int64_t c = 0; c < channels; ++c) {
+          const AffineParams& p = (*params)[c];
+          inv[c] = p.inv, lo[c] = p.lo, hi[c] = p.hi, zp[c] = p.zp;
+        }
+        const AffineColumns cols{inv.data(), lo.data(), hi.data(), zp.data()};
+        parallel_for(outer, 256, [&](size_t b, size_t e) {
+          k.quantize_affine_columns(x + b * channels, e - b, channels, cols, q + b * channels);
+        });
+      } else {
+        parallel_for(outer * channels, 16, [&](size_t b, size_t e) {
+          for (size_t r = b; r < e; ++r) {
+            k.quantize_affine(x + r * inner, inner, (*params)[r % channels], q + r * inner);
+          }
+        });
+      }
+      if (transpose) {  // [rows, cols] -> [cols, rows]
+        const int64_t cols = static_cast<int64_t>(count) / rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = tmp[r * cols + c];
+        }
+      }
+    };
+    std::vector<int64_t> qdims = layout.dims;
+    if (transpose) std::swap(qdims[0], qdims[1]);
+    const int qtype = signed_ && !layout.centered_uint8 ? TensorProto::INT8 : TensorProto::UINT8;
+    QuantizedWeight qw;
+    qw.channels = channels;
+    const std::string base = w.name().empty() ? "weight" : w.name();
+    qw.q = add_initializer(base + "_quantized", qtype, qdims, make_lazy_payload(count, produce),
+                           ref.graph);
+    std::vector<float> scales(channels);
+    std::vector<uint8_t> zps(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      scales[c] = (*params)[c].scale * scale_factor;
+      zps[c] = static_cast<uint8_t>((*params)[c].zp);
+    }
+    const bool per_channel = layout.axis >= 0;
+    // One zero point when they are all equal (ConvInteger accepts no other), except in QDQ form,
+    // where DequantizeLinear's per-axis zero point must match the scale's shape.
+    const bool same_zps = std::all_of(zps.begin(), zps.end(), [&](uint8_t z) { return z == zps[0]; });
+    const bool scalar_zp = !per_channel || (same_zps && !qdq_mode());
+    std::vector<int64_t> cdims = per_channel ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    qw.scale = add_initializer(base + "_scale", TensorProto::FLOAT, cdims, floats_payload(scales),
+                               ref.graph);
+    std::vector<uint8_t> zp_bytes = scalar_zp ? std::vector<uint8_t>{zps[0]} : zps;
+    qw.zp = add_initializer(base + "_zero_point", qtype,
+                            scalar_zp ? std::vector<int64_t>{} : cdims,
+                            make_owned_payload(std::move(zp_bytes)), ref.graph);
+    qw.scales = std::move(scales);
+    TensorChange change;
+    change.name = w.name();
+    change.dims = layout.dims;
+    change.from = "f32";
+    change.to = fmt::format("{}{}", qtype == TensorProto::INT8 ? "int8" : "uint8",
+                            per_channel ? " per-channel" : "");
+    change.bytes_before = count * 4;
+    change.bytes_after = count + channels * 5;
+    result_.tensors.push_back(std::move(change));
+    weights_[key] = qw;
+    return qw;
+  }
+
+  bool qdq_mode() const { return config_.format == DynamicInt8Config::Format::kQdq; }
+
+  static void ensure_ms_opset(onnx::ModelProto& model) {
+    for (const auto& o : model.opset_import()) {
+      if (o.domain() == "com.microsoft") return;
+    }
+    auto* o = model.add_opset_import();
+    o->set_domain("com.microsoft");
+    o->set_version(1);
+  }
+
+  // Initializers and Constant nodes nothing reads any more (the float weights).
+  static void remove_unused_constants(onnx::ModelProto& model) {
+    auto uses = count_uses(model);
+    for_each_graph(model, [&](onnx::GraphProto& graph, const Scope&) {
+      auto* nodes = graph.mutable_node();
+      for (int i = nodes->size() - 1; i >= 0; --i) {
+        const auto& n = nodes->Get(i);
+        if (n.op_type() == "Constant" && n.output_size() == 1 && uses[n.output(0)] == 0) {
+          nodes->DeleteSubrange(i, 1);
+        }
+      }
+    });
+    remove_unused_initializers(model);
+  }
+
+  DynamicInt8Config config_;
+  PassResult result_;
+  Model* model_ = nullptr;
+  int opset_ = 0;
+  bool signed_ = true;
+  bool uses_ms_ = false;
+  bool added_ = false;
+  bool per_tensor_fallback_ = false;  // initializers were added (some perhaps for a node then left alone)
+  std::optional<NameSet> names_;
+  onnx::GraphProto* graph_ = nullptr;
+  const Scope* scope_ = nullptr;
+  std::map<std::string, Activation> activations_;
+  std::map<std::string, QuantizedWeight> weights_;
+  std::string done_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config) {
+  return std::make_unique<DynamicInt8Pass>(std::move(config));
+}
+
+}  // namespace quantize
