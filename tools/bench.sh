@@ -33,7 +33,7 @@ bytes() {  # total size of the files given that exist
   echo $total
 }
 
-printf '%-34s %-6s %8s %10s %8s %10s\n' model mode seconds "peak RSS" "x input" output
+printf '%-34s %-18s %8s %10s %8s %10s\n' model mode seconds "peak RSS" "x input" output
 run() {  # run MODEL_PATH MODE [extra flags]
   local model=$1 mode=$2
   shift 2
@@ -50,11 +50,12 @@ run() {  # run MODEL_PATH MODE [extra flags]
   read -r secs kb <<<"$best"
   local out_bytes
   out_bytes=$(bytes "$out" "$out.data")
-  printf '%-34s %-6s %8s %7d MB %8.2f %7d MB\n' "${model#$work/}" "$mode" "$secs" \
+  printf '%-34s %-18s %8s %7d MB %8.2f %7d MB\n' "${model#$work/}" "$mode${1:+ ${1#--}}" "$secs" \
     $((kb / 1024)) "$(awk "BEGIN{print $kb * 1024 / $in_bytes}")" $((out_bytes / 1000000))
 }
-for mode in q4f16 fp16 q4; do run "$work/synth134m.onnx" $mode; done
-for mode in q4f16 fp16; do
+for mode in q4f16 fp16 q4 int8 q8; do run "$work/synth134m.onnx" $mode; done
+run "$work/synth134m.onnx" int8 --per-channel
+for mode in q4f16 fp16 int8; do
   run "$work/ext_synth134m/synth134m.onnx" $mode --external-data
   run "$work/ext_synth_deep/synth_deep.onnx" $mode --external-data
 done

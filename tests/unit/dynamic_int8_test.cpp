@@ -180,6 +180,28 @@ TEST(DynamicInt8, QdqWeightsFeedTheFloatOp) {
   EXPECT_EQ(find_node(g, "MatMul")->input(1), dq->output(0));
 }
 
+TEST(DynamicInt8, SharedWeightsAndActivationsAreQuantizedOnce) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 64] a) => (float[2, 32] y, float[2, 32] z) {
+      w = Constant <value = float[64, 32] {0.0}> ()
+      y = MatMul(a, w)
+      z = MatMul(a, w)
+    })");
+  auto w = testing::random_floats(64 * 32, 11);
+  auto* t = proto.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t();
+  t->clear_float_data();
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(w.data()), w.size() * 4));
+  Model model = testing::round_trip(proto);
+  PassResult r = run_int8(model, {});
+  const auto& g = model.proto.graph();
+  EXPECT_EQ(r.changed.size(), 2u);
+  EXPECT_EQ(r.tensors.size(), 1u) << "one weight, quantized once";
+  EXPECT_EQ(count_ops(g, "DynamicQuantizeLinear"), 1) << "one activation, quantized once";
+  EXPECT_EQ(count_ops(g, "Constant"), 0) << "the float weight is gone";
+  EXPECT_EQ(count_ops(g, "MatMulInteger"), 2);
+}
+
 TEST(DynamicInt8, OldOpsetsUseTheFusedContribOp) {
   auto proto = testing::parse(R"(
     <ir_version: 5, opset_import: ["" : 9]>
