@@ -34,6 +34,7 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
       fmt::print(out, "    {} {} {} -> {}: {} -> {}\n", t.name, dims(t.dims), t.from, t.to,
                  format_bytes(t.bytes_before), format_bytes(t.bytes_after));
     }
+    for (const auto& c : pass.changed) fmt::print(out, "    {} -> {}\n", c.node, c.reason);
     for (const auto& s : pass.skipped) fmt::print(out, "    kept {}: {}\n", s.node, s.reason);
   }
   for (const auto& w : pass.warnings) fmt::print(out, "    warning: {}\n", w);

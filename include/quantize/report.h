@@ -17,7 +17,8 @@ struct OutputReport {
   bool dry_run = false;
 };
 
-// verbosity 0: summary; 1 (-v): also every tensor and every node left alone.
+// verbosity 0: summary; 1 (-v): also every tensor, and every node with what it became or why it
+// was left alone.
 void print_report(const OutputReport& report, int verbosity, std::FILE* out);
 
 std::string format_bytes(uint64_t bytes);  // "12.0 MiB"

@@ -171,9 +171,7 @@ TEST(NBits, ConstantNodeWeightsAndSharedWeights) {
       z = MatMul(b, w)
     })");
   auto w = testing::random_floats(64 * 16, 9);
-  auto* t = proto.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t();
-  t->clear_float_data();
-  t->set_raw_data(std::string(reinterpret_cast<const char*>(w.data()), w.size() * 4));
+  testing::set_constant_floats(proto, 0, w);
   Model model = testing::round_trip(proto);
   PassResult r = run_nbits(model, {});
   const auto& g = model.proto.graph();

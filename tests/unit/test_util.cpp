@@ -56,6 +56,12 @@ void set_floats(onnx::ModelProto& model, const std::string& name, const std::vec
   t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4));
 }
 
+void set_constant_floats(onnx::ModelProto& model, int index, const std::vector<float>& values) {
+  auto* t = model.mutable_graph()->mutable_node(index)->mutable_attribute(0)->mutable_t();
+  t->clear_float_data();
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4));
+}
+
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);

@@ -22,6 +22,9 @@ onnx::ModelProto parse(const char* text);
 void set_floats(onnx::ModelProto& model, const std::string& name, const std::vector<int64_t>& dims,
                 const std::vector<float>& values);
 
+// Sets the `value` tensor of the graph's node `index` (a Constant) to `values`, keeping its dims.
+void set_constant_floats(onnx::ModelProto& model, int index, const std::vector<float>& values);
+
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1, float hi = 1);
 
 // Saves through the real writer and loads through the real loader.
