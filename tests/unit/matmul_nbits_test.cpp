@@ -226,6 +226,49 @@ TEST(NBits, IncludeExcludeAndIneligibleWeights) {
   EXPECT_TRUE(has("INT32"));
 }
 
+TEST(NBits, GemmHonoursTransBAlphaAndBias) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4, 64] a, float[4, 16] d) => (float[4, 16] y, float[4, 16] z) {
+      y = Gemm <transB = 1, alpha = 0.5, beta = 2.0> (a, b, c)
+      z = Gemm (a, bt, d)
+    })");
+  auto b = testing::random_floats(16 * 64, 12);
+  testing::set_floats(proto, "b", {16, 64}, b);  // [N, K]
+  testing::set_floats(proto, "c", {16}, testing::random_floats(16, 13));
+  std::vector<float> bt(64 * 16);                 // the same weight as [K, N]
+  for (int n = 0; n < 16; ++n) {
+    for (int k = 0; k < 64; ++k) bt[k * 16 + n] = b[n * 64 + k];
+  }
+  testing::set_floats(proto, "bt", {64, 16}, bt);
+  Model model = testing::round_trip(proto);
+  PassResult r = run_nbits(model, {});
+  const auto& g = model.proto.graph();
+  ASSERT_EQ(r.changed.size(), 2u);
+  EXPECT_EQ(count_ops(g, "Gemm"), 0);
+  const onnx::NodeProto *y = nullptr, *z = nullptr;
+  for (const auto& n : g.node()) {
+    if (n.op_type() == "MatMulNBits" && n.output(0) == "y") y = &n;
+    if (n.op_type() == "MatMulNBits") z = n.output(0) == "y" ? z : &n;
+  }
+  ASSERT_TRUE(y && z);
+  ASSERT_EQ(y->input_size(), 6);  // A, B, scales, (no zero points), (no g_idx), bias = beta * C
+  EXPECT_EQ(y->input(3), "");
+  const auto* bias = find_initializer(g, y->input(5));
+  ASSERT_NE(bias, nullptr);
+  EXPECT_EQ(tensor_floats(model, *bias)[0], 2.0f * testing::random_floats(16, 13)[0]);
+  // Both packings hold the same weight; y's scales also carry alpha = 0.5.
+  auto packed_y = bytes_of(model, *find_initializer(g, y->input(1)));
+  auto packed_z = bytes_of(model, *find_initializer(g, z->input(1)));
+  EXPECT_EQ(packed_y, packed_z);
+  auto sy = scales_of(model, *find_initializer(g, y->input(2)));
+  auto sz = scales_of(model, *find_initializer(g, z->input(2)));
+  for (size_t i = 0; i < sy.size(); ++i) EXPECT_EQ(sy[i], sz[i] * 0.5f);
+  // z's C is computed at run time (beta 1): MatMulNBits, then an Add.
+  EXPECT_EQ(count_ops(g, "Add"), 1);
+  expect_dequantizes_to(model, *z, bt, 64, 16, 4, 32);
+}
+
 TEST(NBits, SubgraphMatMulsAreCandidates) {
   auto proto = testing::parse(R"(
     <ir_version: 8, opset_import: ["" : 17]>
