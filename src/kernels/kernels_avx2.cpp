@@ -44,38 +44,107 @@ inline __m128i pack_nibbles(__m128i b) {
 }
 
 inline __m256 load(const float* x, size_t j, size_t k) {
-  return _mm256_maskload_ps(x + j, tail_mask(j < k ? k - j : 0));
+  return j + 8 <= k ? _mm256_loadu_ps(x + j) : _mm256_maskload_ps(x + j, tail_mask(j < k ? k - j : 0));
+}
+
+// Lane j of the result = op over the 8 lanes of v[j] (a transposing reduction tree).
+template <typename Op>
+inline __m256 reduce8(const __m256* v, Op op) {
+  __m256 w[4], u[2];
+  for (int i = 0; i < 4; ++i) {  // 8 -> 4 lanes of each vector: one 128-bit half each
+    w[i] = op(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
+              _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+  }
+  for (int i = 0; i < 2; ++i) {  // 4 -> 2 lanes of each, within halves
+    u[i] = op(_mm256_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
+              _mm256_shuffle_ps(w[2 * i], w[2 * i + 1], 0xee));
+  }
+  const __m256 r = op(_mm256_shuffle_ps(u[0], u[1], 0x88), _mm256_shuffle_ps(u[0], u[1], 0xdd));
+  // r's lane 4c + p holds v[2p + c].
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// block_params() of kernels_scalar.cpp for 8 blocks at once, with the same IEEE operations.
+struct Params8 {
+  __m256 scale, inv, lo, hi;
+  __m256i zp;
+};
+
+inline Params8 block_params8(__m256 mx, __m256 mn, const BlockFormat& fmt) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  Params8 p;
+  if (fmt.symmetric) {
+    const float levels = static_cast<float>(1 << (fmt.bits - 1));
+    const __m256 take_max = _mm256_cmp_ps(mx, _mm256_xor_ps(mn, sign), _CMP_GE_OQ);
+    p.scale = _mm256_div_ps(_mm256_blendv_ps(mn, mx, take_max), _mm256_set1_ps(-levels));
+    const __m256 nonzero = _mm256_cmp_ps(p.scale, zero, _CMP_NEQ_UQ);
+    p.inv = _mm256_and_ps(_mm256_div_ps(one, p.scale), nonzero);
+    p.zp = _mm256_set1_epi32(1 << (fmt.bits - 1));
+    p.lo = _mm256_set1_ps(-levels);
+    p.hi = _mm256_set1_ps(levels - 1.0f);
+  } else {
+    const __m256 top = _mm256_set1_ps(static_cast<float>((1 << fmt.bits) - 1));
+    p.scale = _mm256_div_ps(_mm256_sub_ps(mx, mn), top);
+    p.scale = _mm256_blendv_ps(p.scale, one, _mm256_cmp_ps(p.scale, zero, _CMP_EQ_OQ));
+    p.inv = _mm256_div_ps(one, p.scale);
+    __m256 z = _mm256_div_ps(_mm256_xor_ps(mn, sign), p.scale);
+    z = _mm256_min_ps(_mm256_max_ps(z, zero), top);
+    p.zp = _mm256_cvtps_epi32(_mm256_round_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256 zf = _mm256_cvtepi32_ps(p.zp);
+    p.lo = _mm256_sub_ps(zero, zf);
+    p.hi = _mm256_sub_ps(top, zf);
+  }
+  return p;
 }
 
 void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* packed,
                      float* scales, uint8_t* zero_points) {
   const size_t bs = fmt.block_size, nb = fmt.blocks(k), blob = fmt.blob_bytes();
-  for (size_t b = 0; b < nb; ++b) {
-    const size_t begin = b * bs;
-    __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
-    for (size_t j = begin; j < begin + bs; j += 8) {
-      const __m256 v = load(x, j, k);
-      vmx = _mm256_max_ps(v, vmx);
-      vmn = _mm256_min_ps(v, vmn);
+  alignas(32) float scale_a[8], inv_a[8], lo_a[8], hi_a[8];
+  alignas(32) int32_t zp_a[8];
+  for (size_t b0 = 0; b0 < nb; b0 += 8) {
+    const size_t group = std::min<size_t>(8, nb - b0);
+    __m256 mx[8], mn[8];
+    for (size_t j = 0; j < 8; ++j) {
+      __m256 vmx = _mm256_setzero_ps(), vmn = _mm256_setzero_ps();
+      for (size_t e = (b0 + j) * bs, end = e + bs; j < group && e < end; e += 8) {
+        const __m256 v = load(x, e, k);
+        vmx = _mm256_max_ps(v, vmx);
+        vmn = _mm256_min_ps(v, vmn);
+      }
+      mx[j] = vmx;
+      mn[j] = vmn;
     }
-    const BlockParams p = block_params(reduce_max(vmx), reduce_min(vmn), fmt);
-    scales[b] = p.scale;
-    if (!fmt.symmetric) zero_points[b] = static_cast<uint8_t>(p.zp);
-    const __m256 inv = _mm256_set1_ps(p.inv), lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
-    const __m256i zp = _mm256_set1_epi32(p.zp);
-    uint8_t* out = packed + b * blob;
-    auto quantize8 = [&](size_t j) {
-      const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(load(x, j, k), inv), lo), hi);
-      return _mm256_add_epi32(
-          _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
-          zp);
-    };
-    for (size_t j = begin; j < begin + bs; j += 16) {
-      const __m128i bytes = to_bytes(quantize8(j), quantize8(j + 8));
-      if (fmt.bits == 8) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (j - begin)), bytes);
-      } else {
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j - begin) / 2), pack_nibbles(bytes));
+    const Params8 p = block_params8(reduce8(mx, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); }),
+                                    reduce8(mn, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); }),
+                                    fmt);
+    _mm256_store_ps(scale_a, p.scale);
+    _mm256_store_ps(inv_a, p.inv);
+    _mm256_store_ps(lo_a, p.lo);
+    _mm256_store_ps(hi_a, p.hi);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(zp_a), p.zp);
+    for (size_t j = 0; j < group; ++j) {
+      scales[b0 + j] = scale_a[j];
+      if (!fmt.symmetric) zero_points[b0 + j] = static_cast<uint8_t>(zp_a[j]);
+      const __m256 inv = _mm256_set1_ps(inv_a[j]), lo = _mm256_set1_ps(lo_a[j]);
+      const __m256 hi = _mm256_set1_ps(hi_a[j]);
+      const __m256i zp = _mm256_set1_epi32(zp_a[j]);
+      const size_t begin = (b0 + j) * bs;
+      uint8_t* out = packed + (b0 + j) * blob;
+      auto quantize8 = [&](size_t e) {
+        const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(load(x, e, k), inv), lo), hi);
+        return _mm256_add_epi32(
+            _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
+            zp);
+      };
+      for (size_t e = begin; e < begin + bs; e += 16) {
+        const __m128i bytes = to_bytes(quantize8(e), quantize8(e + 8));
+        if (fmt.bits == 8) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (e - begin)), bytes);
+        } else {
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (e - begin) / 2), pack_nibbles(bytes));
+        }
       }
     }
   }
