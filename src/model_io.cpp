@@ -343,35 +343,57 @@ Model load_model_from_memory(const uint8_t* data, uint64_t size, std::string nam
   return load_mapped(MappedFile::wrap_static(data, size, std::move(name)), {}, false);
 }
 
-SaveResult save_model(const Model& model, const fs::path& path, const SaveOptions& options) {
+namespace {
+
+// The output as segments (model file) and data-file items, computed without producing any
+// payload: sizes are known up front.
+struct Encoded {
+  wire::Segments segments;
+  std::vector<std::pair<uint64_t, PayloadPtr>> data_items;  // offset in the data file, bytes
+  uint64_t data_size = 0;
+  bool external = false;
+};
+
+Encoded encode_model(const Model& model, bool external_data, const std::string& data_name) {
   std::string skeleton;
   if (!model.proto.SerializeToString(&skeleton)) {
-    fail(ExitCode::kInternal, "{}: could not serialize the model", path.string());
+    fail(ExitCode::kInternal, "{}: could not serialize the model", model.source);
   }
-  const std::string data_name = path.filename().string() + ".data";
-  std::vector<std::pair<uint64_t, PayloadPtr>> data_items;
-  uint64_t data_size = 0;
   auto encode = [&](bool use_external) {
-    data_items.clear();
-    data_size = 0;
+    Encoded e;
+    e.external = use_external;
     auto external = [&](const PayloadPtr& payload) -> std::optional<uint64_t> {
       if (!use_external || payload->size() < kExternalBytes) return std::nullopt;
-      uint64_t offset = (data_size + kExternalAlign - 1) / kExternalAlign * kExternalAlign;
-      data_items.emplace_back(offset, payload);
-      data_size = offset + payload->size();
+      uint64_t offset = (e.data_size + kExternalAlign - 1) / kExternalAlign * kExternalAlign;
+      e.data_items.emplace_back(offset, payload);
+      e.data_size = offset + payload->size();
       return offset;
     };
-    return wire::rewrite_tensors(skeleton, [&](std::string_view tensor, uint64_t,
-                                               wire::Segments& out) {
+    e.segments = wire::rewrite_tensors(skeleton, [&](std::string_view tensor, uint64_t,
+                                                     wire::Segments& out) {
       expand_tensor(tensor, *model.payloads, external, data_name, out);
     });
+    return e;
   };
-  wire::Segments segments = encode(options.external_data);
-  bool use_external = options.external_data;
-  if (!use_external && segments.size() > kMaxSingleFile) {
-    use_external = true;
-    segments = encode(true);
-  }
+  Encoded e = encode(external_data);
+  if (!external_data && e.segments.size() > kMaxSingleFile) e = encode(true);
+  return e;
+}
+
+}  // namespace
+
+uint64_t encoded_size(const Model& model, bool external_data) {
+  Encoded e = encode_model(model, external_data, "model.onnx.data");
+  return e.segments.size() + e.data_size;
+}
+
+SaveResult save_model(const Model& model, const fs::path& path, const SaveOptions& options) {
+  const std::string data_name = path.filename().string() + ".data";
+  Encoded encoded = encode_model(model, options.external_data, data_name);
+  const wire::Segments& segments = encoded.segments;
+  const auto& data_items = encoded.data_items;
+  const uint64_t data_size = encoded.data_size;
+  const bool use_external = encoded.external;
 
   SaveResult result;
   Progress progress{options};

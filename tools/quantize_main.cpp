@@ -132,7 +132,9 @@ int run(const Cli& cli) {
       report.dry_run = cli.dry_run;
       fs::path out = output_path(checked, model_path, mode);
       report.output = out.string();
-      if (!cli.dry_run) {
+      if (cli.dry_run) {
+        report.bytes_after = encoded_size(model, cli.external_data);
+      } else {
         for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
           if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
             fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file",

@@ -49,6 +49,9 @@ struct SaveResult {
 SaveResult save_model(const Model& model, const std::filesystem::path& path,
                       const SaveOptions& options);
 
+// The bytes save_model would write (model file and data file), without computing any tensor.
+uint64_t encoded_size(const Model& model, bool external_data);
+
 // --- tensor data ---
 
 // Bytes per element of a fixed-size ONNX data type; 0 for strings and unknown types.

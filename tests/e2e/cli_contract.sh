@@ -39,6 +39,8 @@ check "stories, one thread" 0 "$quantize" --q4f16 --asymmetric --threads 1 -o "$
 check "stories, scalar" 0 env QUANTIZE_ISA=scalar "$quantize" --q4f16 --asymmetric --threads 2 -o "$dir/s2.onnx"
 check "identical bytes (mnist)" 0 cmp "$dir/t1.onnx" "$dir/t2.onnx"
 check "identical bytes (stories)" 0 cmp "$dir/s1.onnx" "$dir/s2.onnx"
+check "dry run" 0 "$quantize" "$dir/m.onnx" --fp16 --dry-run -o "$dir/dry.onnx"
+[ ! -e "$dir/dry.onnx" ] || { echo "FAIL: --dry-run wrote a file"; failures=$((failures + 1)); }
 check "built-in model, --output-dir" 0 "$quantize" --q4f16 --output-dir "$dir"
 [ -s "$dir/stories260K_q4f16.onnx" ] || { echo "FAIL: built-in output missing"; failures=$((failures + 1)); }
 [ "$(md5sum <"$dir/m.onnx")" = "$sum" ] || { echo "FAIL: input changed"; failures=$((failures + 1)); }
