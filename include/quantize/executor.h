@@ -1,0 +1,73 @@
+// A CPU interpreter for ONNX graphs (issue 4, first part): runs float models and their quantized
+// versions without ONNX Runtime, for calibration and verification. Values are freed as soon as
+// their last reader ran, so memory follows the live set; an observer sees every value produced.
+// An op or attribute it does not support is an Error naming the node, never a wrong answer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "quantize/model.h"
+
+namespace quantize {
+
+// A dense tensor; the element type is an ONNX TensorProto::DataType.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(int dtype, std::vector<int64_t> shape);  // zero-filled
+
+  int dtype() const { return dtype_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t size() const;  // elements
+  size_t bytes() const { return storage_.size(); }
+
+  template <typename T>
+  T* data() { return reinterpret_cast<T*>(storage_.data()); }
+  template <typename T>
+  const T* data() const { return reinterpret_cast<const T*>(storage_.data()); }
+  uint8_t* raw() { return storage_.data(); }
+  const uint8_t* raw() const { return storage_.data(); }
+
+  // Values converted to int64 (for shapes, axes, indices) or double (any numeric type).
+  std::vector<int64_t> to_int64() const;
+  double element_as_double(int64_t i) const;
+
+ private:
+  int dtype_ = 0;
+  std::vector<int64_t> shape_;
+  std::vector<uint8_t> storage_;
+};
+
+// The tensor held by a TensorProto of the model (payload, raw or typed fields).
+Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto);
+
+using Observer = std::function<void(const std::string& name, const Tensor& value)>;
+
+class Executor {
+ public:
+  // Checks every node's op is supported (Error naming the first one that is not).
+  explicit Executor(const Model& model);
+  ~Executor();
+
+  // The graph inputs to feed (initializers listed as inputs excluded), in order.
+  const std::vector<std::string>& input_names() const { return inputs_; }
+  const std::vector<std::string>& output_names() const { return outputs_; }
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, const Observer& observer = {});
+
+ private:
+  const Model& model_;
+  std::vector<std::string> inputs_, outputs_;
+  std::unordered_map<std::string, std::shared_ptr<const Tensor>> constants_;
+};
+
+// Op types the executor runs (default domain unless prefixed "com.microsoft.").
+std::vector<std::string> supported_ops();
+
+}  // namespace quantize

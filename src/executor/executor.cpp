@@ -1,0 +1,210 @@
+#include <algorithm>
+
+#include "ops.h"
+#include "quantize/graph.h"
+
+namespace quantize {
+namespace exec {
+
+const Tensor& OpContext::input(int i) const {
+  if (!has_input(i)) fail("input {} is missing", i);
+  return *inputs_[i];
+}
+
+const onnx::AttributeProto* OpContext::find(const char* name) const {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return &a;
+  }
+  return nullptr;
+}
+
+int64_t OpContext::attr_int(const char* name, int64_t fallback) const {
+  const auto* a = find(name);
+  return a ? a->i() : fallback;
+}
+
+float OpContext::attr_float(const char* name, float fallback) const {
+  const auto* a = find(name);
+  return a ? a->f() : fallback;
+}
+
+std::vector<int64_t> OpContext::attr_ints(const char* name) const {
+  const auto* a = find(name);
+  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
+}
+
+std::string OpContext::attr_string(const char* name, const std::string& fallback) const {
+  const auto* a = find(name);
+  return a ? a->s() : fallback;
+}
+
+const onnx::TensorProto* OpContext::attr_tensor(const char* name) const {
+  const auto* a = find(name);
+  return a && a->has_t() ? &a->t() : nullptr;
+}
+
+std::string OpContext::label() const { return node_label(node); }
+
+const Registry& registry() {
+  static const Registry r = [] {
+    Registry r;
+    register_elementwise(r);
+    register_shape(r);
+    register_math(r);
+    return r;
+  }();
+  return r;
+}
+
+std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,
+                                     const std::vector<int64_t>& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  std::vector<int64_t> out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      ctx.fail("shapes [{}] and [{}] do not broadcast", fmt::join(a, ","), fmt::join(b, ","));
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
+                                       const std::vector<int64_t>& out) {
+  const size_t rank = out.size(), pad = rank - shape.size();
+  std::vector<int64_t> stride(rank, 0);
+  int64_t s = 1;
+  for (size_t i = rank; i-- > pad;) {
+    const int64_t d = shape[i - pad];
+    stride[i] = d == 1 ? 0 : s;
+    s *= d;
+  }
+  int64_t total = 1;
+  for (int64_t d : out) total *= d;
+  std::vector<int64_t> offsets(static_cast<size_t>(total));
+  std::vector<int64_t> index(rank, 0);
+  int64_t offset = 0;
+  for (int64_t n = 0; n < total; ++n) {
+    offsets[n] = offset;
+    for (size_t i = rank; i-- > 0;) {  // odometer increment
+      ++index[i];
+      offset += stride[i];
+      if (index[i] < out[i]) break;
+      offset -= stride[i] * index[i];
+      index[i] = 0;
+    }
+  }
+  return offsets;
+}
+
+int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
+    ctx.fail("axis {} is out of range for rank {}", axis, rank);
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+}  // namespace exec
+
+namespace {
+
+int opset_of(const onnx::ModelProto& model, const std::string& domain) {
+  for (const auto& o : model.opset_import()) {
+    if (o.domain() == domain || (domain.empty() && o.domain() == "ai.onnx")) {
+      return static_cast<int>(o.version());
+    }
+  }
+  return 0;
+}
+
+std::string op_key(const onnx::NodeProto& node) {
+  return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
+                                                             : node.domain() + "." + node.op_type();
+}
+
+}  // namespace
+
+Executor::Executor(const Model& model) : model_(model) {
+  const auto& graph = model.proto.graph();
+  for (const auto& node : graph.node()) {
+    if (!exec::registry().count(op_key(node))) {
+      fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run",
+           model.source, node_label(node), op_key(node));
+    }
+  }
+  for (const auto& t : graph.initializer()) {
+    constants_[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model, t));
+  }
+  for (const auto& v : graph.input()) {
+    if (!constants_.count(v.name())) inputs_.push_back(v.name());
+  }
+  for (const auto& v : graph.output()) outputs_.push_back(v.name());
+}
+
+Executor::~Executor() = default;
+
+std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Observer& observer) {
+  const auto& graph = model_.proto.graph();
+  if (inputs.size() != inputs_.size()) {
+    fail(ExitCode::kInput, "{}: {} inputs given, the model takes {}", model_.source,
+         inputs.size(), inputs_.size());
+  }
+  std::unordered_map<std::string, std::shared_ptr<const Tensor>> values = constants_;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    values[inputs_[i]] = std::make_shared<const Tensor>(inputs[i]);
+  }
+  // Readers left per value: a value is dropped when the last one has run.
+  std::unordered_map<std::string, int> readers;
+  for (const auto& node : graph.node()) {
+    for (const auto& in : node.input()) ++readers[in];
+  }
+  for (const auto& o : outputs_) readers[o] += 1 << 20;  // graph outputs are never dropped
+
+  const int default_opset = opset_of(model_.proto, "");
+  for (const auto& node : graph.node()) {
+    std::vector<const Tensor*> in;
+    for (const auto& name : node.input()) {
+      if (name.empty()) {
+        in.push_back(nullptr);
+        continue;
+      }
+      auto it = values.find(name);
+      if (it == values.end()) {
+        fail(ExitCode::kInput, "{}: node {} reads '{}', which nothing produced", model_.source,
+             node_label(node), name);
+      }
+      in.push_back(it->second.get());
+    }
+    std::vector<Tensor> out(node.output_size());
+    const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
+    exec::OpContext ctx(model_, node, opset, in, out);
+    exec::registry().at(op_key(node))(ctx);
+    for (int i = 0; i < node.output_size(); ++i) {
+      if (node.output(i).empty()) continue;
+      auto value = std::make_shared<const Tensor>(std::move(out[i]));
+      if (observer) observer(node.output(i), *value);
+      values[node.output(i)] = std::move(value);
+    }
+    for (const auto& name : node.input()) {
+      if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);
+    }
+  }
+  std::vector<Tensor> results;
+  for (const auto& name : outputs_) {
+    auto it = values.find(name);
+    if (it == values.end()) fail(ExitCode::kInput, "{}: output '{}' was not produced", model_.source, name);
+    results.push_back(*it->second);
+  }
+  return results;
+}
+
+std::vector<std::string> supported_ops() {
+  std::vector<std::string> ops;
+  for (const auto& [name, fn] : exec::registry()) ops.push_back(name);
+  std::sort(ops.begin(), ops.end());
+  return ops;
+}
+
+}  // namespace quantize

@@ -1,0 +1,68 @@
+// Internal: the op registry of the executor. One file per op family registers its kernels.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "quantize/error.h"
+#include "quantize/executor.h"
+
+namespace quantize::exec {
+
+class OpContext {
+ public:
+  OpContext(const Model& model, const onnx::NodeProto& node, int opset,
+            std::vector<const Tensor*> inputs, std::vector<Tensor>& outputs)
+      : model(model), node(node), opset(opset), inputs_(std::move(inputs)), outputs_(outputs) {}
+
+  const Model& model;
+  const onnx::NodeProto& node;
+  const int opset;  // of the node's domain
+
+  int input_count() const { return static_cast<int>(inputs_.size()); }
+  bool has_input(int i) const { return i < input_count() && inputs_[i] != nullptr; }
+  const Tensor& input(int i) const;  // fails (naming the node) when absent
+  Tensor& output(int i) { return outputs_.at(i); }
+  int output_count() const { return static_cast<int>(outputs_.size()); }
+
+  bool has_attr(const char* name) const { return find(name) != nullptr; }
+  int64_t attr_int(const char* name, int64_t fallback) const;
+  float attr_float(const char* name, float fallback) const;
+  std::vector<int64_t> attr_ints(const char* name) const;
+  std::string attr_string(const char* name, const std::string& fallback) const;
+  const onnx::TensorProto* attr_tensor(const char* name) const;
+
+  template <typename... Args>
+  [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) const {
+    throw Error(ExitCode::kInput, fmt::format("node {}: {}", label(),
+                                              fmt::format(format, std::forward<Args>(args)...)));
+  }
+  std::string label() const;
+
+ private:
+  const onnx::AttributeProto* find(const char* name) const;
+  std::vector<const Tensor*> inputs_;
+  std::vector<Tensor>& outputs_;
+};
+
+using OpFn = void (*)(OpContext&);
+using Registry = std::unordered_map<std::string, OpFn>;
+
+const Registry& registry();  // key: op type, or "com.microsoft.<op>"
+
+void register_elementwise(Registry& r);
+void register_shape(Registry& r);
+void register_math(Registry& r);
+
+// Helpers shared by the op files.
+std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,
+                                     const std::vector<int64_t>& b);
+// Offsets into a tensor of `shape` for every element of `out` it broadcasts to, in order.
+std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
+                                       const std::vector<int64_t>& out);
+int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
+
+}  // namespace quantize::exec

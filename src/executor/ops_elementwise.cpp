@@ -1,0 +1,222 @@
+// Element-wise ops with numpy broadcasting: arithmetic, comparisons, logic, activations, Cast.
+#include <cmath>
+#include <cstring>
+
+#include "ops.h"
+#include "quantize/kernels.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+template <typename T, typename R, typename F>
+void binary_typed(OpContext& ctx, const Tensor& a, const Tensor& b, int out_type, F f) {
+  const auto shape = broadcast_shape(ctx, a.shape(), b.shape());
+  Tensor out(out_type, shape);
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  R* po = out.data<R>();
+  const int64_t n = out.size();
+  if (a.shape() == shape && b.shape() == shape) {
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+  } else if (a.shape() == shape && b.size() == 1) {
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[0]);
+  } else {
+    const auto oa = broadcast_offsets(a.shape(), shape), ob = broadcast_offsets(b.shape(), shape);
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[oa[i]], pb[ob[i]]);
+  }
+  ctx.output(0) = std::move(out);
+}
+
+// Dispatches on the (common) input type; F is a generic lambda.
+template <typename F>
+void arithmetic(OpContext& ctx, F f) {
+  if (ctx.input_count() != 2) ctx.fail("{} inputs (2 are supported)", ctx.input_count());
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (a.dtype() != b.dtype()) ctx.fail("input types {} and {} differ", a.dtype(), b.dtype());
+  switch (a.dtype()) {
+    case TensorProto::FLOAT: return binary_typed<float, float>(ctx, a, b, a.dtype(), f);
+    case TensorProto::DOUBLE: return binary_typed<double, double>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT64: return binary_typed<int64_t, int64_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT32: return binary_typed<int32_t, int32_t>(ctx, a, b, a.dtype(), f);
+    default: ctx.fail("data type {} is not supported", a.dtype());
+  }
+}
+
+template <typename F>
+void comparison(OpContext& ctx, F f) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (a.dtype() != b.dtype()) ctx.fail("input types {} and {} differ", a.dtype(), b.dtype());
+  switch (a.dtype()) {
+    case TensorProto::FLOAT: return binary_typed<float, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::DOUBLE: return binary_typed<double, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::INT64: return binary_typed<int64_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::INT32: return binary_typed<int32_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::BOOL: return binary_typed<uint8_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    default: ctx.fail("data type {} is not supported", a.dtype());
+  }
+}
+
+template <typename F>
+void unary_float(OpContext& ctx, F f) {
+  const Tensor& x = ctx.input(0);
+  Tensor out(x.dtype(), x.shape());
+  if (x.dtype() == TensorProto::FLOAT) {
+    const float* px = x.data<float>();
+    float* po = out.data<float>();
+    for (int64_t i = 0; i < x.size(); ++i) po[i] = f(px[i]);
+  } else if (x.dtype() == TensorProto::DOUBLE) {
+    const double* px = x.data<double>();
+    double* po = out.data<double>();
+    for (int64_t i = 0; i < x.size(); ++i) po[i] = f(px[i]);
+  } else {
+    ctx.fail("data type {} is not supported (float32 and float64 are)", x.dtype());
+  }
+  ctx.output(0) = std::move(out);
+}
+
+void add(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a + b; }); }
+void sub(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a - b; }); }
+void mul(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a * b; }); }
+void div(OpContext& c) {
+  arithmetic(c, [](auto a, auto b) { return b == 0 && std::is_integral_v<decltype(a)> ? 0 : a / b; });
+}
+void pow(OpContext& c) {
+  const Tensor& x = c.input(0);
+  if (x.dtype() != TensorProto::FLOAT) c.fail("base type {} is not supported", x.dtype());
+  Tensor y(TensorProto::FLOAT, c.input(1).shape());
+  for (int64_t i = 0; i < y.size(); ++i) y.data<float>()[i] = static_cast<float>(c.input(1).element_as_double(i));
+  binary_typed<float, float>(c, x, y, TensorProto::FLOAT, [](float a, float b) {
+    return b == 2.0f ? a * a : std::pow(a, b);
+  });
+}
+void max2(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a > b || a != a ? a : b; }); }
+void min2(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a < b || a != a ? a : b; }); }
+void equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a == b; }); }
+void less(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a < b; }); }
+void greater(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a > b; }); }
+void less_equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a <= b; }); }
+void greater_equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a >= b; }); }
+void logical_and(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a && b; }); }
+void logical_or(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a || b; }); }
+void logical_xor(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return !a != !b; }); }
+
+void logical_not(OpContext& c) {
+  const Tensor& x = c.input(0);
+  Tensor out(TensorProto::BOOL, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) out.data<uint8_t>()[i] = !x.data<uint8_t>()[i];
+  c.output(0) = std::move(out);
+}
+
+void sqrt_op(OpContext& c) { unary_float(c, [](auto x) { return std::sqrt(x); }); }
+void exp_op(OpContext& c) { unary_float(c, [](auto x) { return std::exp(x); }); }
+void log_op(OpContext& c) { unary_float(c, [](auto x) { return std::log(x); }); }
+void tanh_op(OpContext& c) { unary_float(c, [](auto x) { return std::tanh(x); }); }
+void erf_op(OpContext& c) { unary_float(c, [](auto x) { return std::erf(x); }); }
+void abs_op(OpContext& c) { unary_float(c, [](auto x) { return std::fabs(x); }); }
+void floor_op(OpContext& c) { unary_float(c, [](auto x) { return std::floor(x); }); }
+void ceil_op(OpContext& c) { unary_float(c, [](auto x) { return std::ceil(x); }); }
+void reciprocal(OpContext& c) { unary_float(c, [](auto x) { return decltype(x)(1) / x; }); }
+void relu(OpContext& c) { unary_float(c, [](auto x) { return x > 0 ? x : decltype(x)(0); }); }
+void sigmoid(OpContext& c) {
+  unary_float(c, [](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); });
+}
+void neg(OpContext& c) {
+  if (c.input(0).dtype() == TensorProto::INT64) {
+    Tensor out = c.input(0);
+    for (int64_t i = 0; i < out.size(); ++i) out.data<int64_t>()[i] = -out.data<int64_t>()[i];
+    c.output(0) = std::move(out);
+    return;
+  }
+  unary_float(c, [](auto x) { return -x; });
+}
+
+void where(OpContext& c) {
+  const Tensor& cond = c.input(0);
+  const Tensor& x = c.input(1);
+  const Tensor& y = c.input(2);
+  if (x.dtype() != y.dtype()) c.fail("X and Y types differ");
+  const auto shape = broadcast_shape(c, broadcast_shape(c, cond.shape(), x.shape()), y.shape());
+  Tensor out(x.dtype(), shape);
+  const auto oc = broadcast_offsets(cond.shape(), shape), ox = broadcast_offsets(x.shape(), shape),
+             oy = broadcast_offsets(y.shape(), shape);
+  const size_t size = element_size(x.dtype());
+  for (int64_t i = 0; i < out.size(); ++i) {
+    const uint8_t* src = cond.data<uint8_t>()[oc[i]] ? x.raw() + ox[i] * size : y.raw() + oy[i] * size;
+    std::memcpy(out.raw() + i * size, src, size);
+  }
+  c.output(0) = std::move(out);
+}
+
+void identity(OpContext& c) { c.output(0) = c.input(0); }
+
+void cast(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int to = static_cast<int>(c.attr_int("to", 0));
+  Tensor out(to, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    switch (to) {
+      case TensorProto::FLOAT:
+        out.data<float>()[i] = x.dtype() == TensorProto::FLOAT16
+                                   ? f16_to_f32_scalar(x.data<uint16_t>()[i])
+                                   : static_cast<float>(x.element_as_double(i));
+        break;
+      case TensorProto::FLOAT16:
+        out.data<uint16_t>()[i] = f32_to_f16_scalar(static_cast<float>(x.element_as_double(i)));
+        break;
+      case TensorProto::DOUBLE: out.data<double>()[i] = x.element_as_double(i); break;
+      case TensorProto::INT64:
+        out.data<int64_t>()[i] = x.dtype() == TensorProto::INT64
+                                     ? x.data<int64_t>()[i]
+                                     : static_cast<int64_t>(x.element_as_double(i));
+        break;
+      case TensorProto::INT32: out.data<int32_t>()[i] = static_cast<int32_t>(x.element_as_double(i)); break;
+      case TensorProto::BOOL: out.data<uint8_t>()[i] = x.element_as_double(i) != 0; break;
+      case TensorProto::UINT8: out.data<uint8_t>()[i] = static_cast<uint8_t>(x.element_as_double(i)); break;
+      case TensorProto::INT8: out.data<int8_t>()[i] = static_cast<int8_t>(x.element_as_double(i)); break;
+      default: c.fail("Cast to data type {} is not supported", to);
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_elementwise(Registry& r) {
+  r["Add"] = add;
+  r["Sub"] = sub;
+  r["Mul"] = mul;
+  r["Div"] = div;
+  r["Pow"] = pow;
+  r["Max"] = max2;
+  r["Min"] = min2;
+  r["Equal"] = equal;
+  r["Less"] = less;
+  r["Greater"] = greater;
+  r["LessOrEqual"] = less_equal;
+  r["GreaterOrEqual"] = greater_equal;
+  r["And"] = logical_and;
+  r["Or"] = logical_or;
+  r["Xor"] = logical_xor;
+  r["Not"] = logical_not;
+  r["Sqrt"] = sqrt_op;
+  r["Exp"] = exp_op;
+  r["Log"] = log_op;
+  r["Tanh"] = tanh_op;
+  r["Erf"] = erf_op;
+  r["Abs"] = abs_op;
+  r["Floor"] = floor_op;
+  r["Ceil"] = ceil_op;
+  r["Reciprocal"] = reciprocal;
+  r["Relu"] = relu;
+  r["Sigmoid"] = sigmoid;
+  r["Neg"] = neg;
+  r["Where"] = where;
+  r["Identity"] = identity;
+  r["Cast"] = cast;
+}
+
+}  // namespace quantize::exec

@@ -1,0 +1,229 @@
+// MatMul, Gemm, Softmax, reductions, and com.microsoft.MatMulNBits. float32 only: other types
+// are refused with the node's name.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ops.h"
+#include "quantize/kernels.h"
+#include "quantize/threads.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+void require_float(const OpContext& c, const Tensor& t, const char* what) {
+  if (t.dtype() != TensorProto::FLOAT) c.fail("{} is data type {}: only float32 is supported", what, t.dtype());
+}
+
+// C[m][n] = sum_k A[m][k] * B(k, n), B given by its element at (k, n).
+template <typename BAt>
+void gemm_rows(const float* a, int64_t m, int64_t k, int64_t n, BAt b_at, float* c) {
+  parallel_for(static_cast<size_t>(m), 8, [&](size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+      float* row = c + i * n;
+      std::fill(row, row + n, 0.0f);
+      for (int64_t p = 0; p < k; ++p) {
+        const float av = a[i * k + p];
+        for (int64_t j = 0; j < n; ++j) row[j] += av * b_at(p, j);
+      }
+    }
+  });
+}
+
+void matmul(OpContext& c) {
+  const Tensor& a0 = c.input(0);
+  const Tensor& b0 = c.input(1);
+  require_float(c, a0, "A");
+  require_float(c, b0, "B");
+  std::vector<int64_t> as = a0.shape(), bs = b0.shape();
+  const bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
+  if (a_vec) as.insert(as.begin(), 1);
+  if (b_vec) bs.push_back(1);
+  const int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+  if (bs[bs.size() - 2] != k) c.fail("inner dimensions {} and {} differ", k, bs[bs.size() - 2]);
+  const std::vector<int64_t> a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+  const auto batch = broadcast_shape(c, a_batch, b_batch);
+  const auto oa = broadcast_offsets(a_batch, batch), ob = broadcast_offsets(b_batch, batch);
+  std::vector<int64_t> shape = batch;
+  if (!a_vec) shape.push_back(m);
+  if (!b_vec) shape.push_back(n);
+  Tensor out(TensorProto::FLOAT, shape);
+  for (size_t t = 0; t < oa.size(); ++t) {
+    const float* a = a0.data<float>() + oa[t] * m * k;
+    const float* b = b0.data<float>() + ob[t] * k * n;
+    gemm_rows(a, m, k, n, [&](int64_t p, int64_t j) { return b[p * n + j]; },
+              out.data<float>() + t * m * n);
+  }
+  c.output(0) = std::move(out);
+}
+
+void gemm(OpContext& c) {
+  const Tensor& a = c.input(0);
+  const Tensor& b = c.input(1);
+  require_float(c, a, "A");
+  require_float(c, b, "B");
+  if (a.rank() != 2 || b.rank() != 2) c.fail("A and B must be 2-D");
+  const bool ta = c.attr_int("transA", 0) != 0, tb = c.attr_int("transB", 0) != 0;
+  const float alpha = c.attr_float("alpha", 1.0f), beta = c.attr_float("beta", 1.0f);
+  const int64_t m = ta ? a.shape()[1] : a.shape()[0], k = ta ? a.shape()[0] : a.shape()[1];
+  const int64_t n = tb ? b.shape()[0] : b.shape()[1];
+  std::vector<float> at;
+  const float* pa = a.data<float>();
+  if (ta) {  // make A row-major [M, K]
+    at.resize(m * k);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t p = 0; p < k; ++p) at[i * k + p] = pa[p * m + i];
+    }
+    pa = at.data();
+  }
+  const float* pb = b.data<float>();
+  Tensor out(TensorProto::FLOAT, {m, n});
+  if (tb) {
+    gemm_rows(pa, m, k, n, [&](int64_t p, int64_t j) { return pb[j * k + p]; }, out.data<float>());
+  } else {
+    gemm_rows(pa, m, k, n, [&](int64_t p, int64_t j) { return pb[p * n + j]; }, out.data<float>());
+  }
+  float* y = out.data<float>();
+  for (int64_t i = 0; i < m * n; ++i) y[i] *= alpha;
+  if (c.has_input(2)) {
+    const Tensor& bias = c.input(2);
+    require_float(c, bias, "C");
+    const auto offsets = broadcast_offsets(bias.shape(), {m, n});
+    for (int64_t i = 0; i < m * n; ++i) y[i] += beta * bias.data<float>()[offsets[i]];
+  }
+  c.output(0) = std::move(out);
+}
+
+void softmax(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "input");
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", c.opset >= 13 ? -1 : 1), x.rank());
+  // opset >= 13: along one axis; before: over all dimensions from `axis` on.
+  int64_t outer = 1, len = 1, inner = 1;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    if (i < axis) outer *= x.shape()[i];
+    else if (i == axis || c.opset < 13) len *= x.shape()[i];
+    else inner *= x.shape()[i];
+  }
+  Tensor out(TensorProto::FLOAT, x.shape());
+  const float* px = x.data<float>();
+  float* py = out.data<float>();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t in = 0; in < inner; ++in) {
+      const int64_t base = o * len * inner + in;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 0; i < len; ++i) mx = std::max(mx, px[base + i * inner]);
+      double sum = 0;
+      for (int64_t i = 0; i < len; ++i) {
+        py[base + i * inner] = std::exp(px[base + i * inner] - mx);
+        sum += py[base + i * inner];
+      }
+      for (int64_t i = 0; i < len; ++i) py[base + i * inner] = static_cast<float>(py[base + i * inner] / sum);
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+enum class Reduce { kMean, kSum, kMax, kMin };
+
+template <Reduce kind>
+void reduce(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "input");
+  const bool axes_input = c.opset >= 18 || (kind == Reduce::kSum && c.opset >= 13);
+  std::vector<int64_t> axes = axes_input ? (c.has_input(1) ? c.input(1).to_int64() : std::vector<int64_t>{})
+                                         : c.attr_ints("axes");
+  const bool keep = c.attr_int("keepdims", 1) != 0;
+  if (axes.empty() && c.attr_int("noop_with_empty_axes", 0) != 0) {
+    c.output(0) = x;
+    return;
+  }
+  std::vector<bool> reduced(x.rank(), axes.empty());
+  for (int64_t a : axes) reduced[normalize_axis(c, a, x.rank())] = true;
+  std::vector<int64_t> kept_shape(x.rank()), out_shape;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    kept_shape[i] = reduced[i] ? 1 : x.shape()[i];
+    if (keep || !reduced[i]) out_shape.push_back(kept_shape[i]);
+  }
+  // Each input element's position in the (keepdims) output: broadcast offsets, backwards.
+  const auto target = broadcast_offsets(kept_shape, x.shape());
+  Tensor tmp(TensorProto::FLOAT, kept_shape);
+  std::vector<double> acc(static_cast<size_t>(tmp.size()),
+                          kind == Reduce::kMax   ? -INFINITY
+                          : kind == Reduce::kMin ? INFINITY
+                                                 : 0.0);
+  const float* px = x.data<float>();
+  for (int64_t i = 0; i < x.size(); ++i) {
+    double& a = acc[target[i]];
+    if (kind == Reduce::kMax) a = std::max<double>(a, px[i]);
+    else if (kind == Reduce::kMin) a = std::min<double>(a, px[i]);
+    else a += px[i];
+  }
+  const double count = tmp.size() ? static_cast<double>(x.size()) / tmp.size() : 1.0;
+  Tensor out(TensorProto::FLOAT, out_shape);
+  for (int64_t i = 0; i < out.size(); ++i) {
+    out.data<float>()[i] = static_cast<float>(kind == Reduce::kMean ? acc[i] / count : acc[i]);
+  }
+  c.output(0) = std::move(out);
+}
+
+// com.microsoft.MatMulNBits with float32 A and scales: B is dequantized column by column.
+void matmul_nbits(OpContext& c) {
+  const Tensor& a = c.input(0);
+  require_float(c, a, "A");
+  require_float(c, c.input(2), "scales");
+  if (c.has_input(4)) c.fail("g_idx is not supported");
+  const int64_t k = c.attr_int("K", 0), n = c.attr_int("N", 0);
+  const BlockFormat fmt{static_cast<int>(c.attr_int("bits", 4)),
+                        static_cast<int>(c.attr_int("block_size", 0)), !c.has_input(3)};
+  if ((fmt.bits != 4 && fmt.bits != 8) || fmt.block_size < 16 || a.shape().back() != k) {
+    c.fail("unsupported attributes (bits {}, block_size {}, K {})", fmt.bits, fmt.block_size, k);
+  }
+  const int64_t nb = static_cast<int64_t>(fmt.blocks(k)), blob = static_cast<int64_t>(fmt.blob_bytes());
+  const uint8_t* packed = c.input(1).data<uint8_t>();
+  const float* scales = c.input(2).data<float>();
+  std::vector<float> wt(static_cast<size_t>(n * k));  // [N, K]
+  std::vector<uint8_t> zp(static_cast<size_t>(nb));
+  for (int64_t col = 0; col < n; ++col) {
+    if (!fmt.symmetric) {
+      const Tensor& z = c.input(3);
+      if (z.dtype() != TensorProto::UINT8) c.fail("zero_points of data type {} are not supported", z.dtype());
+      const int64_t row = (nb * fmt.bits + 7) / 8;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t byte = z.data<uint8_t>()[col * row + b * fmt.bits / 8];
+        zp[b] = fmt.bits == 8 ? byte : (byte >> (4 * (b & 1))) & 15;
+      }
+    }
+    kernels().dequantize_blocks(packed + col * nb * blob, scales + col * nb, zp.data(), k, fmt,
+                                wt.data() + col * k);
+  }
+  std::vector<int64_t> shape = a.shape();
+  shape.back() = n;
+  const int64_t m = a.size() / k;
+  Tensor out(TensorProto::FLOAT, shape);
+  gemm_rows(a.data<float>(), m, k, n, [&](int64_t p, int64_t j) { return wt[j * k + p]; },
+            out.data<float>());
+  if (c.has_input(5)) {
+    require_float(c, c.input(5), "bias");
+    float* y = out.data<float>();
+    for (int64_t i = 0; i < m * n; ++i) y[i] += c.input(5).data<float>()[i % n];
+  }
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_math(Registry& r) {
+  r["MatMul"] = matmul;
+  r["Gemm"] = gemm;
+  r["Softmax"] = softmax;
+  r["ReduceMean"] = reduce<Reduce::kMean>;
+  r["ReduceSum"] = reduce<Reduce::kSum>;
+  r["ReduceMax"] = reduce<Reduce::kMax>;
+  r["ReduceMin"] = reduce<Reduce::kMin>;
+  r["com.microsoft.MatMulNBits"] = matmul_nbits;
+}
+
+}  // namespace quantize::exec

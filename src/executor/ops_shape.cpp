@@ -1,0 +1,351 @@
+// Shape and indexing ops: Shape, Reshape, Transpose, (Un)Squeeze, Concat, Split, Slice, Gather,
+// Expand, Range, Constant, ConstantOfShape, Flatten.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "ops.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
+  Tensor t(TensorProto::INT64, std::move(shape));
+  std::memcpy(t.raw(), v.data(), v.size() * 8);
+  return t;
+}
+
+// A copy of x with another shape (same element count).
+Tensor reshaped(const OpContext& c, const Tensor& x, std::vector<int64_t> shape) {
+  Tensor t(x.dtype(), std::move(shape));
+  if (t.size() != x.size()) c.fail("cannot reshape {} elements to {}", x.size(), t.size());
+  std::memcpy(t.raw(), x.raw(), x.bytes());
+  return t;
+}
+
+void shape_op(OpContext& c) {
+  const auto& s = c.input(0).shape();
+  const int64_t rank = static_cast<int64_t>(s.size());
+  int64_t start = c.attr_int("start", 0), end = c.attr_int("end", rank);
+  if (start < 0) start += rank;
+  if (end < 0) end += rank;
+  start = std::clamp<int64_t>(start, 0, rank);
+  end = std::clamp<int64_t>(end, start, rank);
+  std::vector<int64_t> v(s.begin() + start, s.begin() + end);
+  c.output(0) = int64_tensor(v, {static_cast<int64_t>(v.size())});
+}
+
+void size_op(OpContext& c) { c.output(0) = int64_tensor({c.input(0).size()}, {}); }
+
+void reshape(OpContext& c) {
+  const Tensor& x = c.input(0);
+  std::vector<int64_t> shape = c.opset >= 5 ? c.input(1).to_int64() : c.attr_ints("shape");
+  const bool allow_zero = c.attr_int("allowzero", 0) != 0;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0 && !allow_zero) {
+      if (i >= x.shape().size()) c.fail("0 in the shape has no input dimension to copy");
+      shape[i] = x.shape()[i];
+    }
+    if (shape[i] == -1) {
+      if (infer >= 0) c.fail("more than one -1 in the shape");
+      infer = static_cast<int64_t>(i);
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) shape[infer] = known ? x.size() / known : 0;
+  c.output(0) = reshaped(c, x, shape);
+}
+
+void flatten(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 1), x.rank() + 1);
+  int64_t outer = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  c.output(0) = reshaped(c, x, {outer, outer ? x.size() / outer : 0});
+}
+
+void transpose(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t rank = x.rank();
+  std::vector<int64_t> perm = c.attr_ints("perm");
+  if (perm.empty()) {
+    perm.resize(rank);
+    for (int64_t i = 0; i < rank; ++i) perm[i] = rank - 1 - i;
+  }
+  if (static_cast<int64_t>(perm.size()) != rank) c.fail("perm has {} entries for rank {}", perm.size(), rank);
+  std::vector<int64_t> shape(rank), in_strides(rank), strides(rank);
+  int64_t s = 1;
+  for (int64_t i = rank; i-- > 0;) {
+    in_strides[i] = s;
+    s *= x.shape()[i];
+  }
+  for (int64_t i = 0; i < rank; ++i) {
+    shape[i] = x.shape()[normalize_axis(c, perm[i], rank)];
+    strides[i] = in_strides[perm[i]];
+  }
+  Tensor out(x.dtype(), shape);
+  const size_t size = element_size(x.dtype());
+  std::vector<int64_t> index(rank, 0);
+  int64_t offset = 0;
+  for (int64_t n = 0; n < out.size(); ++n) {
+    std::memcpy(out.raw() + n * size, x.raw() + offset * size, size);
+    for (int64_t i = rank; i-- > 0;) {
+      ++index[i];
+      offset += strides[i];
+      if (index[i] < shape[i]) break;
+      offset -= strides[i] * index[i];
+      index[i] = 0;
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+std::vector<int64_t> axes_of(const OpContext& c, int input) {
+  if (c.opset >= 13) return c.has_input(input) ? c.input(input).to_int64() : std::vector<int64_t>{};
+  return c.attr_ints("axes");
+}
+
+void unsqueeze(OpContext& c) {
+  const Tensor& x = c.input(0);
+  auto axes = axes_of(c, 1);
+  const int64_t rank = x.rank() + static_cast<int64_t>(axes.size());
+  std::vector<bool> inserted(rank, false);
+  for (int64_t a : axes) inserted[normalize_axis(c, a, rank)] = true;
+  std::vector<int64_t> shape;
+  size_t k = 0;
+  for (int64_t i = 0; i < rank; ++i) shape.push_back(inserted[i] ? 1 : x.shape()[k++]);
+  c.output(0) = reshaped(c, x, shape);
+}
+
+void squeeze(OpContext& c) {
+  const Tensor& x = c.input(0);
+  auto axes = axes_of(c, 1);
+  std::vector<bool> drop(x.rank(), axes.empty());
+  if (axes.empty()) {
+    for (int64_t i = 0; i < x.rank(); ++i) drop[i] = x.shape()[i] == 1;
+  }
+  for (int64_t a : axes) drop[normalize_axis(c, a, x.rank())] = true;
+  std::vector<int64_t> shape;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    if (!drop[i]) shape.push_back(x.shape()[i]);
+  }
+  c.output(0) = reshaped(c, x, shape);
+}
+
+// Copies `count` blocks of `inner` bytes between strided positions.
+void copy_blocks(uint8_t* dst, int64_t dst_stride, const uint8_t* src, int64_t src_stride,
+                 int64_t count, int64_t inner) {
+  for (int64_t i = 0; i < count; ++i) std::memcpy(dst + i * dst_stride, src + i * src_stride, inner);
+}
+
+void concat(OpContext& c) {
+  const Tensor& first = c.input(0);
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), first.rank());
+  std::vector<int64_t> shape = first.shape();
+  shape[axis] = 0;
+  for (int i = 0; i < c.input_count(); ++i) shape[axis] += c.input(i).shape()[axis];
+  Tensor out(first.dtype(), shape);
+  int64_t outer = 1, inner = element_size(first.dtype());
+  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+  for (int64_t i = axis + 1; i < first.rank(); ++i) inner *= shape[i];
+  int64_t at = 0;
+  for (int i = 0; i < c.input_count(); ++i) {
+    const Tensor& x = c.input(i);
+    const int64_t chunk = x.shape()[axis] * inner;
+    copy_blocks(out.raw() + at, shape[axis] * inner, x.raw(), chunk, outer, chunk);
+    at += chunk;
+  }
+  c.output(0) = std::move(out);
+}
+
+void split(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  std::vector<int64_t> sizes = c.opset >= 13 ? (c.has_input(1) ? c.input(1).to_int64()
+                                                               : std::vector<int64_t>{})
+                                             : c.attr_ints("split");
+  const int64_t n = c.output_count(), dim = x.shape()[axis];
+  if (sizes.empty()) {
+    const int64_t each = (dim + n - 1) / n;
+    for (int64_t i = 0; i < n; ++i) sizes.push_back(std::min(each, dim - i * each));
+  }
+  if (static_cast<int64_t>(sizes.size()) != n) c.fail("{} split sizes for {} outputs", sizes.size(), n);
+  int64_t outer = 1, inner = element_size(x.dtype());
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  int64_t at = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    std::vector<int64_t> shape = x.shape();
+    shape[axis] = sizes[k];
+    Tensor out(x.dtype(), shape);
+    copy_blocks(out.raw(), sizes[k] * inner, x.raw() + at, dim * inner, outer, sizes[k] * inner);
+    at += sizes[k] * inner;
+    c.output(k) = std::move(out);
+  }
+}
+
+void slice(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t rank = x.rank();
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (c.opset >= 10) {
+    starts = c.input(1).to_int64();
+    ends = c.input(2).to_int64();
+    if (c.has_input(3)) axes = c.input(3).to_int64();
+    if (c.has_input(4)) steps = c.input(4).to_int64();
+  } else {
+    starts = c.attr_ints("starts");
+    ends = c.attr_ints("ends");
+    axes = c.attr_ints("axes");
+  }
+  if (axes.empty()) {
+    axes.resize(starts.size());
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  std::vector<int64_t> begin(rank, 0), step(rank, 1), shape = x.shape();
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const int64_t a = normalize_axis(c, axes[i], rank), dim = x.shape()[a], st = steps[i];
+    if (st == 0) c.fail("slice step 0");
+    int64_t s = starts[i] < 0 ? starts[i] + dim : starts[i];
+    int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (st > 0) {
+      s = std::clamp<int64_t>(s, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      shape[a] = e > s ? (e - s + st - 1) / st : 0;
+    } else {
+      s = std::clamp<int64_t>(s, 0, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      shape[a] = s > e ? (s - e - st - 1) / -st : 0;
+    }
+    begin[a] = s;
+    step[a] = st;
+  }
+  Tensor out(x.dtype(), shape);
+  const size_t size = element_size(x.dtype());
+  std::vector<int64_t> in_strides(rank);
+  int64_t s = 1;
+  for (int64_t i = rank; i-- > 0;) {
+    in_strides[i] = s;
+    s *= x.shape()[i];
+  }
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t n = 0; n < out.size(); ++n) {
+    int64_t offset = 0;
+    for (int64_t i = 0; i < rank; ++i) offset += (begin[i] + index[i] * step[i]) * in_strides[i];
+    std::memcpy(out.raw() + n * size, x.raw() + offset * size, size);
+    for (int64_t i = rank; i-- > 0;) {
+      if (++index[i] < shape[i]) break;
+      index[i] = 0;
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+void gather(OpContext& c) {
+  const Tensor& data = c.input(0);
+  const auto idx = c.input(1).to_int64();
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), data.rank());
+  std::vector<int64_t> shape(data.shape().begin(), data.shape().begin() + axis);
+  for (int64_t d : c.input(1).shape()) shape.push_back(d);
+  for (int64_t i = axis + 1; i < data.rank(); ++i) shape.push_back(data.shape()[i]);
+  Tensor out(data.dtype(), shape);
+  int64_t outer = 1, inner = element_size(data.dtype());
+  for (int64_t i = 0; i < axis; ++i) outer *= data.shape()[i];
+  for (int64_t i = axis + 1; i < data.rank(); ++i) inner *= data.shape()[i];
+  const int64_t dim = data.shape()[axis], count = static_cast<int64_t>(idx.size());
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t k = 0; k < count; ++k) {
+      int64_t j = idx[k] < 0 ? idx[k] + dim : idx[k];
+      if (j < 0 || j >= dim) c.fail("index {} is out of range [{}, {})", idx[k], -dim, dim);
+      std::memcpy(out.raw() + (o * count + k) * inner, data.raw() + (o * dim + j) * inner, inner);
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+void expand(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const auto shape = broadcast_shape(c, x.shape(), c.input(1).to_int64());
+  Tensor out(x.dtype(), shape);
+  const auto offsets = broadcast_offsets(x.shape(), shape);
+  const size_t size = element_size(x.dtype());
+  for (int64_t i = 0; i < out.size(); ++i) {
+    std::memcpy(out.raw() + i * size, x.raw() + offsets[i] * size, size);
+  }
+  c.output(0) = std::move(out);
+}
+
+void range(OpContext& c) {
+  const Tensor& start = c.input(0);
+  const double s = start.element_as_double(0), limit = c.input(1).element_as_double(0),
+               delta = c.input(2).element_as_double(0);
+  if (delta == 0) c.fail("delta 0");
+  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - s) / delta)));
+  Tensor out(start.dtype(), {n});
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = s + static_cast<double>(i) * delta;
+    switch (start.dtype()) {
+      case TensorProto::FLOAT: out.data<float>()[i] = static_cast<float>(v); break;
+      case TensorProto::INT64: out.data<int64_t>()[i] = static_cast<int64_t>(v); break;
+      case TensorProto::INT32: out.data<int32_t>()[i] = static_cast<int32_t>(v); break;
+      case TensorProto::DOUBLE: out.data<double>()[i] = v; break;
+      default: c.fail("data type {} is not supported", start.dtype());
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+void constant(OpContext& c) {
+  if (const auto* t = c.attr_tensor("value")) {
+    c.output(0) = tensor_from_proto(c.model, *t);
+  } else if (c.has_attr("value_float")) {
+    Tensor t(TensorProto::FLOAT, {});
+    t.data<float>()[0] = c.attr_float("value_float", 0);
+    c.output(0) = std::move(t);
+  } else if (c.has_attr("value_int")) {
+    c.output(0) = int64_tensor({c.attr_int("value_int", 0)}, {});
+  } else if (c.has_attr("value_ints")) {
+    auto v = c.attr_ints("value_ints");
+    c.output(0) = int64_tensor(v, {static_cast<int64_t>(v.size())});
+  } else {
+    c.fail("only value, value_float, value_int and value_ints are supported");
+  }
+}
+
+void constant_of_shape(OpContext& c) {
+  const auto shape = c.input(0).to_int64();
+  const onnx::TensorProto* value = c.attr_tensor("value");
+  Tensor fill = value ? tensor_from_proto(c.model, *value) : Tensor(TensorProto::FLOAT, {1});
+  Tensor out(fill.dtype(), shape);
+  const size_t size = element_size(fill.dtype());
+  for (int64_t i = 0; i < out.size(); ++i) std::memcpy(out.raw() + i * size, fill.raw(), size);
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_shape(Registry& r) {
+  r["Shape"] = shape_op;
+  r["Size"] = size_op;
+  r["Reshape"] = reshape;
+  r["Flatten"] = flatten;
+  r["Transpose"] = transpose;
+  r["Unsqueeze"] = unsqueeze;
+  r["Squeeze"] = squeeze;
+  r["Concat"] = concat;
+  r["Split"] = split;
+  r["Slice"] = slice;
+  r["Gather"] = gather;
+  r["Expand"] = expand;
+  r["Range"] = range;
+  r["Constant"] = constant;
+  r["ConstantOfShape"] = constant_of_shape;
+}
+
+}  // namespace quantize::exec

@@ -1,0 +1,55 @@
+#include <cstring>
+
+#include "ops.h"
+#include "quantize/kernels.h"
+
+namespace quantize {
+
+Tensor::Tensor(int dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+  const size_t size = element_size(dtype);
+  if (size == 0) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
+  storage_.assign(static_cast<size_t>(this->size()) * size, 0);
+}
+
+int64_t Tensor::size() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+double Tensor::element_as_double(int64_t i) const {
+  switch (dtype_) {
+    case onnx::TensorProto::FLOAT: return data<float>()[i];
+    case onnx::TensorProto::DOUBLE: return data<double>()[i];
+    case onnx::TensorProto::INT64: return static_cast<double>(data<int64_t>()[i]);
+    case onnx::TensorProto::INT32: return data<int32_t>()[i];
+    case onnx::TensorProto::INT8: return data<int8_t>()[i];
+    case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: return data<uint8_t>()[i];
+    case onnx::TensorProto::FLOAT16: return f16_to_f32_scalar(data<uint16_t>()[i]);
+    default: fail(ExitCode::kInput, "data type {} is not numeric here", dtype_);
+  }
+}
+
+std::vector<int64_t> Tensor::to_int64() const {
+  std::vector<int64_t> v(static_cast<size_t>(size()));
+  if (dtype_ == onnx::TensorProto::INT64) {
+    std::memcpy(v.data(), raw(), bytes());
+    return v;
+  }
+  for (int64_t i = 0; i < size(); ++i) v[i] = static_cast<int64_t>(element_as_double(i));
+  return v;
+}
+
+Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
+  Tensor t(proto.data_type(), {proto.dims().begin(), proto.dims().end()});
+  PayloadBytes bytes(tensor_payload(model, proto));
+  if (bytes.size() != t.bytes()) {
+    fail(ExitCode::kInput, "tensor '{}': {} data bytes for shape of {} bytes", proto.name(),
+         bytes.size(), t.bytes());
+  }
+  std::memcpy(t.raw(), bytes.data(), t.bytes());
+  return t;
+}
+
+}  // namespace quantize
+
