@@ -10,6 +10,7 @@
 #include <set>
 
 #include "quantize/error.h"
+#include "quantize/executor.h"
 #include "quantize/kernels.h"
 #include "quantize/model.h"
 #include "quantize/options.h"
@@ -155,6 +156,53 @@ int run(const Cli& cli) {
   return 0;
 }
 
+struct RunCli {
+  std::string model;
+  std::vector<std::string> data;
+  std::string save;
+  double rtol = 1e-3, atol = 1e-4;
+};
+
+// `quantize run`: the model on ONNX test data in the built-in executor, checked against the
+// expected outputs when the data has them.
+int run_command(const RunCli& cli) {
+  Model model = load_model(cli.model);
+  Executor executor(model);
+  bool all_within = true;
+  int sets = 0;
+  for (const auto& data : cli.data) {
+    for (const fs::path& dir : test_data_dirs(data)) {
+      auto start = std::chrono::steady_clock::now();
+      auto outputs = executor.run(read_test_inputs(dir, executor.input_names().size()));
+      const double seconds = seconds_since(start);
+      auto expected = read_test_outputs(dir);
+      std::printf("%s (%.3f s)\n", dir.string().c_str(), seconds);
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        const auto& shape = outputs[i].shape();
+        std::string line = fmt::format("  {} [{}]", executor.output_names()[i], fmt::join(shape, " x "));
+        if (i < expected.size()) {
+          Agreement a = compare(outputs[i], expected[i], cli.rtol, cli.atol);
+          all_within &= a.within;
+          line += a.same_shape ? fmt::format(": max abs error {:.3g}, max rel error {:.3g}: {}",
+                                             a.max_abs, a.max_rel, a.within ? "ok" : "MISMATCH")
+                               : ": MISMATCH (shape)";
+        }
+        std::printf("%s\n", line.c_str());
+        if (!cli.save.empty()) {
+          fs::path out_dir = fs::path(cli.save) / dir.filename();
+          fs::create_directories(out_dir);
+          write_tensor_pb(out_dir / fmt::format("output_{}.pb", i), outputs[i],
+                          executor.output_names()[i]);
+        }
+      }
+      ++sets;
+    }
+  }
+  std::printf("%d data set(s): %s\n", sets,
+              all_within ? "outputs within tolerance" : "outputs differ beyond tolerance");
+  return static_cast<int>(all_within ? ExitCode::kOk : ExitCode::kMismatch);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,9 +257,20 @@ int main(int argc, char** argv) {
   app.add_option("--threads", cli.threads, "Worker threads (default: all cores)");
   app.add_flag("-v,--verbose", cli.verbosity, "Per tensor and per node detail");
   app.add_flag("-q,--quiet", cli.quiet, "Print errors only");
+  RunCli run_cli;
+  auto* run_cmd = app.add_subcommand(
+      "run", "Run a model in the built-in executor on ONNX test data (input_N.pb), comparing "
+             "with output_N.pb when present");
+  run_cmd->add_option("model", run_cli.model, "ONNX model")->required();
+  run_cmd->add_option("--data", run_cli.data,
+                      "A test-data folder, or a folder of test_data_set_* folders (repeatable)")
+      ->required();
+  run_cmd->add_option("--save", run_cli.save, "Write the outputs as <save>/<set>/output_N.pb");
+  run_cmd->add_option("--rtol", run_cli.rtol, "Relative tolerance")->capture_default_str();
+  run_cmd->add_option("--atol", run_cli.atol, "Absolute tolerance")->capture_default_str();
   app.footer(
       "Exit codes: 0 success, 1 internal error, 2 bad command line, 3 unreadable or invalid "
-      "model, 4 output not written.");
+      "model, 4 output not written, 5 (run) outputs beyond tolerance.");
 
   try {
     app.parse(argc, argv);
@@ -222,6 +281,7 @@ int main(int argc, char** argv) {
   cli.options.symmetric = !cli.asymmetric;
   cli.options.keep_io_types = !cli.fp16_io;
   try {
+    if (*run_cmd) return run_command(run_cli);
     return run(cli);
   } catch (const Error& e) {
     std::fprintf(stderr, "quantize: error: %s\n", e.what());

@@ -16,6 +16,7 @@ enum class ExitCode : int {
   kUsage = 2,     // bad command line or option values
   kInput = 3,     // a model could not be read, is malformed or unsafe
   kOutput = 4,    // an output could not be written, or exists without --force
+  kMismatch = 5,  // `quantize run`: outputs differ from the expected ones beyond tolerance
 };
 
 class Error : public std::runtime_error {

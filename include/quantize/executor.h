@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,5 +70,25 @@ class Executor {
 
 // Op types the executor runs (default domain unless prefixed "com.microsoft.").
 std::vector<std::string> supported_ops();
+
+}  // namespace quantize
+
+namespace quantize {
+
+// ONNX test data: DIR/input_N.pb (serialized TensorProto, matched to inputs by order) and,
+// when present, DIR/output_N.pb. A DIR holding test_data_set_* folders stands for all of them.
+std::vector<std::filesystem::path> test_data_dirs(const std::filesystem::path& dir);
+std::vector<Tensor> read_test_inputs(const std::filesystem::path& dir, size_t count);
+// output_N.pb of DIR that exist, in order (stops at the first missing one).
+std::vector<Tensor> read_test_outputs(const std::filesystem::path& dir);
+void write_tensor_pb(const std::filesystem::path& path, const Tensor& tensor,
+                     const std::string& name);
+
+struct Agreement {
+  double max_abs = 0, max_rel = 0;  // max |got - want| and that over max(|want|, 1e-6)
+  bool within = true;               // |got - want| <= atol + rtol * |want| everywhere
+  bool same_shape = true;
+};
+Agreement compare(const Tensor& got, const Tensor& want, double rtol, double atol);
 
 }  // namespace quantize
