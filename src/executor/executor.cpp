@@ -51,6 +51,7 @@ const Registry& registry() {
     register_elementwise(r);
     register_shape(r);
     register_math(r);
+    register_nn(r);
     return r;
   }();
   return r;

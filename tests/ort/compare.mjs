@@ -12,6 +12,8 @@
 // the last axis); --ppl OUT --ppl-ids INPUT (next-token perplexity ratio, quant / float).
 // Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
 // --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
+// --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
+// (for checking the tool's own executor with `quantize run`).
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -125,6 +127,43 @@ function floatToHalf(x) {  // round to nearest even
   }
   const r = Math.abs(f32[0]) * 2 ** 24, fl = Math.floor(r), d = r - fl;  // subnormal units
   return sign | (d > 0.5 || (d === 0.5 && fl % 2) ? fl + 1 : fl);
+}
+
+// --- writing test data (TensorProto: dims 1, data_type 2, name 8, raw_data 9) ----------------
+
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v) b |= 0x80;
+    out.push(b);
+  } while (v);
+  return out;
+}
+
+const TYPE_IDS = Object.fromEntries(Object.entries(TYPES).map(([id, name]) => [name, Number(id)]));
+
+function encodeTensor(tensor, name) {
+  const raw = Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+  const parts = [];
+  for (const d of tensor.dims) parts.push(Buffer.from([0x08, ...varint(d)]));
+  parts.push(Buffer.from([0x10, ...varint(TYPE_IDS[tensor.type])]));
+  const nameBytes = Buffer.from(name);
+  parts.push(Buffer.from([0x42, ...varint(nameBytes.length)]), nameBytes);
+  parts.push(Buffer.from([0x4a, ...varint(raw.length)]), raw);
+  return Buffer.concat(parts);
+}
+
+// --save-float DIR: each input set and the float model's outputs as DIR/test_data_set_N/.
+function saveSet(dir, index, inputFeeds, outputs, outputNames) {
+  const setDir = path.join(dir, `test_data_set_${index}`);
+  fs.mkdirSync(setDir, {recursive: true});
+  Object.entries(inputFeeds).forEach(([name, t], k) =>
+    fs.writeFileSync(path.join(setDir, `input_${k}.pb`), encodeTensor(t, name)));
+  outputNames.forEach((name, k) =>
+    fs.writeFileSync(path.join(setDir, `output_${k}.pb`), encodeTensor(outputs[name], name)));
 }
 
 // --- inputs -----------------------------------------------------------------------------------
@@ -311,8 +350,10 @@ async function main() {
     if (!quant.outputNames.includes(name)) throw new Error(`the quantized model has no output '${name}'`);
   }
   const started = Date.now();
-  for (const set of sets) {
-    const fo = await float.run(feeds(float, set));
+  for (const [index, set] of sets.entries()) {
+    const floatFeeds = feeds(float, set);
+    const fo = await float.run(floatFeeds);
+    if (args['save-float']) saveSet(args['save-float'], index, floatFeeds, fo, float.outputNames);
     const qo = await quant.run(feeds(quant, set));
     float.outputNames.forEach((name, k) => {
       const f = numbers(fo[name]), q = numbers(qo[name]), s = stats[name];

@@ -1,0 +1,335 @@
+// Convolutional-network ops, float32: Conv (any spatial rank, groups, dilations, pads, auto_pad)
+// as im2col + GEMM, MaxPool / AveragePool / global pools, BatchNormalization (inference),
+// DepthToSpace, Resize (nearest and linear).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ops.h"
+#include "quantize/threads.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+void require_float(const OpContext& c, const Tensor& t, const char* what) {
+  if (t.dtype() != TensorProto::FLOAT) c.fail("{} is data type {}: only float32 is supported", what, t.dtype());
+}
+
+// Spatial geometry shared by Conv and pooling: output sizes and the padding before each axis.
+struct Window {
+  std::vector<int64_t> in, kernel, stride, dilation, pad_begin, out;
+  int64_t in_size() const { return product(in); }
+  int64_t out_size() const { return product(out); }
+  int64_t kernel_size() const { return product(kernel); }
+  static int64_t product(const std::vector<int64_t>& v) {
+    int64_t p = 1;
+    for (int64_t d : v) p *= d;
+    return p;
+  }
+};
+
+Window window(const OpContext& c, const std::vector<int64_t>& x_shape, std::vector<int64_t> kernel,
+              bool ceil_mode = false) {
+  const size_t n = x_shape.size() - 2;
+  Window w;
+  w.in.assign(x_shape.begin() + 2, x_shape.end());
+  w.kernel = std::move(kernel);
+  if (w.kernel.size() != n) c.fail("kernel rank {} for {} spatial axes", w.kernel.size(), n);
+  w.stride = c.attr_ints("strides");
+  w.dilation = c.attr_ints("dilations");
+  if (w.stride.empty()) w.stride.assign(n, 1);
+  if (w.dilation.empty()) w.dilation.assign(n, 1);
+  std::vector<int64_t> pads = c.attr_ints("pads");
+  if (pads.empty()) pads.assign(2 * n, 0);
+  const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
+  w.pad_begin.resize(n);
+  w.out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t extent = (w.kernel[i] - 1) * w.dilation[i] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      w.out[i] = (w.in[i] + w.stride[i] - 1) / w.stride[i];
+      const int64_t total = std::max<int64_t>(0, (w.out[i] - 1) * w.stride[i] + extent - w.in[i]);
+      w.pad_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      continue;
+    }
+    if (auto_pad == "VALID") pads[i] = pads[i + n] = 0;
+    else if (auto_pad != "NOTSET") c.fail("auto_pad '{}' is not supported", auto_pad);
+    w.pad_begin[i] = pads[i];
+    const int64_t span = w.in[i] + pads[i] + pads[i + n] - extent;
+    w.out[i] = (ceil_mode ? (span + w.stride[i] - 1) / w.stride[i] : span / w.stride[i]) + 1;
+    if (ceil_mode && (w.out[i] - 1) * w.stride[i] >= w.in[i] + pads[i]) --w.out[i];
+  }
+  return w;
+}
+
+// Calls f(out_index, in_offset or -1 when in the padding) for every output position and kernel
+// tap, in order: output-major, taps inner.
+template <typename F>
+void for_each_tap(const Window& w, F f) {
+  const size_t n = w.in.size();
+  std::vector<int64_t> o(n, 0), k(n, 0);
+  for (int64_t out = 0; out < w.out_size(); ++out) {
+    std::fill(k.begin(), k.end(), 0);
+    for (int64_t tap = 0; tap < w.kernel_size(); ++tap) {
+      int64_t offset = 0;
+      bool inside = true;
+      for (size_t i = 0; i < n; ++i) {
+        const int64_t pos = o[i] * w.stride[i] - w.pad_begin[i] + k[i] * w.dilation[i];
+        inside &= pos >= 0 && pos < w.in[i];
+        offset = offset * w.in[i] + pos;
+      }
+      f(out, tap, inside ? offset : -1);
+      for (size_t i = n; i-- > 0;) {
+        if (++k[i] < w.kernel[i]) break;
+        k[i] = 0;
+      }
+    }
+    for (size_t i = n; i-- > 0;) {
+      if (++o[i] < w.out[i]) break;
+      o[i] = 0;
+    }
+  }
+}
+
+void conv(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& weight = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, weight, "W");
+  if (x.rank() < 3) c.fail("X must have spatial axes");
+  const int64_t batch = x.shape()[0], channels = x.shape()[1], filters = weight.shape()[0];
+  const int64_t group = c.attr_int("group", 1);
+  const int64_t cg = channels / group, mg = filters / group;
+  if (cg * group != channels || weight.shape()[1] != cg) c.fail("channels do not match W and group");
+  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
+  if (kernel.empty()) kernel.assign(weight.shape().begin() + 2, weight.shape().end());
+  const Window w = window(c, x.shape(), kernel);
+  std::vector<int64_t> shape{batch, filters};
+  shape.insert(shape.end(), w.out.begin(), w.out.end());
+  Tensor out(TensorProto::FLOAT, shape);
+  const int64_t taps = w.kernel_size(), spatial = w.out_size(), rows = cg * taps;
+  // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
+  std::vector<int64_t> offsets(static_cast<size_t>(spatial * taps));
+  for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
+  std::vector<float> cols(static_cast<size_t>(rows * spatial));
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t g = 0; g < group; ++g) {
+      const float* in = x.data<float>() + (b * channels + g * cg) * w.in_size();
+      for (int64_t ch = 0; ch < cg; ++ch) {
+        for (int64_t t = 0; t < taps; ++t) {
+          float* row = cols.data() + (ch * taps + t) * spatial;
+          for (int64_t o = 0; o < spatial; ++o) {
+            const int64_t off = offsets[o * taps + t];
+            row[o] = off < 0 ? 0.0f : in[ch * w.in_size() + off];
+          }
+        }
+      }
+      const float* wg = weight.data<float>() + g * mg * rows;
+      float* y = out.data<float>() + (b * filters + g * mg) * spatial;
+      parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
+        for (size_t m = m0; m < m1; ++m) {
+          float* dst = y + m * spatial;
+          std::fill(dst, dst + spatial, 0.0f);
+          for (int64_t r = 0; r < rows; ++r) {
+            const float wv = wg[m * rows + r];
+            const float* src = cols.data() + r * spatial;
+            for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
+          }
+        }
+      });
+    }
+  }
+  if (c.has_input(2)) {
+    const Tensor& bias = c.input(2);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t m = 0; m < filters; ++m) {
+        float* y = out.data<float>() + (b * filters + m) * spatial;
+        for (int64_t o = 0; o < spatial; ++o) y[o] += bias.data<float>()[m];
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+template <bool kMax>
+void pool(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  if (c.output_count() > 1) c.fail("the Indices output is not supported");
+  const Window w = window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
+  const bool count_pad = c.attr_int("count_include_pad", 0) != 0;
+  std::vector<int64_t> shape{x.shape()[0], x.shape()[1]};
+  shape.insert(shape.end(), w.out.begin(), w.out.end());
+  Tensor out(TensorProto::FLOAT, shape);
+  const int64_t planes = x.shape()[0] * x.shape()[1];
+  std::vector<int64_t> offsets(static_cast<size_t>(w.out_size() * w.kernel_size()));
+  for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * w.kernel_size() + t] = off; });
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* in = x.data<float>() + p * w.in_size();
+    float* y = out.data<float>() + p * w.out_size();
+    for (int64_t o = 0; o < w.out_size(); ++o) {
+      float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+      int64_t n = 0;
+      for (int64_t t = 0; t < w.kernel_size(); ++t) {
+        const int64_t off = offsets[o * w.kernel_size() + t];
+        if (off < 0) continue;
+        acc = kMax ? std::max(acc, in[off]) : acc + in[off];
+        ++n;
+      }
+      y[o] = kMax ? acc : acc / static_cast<float>(count_pad ? w.kernel_size() : std::max<int64_t>(n, 1));
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+template <bool kMax>
+void global_pool(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  std::vector<int64_t> shape = x.shape();
+  int64_t size = 1;
+  for (size_t i = 2; i < shape.size(); ++i) {
+    size *= shape[i];
+    shape[i] = 1;
+  }
+  Tensor out(TensorProto::FLOAT, shape);
+  for (int64_t p = 0; p < out.size(); ++p) {
+    const float* in = x.data<float>() + p * size;
+    float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+    for (int64_t i = 0; i < size; ++i) acc = kMax ? std::max(acc, in[i]) : acc + in[i];
+    out.data<float>()[p] = kMax ? acc : acc / static_cast<float>(size);
+  }
+  c.output(0) = std::move(out);
+}
+
+void batch_norm(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  if (c.output_count() > 1) c.fail("training outputs are not supported");
+  const float eps = c.attr_float("epsilon", 1e-5f);
+  const int64_t channels = x.shape()[1], inner = x.size() / (x.shape()[0] * channels);
+  Tensor out(TensorProto::FLOAT, x.shape());
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const float scale = c.input(1).data<float>()[ch] /
+                        std::sqrt(c.input(4).data<float>()[ch] + eps);
+    const float shift = c.input(2).data<float>()[ch] - c.input(3).data<float>()[ch] * scale;
+    for (int64_t b = 0; b < x.shape()[0]; ++b) {
+      const int64_t base = (b * channels + ch) * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        out.data<float>()[base + i] = x.data<float>()[base + i] * scale + shift;
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+void depth_to_space(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  if (x.rank() != 4) c.fail("X must be 4-D");
+  const int64_t bs = c.attr_int("blocksize", 0);
+  const bool crd = c.attr_string("mode", "DCR") == "CRD";
+  const int64_t n = x.shape()[0], ch = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t oc = ch / (bs * bs);
+  Tensor out(TensorProto::FLOAT, {n, oc, h * bs, w * bs});
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t o = 0; o < oc; ++o) {
+      for (int64_t y = 0; y < h * bs; ++y) {
+        for (int64_t xx = 0; xx < w * bs; ++xx) {
+          const int64_t by = y % bs, bx = xx % bs;
+          const int64_t in_c = crd ? (o * bs + by) * bs + bx : (by * bs + bx) * oc + o;
+          out.data<float>()[((b * oc + o) * h * bs + y) * w * bs + xx] =
+              x.data<float>()[((b * ch + in_c) * h + y / bs) * w + xx / bs];
+        }
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+// Resize (opset 10+), nearest or linear, one axis at a time (linear is separable).
+void resize(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  const int64_t rank = x.rank();
+  std::vector<float> scales;
+  std::vector<int64_t> sizes;
+  const int scales_input = c.opset >= 11 ? 2 : 1;
+  if (c.opset >= 11 && c.has_input(3) && c.input(3).size() > 0) {
+    sizes = c.input(3).to_int64();
+  } else if (c.has_input(scales_input) && c.input(scales_input).size() > 0) {
+    for (int64_t i = 0; i < c.input(scales_input).size(); ++i) {
+      scales.push_back(static_cast<float>(c.input(scales_input).element_as_double(i)));
+    }
+  } else {
+    c.fail("neither scales nor sizes given");
+  }
+  const std::string mode = c.attr_string("mode", "nearest");
+  const std::string coord = c.attr_string("coordinate_transformation_mode",
+                                          c.opset >= 11 ? "half_pixel" : "asymmetric");
+  const std::string nearest = c.attr_string("nearest_mode", "round_prefer_floor");
+  if (mode != "nearest" && mode != "linear") c.fail("mode '{}' is not supported", mode);
+  Tensor cur = x;
+  for (int64_t axis = 0; axis < rank; ++axis) {
+    const int64_t in = cur.shape()[axis];
+    const int64_t out_len = sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis]))
+                                          : sizes[axis];
+    const float scale = sizes.empty() ? scales[axis] : static_cast<float>(out_len) / in;
+    if (out_len == in && scale == 1.0f) continue;
+    std::vector<int64_t> shape = cur.shape();
+    shape[axis] = out_len;
+    Tensor next(TensorProto::FLOAT, shape);
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+    for (int64_t i = axis + 1; i < rank; ++i) inner *= shape[i];
+    for (int64_t o = 0; o < out_len; ++o) {
+      double pos;
+      if (coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
+      else if (coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
+      else if (coord == "align_corners") pos = out_len > 1 ? o * (in - 1.0) / (out_len - 1) : 0;
+      else if (coord == "asymmetric") pos = o / scale;
+      else c.fail("coordinate_transformation_mode '{}' is not supported", coord);
+      int64_t i0, i1;
+      double t = 0;
+      if (mode == "nearest") {
+        if (nearest == "floor") i0 = static_cast<int64_t>(std::floor(pos));
+        else if (nearest == "ceil") i0 = static_cast<int64_t>(std::ceil(pos));
+        else if (nearest == "round_prefer_ceil") i0 = static_cast<int64_t>(std::floor(pos + 0.5));
+        else i0 = static_cast<int64_t>(std::ceil(pos - 0.5));  // round_prefer_floor
+        i0 = i1 = std::clamp<int64_t>(i0, 0, in - 1);
+      } else {
+        pos = std::clamp(pos, 0.0, static_cast<double>(in - 1));
+        i0 = static_cast<int64_t>(std::floor(pos));
+        i1 = std::min(i0 + 1, in - 1);
+        t = pos - i0;
+      }
+      for (int64_t b = 0; b < outer; ++b) {
+        const float* a = cur.data<float>() + (b * in + i0) * inner;
+        const float* z = cur.data<float>() + (b * in + i1) * inner;
+        float* dst = next.data<float>() + (b * out_len + o) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          dst[i] = static_cast<float>(a[i] * (1 - t) + z[i] * t);
+        }
+      }
+    }
+    cur = std::move(next);
+  }
+  c.output(0) = std::move(cur);
+}
+
+}  // namespace
+
+void register_nn(Registry& r) {
+  r["Conv"] = conv;
+  r["MaxPool"] = pool<true>;
+  r["AveragePool"] = pool<false>;
+  r["GlobalMaxPool"] = global_pool<true>;
+  r["GlobalAveragePool"] = global_pool<false>;
+  r["BatchNormalization"] = batch_norm;
+  r["DepthToSpace"] = depth_to_space;
+  r["Resize"] = resize;
+}
+
+}  // namespace quantize::exec
