@@ -52,6 +52,7 @@ const Registry& registry() {
     register_shape(r);
     register_math(r);
     register_nn(r);
+    register_quant(r);
     return r;
   }();
   return r;

@@ -66,4 +66,11 @@ std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
                                        const std::vector<int64_t>& out);
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
 
+// Convolution (Conv's attributes) of x by w, accumulated in T; out_shape receives the shape.
+template <typename T>
+std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape, const T* x,
+                        const std::vector<int64_t>& w_shape, const T* weight,
+                        std::vector<int64_t>& out_shape);
+void register_quant(Registry& r);
+
 }  // namespace quantize::exec

@@ -93,60 +93,82 @@ void for_each_tap(const Window& w, F f) {
   }
 }
 
-void conv(OpContext& c) {
-  const Tensor& x = c.input(0);
-  const Tensor& weight = c.input(1);
-  require_float(c, x, "X");
-  require_float(c, weight, "W");
-  if (x.rank() < 3) c.fail("X must have spatial axes");
-  const int64_t batch = x.shape()[0], channels = x.shape()[1], filters = weight.shape()[0];
+}  // namespace
+
+// Convolution over already-converted operands: x [N, C, spatial...] and w [M, C/group, kernel...]
+// as T (float, or int32 for ConvInteger after removing zero points); the result in T.
+template <typename T>
+std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape, const T* x,
+                        const std::vector<int64_t>& w_shape, const T* weight,
+                        std::vector<int64_t>& out_shape) {
+  if (x_shape.size() < 3) c.fail("X must have spatial axes");
+  const int64_t batch = x_shape[0], channels = x_shape[1], filters = w_shape[0];
   const int64_t group = c.attr_int("group", 1);
   const int64_t cg = channels / group, mg = filters / group;
-  if (cg * group != channels || weight.shape()[1] != cg) c.fail("channels do not match W and group");
+  if (cg * group != channels || w_shape[1] != cg) c.fail("channels do not match W and group");
   std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
-  if (kernel.empty()) kernel.assign(weight.shape().begin() + 2, weight.shape().end());
-  const Window w = window(c, x.shape(), kernel);
-  std::vector<int64_t> shape{batch, filters};
-  shape.insert(shape.end(), w.out.begin(), w.out.end());
-  Tensor out(TensorProto::FLOAT, shape);
+  if (kernel.empty()) kernel.assign(w_shape.begin() + 2, w_shape.end());
+  const Window w = window(c, x_shape, kernel);
+  out_shape = {batch, filters};
+  out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
   const int64_t taps = w.kernel_size(), spatial = w.out_size(), rows = cg * taps;
+  std::vector<T> out(static_cast<size_t>(batch * filters * spatial));
   // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
   std::vector<int64_t> offsets(static_cast<size_t>(spatial * taps));
   for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
-  std::vector<float> cols(static_cast<size_t>(rows * spatial));
+  std::vector<T> cols(static_cast<size_t>(rows * spatial));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < group; ++g) {
-      const float* in = x.data<float>() + (b * channels + g * cg) * w.in_size();
+      const T* in = x + (b * channels + g * cg) * w.in_size();
       for (int64_t ch = 0; ch < cg; ++ch) {
         for (int64_t t = 0; t < taps; ++t) {
-          float* row = cols.data() + (ch * taps + t) * spatial;
+          T* row = cols.data() + (ch * taps + t) * spatial;
           for (int64_t o = 0; o < spatial; ++o) {
             const int64_t off = offsets[o * taps + t];
-            row[o] = off < 0 ? 0.0f : in[ch * w.in_size() + off];
+            row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
           }
         }
       }
-      const float* wg = weight.data<float>() + g * mg * rows;
-      float* y = out.data<float>() + (b * filters + g * mg) * spatial;
+      const T* wg = weight + g * mg * rows;
+      T* y = out.data() + (b * filters + g * mg) * spatial;
       parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
         for (size_t m = m0; m < m1; ++m) {
-          float* dst = y + m * spatial;
-          std::fill(dst, dst + spatial, 0.0f);
+          T* dst = y + m * spatial;
           for (int64_t r = 0; r < rows; ++r) {
-            const float wv = wg[m * rows + r];
-            const float* src = cols.data() + r * spatial;
+            const T wv = wg[m * rows + r];
+            const T* src = cols.data() + r * spatial;
             for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
           }
         }
       });
     }
   }
+  return out;
+}
+
+template std::vector<int32_t> convolve(const OpContext&, const std::vector<int64_t>&,
+                                       const int32_t*, const std::vector<int64_t>&,
+                                       const int32_t*, std::vector<int64_t>&);
+
+namespace {
+
+void conv(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& weight = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, weight, "W");
+  std::vector<int64_t> shape;
+  std::vector<float> y = convolve(c, x.shape(), x.data<float>(), weight.shape(),
+                                  weight.data<float>(), shape);
+  Tensor out(TensorProto::FLOAT, shape);
+  std::copy(y.begin(), y.end(), out.data<float>());
+  const int64_t filters = shape[1], spatial = out.size() / (shape[0] * filters);
   if (c.has_input(2)) {
     const Tensor& bias = c.input(2);
-    for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t b = 0; b < shape[0]; ++b) {
       for (int64_t m = 0; m < filters; ++m) {
-        float* y = out.data<float>() + (b * filters + m) * spatial;
-        for (int64_t o = 0; o < spatial; ++o) y[o] += bias.data<float>()[m];
+        float* dst = out.data<float>() + (b * filters + m) * spatial;
+        for (int64_t o = 0; o < spatial; ++o) dst[o] += bias.data<float>()[m];
       }
     }
   }

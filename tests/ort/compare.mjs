@@ -13,7 +13,8 @@
 // Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
 // --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
-// (for checking the tool's own executor with `quantize run`).
+// (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
+// Runtime's graph optimization level (disabled, basic, extended, all; default all).
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -324,7 +325,7 @@ class Stats {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const options = {intraOpNumThreads: 2, graphOptimizationLevel: 'all'};
+  const options = {intraOpNumThreads: 2, graphOptimizationLevel: args['ort-optimization'] ?? 'all'};
   const load = async (file) => {
     try {
       return await ort.InferenceSession.create(file, options);

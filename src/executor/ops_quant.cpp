@@ -1,0 +1,189 @@
+// Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
+// ConvInteger and com.microsoft.DynamicQuantizeMatMul. Formulas from the ONNX specification:
+// QuantizeLinear y = saturate(rne(x / scale) + zp); DequantizeLinear y = (x - zp) * scale;
+// DynamicQuantizeLinear: uint8 with the range of x widened to include 0.
+#include <algorithm>
+#include <cmath>
+
+#include "ops.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+bool is_8bit(int t) { return t == TensorProto::UINT8 || t == TensorProto::INT8; }
+
+int32_t value_at(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case TensorProto::UINT8: return t.data<uint8_t>()[i];
+    case TensorProto::INT8: return t.data<int8_t>()[i];
+    case TensorProto::INT32: return t.data<int32_t>()[i];
+    default: return 0;
+  }
+}
+
+// Per-element index into a scale/zero point: per tensor, or along `axis` of x.
+struct Broadcast {
+  int64_t inner = 1, count = 1;
+  int64_t at(int64_t i) const { return count == 1 ? 0 : (i / inner) % count; }
+};
+
+Broadcast along_axis(const OpContext& c, const Tensor& x, const Tensor& scale) {
+  Broadcast b;
+  if (scale.size() <= 1) return b;
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 1), x.rank());
+  if (scale.size() != x.shape()[axis]) c.fail("{} scales for axis {} of size {}", scale.size(), axis, x.shape()[axis]);
+  b.count = scale.size();
+  for (int64_t i = axis + 1; i < x.rank(); ++i) b.inner *= x.shape()[i];
+  return b;
+}
+
+void quantize_linear(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& scale = c.input(1);
+  if (x.dtype() != TensorProto::FLOAT || scale.dtype() != TensorProto::FLOAT) c.fail("only float32 x and scale are supported");
+  const int type = c.has_input(2) ? c.input(2).dtype() : TensorProto::UINT8;
+  if (!is_8bit(type)) c.fail("output type {} is not supported", type);
+  const int lo = type == TensorProto::UINT8 ? 0 : -128, hi = type == TensorProto::UINT8 ? 255 : 127;
+  const Broadcast b = along_axis(c, x, scale);
+  Tensor y(type, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const int64_t k = b.at(i);
+    const int32_t zp = c.has_input(2) ? value_at(c.input(2), k) : 0;
+    const float q = std::nearbyint(x.data<float>()[i] / scale.data<float>()[k]) + static_cast<float>(zp);
+    y.raw()[i] = static_cast<uint8_t>(static_cast<int32_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi))));
+  }
+  c.output(0) = std::move(y);
+}
+
+void dequantize_linear(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& scale = c.input(1);
+  if (scale.dtype() != TensorProto::FLOAT) c.fail("only float32 scales are supported");
+  if (!is_8bit(x.dtype()) && x.dtype() != TensorProto::INT32) c.fail("x of data type {} is not supported", x.dtype());
+  const Broadcast b = along_axis(c, x, scale);
+  Tensor y(TensorProto::FLOAT, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const int64_t k = b.at(i);
+    const int32_t zp = c.has_input(2) ? value_at(c.input(2), k) : 0;
+    y.data<float>()[i] = static_cast<float>(value_at(x, i) - zp) * scale.data<float>()[k];
+  }
+  c.output(0) = std::move(y);
+}
+
+// DynamicQuantizeLinear's three outputs for a float tensor.
+struct Dynamic {
+  Tensor q, scale, zp;
+};
+
+Dynamic dynamic_quantize(const OpContext& c, const Tensor& x) {
+  if (x.dtype() != TensorProto::FLOAT) c.fail("only float32 input is supported");
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < x.size(); ++i) {
+    lo = std::min(lo, x.data<float>()[i]);
+    hi = std::max(hi, x.data<float>()[i]);
+  }
+  const float scale = (hi - lo) / 255.0f;
+  const float zp = scale == 0.0f ? 0.0f : std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f);
+  Dynamic d{Tensor(TensorProto::UINT8, x.shape()), Tensor(TensorProto::FLOAT, {}),
+            Tensor(TensorProto::UINT8, {})};
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const float q = scale == 0.0f ? zp : std::nearbyint(x.data<float>()[i] / scale) + zp;
+    d.q.data<uint8_t>()[i] = static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
+  }
+  d.scale.data<float>()[0] = scale;
+  d.zp.data<uint8_t>()[0] = static_cast<uint8_t>(zp);
+  return d;
+}
+
+void dynamic_quantize_linear(OpContext& c) {
+  Dynamic d = dynamic_quantize(c, c.input(0));
+  c.output(0) = std::move(d.q);
+  c.output(1) = std::move(d.scale);
+  c.output(2) = std::move(d.zp);
+}
+
+// (A - a_zp)(B - b_zp) in int32, A [..., M, K] (batched) and B [K, N] (b_zp per tensor or per
+// column).
+Tensor integer_matmul(const OpContext& c, const Tensor& a, const Tensor& b, const Tensor* a_zp,
+                      const Tensor* b_zp) {
+  if (!is_8bit(a.dtype()) || !is_8bit(b.dtype())) c.fail("A and B must be 8-bit");
+  if (b.rank() != 2 || a.rank() < 2) c.fail("only A [..., M, K] and B [K, N] are supported");
+  const int64_t k = b.shape()[0], n = b.shape()[1], m = a.shape()[a.rank() - 2];
+  if (a.shape().back() != k) c.fail("inner dimensions differ");
+  if (a_zp && a_zp->size() > 1) c.fail("per-row A zero points are not supported");
+  const int32_t az = a_zp ? value_at(*a_zp, 0) : 0;
+  std::vector<int32_t> bw(static_cast<size_t>(k * n));
+  for (int64_t p = 0; p < k; ++p) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t bz = b_zp ? value_at(*b_zp, b_zp->size() > 1 ? j : 0) : 0;
+      bw[p * n + j] = value_at(b, p * n + j) - bz;
+    }
+  }
+  std::vector<int64_t> shape = a.shape();
+  shape.back() = n;
+  Tensor y(TensorProto::INT32, shape);
+  const int64_t rows = a.size() / k;
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t* dst = y.data<int32_t>() + r * n;
+    for (int64_t p = 0; p < k; ++p) {
+      const int32_t av = value_at(a, r * k + p) - az;
+      for (int64_t j = 0; j < n; ++j) dst[j] += av * bw[p * n + j];
+    }
+  }
+  (void)m;
+  return y;
+}
+
+void matmul_integer(OpContext& c) {
+  c.output(0) = integer_matmul(c, c.input(0), c.input(1), c.has_input(2) ? &c.input(2) : nullptr,
+                               c.has_input(3) ? &c.input(3) : nullptr);
+}
+
+void conv_integer(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& w = c.input(1);
+  if (!is_8bit(x.dtype()) || !is_8bit(w.dtype())) c.fail("X and W must be 8-bit");
+  if ((c.has_input(2) && c.input(2).size() > 1) || (c.has_input(3) && c.input(3).size() > 1)) {
+    c.fail("only per-tensor zero points are supported");
+  }
+  const int32_t xz = c.has_input(2) ? value_at(c.input(2), 0) : 0;
+  const int32_t wz = c.has_input(3) ? value_at(c.input(3), 0) : 0;
+  std::vector<int32_t> xi(static_cast<size_t>(x.size())), wi(static_cast<size_t>(w.size()));
+  for (int64_t i = 0; i < x.size(); ++i) xi[i] = value_at(x, i) - xz;
+  for (int64_t i = 0; i < w.size(); ++i) wi[i] = value_at(w, i) - wz;
+  std::vector<int64_t> shape;
+  std::vector<int32_t> y = convolve(c, x.shape(), xi.data(), w.shape(), wi.data(), shape);
+  Tensor out(TensorProto::INT32, shape);
+  std::copy(y.begin(), y.end(), out.data<int32_t>());
+  c.output(0) = std::move(out);
+}
+
+// com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
+void dynamic_quantize_matmul(OpContext& c) {
+  Dynamic a = dynamic_quantize(c, c.input(0));
+  const Tensor& b_scale = c.input(2);
+  Tensor y = integer_matmul(c, a.q, c.input(1), &a.zp, c.has_input(3) ? &c.input(3) : nullptr);
+  const int64_t n = c.input(1).shape()[1];
+  Tensor out(TensorProto::FLOAT, y.shape());
+  for (int64_t i = 0; i < y.size(); ++i) {
+    const float s = a.scale.data<float>()[0] * b_scale.data<float>()[b_scale.size() > 1 ? i % n : 0];
+    out.data<float>()[i] = static_cast<float>(y.data<int32_t>()[i]) * s +
+                           (c.has_input(4) ? c.input(4).data<float>()[i % n] : 0.0f);
+  }
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_quant(Registry& r) {
+  r["QuantizeLinear"] = quantize_linear;
+  r["DequantizeLinear"] = dequantize_linear;
+  r["DynamicQuantizeLinear"] = dynamic_quantize_linear;
+  r["MatMulInteger"] = matmul_integer;
+  r["ConvInteger"] = conv_integer;
+  r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
+}
+
+}  // namespace quantize::exec
