@@ -1,6 +1,9 @@
 #include <algorithm>
+#include <cmath>
+#include <unordered_set>
 
 #include "ops.h"
+#include "quantize/kernels.h"
 #include "quantize/graph.h"
 
 namespace quantize {
@@ -121,6 +124,30 @@ int opset_of(const onnx::ModelProto& model, const std::string& domain) {
   return 0;
 }
 
+// Ops that move bytes without arithmetic: they run on float16 tensors as they are.
+const std::unordered_set<std::string> kAnyType = {
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",    "Slice",
+    "Gather",  "Expand",    "Identity", "Shape",    "Size",   "Flatten", "Constant",
+    "ConstantOfShape", "Where", "Cast"};
+
+Tensor widen(const Tensor& half) {
+  Tensor t(onnx::TensorProto::FLOAT, half.shape());
+  for (int64_t i = 0; i < half.size(); ++i) t.data<float>()[i] = f16_to_f32_scalar(half.data<uint16_t>()[i]);
+  return t;
+}
+
+// IEEE round to nearest even, overflowing to inf (unlike the quantizer's clamping conversion).
+Tensor narrow(const Tensor& full) {
+  Tensor t(onnx::TensorProto::FLOAT16, full.shape());
+  for (int64_t i = 0; i < full.size(); ++i) {
+    const float x = full.data<float>()[i];
+    uint16_t h = f32_to_f16_scalar(x);
+    if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f) h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
+    t.data<uint16_t>()[i] = h;
+  }
+  return t;
+}
+
 std::string op_key(const onnx::NodeProto& node) {
   return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
                                                              : node.domain() + "." + node.op_type();
@@ -179,10 +206,29 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
       }
       in.push_back(it->second.get());
     }
+    // float16 arithmetic runs in float32, its float results rounded back to float16.
+    bool half = false;
+    for (const Tensor* t : in) half |= t && t->dtype() == onnx::TensorProto::FLOAT16;
+    half &= !kAnyType.count(node.op_type());
+    std::vector<Tensor> widened;
+    if (half) {
+      widened.reserve(in.size());
+      for (auto& t : in) {
+        if (t && t->dtype() == onnx::TensorProto::FLOAT16) {
+          widened.push_back(widen(*t));
+          t = &widened.back();
+        }
+      }
+    }
     std::vector<Tensor> out(node.output_size());
     const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
     exec::OpContext ctx(model_, node, opset, in, out);
     exec::registry().at(op_key(node))(ctx);
+    if (half) {
+      for (auto& t : out) {
+        if (t.dtype() == onnx::TensorProto::FLOAT) t = narrow(t);
+      }
+    }
     for (int i = 0; i < node.output_size(); ++i) {
       if (node.output(i).empty()) continue;
       auto value = std::make_shared<const Tensor>(std::move(out[i]));
