@@ -56,6 +56,7 @@ const Registry& registry() {
     register_math(r);
     register_nn(r);
     register_quant(r);
+    register_rnn(r);
     return r;
   }();
   return r;

@@ -57,6 +57,7 @@ void register_elementwise(Registry& r);
 void register_shape(Registry& r);
 void register_math(Registry& r);
 void register_nn(Registry& r);
+void register_rnn(Registry& r);
 
 // Helpers shared by the op files.
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,

@@ -1,0 +1,199 @@
+// GRU and LSTM (ONNX opset 7-22 semantics), float32, forward / reverse / bidirectional, with the
+// default activations (Sigmoid, Tanh), with or without LSTM peepholes. Refused with the node's
+// name: other activations, clip, input_forget, layout 1, sequence_lens shorter than the input.
+//   GRU (gates z, r, h):  z = s(XWz + HRz + b), r = s(XWr + HRr + b),
+//     h~ = tanh(XWh + (r . H)Rh + b)  or, linear_before_reset, tanh(XWh + r . (HRh + Rbh) + Wbh)
+//     H' = (1 - z) . h~ + z . H
+//   LSTM (gates i, o, f, c): i = s(XWi + HRi + Pi.C + b), f = s(XWf + HRf + Pf.C + b),
+//     c~ = tanh(XWc + HRc + b), C' = f.C + i.c~, o = s(XWo + HRo + Po.C' + b), H' = o.tanh(C')
+#include <cmath>
+#include <cstring>
+
+#include "ops.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+struct Rnn {
+  int64_t seq, batch, input, hidden, dirs;
+  bool reverse_only;
+};
+
+Rnn check(OpContext& c, int gates) {
+  const Tensor& x = c.input(0);
+  for (int i = 0; i < c.input_count(); ++i) {
+    if (c.has_input(i) && i != 4 && c.input(i).dtype() != TensorProto::FLOAT) {
+      c.fail("input {} is data type {}: only float32 is supported", i, c.input(i).dtype());
+    }
+  }
+  if (c.attr_int("layout", 0) != 0) c.fail("layout 1 is not supported");
+  if (c.has_attr("clip")) c.fail("clip is not supported");
+  if (c.attr_int("input_forget", 0) != 0) c.fail("input_forget is not supported");
+  if (c.has_attr("activations")) {
+    for (const auto& attr : c.node.attribute()) {
+      if (attr.name() != "activations") continue;
+      for (int i = 0; i < attr.strings_size(); ++i) {
+        const std::string& f = attr.strings(i);
+        const bool first = gates == 3 ? i % 2 == 0 : i % 3 == 0;
+        if (f != (first ? "Sigmoid" : "Tanh")) c.fail("activation {} is not supported", f);
+      }
+    }
+  }
+  Rnn r;
+  r.seq = x.shape()[0];
+  r.batch = x.shape()[1];
+  r.input = x.shape()[2];
+  r.hidden = c.attr_int("hidden_size", c.input(2).shape()[2]);
+  const std::string direction = c.attr_string("direction", "forward");
+  r.dirs = direction == "bidirectional" ? 2 : 1;
+  r.reverse_only = direction == "reverse";
+  if (c.has_input(4)) {
+    for (int64_t len : c.input(4).to_int64()) {
+      if (len != r.seq) c.fail("sequence_lens shorter than the sequence are not supported");
+    }
+  }
+  return r;
+}
+
+// out[b][g] = sum_k in[b][k] * w[g][k] (+ bias[g]) for a [rows, cols] weight.
+void project(const float* in, int64_t batch, int64_t cols, const float* w, int64_t rows,
+             float* out) {
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t g = 0; g < rows; ++g) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < cols; ++k) acc += in[b * cols + k] * w[g * cols + k];
+      out[b * rows + g] = acc;
+    }
+  }
+}
+
+void gru(OpContext& c) {
+  const Rnn r = check(c, 3);
+  const int64_t h = r.hidden;
+  const bool before_reset = c.attr_int("linear_before_reset", 0) != 0;
+  Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
+  Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
+  std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h), gated(r.batch * h);
+  for (int64_t d = 0; d < r.dirs; ++d) {
+    const float* w = c.input(1).data<float>() + d * 3 * h * r.input;
+    const float* rw = c.input(2).data<float>() + d * 3 * h * h;
+    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
+    if (c.has_input(5)) {
+      std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
+    } else {
+      std::fill(state.begin(), state.end(), 0.0f);
+    }
+    const bool reverse = d == 1 || r.reverse_only;
+    for (int64_t step = 0; step < r.seq; ++step) {
+      const int64_t t = reverse ? r.seq - 1 - step : step;
+      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, 3 * h, xw.data());
+      project(state.data(), r.batch, h, rw, 3 * h, hr.data());  // z and r parts used below
+      for (int64_t b = 0; b < r.batch; ++b) {
+        for (int64_t j = 0; j < h; ++j) {
+          auto wb = [&](int g) { return bias ? bias[g * h + j] : 0.0f; };
+          auto rb = [&](int g) { return bias ? bias[3 * h + g * h + j] : 0.0f; };
+          const int64_t i = b * 3 * h;
+          const float z = sigmoid(xw[i + j] + hr[i + j] + wb(0) + rb(0));
+          const float rr = sigmoid(xw[i + h + j] + hr[i + h + j] + wb(1) + rb(1));
+          gated[b * h + j] = rr;  // kept for the candidate below
+          xw[i + j] = z;
+        }
+      }
+      // Candidate: needs r . H (default) projected through Rh, or r . (H Rh + Rbh).
+      std::vector<float> cand(r.batch * h);
+      if (before_reset) {
+        for (int64_t b = 0; b < r.batch; ++b) {
+          for (int64_t j = 0; j < h; ++j) {
+            const float rbh = bias ? bias[3 * h + 2 * h + j] : 0.0f;
+            cand[b * h + j] = gated[b * h + j] * (hr[b * 3 * h + 2 * h + j] + rbh);
+          }
+        }
+      } else {
+        std::vector<float> rh(r.batch * h);
+        for (int64_t k = 0; k < r.batch * h; ++k) rh[k] = gated[k] * state[k];
+        project(rh.data(), r.batch, h, rw + 2 * h * h, h, cand.data());
+        if (bias) {
+          for (int64_t b = 0; b < r.batch; ++b) {
+            for (int64_t j = 0; j < h; ++j) cand[b * h + j] += bias[3 * h + 2 * h + j];
+          }
+        }
+      }
+      for (int64_t b = 0; b < r.batch; ++b) {
+        for (int64_t j = 0; j < h; ++j) {
+          const float wbh = bias ? bias[2 * h + j] : 0.0f;
+          const float hh = std::tanh(xw[b * 3 * h + 2 * h + j] + cand[b * h + j] + wbh);
+          const float z = xw[b * 3 * h + j];
+          state[b * h + j] = (1.0f - z) * hh + z * state[b * h + j];
+        }
+      }
+      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+    }
+    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
+  }
+  c.output(0) = std::move(y);
+  if (c.output_count() > 1) c.output(1) = std::move(y_h);
+}
+
+void lstm(OpContext& c) {
+  const Rnn r = check(c, 4);
+  const int64_t h = r.hidden;
+  Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
+  Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h}), y_c(TensorProto::FLOAT, {r.dirs, r.batch, h});
+  std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h), cell(r.batch * h);
+  for (int64_t d = 0; d < r.dirs; ++d) {
+    const float* w = c.input(1).data<float>() + d * 4 * h * r.input;
+    const float* rw = c.input(2).data<float>() + d * 4 * h * h;
+    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
+    const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
+    auto init = [&](int input, std::vector<float>& v) {
+      if (c.has_input(input)) {
+        std::memcpy(v.data(), c.input(input).data<float>() + d * r.batch * h, v.size() * 4);
+      } else {
+        std::fill(v.begin(), v.end(), 0.0f);
+      }
+    };
+    init(5, state);
+    init(6, cell);
+    const bool reverse = d == 1 || r.reverse_only;
+    for (int64_t step = 0; step < r.seq; ++step) {
+      const int64_t t = reverse ? r.seq - 1 - step : step;
+      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, 4 * h, xw.data());
+      project(state.data(), r.batch, h, rw, 4 * h, hr.data());
+      for (int64_t b = 0; b < r.batch; ++b) {
+        for (int64_t j = 0; j < h; ++j) {
+          const int64_t base = b * 4 * h;
+          auto pre = [&](int g) {
+            return xw[base + g * h + j] + hr[base + g * h + j] +
+                   (bias ? bias[g * h + j] + bias[4 * h + g * h + j] : 0.0f);
+          };
+          float& cs = cell[b * h + j];
+          const float i = sigmoid(pre(0) + (peep ? peep[j] * cs : 0.0f));
+          const float f = sigmoid(pre(2) + (peep ? peep[2 * h + j] * cs : 0.0f));
+          const float cc = std::tanh(pre(3));
+          cs = f * cs + i * cc;
+          const float o = sigmoid(pre(1) + (peep ? peep[h + j] * cs : 0.0f));
+          state[b * h + j] = o * std::tanh(cs);
+        }
+      }
+      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+    }
+    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
+    std::memcpy(y_c.data<float>() + d * r.batch * h, cell.data(), cell.size() * 4);
+  }
+  c.output(0) = std::move(y);
+  if (c.output_count() > 1) c.output(1) = std::move(y_h);
+  if (c.output_count() > 2) c.output(2) = std::move(y_c);
+}
+
+}  // namespace
+
+void register_rnn(Registry& r) {
+  r["GRU"] = gru;
+  r["LSTM"] = lstm;
+}
+
+}  // namespace quantize::exec
