@@ -9,8 +9,9 @@ tests=0
 
 packages=(cmake g++ make libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev libspdlog-dev
           libfmt-dev libgtest-dev libbenchmark-dev)
-if [ $tests = 1 ] && ! { command -v node && command -v npm; } >/dev/null; then
-  packages+=(nodejs npm)
+if [ $tests = 1 ]; then
+  packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor
+  if ! { command -v node && command -v npm; } >/dev/null; then packages+=(nodejs npm); fi
 fi
 missing=()
 for p in "${packages[@]}"; do

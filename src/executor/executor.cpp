@@ -168,7 +168,12 @@ Executor::Executor(const Model& model) : model_(model) {
     constants_[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model, t));
   }
   for (const auto& v : graph.input()) {
-    if (!constants_.count(v.name())) inputs_.push_back(v.name());
+    if (constants_.count(v.name())) continue;
+    if (!v.type().has_tensor_type()) {
+      fail(ExitCode::kInput, "{}: input '{}' is not a tensor (sequences, maps and optionals are not "
+           "supported)", model.source, v.name());
+    }
+    inputs_.push_back(v.name());
   }
   for (const auto& v : graph.output()) outputs_.push_back(v.name());
 }

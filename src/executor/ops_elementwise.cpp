@@ -1,4 +1,5 @@
 // Element-wise ops with numpy broadcasting: arithmetic, comparisons, logic, activations, Cast.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -41,8 +42,33 @@ void arithmetic(OpContext& ctx, F f) {
     case TensorProto::DOUBLE: return binary_typed<double, double>(ctx, a, b, a.dtype(), f);
     case TensorProto::INT64: return binary_typed<int64_t, int64_t>(ctx, a, b, a.dtype(), f);
     case TensorProto::INT32: return binary_typed<int32_t, int32_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT16: return binary_typed<int16_t, int16_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT8: return binary_typed<int8_t, int8_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT8: return binary_typed<uint8_t, uint8_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT16: return binary_typed<uint16_t, uint16_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT32: return binary_typed<uint32_t, uint32_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT64: return binary_typed<uint64_t, uint64_t>(ctx, a, b, a.dtype(), f);
     default: ctx.fail("data type {} is not supported", a.dtype());
   }
+}
+
+// Max, Min, Sum, Mean: any number of inputs, folded left to right with broadcasting.
+template <typename F>
+void variadic(OpContext& ctx, F f, bool mean = false) {
+  if (ctx.input_count() < 1) ctx.fail("no inputs");
+  Tensor acc = ctx.input(0);
+  for (int i = 1; i < ctx.input_count(); ++i) {
+    std::vector<Tensor> out(1);
+    std::vector<const Tensor*> pair{&acc, &ctx.input(i)};
+    OpContext step(ctx.model, ctx.node, ctx.opset, pair, out);
+    arithmetic(step, f);
+    acc = std::move(out[0]);
+  }
+  if (mean) {
+    if (acc.dtype() != TensorProto::FLOAT) ctx.fail("Mean of data type {} is not supported", acc.dtype());
+    for (int64_t i = 0; i < acc.size(); ++i) acc.data<float>()[i] /= static_cast<float>(ctx.input_count());
+  }
+  ctx.output(0) = std::move(acc);
 }
 
 template <typename F>
@@ -93,8 +119,10 @@ void pow(OpContext& c) {
     return b == 2.0f ? a * a : std::pow(a, b);
   });
 }
-void max2(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a > b || a != a ? a : b; }); }
-void min2(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a < b || a != a ? a : b; }); }
+void max_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a > b || a != a ? a : b; }); }
+void min_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a < b || a != a ? a : b; }); }
+void sum_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }); }
+void mean_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }, true); }
 void equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a == b; }); }
 void less(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a < b; }); }
 void greater(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a > b; }); }
@@ -124,6 +152,65 @@ void relu(OpContext& c) { unary_float(c, [](auto x) { return x > 0 ? x : decltyp
 void sigmoid(OpContext& c) {
   unary_float(c, [](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); });
 }
+void leaky_relu(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 0.01f);
+  unary_float(c, [alpha](auto x) { return x < 0 ? x * alpha : x; });
+}
+void elu(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 1.0f);
+  unary_float(c, [alpha](auto x) { return x < 0 ? alpha * (std::exp(x) - 1) : x; });
+}
+void selu(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 1.67326319217681884765625f);
+  const float gamma = c.attr_float("gamma", 1.05070102214813232421875f);
+  unary_float(c, [=](auto x) { return gamma * (x <= 0 ? alpha * (std::exp(x) - 1) : x); });
+}
+void hard_sigmoid(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 0.2f), beta = c.attr_float("beta", 0.5f);
+  unary_float(c, [=](auto x) { return std::max<decltype(x)>(0, std::min<decltype(x)>(1, alpha * x + beta)); });
+}
+void hard_swish(OpContext& c) {
+  unary_float(c, [](auto x) {
+    return x * std::max<decltype(x)>(0, std::min<decltype(x)>(1, x / 6 + decltype(x)(0.5)));
+  });
+}
+void softplus(OpContext& c) { unary_float(c, [](auto x) { return std::log1p(std::exp(x)); }); }
+void softsign(OpContext& c) { unary_float(c, [](auto x) { return x / (1 + std::fabs(x)); }); }
+void thresholded_relu(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 1.0f);
+  unary_float(c, [alpha](auto x) { return x > alpha ? x : decltype(x)(0); });
+}
+void mish(OpContext& c) { unary_float(c, [](auto x) { return x * std::tanh(std::log1p(std::exp(x))); }); }
+void sin_op(OpContext& c) { unary_float(c, [](auto x) { return std::sin(x); }); }
+void cos_op(OpContext& c) { unary_float(c, [](auto x) { return std::cos(x); }); }
+void round_op(OpContext& c) { unary_float(c, [](auto x) { return std::nearbyint(x); }); }
+void sign_op(OpContext& c) {
+  unary_float(c, [](auto x) { return decltype(x)(x > 0) - decltype(x)(x < 0); });
+}
+void gelu(OpContext& c) {
+  if (c.attr_string("approximate", "none") == "tanh") {
+    unary_float(c, [](auto x) {
+      return decltype(x)(0.5) * x * (1 + std::tanh(decltype(x)(0.7978845608028654) * (x + decltype(x)(0.044715) * x * x * x)));
+    });
+  } else {
+    unary_float(c, [](auto x) { return decltype(x)(0.5) * x * (1 + std::erf(x * decltype(x)(0.7071067811865476))); });
+  }
+}
+void clip(OpContext& c) {
+  float lo = -INFINITY, hi = INFINITY;
+  if (c.opset < 11) {
+    lo = c.attr_float("min", lo);
+    hi = c.attr_float("max", hi);
+  } else {
+    if (c.has_input(1)) lo = static_cast<float>(c.input(1).element_as_double(0));
+    if (c.has_input(2)) hi = static_cast<float>(c.input(2).element_as_double(0));
+  }
+  unary_float(c, [=](auto x) { return x < lo ? decltype(x)(lo) : x > hi ? decltype(x)(hi) : x; });
+}
+void prelu(OpContext& c) {
+  arithmetic(c, [](auto x, auto slope) { return x < 0 ? x * slope : x; });
+}
+
 void neg(OpContext& c) {
   if (c.input(0).dtype() == TensorProto::INT64) {
     Tensor out = c.input(0);
@@ -191,8 +278,26 @@ void register_elementwise(Registry& r) {
   r["Mul"] = mul;
   r["Div"] = div;
   r["Pow"] = pow;
-  r["Max"] = max2;
-  r["Min"] = min2;
+  r["Max"] = max_op;
+  r["Min"] = min_op;
+  r["Sum"] = sum_op;
+  r["Mean"] = mean_op;
+  r["LeakyRelu"] = leaky_relu;
+  r["Elu"] = elu;
+  r["Selu"] = selu;
+  r["HardSigmoid"] = hard_sigmoid;
+  r["HardSwish"] = hard_swish;
+  r["Softplus"] = softplus;
+  r["Softsign"] = softsign;
+  r["ThresholdedRelu"] = thresholded_relu;
+  r["Mish"] = mish;
+  r["Sin"] = sin_op;
+  r["Cos"] = cos_op;
+  r["Round"] = round_op;
+  r["Sign"] = sign_op;
+  r["Gelu"] = gelu;
+  r["Clip"] = clip;
+  r["PRelu"] = prelu;
   r["Equal"] = equal;
   r["Less"] = less;
   r["Greater"] = greater;

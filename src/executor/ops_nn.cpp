@@ -299,6 +299,8 @@ void resize(OpContext& c) {
     const int64_t out_len = sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis]))
                                           : sizes[axis];
     const float scale = sizes.empty() ? scales[axis] : static_cast<float>(out_len) / in;
+    // The resized length in the coordinate formulas: in * scale when scales are given.
+    const double resized = sizes.empty() ? static_cast<double>(in) * scale : static_cast<double>(out_len);
     if (out_len == in && scale == 1.0f) continue;
     std::vector<int64_t> shape = cur.shape();
     shape[axis] = out_len;
@@ -310,7 +312,7 @@ void resize(OpContext& c) {
       double pos;
       if (coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
       else if (coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
-      else if (coord == "align_corners") pos = out_len > 1 ? o * (in - 1.0) / (out_len - 1) : 0;
+      else if (coord == "align_corners") pos = resized > 1 ? o * (in - 1.0) / (resized - 1) : 0;
       else if (coord == "asymmetric") pos = o / scale;
       else c.fail("coordinate_transformation_mode '{}' is not supported", coord);
       int64_t i0, i1;

@@ -63,7 +63,9 @@ void reshape(OpContext& c) {
 
 void flatten(OpContext& c) {
   const Tensor& x = c.input(0);
-  const int64_t axis = normalize_axis(c, c.attr_int("axis", 1), x.rank() + 1);
+  int64_t axis = c.attr_int("axis", 1);  // in [-rank, rank]
+  if (axis < -x.rank() || axis > x.rank()) c.fail("axis {} is out of range for rank {}", axis, x.rank());
+  if (axis < 0) axis += x.rank();
   int64_t outer = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   c.output(0) = reshaped(c, x, {outer, outer ? x.size() / outer : 0});

@@ -8,7 +8,14 @@ namespace quantize {
 Tensor::Tensor(int dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
   const size_t size = element_size(dtype);
   if (size == 0) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
-  storage_.assign(static_cast<size_t>(this->size()) * size, 0);
+  int64_t count = 1;
+  for (int64_t d : shape_) {
+    if (d < 0 || (d > 0 && count > (int64_t{1} << 40) / d)) {
+      fail(ExitCode::kInput, "a tensor of shape [{}] cannot be made", fmt::join(shape_, ", "));
+    }
+    count *= d;
+  }
+  storage_.assign(static_cast<size_t>(count) * size, 0);
 }
 
 int64_t Tensor::size() const {
