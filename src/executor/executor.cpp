@@ -112,6 +112,12 @@ int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
+void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
+  if (t.dtype() != onnx::TensorProto::FLOAT) {
+    ctx.fail("{} is data type {}: only float32 is supported", what, t.dtype());
+  }
+}
+
 }  // namespace exec
 
 namespace {

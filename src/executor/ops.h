@@ -66,6 +66,8 @@ std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int
 std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
                                        const std::vector<int64_t>& out);
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
+// Fails, naming the node and `what`, unless t is float32.
+void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 
 // Convolution (Conv's attributes) of x by w, accumulated in T; out_shape receives the shape.
 template <typename T>

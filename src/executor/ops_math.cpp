@@ -13,10 +13,6 @@ namespace {
 
 using onnx::TensorProto;
 
-void require_float(const OpContext& c, const Tensor& t, const char* what) {
-  if (t.dtype() != TensorProto::FLOAT) c.fail("{} is data type {}: only float32 is supported", what, t.dtype());
-}
-
 // C[m][n] = sum_k A[m][k] * B(k, n), B given by its element at (k, n).
 template <typename BAt>
 void gemm_rows(const float* a, int64_t m, int64_t k, int64_t n, BAt b_at, float* c) {

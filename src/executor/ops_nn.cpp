@@ -13,10 +13,6 @@ namespace {
 
 using onnx::TensorProto;
 
-void require_float(const OpContext& c, const Tensor& t, const char* what) {
-  if (t.dtype() != TensorProto::FLOAT) c.fail("{} is data type {}: only float32 is supported", what, t.dtype());
-}
-
 // Spatial geometry shared by Conv and pooling: output sizes and the padding before each axis.
 struct Window {
   std::vector<int64_t> in, kernel, stride, dilation, pad_begin, out;
