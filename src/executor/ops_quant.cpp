@@ -110,7 +110,7 @@ Tensor integer_matmul(const OpContext& c, const Tensor& a, const Tensor& b, cons
                       const Tensor* b_zp) {
   if (!is_8bit(a.dtype()) || !is_8bit(b.dtype())) c.fail("A and B must be 8-bit");
   if (b.rank() != 2 || a.rank() < 2) c.fail("only A [..., M, K] and B [K, N] are supported");
-  const int64_t k = b.shape()[0], n = b.shape()[1], m = a.shape()[a.rank() - 2];
+  const int64_t k = b.shape()[0], n = b.shape()[1];
   if (a.shape().back() != k) c.fail("inner dimensions differ");
   if (a_zp && a_zp->size() > 1) c.fail("per-row A zero points are not supported");
   const int32_t az = a_zp ? value_at(*a_zp, 0) : 0;
@@ -132,7 +132,6 @@ Tensor integer_matmul(const OpContext& c, const Tensor& a, const Tensor& b, cons
       for (int64_t j = 0; j < n; ++j) dst[j] += av * bw[p * n + j];
     }
   }
-  (void)m;
   return y;
 }
 
