@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 tests=0
 [ "${1:-}" = "--tests" ] && tests=1
 
-packages=(cmake g++ make libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev libspdlog-dev
-          libfmt-dev libgtest-dev libbenchmark-dev)
+packages=(cmake g++ make pkg-config libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
+          libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev)
 if [ $tests = 1 ]; then
   packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor
   if ! { command -v node && command -v npm; } >/dev/null; then packages+=(nodejs npm); fi

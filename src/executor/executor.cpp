@@ -2,7 +2,10 @@
 #include <cmath>
 #include <unordered_set>
 
+#include <cblas.h>
+
 #include "ops.h"
+#include "quantize/threads.h"
 #include "quantize/kernels.h"
 #include "quantize/graph.h"
 
@@ -112,6 +115,18 @@ int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
+void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    std::fill(c, c + m * n, 0.0f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(k), b, static_cast<int>(trans_b ? k : n), 0.0f, c,
+              static_cast<int>(n));
+}
+
 void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
   if (t.dtype() != onnx::TensorProto::FLOAT) {
     ctx.fail("{} is data type {}: only float32 is supported", what, t.dtype());
@@ -163,6 +178,7 @@ std::string op_key(const onnx::NodeProto& node) {
 }  // namespace
 
 Executor::Executor(const Model& model) : model_(model) {
+  openblas_set_num_threads(static_cast<int>(thread_count()));
   const auto& graph = model.proto.graph();
   for (const auto& node : graph.node()) {
     if (!exec::registry().count(op_key(node))) {

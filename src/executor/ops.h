@@ -66,6 +66,8 @@ std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int
 std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
                                        const std::vector<int64_t>& out);
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
+// C [m, n] = A [m, k] x B, B given as [k, n], or as [n, k] when trans_b (row-major, BLAS).
+void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c);
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 

@@ -6,27 +6,11 @@
 
 #include "ops.h"
 #include "quantize/kernels.h"
-#include "quantize/threads.h"
 
 namespace quantize::exec {
 namespace {
 
 using onnx::TensorProto;
-
-// C[m][n] = sum_k A[m][k] * B(k, n), B given by its element at (k, n).
-template <typename BAt>
-void gemm_rows(const float* a, int64_t m, int64_t k, int64_t n, BAt b_at, float* c) {
-  parallel_for(static_cast<size_t>(m), 8, [&](size_t r0, size_t r1) {
-    for (size_t i = r0; i < r1; ++i) {
-      float* row = c + i * n;
-      std::fill(row, row + n, 0.0f);
-      for (int64_t p = 0; p < k; ++p) {
-        const float av = a[i * k + p];
-        for (int64_t j = 0; j < n; ++j) row[j] += av * b_at(p, j);
-      }
-    }
-  });
-}
 
 void matmul(OpContext& c) {
   const Tensor& a0 = c.input(0);
@@ -49,8 +33,7 @@ void matmul(OpContext& c) {
   for (size_t t = 0; t < oa.size(); ++t) {
     const float* a = a0.data<float>() + oa[t] * m * k;
     const float* b = b0.data<float>() + ob[t] * k * n;
-    gemm_rows(a, m, k, n, [&](int64_t p, int64_t j) { return b[p * n + j]; },
-              out.data<float>() + t * m * n);
+    sgemm(false, m, n, k, a, b, out.data<float>() + t * m * n);
   }
   c.output(0) = std::move(out);
 }
@@ -76,11 +59,7 @@ void gemm(OpContext& c) {
   }
   const float* pb = b.data<float>();
   Tensor out(TensorProto::FLOAT, {m, n});
-  if (tb) {
-    gemm_rows(pa, m, k, n, [&](int64_t p, int64_t j) { return pb[j * k + p]; }, out.data<float>());
-  } else {
-    gemm_rows(pa, m, k, n, [&](int64_t p, int64_t j) { return pb[p * n + j]; }, out.data<float>());
-  }
+  sgemm(tb, m, n, k, pa, pb, out.data<float>());
   float* y = out.data<float>();
   for (int64_t i = 0; i < m * n; ++i) y[i] *= alpha;
   if (c.has_input(2)) {
@@ -199,8 +178,7 @@ void matmul_nbits(OpContext& c) {
   shape.back() = n;
   const int64_t m = a.size() / k;
   Tensor out(TensorProto::FLOAT, shape);
-  gemm_rows(a.data<float>(), m, k, n, [&](int64_t p, int64_t j) { return wt[j * k + p]; },
-            out.data<float>());
+  sgemm(true, m, n, k, a.data<float>(), wt.data(), out.data<float>());
   if (c.has_input(5)) {
     require_float(c, c.input(5), "bias");
     float* y = out.data<float>();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "ops.h"
 #include "quantize/threads.h"
@@ -127,16 +128,20 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
       }
       const T* wg = weight + g * mg * rows;
       T* y = out.data() + (b * filters + g * mg) * spatial;
-      parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
-        for (size_t m = m0; m < m1; ++m) {
-          T* dst = y + m * spatial;
-          for (int64_t r = 0; r < rows; ++r) {
-            const T wv = wg[m * rows + r];
-            const T* src = cols.data() + r * spatial;
-            for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
+      if constexpr (std::is_same_v<T, float>) {
+        sgemm(false, mg, spatial, rows, wg, cols.data(), y);
+      } else {  // exact integer accumulation (ConvInteger)
+        parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
+          for (size_t m = m0; m < m1; ++m) {
+            T* dst = y + m * spatial;
+            for (int64_t r = 0; r < rows; ++r) {
+              const T wv = wg[m * rows + r];
+              const T* src = cols.data() + r * spatial;
+              for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
+            }
           }
-        }
-      });
+        });
+      }
     }
   }
   return out;

@@ -15,6 +15,7 @@
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
 // (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
 // Runtime's graph optimization level (disabled, basic, extended, all; default all).
+// --time-runs N prints the best of N timed runs of the float model per input set (ort_ms).
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -355,6 +356,15 @@ async function main() {
     const floatFeeds = feeds(float, set);
     const fo = await float.run(floatFeeds);
     if (args['save-float']) saveSet(args['save-float'], index, floatFeeds, fo, float.outputNames);
+    if (args['time-runs']) {  // the best of N runs of the float model, for speed comparisons
+      let best = Infinity;
+      for (let r = 0; r < Number(args['time-runs']); r++) {
+        const t0 = process.hrtime.bigint();
+        await float.run(floatFeeds);
+        best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      console.log(`ort_ms ${index} ${best.toFixed(3)}`);
+    }
     const qo = await quant.run(feeds(quant, set));
     float.outputNames.forEach((name, k) => {
       const f = numbers(fo[name]), q = numbers(qo[name]), s = stats[name];
