@@ -89,6 +89,10 @@ struct Kernels {
 const Kernels& kernels_for(Isa isa);
 // ISAs this CPU can run, scalar first.
 std::vector<Isa> supported_isas();
+
+// True on an x86 CPU with neither AVX512-VNNI nor AVX-VNNI: there ONNX Runtime multiplies uint8
+// activations by int8 weights with VPMADDUBSW, whose 16-bit pair sums can saturate.
+bool x86_without_vnni();
 // The kernels used by the tool: the best supported ISA, chosen once. The environment variable
 // QUANTIZE_ISA=scalar|avx2|avx512 lowers the choice (for tests and comparisons).
 const Kernels& kernels();

@@ -31,6 +31,15 @@ std::vector<Isa> supported_isas() {
   return isas;
 }
 
+bool x86_without_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni");
+#else
+  return false;
+#endif
+}
+
 const Kernels& kernels_for(Isa isa) {
 #if defined(QUANTIZE_X86_KERNELS)
   if (isa == Isa::kAvx2) return detail::avx2_kernels();

@@ -131,6 +131,13 @@ class DynamicInt8Pass final : public Pass {
           "check the outputs or keep Conv float with --op-types MatMul,Gemm,Gather",
           convs));
     }
+    if (signed_ && integer_ops_ > 0 && !config_.reduce_range) {
+      result_.warnings.push_back(fmt::format(
+          "{} MatMulInteger op(s) multiply uint8 activations by int8 weights: on x86 CPUs without VNNI "
+          "ONNX Runtime adds their products pairwise in 16 bits, which saturates and costs "
+          "accuracy{}; --reduce-range (7-bit weights) or --uint8 avoid it",
+          integer_ops_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
+    }
     return result_;
   }
 
@@ -320,6 +327,7 @@ class DynamicInt8Pass final : public Pass {
       if (!bias.empty()) m->add_input(bias);
       m->add_output(node.output(0));
       uses_ms_ = true;
+      ++integer_ops_;
       done_ = fmt::format("DynamicQuantizeMatMul ({}{}; opset {} has no DynamicQuantizeLinear)",
                           signed_ ? "int8" : "uint8", qw.channels > 1 ? ", per channel" : "",
                           opset_);
@@ -331,6 +339,7 @@ class DynamicInt8Pass final : public Pass {
     const std::string y = names_->unique(node.output(0) + "_int32");
     mm->add_output(y);
     finish_float(node, y, x.scale, qw.scale, bias);
+    ++integer_ops_;
     done_ = fmt::format("MatMulInteger ({}{})", signed_ ? "int8" : "uint8",
                         qw.channels > 1 ? ", per channel" : "");
     return {};
@@ -577,6 +586,7 @@ class DynamicInt8Pass final : public Pass {
   Model* model_ = nullptr;
   int opset_ = 0;
   bool signed_ = true;
+  int integer_ops_ = 0;  // MatMulInteger / DynamicQuantizeMatMul written
   bool uses_ms_ = false;
   bool added_ = false;
   bool per_tensor_fallback_ = false;  // initializers were added (some perhaps for a node then left alone)

@@ -15,6 +15,8 @@
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
 // (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
 // Runtime's graph optimization level (disabled, basic, extended, all; default all).
+// --quant-outputs DIR takes the quantized model's outputs from DIR/test_data_set_N/output_K.pb
+// (written by `quantize run --save DIR`) instead of running it in ONNX Runtime.
 // --time-runs N prints the best of N timed runs of the float model per input set (ort_ms).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -254,6 +256,17 @@ function feeds(session, set) {
   return out;
 }
 
+// --quant-outputs DIR: the quantized model's outputs for input set N, computed elsewhere (by the
+// tool's own executor: `quantize run --save DIR`), read from DIR/test_data_set_N/output_K.pb.
+function savedOutputs(dir, index, names) {
+  return Object.fromEntries(names.map((name, k) => {
+    const file = path.join(dir, `test_data_set_${index}`, `output_${k}.pb`);
+    if (!fs.existsSync(file)) throw new Error(`${file} missing (output '${name}')`);
+    const t = decodeTensor(fs.readFileSync(file));
+    return [name, {type: 'float64', data: Float64Array.from(t.values, Number), dims: t.dims}];
+  }));
+}
+
 function numbers(tensor) {
   if (tensor.type === 'float16') return Array.from(tensor.data, halfToFloat);
   return Array.from(tensor.data, Number);
@@ -365,7 +378,8 @@ async function main() {
       }
       console.log(`ort_ms ${index} ${best.toFixed(3)}`);
     }
-    const qo = await quant.run(feeds(quant, set));
+    const qo = args['quant-outputs'] ? savedOutputs(args['quant-outputs'], index, float.outputNames)
+                                     : await quant.run(feeds(quant, set));
     float.outputNames.forEach((name, k) => {
       const f = numbers(fo[name]), q = numbers(qo[name]), s = stats[name];
       if (qo[name].dims.join() !== fo[name].dims.join()) throw new Error(`output '${name}': shape ${qo[name].dims} != ${fo[name].dims}`);

@@ -101,6 +101,28 @@ TEST(DynamicInt8, MatMulBecomesIntegerOps) {
   }
 }
 
+// int8 weights into MatMulInteger saturate in ONNX Runtime on x86 CPUs without VNNI: the report
+// says so, except when 7-bit weights (--reduce-range) or uint8 weights make the sums exact.
+TEST(DynamicInt8, WarnsOfSaturationWithoutVnni) {
+  auto warned = [](DynamicInt8Config::Weights weights, bool reduce_range) {
+    auto proto = testing::parse(kMatMulGather);
+    testing::set_floats(proto, "w", {64, 32}, testing::random_floats(64 * 32, 1));
+    testing::set_floats(proto, "table", {100, 64}, testing::random_floats(100 * 64, 2));
+    Model model = testing::round_trip(proto);
+    DynamicInt8Config config;
+    config.weights = weights;
+    config.reduce_range = reduce_range;
+    bool found = false;
+    for (const auto& w : run_int8(model, config).warnings) {
+      found |= w.find("1 MatMulInteger op(s) multiply uint8 activations by int8 weights") == 0;
+    }
+    return found;
+  };
+  EXPECT_TRUE(warned(DynamicInt8Config::Weights::kInt8, false));
+  EXPECT_FALSE(warned(DynamicInt8Config::Weights::kInt8, true));
+  EXPECT_FALSE(warned(DynamicInt8Config::Weights::kUInt8, false));
+}
+
 TEST(DynamicInt8, GemmFoldsAlphaBetaAndTransposedWeights) {
   auto proto = testing::parse(R"(
     <ir_version: 8, opset_import: ["" : 17]>
