@@ -226,4 +226,18 @@ std::string node_label(const onnx::NodeProto& node) {
   return fmt::format("{} -> '{}'", node.op_type(), node.output_size() ? node.output(0) : "");
 }
 
+void remove_unused_constants(onnx::ModelProto& model) {
+  auto uses = count_uses(model);
+  for_each_graph(model, [&](onnx::GraphProto& graph, const Scope&) {
+    auto* nodes = graph.mutable_node();
+    for (int i = nodes->size() - 1; i >= 0; --i) {
+      const auto& n = nodes->Get(i);
+      if (n.op_type() == "Constant" && n.output_size() == 1 && uses[n.output(0)] == 0) {
+        nodes->DeleteSubrange(i, 1);
+      }
+    }
+  });
+  remove_unused_initializers(model);
+}
+
 }  // namespace quantize

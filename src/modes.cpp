@@ -1,3 +1,5 @@
+#include <fmt/ranges.h>
+
 #include "quantize/error.h"
 #include "quantize/options.h"
 
@@ -23,19 +25,29 @@ bool is_dynamic_int8(Mode mode) {
   return mode == Mode::kInt8 || mode == Mode::kUInt8 || mode == Mode::kQ8;
 }
 
-std::set<std::string> split_op_types(const std::string& list) {
-  static const std::set<std::string> kKnown = {"MatMul", "Gemm", "Conv", "Gather"};
-  std::set<std::string> ops;
+std::set<std::string> split_list(const std::string& list) {
+  std::set<std::string> items;
   size_t start = 0;
-  while (start <= list.size()) {
+  while (start < list.size()) {
     size_t end = list.find(',', start);
     if (end == std::string::npos) end = list.size();
-    std::string op = list.substr(start, end - start);
-    if (!kKnown.count(op)) {
-      fail(ExitCode::kUsage, "--op-types: '{}' is not one of MatMul, Gemm, Conv, Gather", op);
-    }
-    ops.insert(op);
+    if (end > start) items.insert(list.substr(start, end - start));
     start = end + 1;
+  }
+  return items;
+}
+
+const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
+
+// --op-types for a dynamic or a static mode; empty: the mode's default (static: every op).
+std::set<std::string> split_op_types(const std::string& list, bool static_quant) {
+  const std::set<std::string>& known = static_quant ? static_qdq_op_types() : kDynamicOps;
+  if (list.empty()) return static_quant ? std::set<std::string>{} : kDynamicOps;
+  std::set<std::string> ops = split_list(list);
+  for (const auto& op : ops) {
+    if (!known.count(op)) {
+      fail(ExitCode::kUsage, "--op-types: '{}' is not one of {}", op, fmt::join(known, ", "));
+    }
   }
   return ops;
 }
@@ -68,16 +80,39 @@ void Options::validate() const {
   if (accuracy_level < 0 || accuracy_level > 4) {
     fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
   }
-  if (format != "qoperator" && format != "qdq") {
+  if (!format.empty() && format != "qoperator" && format != "qdq") {
     fail(ExitCode::kUsage, "--format {}: must be qoperator or qdq", format);
   }
-  split_op_types(op_types);
+  bool any_dynamic = false;
+  for (Mode m : modes) any_dynamic |= is_dynamic_int8(m) && !(static_quant && m != Mode::kQ8);
+  if (any_dynamic) split_op_types(op_types, false);
+  if (static_quant) {
+    split_op_types(op_types, true);
+    for (Mode m : modes) {
+      if (m == Mode::kQ8) fail(ExitCode::kUsage, "--static goes with --int8 or --uint8, not --q8");
+    }
+    if (calib.empty()) {
+      fail(ExitCode::kUsage, "--static needs calibration data: --calib PATH (test-data folders, "
+                             ".npy/.npz), or --calib random to calibrate on synthetic inputs");
+    }
+    if (format == "qoperator") {
+      fail(ExitCode::kUsage, "--static writes the QDQ form; --format qoperator (QLinearConv, "
+                             "QLinearMatMul) is not supported yet");
+    }
+    if (calib_method != "minmax" && calib_method != "percentile" && calib_method != "entropy") {
+      fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy", calib_method);
+    }
+    if (!(percentile > 50 && percentile <= 100)) {
+      fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
+    }
+  }
   if (!include.empty()) compile(include, "--include");
   if (!exclude.empty()) compile(exclude, "--exclude");
 }
 
 std::string Options::suffix(Mode mode) const {
   std::string s = mode_info(mode).suffix;
+  if (static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) return "static_" + s;
   if (bits == 8 && (mode == Mode::kQ4 || mode == Mode::kQ4F16)) s.replace(0, 2, "nbits8");
   return s;
 }
@@ -86,9 +121,21 @@ std::string Options::describe(Mode mode) const {
   if (mode == Mode::kFp16) {
     return fmt::format("fp16 keep_io_types={}", keep_io_types);
   }
+  if (static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) {
+    std::string s = fmt::format("{} static format=qdq {} calib_method={}", mode_info(mode).flag,
+                                per_channel ? "per_channel" : "per_tensor", calib_method);
+    if (calib_method == "percentile") s += fmt::format(" percentile={}", percentile);
+    if (!op_types.empty()) s += fmt::format(" op_types={}", op_types);
+    if (!keep_float.empty()) s += fmt::format(" keep_float={}", keep_float);
+    if (!include.empty()) s += fmt::format(" include={}", include);
+    if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);
+    return s;
+  }
   if (is_dynamic_int8(mode)) {
-    std::string s = fmt::format("{} format={} {} op_types={}", mode_info(mode).flag, format,
-                                per_channel ? "per_channel" : "per_tensor", op_types);
+    std::string s = fmt::format("{} format={} {} op_types={}", mode_info(mode).flag,
+                                format.empty() ? "qoperator" : format,
+                                per_channel ? "per_channel" : "per_tensor",
+                                op_types.empty() ? "MatMul,Gemm,Conv,Gather" : op_types);
     if (reduce_range) s += " reduce_range";
     if (!include.empty()) s += fmt::format(" include={}", include);
     if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);
@@ -116,6 +163,35 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
   }
+  if (options.static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) {
+    StaticQdqConfig config;
+    config.signed_activations = mode == Mode::kInt8;
+    config.per_channel = options.per_channel;
+    config.op_types = split_op_types(options.op_types, true);
+    config.keep_float = split_list(options.keep_float);
+    if (!options.include.empty()) config.include = compile(options.include, "--include");
+    if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
+    CalibrationOptions calib;
+    calib.method = options.calib_method == "percentile" ? CalibMethod::kPercentile
+                   : options.calib_method == "entropy"  ? CalibMethod::kEntropy
+                                                        : CalibMethod::kMinMax;
+    calib.percentile = options.percentile;
+    calib.progress = options.calib_progress;
+    config.calibrate = [spec = options.calib, samples = options.calib_samples, calib](
+                           const Model& model, const std::set<std::string>& tensors) {
+      CalibrationData data = open_calibration_data(spec, model, samples);
+      Calibration c;
+      c.ranges = quantize::calibrate(model, data, tensors, calib);
+      c.description = fmt::format("{}, {} ranges", data.description,
+                                  calib.method == CalibMethod::kMinMax       ? "min/max"
+                                  : calib.method == CalibMethod::kPercentile ? "percentile"
+                                                                             : "entropy (KL)");
+      c.synthetic = data.synthetic;
+      return c;
+    };
+    passes.push_back(make_static_qdq_pass(std::move(config)));
+    return passes;
+  }
   if (is_dynamic_int8(mode)) {
     DynamicInt8Config config;
     config.weights = mode == Mode::kInt8    ? DynamicInt8Config::Weights::kInt8
@@ -125,7 +201,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                                             : DynamicInt8Config::Format::kQOperator;
     config.per_channel = options.per_channel;
     config.reduce_range = options.reduce_range;
-    config.op_types = split_op_types(options.op_types);
+    config.op_types = split_op_types(options.op_types, false);
     if (!options.include.empty()) config.include = compile(options.include, "--include");
     if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
     passes.push_back(make_dynamic_int8_pass(std::move(config)));

@@ -37,6 +37,7 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
     for (const auto& c : pass.changed) fmt::print(out, "    {} -> {}\n", c.node, c.reason);
     for (const auto& s : pass.skipped) fmt::print(out, "    kept {}: {}\n", s.node, s.reason);
   }
+  for (const auto& n : pass.notes) fmt::print(out, "    {}\n", n);
   for (const auto& w : pass.warnings) fmt::print(out, "    warning: {}\n", w);
 }
 

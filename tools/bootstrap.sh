@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 tests=0
 [ "${1:-}" = "--tests" ] && tests=1
 
-packages=(cmake g++ make pkg-config libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
+packages=(cmake g++ make pkg-config zlib1g-dev libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
           libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev)
 if [ $tests = 1 ]; then
   packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor
@@ -31,6 +31,16 @@ if [ $tests = 1 ]; then
   # ONNX Runtime 1.30 (CPU library inside the npm package; its install script only downloads
   # GPU extras, so it is skipped), pinned by tests/ort/package-lock.json.
   npm ci --ignore-scripts --no-audit --no-fund --prefix tests/ort >/dev/null
+  # Real photos for static-quantization calibration and evaluation: scikit-image's sample images
+  # (BSD-3-Clause), taken from Debian's python3-skimage package without installing it.
+  if [ ! -f build/test-images/astronaut.png ]; then
+    rm -rf build/test-images.tmp && mkdir -p build/test-images.tmp
+    (cd build/test-images.tmp && apt-get download -qq python3-skimage 2>/dev/null &&
+      dpkg-deb -x python3-skimage_*.deb x)
+    mkdir -p build/test-images
+    cp build/test-images.tmp/x/usr/lib/python3/dist-packages/skimage/data/*.png build/test-images/
+    rm -rf build/test-images.tmp
+  fi
 else
   cmake --build build -j2 --target quantize
 fi

@@ -88,12 +88,27 @@ std::function<void(uint64_t, uint64_t)> progress_line(const Cli& cli, const fs::
   };
 }
 
+// Calibration progress on stderr (samples done / total, time left), for a person at a terminal.
+std::function<void(size_t, size_t)> calibration_progress(const Cli& cli) {
+  if (cli.quiet || !::isatty(STDERR_FILENO)) return {};
+  auto start = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [start](size_t done, size_t total) {
+    if (done == 1) *start = std::chrono::steady_clock::now();
+    const double elapsed = seconds_since(*start);
+    const double left = done > 1 ? elapsed / (done - 1) * (total - done) : 0;
+    std::fprintf(stderr, "\r  calibrating: %zu/%zu samples, %.0f s left%s", done, total, left,
+                 done == total ? "\r\033[K" : "");
+    std::fflush(stderr);
+  };
+}
+
 int run(const Cli& cli) {
   std::vector<Mode> modes;
   for (const auto& info : all_modes()) {
     if (cli.mode_flags.at(info.mode)) modes.push_back(info.mode);
   }
   Options options = cli.options;
+  options.calib_progress = calibration_progress(cli);
   if (modes.empty()) {
     modes.push_back(Mode::kQ4F16);
     if (!cli.quiet) std::fprintf(stderr, "quantize: no mode given, using --q4f16\n");
@@ -251,12 +266,29 @@ int main(int argc, char** argv) {
   int8->add_flag("--reduce-range", cli.options.reduce_range,
                  "7-bit weights, for CPUs without VNNI");
   int8->add_option("--op-types", cli.options.op_types,
-                   "Which ops to quantize, comma-separated")
-      ->capture_default_str();
+                   "Which ops to quantize, comma-separated (dynamic default: "
+                   "MatMul,Gemm,Conv,Gather; static: all it knows)");
   int8->add_option("--format", cli.options.format,
-                   "qoperator (MatMulInteger/ConvInteger) or qdq (int8 weights + "
-                   "DequantizeLinear)")
+                   "qoperator (MatMulInteger/ConvInteger, the dynamic default) or qdq (int8 "
+                   "weights + DequantizeLinear; the --static form)");
+  auto* st = app.add_option_group("static INT8 (--static with --int8 or --uint8)");
+  st->add_flag("--static", cli.options.static_quant,
+               "Calibrated static INT8 in QDQ form: int8 activations and weights with --int8 "
+               "(S8S8), uint8 with --uint8; writes <stem>_static_int8.onnx");
+  st->add_option("--calib", cli.options.calib,
+                 "Calibration data: a folder of test_data_set_* folders (input_N.pb) or one such "
+                 "folder, .npy/.npz files or a folder of them, or 'random' (synthetic inputs)");
+  st->add_option("--calib-samples", cli.options.calib_samples,
+                 "Use at most N calibration samples (0: all; random: 8)")
       ->capture_default_str();
+  st->add_option("--calib-method", cli.options.calib_method,
+                 "Activation ranges: minmax, percentile or entropy (KL divergence)")
+      ->capture_default_str();
+  st->add_option("--percentile", cli.options.percentile,
+                 "Percentile kept by --calib-method percentile")
+      ->capture_default_str();
+  st->add_option("--keep-float", cli.options.keep_float,
+                 "Tensors (comma-separated names) that stay float");
   auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
   f16->add_flag("--fp16-io", cli.fp16_io,
                 "Convert graph inputs and outputs to float16 too (default: keep float32)");

@@ -63,6 +63,10 @@ void topological_sort(onnx::GraphProto& graph);
 // initializers among the inputs), in every graph. Returns how many were removed.
 int remove_unused_initializers(onnx::ModelProto& model);
 
+// Removes Constant nodes nothing reads, then unused initializers (the float weights a
+// quantization pass replaced).
+void remove_unused_constants(onnx::ModelProto& model);
+
 std::string node_label(const onnx::NodeProto& node);  // "name (Op)" or "Op #output"
 
 }  // namespace quantize

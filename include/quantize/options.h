@@ -2,6 +2,7 @@
 // the command-line flags map one to one onto Options, checked in one validate().
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "quantize/calibrate.h"
 #include "quantize/pass.h"
 
 namespace quantize {
@@ -40,8 +42,16 @@ struct Options {
   // dynamic INT8
   bool per_channel = false;
   bool reduce_range = false;
-  std::string op_types = "MatMul,Gemm,Conv,Gather";  // comma-separated
-  std::string format = "qoperator";                  // or "qdq"
+  std::string op_types;  // comma-separated; empty: the mode's default
+  std::string format;  // "qoperator" or "qdq"; empty: the mode's default (dynamic: qoperator)
+  // static INT8 (--static with --int8 / --uint8)
+  bool static_quant = false;
+  std::string calib;  // --calib PATH | random
+  size_t calib_samples = 0;
+  std::string calib_method = "minmax";
+  double percentile = 99.999;
+  std::string keep_float;  // comma-separated tensor names
+  std::function<void(size_t, size_t)> calib_progress;  // samples done / total
 
   // Throws Error(kUsage) naming the bad option.
   void validate() const;
@@ -76,6 +86,27 @@ struct DynamicInt8Config {
   std::optional<std::regex> include, exclude;
 };
 std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
+
+// Ranges of the tensors a static pass asks for, from the float model (calibration).
+struct Calibration {
+  std::unordered_map<std::string, Range> ranges;
+  std::string description;  // what the samples were
+  bool synthetic = false;
+};
+using Calibrator =
+    std::function<Calibration(const Model& model, const std::set<std::string>& tensors)>;
+
+struct StaticQdqConfig {
+  bool signed_activations = true;  // int8 activations and symmetric int8 weights (S8S8), else U8U8
+  bool per_channel = false;
+  std::set<std::string> op_types;  // empty: every op the pass knows
+  std::set<std::string> keep_float;
+  std::optional<std::regex> include, exclude;
+  Calibrator calibrate;
+};
+std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config);
+// Op types the static pass quantizes.
+const std::set<std::string>& static_qdq_op_types();
 
 struct Float16Config {
   bool keep_io_types = true;

@@ -29,6 +29,7 @@ struct PassResult {
   std::vector<NodeNote> changed;
   std::vector<NodeNote> skipped;
   std::vector<TensorChange> tensors;
+  std::vector<std::string> notes;     // facts for the report (what calibration used, ...)
   std::vector<std::string> warnings;  // worth a user's attention (clamped values, ...)
 };
 

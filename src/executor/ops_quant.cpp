@@ -1,5 +1,5 @@
 // Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
-// ConvInteger and com.microsoft.DynamicQuantizeMatMul. Formulas from the ONNX specification:
+// ConvInteger, com.microsoft.DynamicQuantizeMatMul and com.microsoft.Quantize/DequantizeLinear. Formulas from the ONNX specification:
 // QuantizeLinear y = saturate(rne(x / scale) + zp); DequantizeLinear y = (x - zp) * scale;
 // DynamicQuantizeLinear: uint8 with the range of x widened to include 0.
 #include <algorithm>
@@ -183,6 +183,9 @@ void register_quant(Registry& r) {
   r["MatMulInteger"] = matmul_integer;
   r["ConvInteger"] = conv_integer;
   r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
+  // ONNX Runtime's contrib versions (any opset, per-axis): the same formulas.
+  r["com.microsoft.QuantizeLinear"] = quantize_linear;
+  r["com.microsoft.DequantizeLinear"] = dequantize_linear;
 }
 
 }  // namespace quantize::exec

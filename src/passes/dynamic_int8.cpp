@@ -566,21 +566,6 @@ class DynamicInt8Pass final : public Pass {
     o->set_version(1);
   }
 
-  // Initializers and Constant nodes nothing reads any more (the float weights).
-  static void remove_unused_constants(onnx::ModelProto& model) {
-    auto uses = count_uses(model);
-    for_each_graph(model, [&](onnx::GraphProto& graph, const Scope&) {
-      auto* nodes = graph.mutable_node();
-      for (int i = nodes->size() - 1; i >= 0; --i) {
-        const auto& n = nodes->Get(i);
-        if (n.op_type() == "Constant" && n.output_size() == 1 && uses[n.output(0)] == 0) {
-          nodes->DeleteSubrange(i, 1);
-        }
-      }
-    });
-    remove_unused_initializers(model);
-  }
-
   DynamicInt8Config config_;
   PassResult result_;
   Model* model_ = nullptr;

@@ -17,6 +17,14 @@ if [[ $model == constants:* ]]; then
   model=$outdir/$(basename "${src%.onnx}")_constants.onnx
   "$(dirname "$quantize")/tests/make_constant_weights" "$src" "$model"
 fi
+# CALIB (env): compare.mjs input flags (--images ..., --random N, --data ...); ONNX Runtime saves
+# those inputs as test data in OUTDIR/calib, which quantize gets as --calib (static INT8).
+if [ -n "${CALIB:-}" ]; then
+  # shellcheck disable=SC2086
+  node "$here/../ort/compare.mjs" --float "$model" --quant "$model" --save-float "$outdir/calib" \
+    $CALIB > /dev/null
+  qargs+=(--calib "$outdir/calib")
+fi
 out=$outdir/quantized.onnx
 "$quantize" "$model" "${qargs[@]}" -o "$out" -v | tee "$outdir/report.txt"
 # EXPECT_REPORT: a regular expression the report must contain (a warning, say).

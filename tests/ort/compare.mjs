@@ -12,6 +12,8 @@
 // the last axis); --ppl OUT --ppl-ids INPUT (next-token perplexity ratio, quant / float).
 // Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
 // --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
+// --images A.png,B.png (--image-scale S --image-offset O --image-order rgb|bgr): real photos
+// as the first input instead (see imageSets).
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
 // (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
 // Runtime's graph optimization level (disabled, basic, extended, all; default all).
@@ -21,6 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
+import {PNG} from 'pngjs';
 
 function parseArgs(argv) {
   const repeated = new Set(['data', 'dim', 'range', 'output']);
@@ -205,6 +208,44 @@ function parseRange(text, what) {
   return [lo, hi];
 }
 
+// --images A.png,B.png: real photos as the model's first input, NCHW float32 of its declared
+// [1, C, H, W] (C 1: luma, 3: --image-order rgb or bgr), bilinear-resized, value =
+// pixel (0..255) * --image-scale + --image-offset. Other inputs as in random sets.
+function imageSets(meta, args) {
+  const m = meta[0];
+  const [, channels, height, width] = m.shape;
+  const scale = Number(args['image-scale'] ?? 1), offset = Number(args['image-offset'] ?? 0);
+  const order = args['image-order'] ?? 'rgb';
+  return args.images.split(',').map((file) => {
+    const png = PNG.sync.read(fs.readFileSync(file));
+    const px = (x, y, c) => png.data[(y * png.width + x) * 4 + c];
+    const sample = (fx, fy, c) => {  // bilinear, pixel centres aligned
+      const x = Math.min(Math.max(fx, 0), png.width - 1), y = Math.min(Math.max(fy, 0), png.height - 1);
+      const x0 = Math.floor(x), y0 = Math.floor(y);
+      const x1 = Math.min(x0 + 1, png.width - 1), y1 = Math.min(y0 + 1, png.height - 1);
+      const ax = x - x0, ay = y - y0;
+      return (px(x0, y0, c) * (1 - ax) + px(x1, y0, c) * ax) * (1 - ay) +
+             (px(x0, y1, c) * (1 - ax) + px(x1, y1, c) * ax) * ay;
+    };
+    const values = new Array(channels * height * width);
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const fx = (x + 0.5) * png.width / width - 0.5, fy = (y + 0.5) * png.height / height - 0.5;
+          let v;
+          if (channels === 1) v = 0.299 * sample(fx, fy, 0) + 0.587 * sample(fx, fy, 1) + 0.114 * sample(fx, fy, 2);
+          else v = sample(fx, fy, order === 'bgr' ? 2 - c : c);
+          values[(c * height + y) * width + x] = v * scale + offset;
+        }
+      }
+    }
+    const set = randomSets(meta.slice(1), {...args, random: 1})[0];
+    set.inputs[m.name] = {values, dims: [1, channels, height, width]};
+    set.label = file;
+    return set;
+  });
+}
+
 function randomSets(meta, args) {
   const dims = Object.fromEntries(args.dim.map((d) => d.split('=')).map(([k, v]) => [k, Number(v)]));
   const ranges = Object.fromEntries(args.range.map((r) => {
@@ -359,7 +400,8 @@ async function main() {
   if (!args.float) throw new Error('--float is required');
   const float = await load(args.float);
   const meta = float.inputMetadata;
-  const sets = args.data.length ? dataSets(args.data, meta) : randomSets(meta, args);
+  const sets = args.data.length ? dataSets(args.data, meta)
+             : args.images ? imageSets(meta, args) : randomSets(meta, args);
   const stats = Object.fromEntries(float.outputNames.map((n) => [n, new Stats()]));
   for (const name of float.outputNames) {
     if (!quant.outputNames.includes(name)) throw new Error(`the quantized model has no output '${name}'`);

@@ -1,0 +1,570 @@
+// Static INT8 in QDQ form, with calibrated activation ranges.
+//
+// Before:  x -> Conv(W, b) -> Relu -> r -> MaxPool -> m -> ...
+// After:   x -> Q -> DQ -> Conv(DQ(W_q), DQ(b_q)) -> r -> Q -> DQ -> MaxPool -> m -> Q -> DQ -> ...
+//
+// Every float activation a quantized op reads or writes goes through one QuantizeLinear /
+// DequantizeLinear pair (int8 or uint8, scale and zero point from its calibrated range widened to
+// include 0); all its readers read the DequantizeLinear output, a graph output keeps its float
+// value. Weights are stored quantized (int8 symmetric, or uint8 asymmetric for U8U8; per channel
+// on the output-channel axis with --per-channel) behind a DequantizeLinear; Conv/Gemm bias as
+// int32 with scale = input scale x weight scale. Ops that only move or select values (Reshape,
+// Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, Resize) give their output the input's scale and
+// zero point, as ONNX Runtime's QDQ fusions expect. A Relu, or Clip(0, max), right after a
+// quantized op is folded: that op writes the activation's output directly, whose calibrated range
+// starts at 0, so QuantizeLinear clamps exactly as the activation did.
+//
+// The model is calibrated first (the Calibrator runs the float model), asking only for the
+// tensors the candidate nodes touch. Below opset 13 (per-axis DequantizeLinear) with per-channel
+// weights, the pairs are ONNX Runtime's com.microsoft QuantizeLinear / DequantizeLinear, which
+// take the same inputs and an axis at any opset. A model below opset 10 is raised to 10 unless it
+// has an op whose form changed by then (Slice, TopK, ...), in which case it stays float.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "quantize/error.h"
+#include "quantize/graph.h"
+#include "quantize/kernels.h"
+#include "quantize/options.h"
+
+namespace quantize {
+namespace {
+
+using onnx::TensorProto;
+
+enum class Kind { kWeighted, kElementwise, kOwnRange, kShares, kActivation };
+
+const std::map<std::string, Kind>& op_kinds() {
+  static const std::map<std::string, Kind> kinds = {
+      {"Conv", Kind::kWeighted},         {"ConvTranspose", Kind::kWeighted},
+      {"Gemm", Kind::kWeighted},         {"MatMul", Kind::kWeighted},
+      {"Add", Kind::kElementwise},       {"Mul", Kind::kElementwise},
+      {"Concat", Kind::kElementwise},    {"AveragePool", Kind::kOwnRange},
+      {"GlobalAveragePool", Kind::kOwnRange}, {"Sigmoid", Kind::kOwnRange},
+      {"Softmax", Kind::kOwnRange},      {"MaxPool", Kind::kShares},
+      {"GlobalMaxPool", Kind::kShares},  {"Resize", Kind::kShares},
+      {"Reshape", Kind::kShares},        {"Transpose", Kind::kShares},
+      {"Squeeze", Kind::kShares},        {"Unsqueeze", Kind::kShares},
+      {"Flatten", Kind::kShares},        {"Relu", Kind::kActivation},
+      {"Clip", Kind::kActivation},
+  };
+  return kinds;
+}
+
+// Ops whose inputs or attributes changed form between opsets 7-9 and 10 (not only new types).
+const std::set<std::string> kChangedBy10 = {"Slice", "TopK", "Upsample", "Dropout",
+                                            "BatchNormalization", "Scan"};
+
+struct Params {
+  std::string scale, zp;  // initializer names
+  float s = 1;
+};
+
+class StaticQdqPass final : public Pass {
+ public:
+  explicit StaticQdqPass(StaticQdqConfig config) : config_(std::move(config)) {}
+  const char* name() const override { return "static_qdq"; }
+
+  PassResult run(Model& model) override {
+    result_ = {};
+    result_.pass = name();
+    model_ = &model;
+    graph_ = model.proto.mutable_graph();
+    scope_.graph = graph_;
+    opset_ = 0;
+    for (const auto& o : model.proto.opset_import()) {
+      if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
+    }
+    if (opset_ < 10) {
+      // QuantizeLinear arrived in opset 10, and ONNX Runtime fuses QDQ into opset-10 ops: raise
+      // the model to 10 when none of its ops changed form on the way.
+      for (const auto& node : graph_->node()) {
+        if (node.domain().empty() && node.op_type() == "Slice") continue;  // converted below
+        if ((node.domain().empty() || node.domain() == "ai.onnx") && kChangedBy10.count(node.op_type())) {
+          result_.warnings.push_back(fmt::format(
+              "opset {} model: static QDQ needs opset 10, and {} changed form in opset 10; the "
+              "model is left float (convert it to opset >= 10 first)",
+              opset_, node_label(node)));
+          return result_;
+        }
+      }
+      result_.notes.push_back(fmt::format("opset {} -> 10 (QuantizeLinear needs 10; no op of "
+                                          "this model changed meaning)", opset_));
+      for (auto& o : *model.proto.mutable_opset_import()) {
+        if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(10);
+      }
+      names_.emplace(model.proto);
+      for (auto& node : *graph_->mutable_node()) {
+        if (node.domain().empty() && node.op_type() == "Slice") slice_attributes_to_inputs(node);
+      }
+      opset_ = 10;
+    }
+    if (opset_ < 13 && config_.per_channel) q_domain_ = "com.microsoft";  // per-axis DQ is 13+
+    names_.emplace(model.proto);
+    if (config_.op_types.empty()) {  // the default: every op for conv nets, MatMul/Gemm otherwise
+      bool conv = false;
+      for (const auto& node : graph_->node()) conv |= node.op_type() == "Conv" || node.op_type() == "ConvTranspose";
+      if (!conv) {
+        config_.op_types = {"MatMul", "Gemm"};
+        result_.notes.push_back(
+            "no Conv: only MatMul and Gemm are quantized (activations of norms, softmax and "
+            "residual sums need more than 8 bits: TinyStories top-1 88% -> 23%); choose others "
+            "with --op-types");
+      }
+    }
+
+    // 1. Which tensors the candidates touch; 2. their ranges from the float model.
+    std::set<std::string> wanted;
+    for (const auto& node : graph_->node()) {
+      if (!candidate(node).empty()) continue;
+      for (const auto& in : node.input()) {
+        if (!in.empty() && !find_constant(scope_, in)) wanted.insert(in);
+      }
+      for (const auto& out : node.output()) wanted.insert(out);
+    }
+    if (!config_.calibrate) fail(ExitCode::kInternal, "static_qdq: no calibrator");
+    Calibration calibration = config_.calibrate(model, wanted);
+    ranges_ = std::move(calibration.ranges);
+    if (calibration.synthetic) {
+      result_.warnings.push_back(
+          "calibrated on RANDOM inputs (--calib random): activation ranges are only as good as "
+          "random data is like real data, usually poor; pass real samples with --calib PATH");
+    }
+    result_.notes.push_back("calibration: " + calibration.description);
+
+    select();
+    rewrite();
+    topological_sort(*graph_);
+    if (uses_ms_) ensure_opset(model.proto, "com.microsoft", 1);
+    remove_unused_constants(model.proto);
+    return result_;
+  }
+
+ private:
+  // Slice-1 (starts, ends, axes attributes) -> Slice-10 (the same as int64 inputs).
+  void slice_attributes_to_inputs(onnx::NodeProto& node) {
+    std::map<std::string, std::vector<int64_t>> values;
+    for (const auto& a : node.attribute()) values[a.name()] = {a.ints().begin(), a.ints().end()};
+    node.clear_attribute();
+    for (const char* key : {"starts", "ends", "axes"}) {
+      if (!values.count(key)) continue;
+      const auto& v = values[key];
+      node.add_input(add_initializer(node.name() + "_" + key, TensorProto::INT64,
+                                     {static_cast<int64_t>(v.size())}, v.data(), v.size() * 8));
+    }
+  }
+
+  // Empty when the node is a candidate, else why not (for the report).
+  std::string candidate(const onnx::NodeProto& node) const {
+    if (!node.domain().empty() && node.domain() != "ai.onnx") return "not an ONNX op";
+    if (!op_kinds().count(node.op_type())) return "not an op static INT8 quantizes";
+    if (!config_.op_types.empty() && !config_.op_types.count(node.op_type())) return "not in --op-types";
+    if (config_.include && !std::regex_search(node.name(), *config_.include)) return "not matched by --include";
+    if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) return "matched by --exclude";
+    return {};
+  }
+
+  bool has_range(const std::string& t) const { return ranges_.count(t) && !config_.keep_float.count(t); }
+
+  // The float activation inputs a node of this kind quantizes.
+  std::vector<std::string> data_inputs(const onnx::NodeProto& node, Kind kind) const {
+    std::vector<std::string> ins;
+    const std::string& op = node.op_type();
+    if (kind == Kind::kWeighted) {
+      ins.push_back(node.input(0));
+      if (op == "MatMul" && !find_constant(scope_, node.input(1))) ins.push_back(node.input(1));
+    } else if (kind == Kind::kElementwise) {
+      for (const auto& in : node.input()) {
+        if (!in.empty() && !find_constant(scope_, in)) ins.push_back(in);
+      }
+    } else {
+      ins.push_back(node.input(0));
+    }
+    return ins;
+  }
+
+  // Decides, in graph order, which nodes are quantized and which tensors get a pair.
+  void select() {
+    std::unordered_map<std::string, int> uses = count_uses(model_->proto);
+    std::set<std::string> graph_outputs;
+    for (const auto& o : graph_->output()) graph_outputs.insert(o.name());
+    std::map<std::string, std::string> producer_of;  // tensor -> quantized node's output
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      const auto& node = graph_->node(i);
+      std::string why = candidate(node);
+      if (!why.empty()) {
+        if (why != "not an op static INT8 quantizes" && why != "not an ONNX op") {
+          result_.skipped.push_back({node_label(node), why});
+        }
+        continue;
+      }
+      const Kind kind = op_kinds().at(node.op_type());
+      if (kind == Kind::kActivation) {
+        why = foldable(node, uses, graph_outputs);
+        if (why.empty()) {  // the producer now writes this output, with this output's range
+          folded_[node.input(0)] = i;
+          quantized_.erase(node.input(0));
+          quantized_.insert(node.output(0));
+          result_.changed.push_back({node_label(node), "folded into the range of its input's producer"});
+        } else {
+          result_.skipped.push_back({node_label(node), why});
+        }
+        continue;
+      }
+      if (kind == Kind::kWeighted) {
+        auto weight = find_constant(scope_, node.input(1));
+        if (node.op_type() != "MatMul" && !weight) {
+          result_.skipped.push_back({node_label(node), "the weight is computed at run time"});
+          continue;
+        }
+        if (weight && weight->tensor->data_type() != TensorProto::FLOAT) {
+          result_.skipped.push_back({node_label(node), "the weight is not float32"});
+          continue;
+        }
+      }
+      const auto ins = data_inputs(node, kind);
+      std::string missing;
+      for (const auto& t : ins) missing = has_range(t) ? missing : t;
+      for (const auto& t : node.output()) missing = has_range(t) ? missing : t;
+      if (kind == Kind::kShares && !quantized_.count(ins[0])) {
+        result_.skipped.push_back({node_label(node), "its input is not quantized"});
+        continue;
+      }
+      if (!missing.empty()) {
+        result_.skipped.push_back({node_label(node), config_.keep_float.count(missing)
+                                                         ? fmt::format("'{}' is in --keep-float", missing)
+                                                         : fmt::format("'{}' is not a float32 activation", missing)});
+        continue;
+      }
+      selected_.push_back(i);
+      for (const auto& t : ins) quantized_.insert(t);
+      for (const auto& t : node.output()) {
+        quantized_.insert(t);
+        if (kind == Kind::kShares) shares_[t] = ins[0];
+      }
+    }
+  }
+
+  std::string foldable(const onnx::NodeProto& node, const std::unordered_map<std::string, int>& uses,
+                       const std::set<std::string>& graph_outputs) const {
+    const std::string& in = node.input(0);
+    if (!quantized_.count(in) || shares_.count(in)) return "its input's producer is not quantized";
+    if (uses.count(in) && uses.at(in) != 1) return "its input has other readers";
+    if (graph_outputs.count(in)) return "its input is a graph output";
+    if (!has_range(node.output(0))) return "its output is not calibrated";
+    if (node.op_type() == "Clip") {
+      float lo = -1;
+      if (node.input_size() > 1 && !node.input(1).empty()) {
+        auto c = find_constant(scope_, node.input(1));
+        if (!c) return "Clip min is computed at run time";
+        lo = tensor_floats(*model_, *c->tensor).at(0);
+      } else {
+        for (const auto& a : node.attribute()) lo = a.name() == "min" ? a.f() : lo;
+      }
+      if (lo != 0) return "Clip's min is not 0 (only Relu-like clips fold exactly)";
+    }
+    return {};
+  }
+
+  void rewrite() {
+    // Folds: the producer writes the activation's output.
+    std::set<int> removed;
+    for (const auto& [input, index] : folded_) {
+      const auto& act = graph_->node(index);
+      for (auto& node : *graph_->mutable_node()) {
+        for (auto& out : *node.mutable_output()) {
+          if (out == input) out = act.output(0);
+        }
+      }
+      removed.insert(index);
+    }
+    // Parameters: own ranges first, then shared ones along chains of pass-through ops.
+    for (const auto& t : quantized_) {
+      if (!shares_.count(t)) params_[t] = activation_params(t);
+    }
+    for (const auto& t : quantized_) {
+      std::string root = t;
+      while (shares_.count(root)) root = shares_.at(root);
+      params_[t] = params_.count(root) ? params_[root] : activation_params(root);
+    }
+    // Weights and bias, per selected node.
+    for (int index : selected_) {
+      auto& node = *graph_->mutable_node(index);
+      const Kind kind = op_kinds().at(node.op_type());
+      std::string done = "QDQ activations";
+      if (kind == Kind::kWeighted) done = quantize_weights(node);
+      if (kind == Kind::kShares) done = "QDQ with its input's scale and zero point";
+      result_.changed.push_back({node_label(node), done});
+    }
+    for (auto it = removed.rbegin(); it != removed.rend(); ++it) graph_->mutable_node()->DeleteSubrange(*it, 1);
+    // One pair per tensor; every reader but its QuantizeLinear reads the DequantizeLinear output.
+    std::map<std::string, std::string> dequantized;
+    for (const auto& t : quantized_) dequantized[t] = names_->unique(t + "_dequantized");
+    for (auto& node : *graph_->mutable_node()) {
+      for (auto& in : *node.mutable_input()) {
+        auto it = dequantized.find(in);
+        if (it != dequantized.end()) in = it->second;
+      }
+    }
+    for (const auto& [t, dq_name] : dequantized) {
+      const Params& p = params_.at(t);
+      const std::string q_name = names_->unique(t + "_quantized");
+      auto* q = add_node("QuantizeLinear", t + "_quantize");
+      set_inputs(q, {t, p.scale, p.zp});
+      q->add_output(q_name);
+      auto* dq = add_node("DequantizeLinear", t + "_dequantize");
+      set_inputs(dq, {q_name, p.scale, p.zp});
+      dq->add_output(dq_name);
+    }
+    int matmuls = 0;
+    for (int index : selected_) {
+      const auto& op = graph_->node(index).op_type();
+      matmuls += op == "MatMul" || op == "Gemm";
+    }
+    if (config_.signed_activations && matmuls > 0) {
+      result_.warnings.push_back(fmt::format(
+          "{} MatMul/Gemm node(s) with int8 activations and weights: ONNX Runtime fuses them into "
+          "uint8 x int8 kernels that, on x86 CPUs without VNNI, add products pairwise in 16 bits "
+          "and can saturate{}; --uint8 (U8U8) avoids it",
+          matmuls, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
+    }
+    result_.notes.push_back(fmt::format("{} activation(s) quantized ({})", quantized_.size(),
+                                           config_.signed_activations ? "int8" : "uint8"));
+  }
+
+  Params activation_params(const std::string& t) {
+    Range r = ranges_.at(t);
+    const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f);
+    const int qmin = config_.signed_activations ? -128 : 0, qmax = qmin + 255;
+    float scale = (hi - lo) / 255.0f;
+    if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
+    const int zp = static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale), float(qmin), float(qmax)));
+    Params p;
+    p.s = scale;
+    p.scale = add_initializer(t + "_scale", TensorProto::FLOAT, {}, &scale, 4);
+    const uint8_t z = static_cast<uint8_t>(zp);
+    p.zp = add_initializer(t + "_zero_point", config_.signed_activations ? TensorProto::INT8 : TensorProto::UINT8, {}, &z, 1);
+    return p;
+  }
+
+  // The weight's output-channel axis for this op, or -1 (per tensor).
+  int weight_axis(const onnx::NodeProto& node, int rank) const {
+    if (!config_.per_channel) return -1;
+    const std::string& op = node.op_type();
+    if (op == "Conv") return 0;
+    if (op == "ConvTranspose") {
+      for (const auto& a : node.attribute()) {
+        if (a.name() == "group" && a.i() != 1) return -1;
+      }
+      return 1;
+    }
+    if (op == "Gemm") {
+      for (const auto& a : node.attribute()) {
+        if (a.name() == "transB" && a.i()) return 0;
+      }
+      return 1;
+    }
+    return rank == 2 ? 1 : -1;  // MatMul [K, N]
+  }
+
+  std::string quantize_weights(onnx::NodeProto& node) {
+    auto ref = find_constant(scope_, node.input(1));
+    if (!ref) return "QDQ activations (activation x activation)";
+    const TensorProto& w = *ref->tensor;
+    const std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
+    const int axis = weight_axis(node, static_cast<int>(dims.size()));
+    const std::string key = w.name() + "|" + std::to_string(axis);
+    if (!weights_.count(key)) weights_[key] = quantize_weight(w, dims, axis);
+    const QuantizedWeight& qw = weights_[key];
+    node.set_input(1, qw.dequantized);
+    std::string done = fmt::format("QDQ, {} weights{}", config_.signed_activations ? "int8" : "uint8",
+                                   axis >= 0 ? " per channel" : "");
+    // Bias: int32 at input scale x weight scale (Conv, ConvTranspose; Gemm with alpha = beta = 1).
+    const std::string& op = node.op_type();
+    if (node.input_size() < 3 || node.input(2).empty() || op == "MatMul") return done;
+    if (op == "Gemm") {
+      for (const auto& a : node.attribute()) {
+        if ((a.name() == "alpha" || a.name() == "beta") && a.f() != 1.0f) return done;
+      }
+    }
+    auto bias = find_constant(scope_, node.input(2));
+    if (!bias || bias->tensor->data_type() != TensorProto::FLOAT || bias->tensor->dims_size() != 1) return done;
+    const std::vector<float> b = tensor_floats(*model_, *bias->tensor);
+    const size_t channels = qw.scales.size();
+    if (channels > 1 && b.size() != channels) return done;
+    const float sx = params_.at(node.input(0)).s;
+    std::vector<int32_t> q(b.size());
+    std::vector<float> scales(channels);
+    for (size_t c = 0; c < channels; ++c) scales[c] = sx * qw.scales[c];
+    for (size_t i = 0; i < b.size(); ++i) {
+      const float s = scales[channels > 1 ? i : 0];
+      if (!(s > 0)) return done;
+      q[i] = static_cast<int32_t>(std::clamp(std::nearbyint(double(b[i]) / s), -2147483647.0, 2147483647.0));
+    }
+    const std::string base = bias->tensor->name().empty() ? node.input(2) : bias->tensor->name();
+    const std::string qb = add_initializer(base + "_quantized", TensorProto::INT32,
+                                           {static_cast<int64_t>(b.size())}, q.data(), q.size() * 4);
+    const std::string sb = add_initializer(base + "_scale", TensorProto::FLOAT,
+                                           channels > 1 ? std::vector<int64_t>{static_cast<int64_t>(channels)}
+                                                        : std::vector<int64_t>{},
+                                           scales.data(), channels * 4);
+    auto* dq = add_node("DequantizeLinear", base + "_dequantize");
+    set_inputs(dq, {qb, sb});
+    if (channels > 1) set_axis(dq, 0);
+    const std::string out = names_->unique(base + "_dequantized");
+    dq->add_output(out);
+    node.set_input(2, out);
+    record(base, {static_cast<int64_t>(b.size())}, "int32", b.size() * 4, b.size() * 4 + channels * 4);
+    return done + ", int32 bias";
+  }
+
+  struct QuantizedWeight {
+    std::string dequantized;
+    std::vector<float> scales;
+  };
+
+  QuantizedWeight quantize_weight(const TensorProto& w, const std::vector<int64_t>& dims, int axis) {
+    const std::vector<float> x = tensor_floats(*model_, w);
+    int64_t outer = 1, channels = 1, inner = 1;
+    for (int i = 0; i < static_cast<int>(dims.size()); ++i) {
+      if (axis < 0) inner *= dims[i];
+      else if (i < axis) outer *= dims[i];
+      else if (i == axis) channels = dims[i];
+      else inner *= dims[i];
+    }
+    const bool is_signed = config_.signed_activations;
+    std::vector<float> mn(channels, 0.0f), mx(channels, 0.0f);
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t c = 0; c < channels; ++c) {
+        for (int64_t k = 0; k < inner; ++k) {
+          const float v = x[(o * channels + c) * inner + k];
+          if (std::isfinite(v)) mn[c] = std::min(mn[c], v), mx[c] = std::max(mx[c], v);
+        }
+      }
+    }
+    std::vector<AffineParams> p(channels);
+    std::vector<float> scales(channels);
+    std::vector<uint8_t> zps(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      p[c] = affine_params(mn[c], mx[c], is_signed, false);
+      scales[c] = p[c].scale;
+      zps[c] = static_cast<uint8_t>(p[c].zp);
+    }
+    std::vector<uint8_t> q(x.size());
+    const Kernels& k = kernels();
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const int64_t at = (o * channels + c) * inner;
+        k.quantize_affine(x.data() + at, inner, p[c], q.data() + at);
+      }
+    }
+    const int qtype = is_signed ? TensorProto::INT8 : TensorProto::UINT8;
+    const std::string base = w.name().empty() ? "weight" : w.name();
+    const std::vector<int64_t> cdims = axis >= 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    QuantizedWeight qw;
+    qw.scales = scales;
+    const std::string qn = add_initializer(base + "_quantized", qtype, dims, q.data(), q.size());
+    const std::string sn = add_initializer(base + "_scale", TensorProto::FLOAT, cdims, scales.data(), channels * 4);
+    const std::string zn = add_initializer(base + "_zero_point", qtype, cdims, zps.data(), channels);
+    auto* dq = add_node("DequantizeLinear", base + "_dequantize");
+    set_inputs(dq, {qn, sn, zn});
+    if (axis >= 0) set_axis(dq, axis);
+    qw.dequantized = names_->unique(base + "_dequantized");
+    dq->add_output(qw.dequantized);
+    record(w.name(), dims, fmt::format("{}{}", is_signed ? "int8" : "uint8", axis >= 0 ? " per-channel" : ""),
+           x.size() * 4, x.size() + channels * 5);
+    return qw;
+  }
+
+  void record(const std::string& name, const std::vector<int64_t>& dims, const std::string& to,
+              uint64_t before, uint64_t after) {
+    TensorChange change;
+    change.name = name;
+    change.dims = dims;
+    change.from = "f32";
+    change.to = to;
+    change.bytes_before = before;
+    change.bytes_after = after;
+    result_.tensors.push_back(std::move(change));
+  }
+
+  onnx::NodeProto* add_node(const std::string& op, const std::string& name) {
+    auto* node = graph_->add_node();
+    node->set_op_type(op);
+    node->set_name(names_->unique(name));
+    if ((op == "QuantizeLinear" || op == "DequantizeLinear") && !q_domain_.empty()) {
+      node->set_domain(q_domain_);
+      uses_ms_ = true;
+    }
+    return node;
+  }
+
+  static void set_inputs(onnx::NodeProto* node, std::initializer_list<std::string> names) {
+    for (const auto& n : names) node->add_input(n);
+  }
+
+  static void set_axis(onnx::NodeProto* node, int axis) {
+    auto* a = node->add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(axis);
+  }
+
+  std::string add_initializer(const std::string& base, int type, const std::vector<int64_t>& dims,
+                              const void* data, size_t bytes) {
+    auto* t = graph_->add_initializer();
+    t->set_name(names_->unique(base));
+    t->set_data_type(type);
+    for (int64_t d : dims) t->add_dims(d);
+    std::vector<uint8_t> raw(bytes);
+    std::memcpy(raw.data(), data, bytes);
+    set_tensor_payload(*model_, *t, make_owned_payload(std::move(raw)));
+    return t->name();
+  }
+
+  static void ensure_opset(onnx::ModelProto& model, const std::string& domain, int version) {
+    for (const auto& o : model.opset_import()) {
+      if (o.domain() == domain) return;
+    }
+    auto* o = model.add_opset_import();
+    o->set_domain(domain);
+    o->set_version(version);
+  }
+
+  StaticQdqConfig config_;
+  PassResult result_;
+  Model* model_ = nullptr;
+  onnx::GraphProto* graph_ = nullptr;
+  Scope scope_;
+  int opset_ = 0;
+  std::string q_domain_;
+  bool uses_ms_ = false;
+  std::optional<NameSet> names_;
+  std::unordered_map<std::string, Range> ranges_;
+  std::vector<int> selected_;
+  std::set<std::string> quantized_;
+  std::map<std::string, std::string> shares_;  // output -> the input whose parameters it takes
+  std::map<std::string, int> folded_;          // activation input -> the activation node
+  std::map<std::string, Params> params_;
+  std::map<std::string, QuantizedWeight> weights_;
+};
+
+}  // namespace
+
+const std::set<std::string>& static_qdq_op_types() {
+  static const std::set<std::string> ops = [] {
+    std::set<std::string> s;
+    for (const auto& [op, kind] : op_kinds()) s.insert(op);
+    return s;
+  }();
+  return ops;
+}
+
+std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config) {
+  return std::make_unique<StaticQdqPass>(std::move(config));
+}
+
+}  // namespace quantize

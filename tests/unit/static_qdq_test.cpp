@@ -1,0 +1,224 @@
+// Static INT8: the calibrators against hand-computed ranges, and QDQ placement on a small graph.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "quantize/calibrate.h"
+#include "quantize/error.h"
+#include "quantize/options.h"
+#include "test_util.h"
+
+namespace quantize {
+namespace {
+using testing::count_ops;
+using testing::find_initializer;
+using testing::find_node;
+
+std::vector<uint8_t> bytes_of(const Model& m, const onnx::TensorProto& t) {
+  PayloadBytes b(tensor_payload(m, t));
+  return {b.data(), b.data() + b.size()};
+}
+
+template <typename T>
+std::vector<T> values_of(const Model& m, const onnx::TensorProto* t) {
+  auto raw = bytes_of(m, *t);
+  std::vector<T> v(raw.size() / sizeof(T));
+  std::memcpy(v.data(), raw.data(), raw.size());
+  return v;
+}
+
+TEST(Calibration, MinMaxIsTheRunningRange) {
+  TensorStats s(false);
+  const float a[] = {0.5f, -2.0f, NAN}, b[] = {3.0f, INFINITY, 1.0f};
+  s.add(a, 3);
+  s.add(b, 3);
+  const Range r = s.range(CalibMethod::kMinMax);
+  EXPECT_EQ(r.lo, -2.0f);
+  EXPECT_EQ(r.hi, 3.0f);
+  EXPECT_EQ(s.count(), 4u);  // NaN and infinity ignored
+}
+
+TEST(Calibration, HistogramGrowsByMergingPairsExactly) {
+  TensorStats s(true);
+  const float small[] = {0.3f, -0.3f, 0.7f};
+  s.add(small, 3);
+  EXPECT_EQ(s.limit(), 1.0f);
+  const float big[] = {5.0f};
+  s.add(big, 1);
+  EXPECT_EQ(s.limit(), 8.0f);  // 1 -> 2 -> 4 -> 8
+  uint64_t total = 0;
+  for (uint32_t c : s.bins()) total += c;
+  EXPECT_EQ(total, 4u);
+  // Each value sits in the bin that covers it at the new width (16 / 8192).
+  const double width = 16.0 / TensorStats::kBins;
+  for (float v : {0.3f, -0.3f, 0.7f, 5.0f}) {
+    EXPECT_GE(s.bins()[static_cast<size_t>((v + 8.0) / width)], 1u) << v;
+  }
+}
+
+TEST(Calibration, PercentileReadsTheQuantileBins) {
+  // 0, 1, ..., 9999: H = 16384, bins 4 wide. 99%: the 9900th value (9899) lies in [9896, 9900),
+  // the 100th (99) in [96, 100).
+  std::vector<float> v(10000);
+  for (int i = 0; i < 10000; ++i) v[i] = static_cast<float>(i);
+  TensorStats s(true);
+  s.add(v.data(), v.size());
+  const Range r = s.range(CalibMethod::kPercentile, 99.0);
+  EXPECT_EQ(r.hi, 9900.0f);
+  EXPECT_EQ(r.lo, 96.0f);
+  const Range all = s.range(CalibMethod::kPercentile, 100.0);
+  EXPECT_EQ(all.hi, 9999.0f);  // clipped to the maximum
+  EXPECT_EQ(all.lo, 0.0f);
+}
+
+TEST(Calibration, EntropyKeepsIsolatedOutliersAndCutsLongTails) {
+  // 10000 values in [0, 1) and ten at 100 (H = 128, |x| bins 1/16 wide): any cut below 100 puts
+  // the outliers in a bin the cut histogram leaves empty, so only the full range has KL 0.
+  std::vector<float> v;
+  for (int i = 0; i < 10000; ++i) v.push_back(i / 10000.0f);
+  for (int i = 0; i < 10; ++i) v.push_back(100.0f);
+  TensorStats s(true);
+  s.add(v.data(), v.size());
+  EXPECT_EQ(s.range(CalibMethod::kEntropy).hi, 100.0f);
+  // Uniform data: the range is the data's own.
+  TensorStats plain(true);
+  plain.add(v.data(), 10000);
+  EXPECT_EQ(plain.range(CalibMethod::kEntropy).hi, 0.9999f);
+  EXPECT_EQ(plain.range(CalibMethod::kEntropy).lo, 0.0f);
+  // An exponential distribution (max ~ 12): the sparse tail is cut, the bulk kept.
+  std::vector<float> e;
+  for (int i = 1; i <= 200000; ++i) e.push_back(-std::log(i / 200001.0f));
+  TensorStats tail(true);
+  tail.add(e.data(), e.size());
+  const Range r = tail.range(CalibMethod::kEntropy);
+  EXPECT_GT(r.hi, 3.0f);
+  EXPECT_LT(r.hi, tail.max() * 0.9f);
+}
+
+TEST(Calibration, ReadsNpy) {
+  // A 2 x 3 float32 array as NumPy writes it (format 1.0, header padded to 128 bytes).
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  header.resize(128 - 10 - 1, ' ');
+  header += '\n';
+  std::vector<uint8_t> file = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                               static_cast<uint8_t>(header.size()), 0};
+  file.insert(file.end(), header.begin(), header.end());
+  const float values[] = {1, 2, 3, 4, 5, 6};
+  const auto* p = reinterpret_cast<const uint8_t*>(values);
+  file.insert(file.end(), p, p + sizeof(values));
+  Tensor t = read_npy(file.data(), file.size(), "test.npy");
+  EXPECT_EQ(t.shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(t.data<float>()[5], 6.0f);
+  file.resize(file.size() - 4);
+  EXPECT_THROW(read_npy(file.data(), file.size(), "short.npy"), Error);
+}
+
+const char* kConvNet = R"(
+  <ir_version: 8, opset_import: ["" : 17]>
+  g (float[1, 2, 4, 4] x) => (float[1, 3] y) {
+    c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+    r = Relu(c)
+    p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (r)
+    f = Flatten(p)
+    y = Gemm <transB = 1> (f, w2, b2)
+  })";
+
+TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
+  auto proto = testing::parse(kConvNet);
+  auto w = testing::random_floats(4 * 2 * 3 * 3, 1);
+  testing::set_floats(proto, "w", {4, 2, 3, 3}, w);
+  testing::set_floats(proto, "b", {4}, {0.1f, -0.2f, 0.3f, 0.0f});
+  testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(3 * 16, 2));
+  testing::set_floats(proto, "b2", {3}, {0.5f, 0.25f, -1.0f});
+  Model model = testing::round_trip(proto);
+  std::set<std::string> asked;
+  StaticQdqConfig config;
+  config.per_channel = true;
+  config.calibrate = [&](const Model&, const std::set<std::string>& tensors) {
+    asked = tensors;
+    Calibration c;
+    c.description = "fixed ranges";
+    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5.1f}}, {"p", {0, 5}},
+                {"f", {0, 5}},  {"y", {-4, 4}}};
+    return c;
+  };
+  PassResult result = make_static_qdq_pass(config)->run(model);
+  const auto& g = model.proto.graph();
+  EXPECT_TRUE(asked.count("x") && asked.count("r") && asked.count("y"));
+  EXPECT_FALSE(asked.count("w"));  // constants are not calibrated
+  EXPECT_EQ(count_ops(g, "Relu"), 0);  // folded: Conv writes r, whose range starts at 0
+  EXPECT_EQ(find_node(g, "Conv")->output(0), "r");
+  // Activations x, r, p, f, y: one pair each; weights w, w2 and biases b, b2: one DQ each.
+  EXPECT_EQ(count_ops(g, "QuantizeLinear"), 5);
+  EXPECT_EQ(count_ops(g, "DequantizeLinear"), 9);
+  // MaxPool and Flatten take r's scale and zero point, so the fused int8 ops need no requantize.
+  std::map<std::string, std::string> scale_of;
+  for (const auto& n : g.node()) {
+    if (n.op_type() == "QuantizeLinear") scale_of[n.input(0)] = n.input(1);
+  }
+  EXPECT_EQ(scale_of["p"], scale_of["r"]);
+  EXPECT_EQ(scale_of["f"], scale_of["r"]);
+  EXPECT_NE(scale_of["x"], scale_of["r"]);
+  // x: int8, range [-1, 1] -> scale 2/255, zero point rne(-128 + 127.5) = -0 -> 0.
+  const float sx = values_of<float>(model, find_initializer(g, scale_of["x"])).at(0);
+  EXPECT_FLOAT_EQ(sx, 2.0f / 255);
+  // The Conv weight: int8 per channel (axis 0), every value within scale/2.
+  const auto* conv = find_node(g, "Conv");
+  const onnx::NodeProto* wdq = nullptr;
+  const onnx::NodeProto* bdq = nullptr;
+  for (const auto& n : g.node()) {
+    if (n.op_type() == "DequantizeLinear" && n.output(0) == conv->input(1)) wdq = &n;
+    if (n.op_type() == "DequantizeLinear" && n.output(0) == conv->input(2)) bdq = &n;
+  }
+  ASSERT_TRUE(wdq && bdq);
+  const auto* wq = find_initializer(g, wdq->input(0));
+  const auto* ws = find_initializer(g, wdq->input(1));
+  ASSERT_EQ(wq->data_type(), onnx::TensorProto::INT8);
+  ASSERT_EQ(ws->dims(0), 4);
+  const auto scales = values_of<float>(model, ws);
+  const auto wq_values = values_of<int8_t>(model, wq);
+  for (size_t i = 0; i < w.size(); ++i) {
+    const float q = wq_values[i];
+    EXPECT_LE(std::fabs(q * scales[i / 18] - w[i]), scales[i / 18] / 2 * 1.0001f) << i;
+  }
+  // The bias: int32 at scale sx * sw[c].
+  const auto* bq = find_initializer(g, bdq->input(0));
+  const auto* bs = find_initializer(g, bdq->input(1));
+  ASSERT_EQ(bq->data_type(), onnx::TensorProto::INT32);
+  const auto bias_scales = values_of<float>(model, bs);
+  const auto bias = values_of<int32_t>(model, bq);
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_FLOAT_EQ(bias_scales[c], sx * scales[c]);
+    EXPECT_EQ(bias[c], static_cast<int32_t>(std::nearbyint(std::vector<float>{0.1f, -0.2f, 0.3f, 0.0f}[c] / bias_scales[c])));
+  }
+  EXPECT_FALSE(result.changed.empty());
+}
+
+TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
+  auto proto = testing::parse(kConvNet);
+  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(72, 1));
+  testing::set_floats(proto, "b", {4}, {0, 0, 0, 0});
+  testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(48, 2));
+  testing::set_floats(proto, "b2", {3}, {0, 0, 0});
+  Model model = testing::round_trip(proto);
+  StaticQdqConfig config;
+  config.keep_float = {"y"};
+  config.calibrate = [](const Model&, const std::set<std::string>&) {
+    Calibration c;
+    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
+                {"y", {-4, 4}}};
+    return c;
+  };
+  PassResult result = make_static_qdq_pass(config)->run(model);
+  bool gemm_kept = false;
+  for (const auto& s : result.skipped) gemm_kept |= s.reason.find("--keep-float") != std::string::npos;
+  EXPECT_TRUE(gemm_kept);
+  EXPECT_EQ(count_ops(model.proto.graph(), "Gemm"), 1);
+  for (const auto& n : model.proto.graph().node()) {
+    if (n.op_type() == "QuantizeLinear") EXPECT_NE(n.input(0), "y");
+  }
+}
+
+}  // namespace
+}  // namespace quantize
