@@ -86,11 +86,17 @@ void Options::validate() const {
   bool any_dynamic = false;
   for (Mode m : modes) any_dynamic |= is_dynamic_int8(m) && !(static_quant && m != Mode::kQ8);
   if (any_dynamic) split_op_types(op_types, false);
+  if (!static_quant && !calib.empty()) {
+    fail(ExitCode::kUsage, "--calib is for static quantization: add --static (with --int8 or --uint8)");
+  }
   if (static_quant) {
     split_op_types(op_types, true);
+    bool int8_mode = false;
     for (Mode m : modes) {
       if (m == Mode::kQ8) fail(ExitCode::kUsage, "--static goes with --int8 or --uint8, not --q8");
+      int8_mode |= m == Mode::kInt8 || m == Mode::kUInt8;
     }
+    if (!int8_mode) fail(ExitCode::kUsage, "--static needs --int8 (S8S8) or --uint8 (U8U8)");
     if (calib.empty()) {
       fail(ExitCode::kUsage, "--static needs calibration data: --calib PATH (test-data folders, "
                              ".npy/.npz), or --calib random to calibrate on synthetic inputs");
