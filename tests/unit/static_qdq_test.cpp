@@ -149,9 +149,10 @@ TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
   EXPECT_FALSE(asked.count("w"));  // constants are not calibrated
   EXPECT_EQ(count_ops(g, "Relu"), 0);  // folded: Conv writes r, whose range starts at 0
   EXPECT_EQ(find_node(g, "Conv")->output(0), "r");
-  // Activations x, r, p, f, y: one pair each; weights w, w2 and biases b, b2: one DQ each.
-  EXPECT_EQ(count_ops(g, "QuantizeLinear"), 5);
-  EXPECT_EQ(count_ops(g, "DequantizeLinear"), 9);
+  // Activations read by quantized ops (x, r, p, f): one pair each; y, a graph output, stays
+  // float. Weights w, w2 and biases b, b2: one DQ each.
+  EXPECT_EQ(count_ops(g, "QuantizeLinear"), 4);
+  EXPECT_EQ(count_ops(g, "DequantizeLinear"), 8);
   // MaxPool and Flatten take r's scale and zero point, so the fused int8 ops need no requantize.
   std::map<std::string, std::string> scale_of;
   for (const auto& n : g.node()) {
@@ -203,7 +204,7 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   testing::set_floats(proto, "b2", {3}, {0, 0, 0});
   Model model = testing::round_trip(proto);
   StaticQdqConfig config;
-  config.keep_float = {"y"};
+  config.keep_float = {"f"};
   config.calibrate = [](const Model&, const std::set<std::string>&) {
     Calibration c;
     c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
@@ -216,7 +217,7 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   EXPECT_TRUE(gemm_kept);
   EXPECT_EQ(count_ops(model.proto.graph(), "Gemm"), 1);
   for (const auto& n : model.proto.graph().node()) {
-    if (n.op_type() == "QuantizeLinear") EXPECT_NE(n.input(0), "y");
+    if (n.op_type() == "QuantizeLinear") EXPECT_NE(n.input(0), "f");
   }
 }
 
