@@ -58,6 +58,26 @@ void TensorStats::add(const float* x, size_t n) {
   }
 }
 
+void TensorStats::add_channels(const float* x, int64_t outer, int64_t channels, int64_t inner) {
+  if (channel_sq_.empty()) channel_sq_.assign(channels, 0.0);
+  if (static_cast<int64_t>(channel_sq_.size()) != channels) return;  // the shape changed: keep the first
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* p = x + (o * channels + c) * inner;
+      double sum = 0;
+      for (int64_t k = 0; k < inner; ++k) sum += std::isfinite(p[k]) ? double(p[k]) * p[k] : 0.0;
+      channel_sq_[c] += sum;
+    }
+  }
+  channel_count_ += outer * inner;
+}
+
+std::vector<double> TensorStats::channel_power() const {
+  std::vector<double> power(channel_sq_.size());
+  for (size_t c = 0; c < power.size(); ++c) power[c] = channel_count_ ? channel_sq_[c] / channel_count_ : 0;
+  return power;
+}
+
 Range TensorStats::range(CalibMethod method, double percentile) const {
   if (count_ == 0) return {};
   if (method == CalibMethod::kMinMax || !histogram_) return {min_, max_};
@@ -419,15 +439,22 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
 
 // --- the run ------------------------------------------------------------------------------------
 
-std::unordered_map<std::string, Range> calibrate(const Model& model, const CalibrationData& data,
-                                                 const std::set<std::string>& tensors,
-                                                 const CalibrationOptions& options) {
+std::unordered_map<std::string, Range> calibrate(
+    const Model& model, const CalibrationData& data, const std::set<std::string>& tensors,
+    const CalibrationOptions& options,
+    std::unordered_map<std::string, std::vector<double>>* channel_power) {
   Executor executor(model);
   const bool histogram = options.method != CalibMethod::kMinMax;
   std::unordered_map<std::string, TensorStats> stats;
   auto observe = [&](const std::string& name, const Tensor& value) {
     if (value.dtype() != TensorProto::FLOAT || !tensors.count(name)) return;
-    stats.try_emplace(name, histogram).first->second.add(value.data<float>(), value.size());
+    TensorStats& s = stats.try_emplace(name, histogram).first->second;
+    s.add(value.data<float>(), value.size());
+    if (channel_power && value.rank() >= 3) {
+      int64_t inner = 1;
+      for (int64_t i = 2; i < value.rank(); ++i) inner *= value.shape()[i];
+      s.add_channels(value.data<float>(), value.shape()[0], value.shape()[1], inner);
+    }
   };
   for (size_t i = 0; i < data.count; ++i) {
     const std::vector<Tensor> inputs = data.sample(i);
@@ -438,7 +465,10 @@ std::unordered_map<std::string, Range> calibrate(const Model& model, const Calib
     if (options.progress) options.progress(i + 1, data.count);
   }
   std::unordered_map<std::string, Range> ranges;
-  for (const auto& [name, s] : stats) ranges[name] = s.range(options.method, options.percentile);
+  for (const auto& [name, s] : stats) {
+    ranges[name] = s.range(options.method, options.percentile);
+    if (channel_power && s.channel_power().size()) (*channel_power)[name] = s.channel_power();
+  }
   return ranges;
 }
 

@@ -187,7 +187,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                            const Model& model, const std::set<std::string>& tensors) {
       CalibrationData data = open_calibration_data(spec, model, samples);
       Calibration c;
-      c.ranges = quantize::calibrate(model, data, tensors, calib);
+      c.ranges = quantize::calibrate(model, data, tensors, calib, &c.channel_power);
       c.description = fmt::format("{}, {} ranges", data.description,
                                   calib.method == CalibMethod::kMinMax       ? "min/max"
                                   : calib.method == CalibMethod::kPercentile ? "percentile"

@@ -42,6 +42,9 @@ class TensorStats {
 
   explicit TensorStats(bool histogram) : histogram_(histogram) {}
   void add(const float* x, size_t n);  // NaN and infinities are ignored
+  // Also the mean square of each channel of an [outer, channels, inner] tensor (axis 1 of NCHW).
+  void add_channels(const float* x, int64_t outer, int64_t channels, int64_t inner);
+  std::vector<double> channel_power() const;
 
   uint64_t count() const { return count_; }
   float min() const { return min_; }
@@ -61,6 +64,8 @@ class TensorStats {
   float min_ = 0, max_ = 0;
   float limit_ = 0;
   std::vector<uint32_t> bins_;
+  std::vector<double> channel_sq_;
+  uint64_t channel_count_ = 0;  // elements per channel so far
 };
 
 // Calibration samples, read one at a time.
@@ -89,9 +94,11 @@ struct CalibrationOptions {
 };
 
 // Runs the model on every sample and returns the range of each float tensor in `tensors` (graph
-// inputs included) that was seen.
-std::unordered_map<std::string, Range> calibrate(const Model& model, const CalibrationData& data,
-                                                 const std::set<std::string>& tensors,
-                                                 const CalibrationOptions& options);
+// inputs included) that was seen; with `channel_power`, also the mean square per channel (axis
+// 1) of those of rank 3 or more.
+std::unordered_map<std::string, Range> calibrate(
+    const Model& model, const CalibrationData& data, const std::set<std::string>& tensors,
+    const CalibrationOptions& options,
+    std::unordered_map<std::string, std::vector<double>>* channel_power = nullptr);
 
 }  // namespace quantize

@@ -90,6 +90,7 @@ std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
 // Ranges of the tensors a static pass asks for, from the float model (calibration).
 struct Calibration {
   std::unordered_map<std::string, Range> ranges;
+  std::unordered_map<std::string, std::vector<double>> channel_power;  // mean square per channel
   std::string description;  // what the samples were
   bool synthetic = false;
 };
