@@ -221,5 +221,37 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   }
 }
 
+// A depthwise Conv: channel 0 carries large inputs through a small weight, channel 1 small
+// inputs through a large one. Input range [-100, 100]: step 200/255, rounding noise step^2/12 =
+// 0.0513 per element; through w1 = 10 that is 5.13 in output channel 1, against its mean square.
+TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
+  auto run = [](double channel1_power) {
+    auto proto = testing::parse(R"(
+      <ir_version: 8, opset_import: ["" : 17]>
+      g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) {
+        c = Conv <group = 2> (x, w)
+        y = Relu(c)
+      })");
+    testing::set_floats(proto, "w", {2, 1, 1, 1}, {0.01f, 10.0f});
+    Model model = testing::round_trip(proto);
+    StaticQdqConfig config;
+    config.calibrate = [&](const Model&, const std::set<std::string>&) {
+      Calibration c;
+      c.ranges = {{"x", {-100, 100}}, {"c", {-1, 1}}, {"y", {0, 1}}};
+      c.channel_power = {{"c", {1.0, channel1_power}}};
+      return c;
+    };
+    PassResult r = make_static_qdq_pass(config)->run(model);
+    for (const auto& s : r.skipped) {
+      if (s.reason.find("bury output channel 1") != std::string::npos) return s.reason;
+    }
+    return std::string();
+  };
+  // Signal 1.0 against noise 5.13: -7 dB, kept float.
+  EXPECT_NE(run(1.0).find("estimated SNR -7 dB"), std::string::npos) << run(1.0);
+  // Signal 1000: +23 dB, quantized.
+  EXPECT_EQ(run(1000.0), "");
+}
+
 }  // namespace
 }  // namespace quantize
