@@ -1,15 +1,84 @@
+// parallel_for over a persistent pool: workers sleep on a condition variable between loops, so a
+// loop costs a wake-up, not a thread start (the executor runs hundreds of small loops per model).
+// A loop started from inside a pool worker runs inline.
 #include "quantize/threads.h"
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace quantize {
 namespace {
+
 std::atomic<unsigned> g_threads{0};
+thread_local bool t_in_pool = false;
+
+class Pool {
+ public:
+  explicit Pool(size_t workers) {
+    for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  size_t size() const { return threads_.size(); }
+
+  // Runs work() on `helpers` workers and the caller; returns when all have finished.
+  void run(size_t helpers, const std::function<void()>& work) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    work_ = &work;
+    pending_ = std::min(helpers, threads_.size());
+    running_ = pending_;
+    ++generation_;
+    lock.unlock();
+    wake_.notify_all();
+    t_in_pool = true;
+    work();
+    t_in_pool = false;
+    lock.lock();
+    done_.wait(lock, [&] { return running_ == 0; });
+    work_ = nullptr;
+  }
+
+ private:
+  void loop() {
+    t_in_pool = true;
+    size_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || (generation_ != seen && pending_ > 0); });
+      if (stop_) return;
+      seen = generation_;
+      --pending_;
+      const std::function<void()>* work = work_;
+      lock.unlock();
+      (*work)();
+      lock.lock();
+      if (--running_ == 0) done_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void()>* work_ = nullptr;
+  size_t pending_ = 0, running_ = 0, generation_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex g_pool_mutex;  // one loop at a time uses the pool; others run inline
+std::unique_ptr<Pool> g_pool;
+
 }  // namespace
 
 void set_thread_count(unsigned count) { g_threads = count; }
@@ -25,14 +94,16 @@ void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_
   grain = std::max<size_t>(grain, 1);
   const size_t chunks = (n + grain - 1) / grain;
   const size_t workers = std::min<size_t>(thread_count(), chunks);
-  if (workers <= 1) {
-    body(0, n);
+  std::unique_lock<std::mutex> pool_lock(g_pool_mutex, std::defer_lock);
+  if (workers <= 1 || t_in_pool || !pool_lock.try_lock()) {
+    for (size_t c = 0; c < chunks; ++c) body(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
+  if (!g_pool || g_pool->size() != thread_count() - 1) g_pool = std::make_unique<Pool>(thread_count() - 1);
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto work = [&] {
+  const std::function<void()> work = [&] {
     for (size_t c; (c = next.fetch_add(1)) < chunks;) {
       try {
         body(c * grain, std::min(n, (c + 1) * grain));
@@ -43,11 +114,7 @@ void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_
       }
     }
   };
-  std::vector<std::thread> threads;
-  threads.reserve(workers - 1);
-  for (size_t i = 1; i < workers; ++i) threads.emplace_back(work);
-  work();
-  for (auto& t : threads) t.join();
+  g_pool->run(workers - 1, work);
   if (error) std::rethrow_exception(error);
 }
 

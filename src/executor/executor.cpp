@@ -1,3 +1,7 @@
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <algorithm>
 #include <cmath>
 #include <unordered_set>
@@ -121,10 +125,26 @@ void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const 
     std::fill(c, c + m * n, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(k), b, static_cast<int>(trans_b ? k : n), 0.0f, c,
-              static_cast<int>(n));
+  // OpenBLAS runs single-threaded (its idle workers spin and starve the executor's own threads);
+  // large products are split over the executor's threads by column blocks instead.
+  const int64_t block = n * m * k >= (1 << 18) && n >= 64 ? std::max<int64_t>(32, n / (4 * thread_count())) : n;
+  parallel_for(static_cast<size_t>((n + block - 1) / block), 1, [&](size_t b0, size_t b1) {
+    for (size_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = static_cast<int64_t>(blk) * block, cols = std::min(block, n - j0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                  static_cast<int>(m), static_cast<int>(cols), static_cast<int>(k), 1.0f, a,
+                  static_cast<int>(k), trans_b ? b + j0 * k : b + j0,
+                  static_cast<int>(trans_b ? k : n), 0.0f, c + j0, static_cast<int>(n));
+    }
+  });
+}
+
+void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
+                 float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(ldb), 0.0f, c,
+              static_cast<int>(ldc));
 }
 
 void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
@@ -178,7 +198,7 @@ std::string op_key(const onnx::NodeProto& node) {
 }  // namespace
 
 Executor::Executor(const Model& model) : model_(model) {
-  openblas_set_num_threads(static_cast<int>(thread_count()));
+  openblas_set_num_threads(1);
   const auto& graph = model.proto.graph();
   for (const auto& node : graph.node()) {
     if (!exec::registry().count(op_key(node))) {
@@ -220,6 +240,10 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
   for (const auto& o : outputs_) readers[o] += 1 << 20;  // graph outputs are never dropped
 
   const int default_opset = opset_of(model_.proto, "");
+  // QUANTIZE_PROFILE=1: time per op type on stderr after each run.
+  static const bool profile = std::getenv("QUANTIZE_PROFILE") != nullptr;
+  std::map<std::string, double> profile_time;
+  std::map<std::string, int64_t> profile_elements;
   for (const auto& node : graph.node()) {
     std::vector<const Tensor*> in;
     for (const auto& name : node.input()) {
@@ -251,7 +275,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     std::vector<Tensor> out(node.output_size());
     const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
     exec::OpContext ctx(model_, node, opset, in, out);
+    const auto op_start = std::chrono::steady_clock::now();
     exec::registry().at(op_key(node))(ctx);
+    if (profile) {
+      profile_time[node.op_type()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+      profile_elements[node.op_type()] += out.empty() ? 0 : out[0].size();
+    }
     if (half) {
       for (auto& t : out) {
         if (t.dtype() == onnx::TensorProto::FLOAT) t = narrow(t);
@@ -265,6 +294,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     }
     for (const auto& name : node.input()) {
       if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);
+    }
+  }
+  if (profile) {
+    for (const auto& [op, seconds] : profile_time) {
+      std::fprintf(stderr, "profile %-22s %8.2f ms %12lld elements out\n", op.c_str(), seconds * 1e3,
+                   static_cast<long long>(profile_elements[op]));
     }
   }
   std::vector<Tensor> results;

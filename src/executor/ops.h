@@ -68,6 +68,9 @@ std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
 // C [m, n] = A [m, k] x B, B given as [k, n], or as [n, k] when trans_b (row-major, BLAS).
 void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c);
+// C[m x n] (row stride ldc) = A[m x k] * B[k x n] (row stride ldb), on the calling thread.
+void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
+                 float* c, int64_t ldc);
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 

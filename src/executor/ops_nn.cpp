@@ -90,6 +90,44 @@ void for_each_tap(const Window& w, F f) {
   }
 }
 
+bool pointwise(const Window& w) {
+  for (size_t i = 0; i < w.in.size(); ++i) {
+    if (w.kernel[i] != 1 || w.stride[i] != 1 || w.pad_begin[i] != 0 || w.out[i] != w.in[i]) return false;
+  }
+  return true;
+}
+
+// One channel of a 2-D depthwise convolution: out[oy][ox] = sum over taps of
+// in[oy*sy - py + ky*dy][ox*sx - px + kx*dx] * k[ky][kx], taps in the padding skipped. The same
+// products as im2col + GEMM, summed tap by tap.
+void depthwise_2d(const Window& w, const float* in, const float* k, float* out) {
+  const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
+  const int64_t sy = w.stride[0], sx = w.stride[1], dy = w.dilation[0], dx = w.dilation[1];
+  const int64_t py = w.pad_begin[0], px = w.pad_begin[1];
+  std::fill(out, out + oh * ow, 0.0f);
+  for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
+    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+      const float kv = k[ky * w.kernel[1] + kx];
+      // Output columns whose input column ox*sx - px + kx*dx lies in [0, iw).
+      const int64_t shift = kx * dx - px;
+      int64_t x0 = shift >= 0 ? 0 : (-shift + sx - 1) / sx;
+      int64_t x1 = iw - shift <= 0 ? 0 : (iw - shift + sx - 1) / sx;
+      x1 = std::min(x1, ow);
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const int64_t iy = oy * sy - py + ky * dy;
+        if (iy < 0 || iy >= ih) continue;
+        const float* row = in + iy * iw + shift;
+        float* dst = out + oy * ow;
+        if (sx == 1) {
+          for (int64_t ox = x0; ox < x1; ++ox) dst[ox] += kv * row[ox];
+        } else {
+          for (int64_t ox = x0; ox < x1; ++ox) dst[ox] += kv * row[ox * sx];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Convolution over already-converted operands: x [N, C, spatial...] and w [M, C/group, kernel...]
@@ -110,22 +148,72 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
   out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
   const int64_t taps = w.kernel_size(), spatial = w.out_size(), rows = cg * taps;
   std::vector<T> out(static_cast<size_t>(batch * filters * spatial));
+  if constexpr (std::is_same_v<T, float>) {
+    if (pointwise(w)) {  // 1x1, stride 1, no padding: X itself is the column matrix
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t g = 0; g < group; ++g) {
+          sgemm(false, mg, spatial, cg, weight + g * mg * cg,
+                x + (b * channels + g * cg) * spatial, out.data() + (b * filters + g * mg) * spatial);
+        }
+      }
+      return out;
+    }
+    if (cg == 1 && mg == 1 && w.in.size() == 2) {  // depthwise 2-D: direct, one channel per task
+      parallel_for(static_cast<size_t>(batch * channels), 1, [&](size_t c0, size_t c1) {
+        for (size_t bc = c0; bc < c1; ++bc) {
+          depthwise_2d(w, x + bc * w.in_size(), weight + (bc % channels) * taps, out.data() + bc * spatial);
+        }
+      });
+      return out;
+    }
+  }
   // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
   std::vector<int64_t> offsets(static_cast<size_t>(spatial * taps));
   for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
+  if constexpr (std::is_same_v<T, float>) {
+    // In tiles of output positions, each built and multiplied by one thread, so the column
+    // matrix stays in cache instead of taking rows x spatial floats of memory.
+    const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
+    const int64_t tiles = (spatial + tile - 1) / tile;
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t g = 0; g < group; ++g) {
+        const T* in = x + (b * channels + g * cg) * w.in_size();
+        parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t0, size_t t1) {
+          std::vector<float> cols(static_cast<size_t>(rows * tile));
+          for (size_t ti = t0; ti < t1; ++ti) {
+            const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
+            for (int64_t ch = 0; ch < cg; ++ch) {
+              for (int64_t t = 0; t < taps; ++t) {
+                float* row = cols.data() + (ch * taps + t) * n;
+                const int64_t* off = offsets.data() + o0 * taps + t;
+                const float* src = in + ch * w.in_size();
+                for (int64_t o = 0; o < n; ++o) row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
+              }
+            }
+            sgemm_block(mg, n, rows, weight + g * mg * rows, cols.data(), n,
+                        out.data() + (b * filters + g * mg) * spatial + o0, spatial);
+          }
+        });
+      }
+    }
+    return out;
+  }
   std::vector<T> cols(static_cast<size_t>(rows * spatial));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < group; ++g) {
       const T* in = x + (b * channels + g * cg) * w.in_size();
-      for (int64_t ch = 0; ch < cg; ++ch) {
-        for (int64_t t = 0; t < taps; ++t) {
-          T* row = cols.data() + (ch * taps + t) * spatial;
-          for (int64_t o = 0; o < spatial; ++o) {
-            const int64_t off = offsets[o * taps + t];
-            row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+      parallel_for(static_cast<size_t>(cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
+                   [&](size_t c0, size_t c1) {
+        for (size_t ch = c0; ch < c1; ++ch) {
+          for (int64_t t = 0; t < taps; ++t) {
+            T* row = cols.data() + (ch * taps + t) * spatial;
+            for (int64_t o = 0; o < spatial; ++o) {
+              const int64_t off = offsets[o * taps + t];
+              row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+            }
           }
         }
-      }
+      });
       const T* wg = weight + g * mg * rows;
       T* y = out.data() + (b * filters + g * mg) * spatial;
       if constexpr (std::is_same_v<T, float>) {
@@ -187,23 +275,57 @@ void pool(OpContext& c) {
   shape.insert(shape.end(), w.out.begin(), w.out.end());
   Tensor out(TensorProto::FLOAT, shape);
   const int64_t planes = x.shape()[0] * x.shape()[1];
+  if (kMax && w.in.size() == 2 && w.dilation[0] == 1 && w.dilation[1] == 1) {
+    // Separable: the max over each window's rows, then over its columns (max is exact in any
+    // order). k_h + k_w comparisons per output instead of k_h * k_w.
+    const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
+    parallel_for(static_cast<size_t>(planes), 1, [&](size_t p0, size_t p1) {
+      std::vector<float> rows(static_cast<size_t>(ih * ow));
+      for (size_t p = p0; p < p1; ++p) {
+        const float* in = x.data<float>() + p * w.in_size();
+        float* y = out.data<float>() + p * w.out_size();
+        for (int64_t r = 0; r < ih; ++r) {
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t x0 = std::max<int64_t>(0, ox * w.stride[1] - w.pad_begin[1]);
+            const int64_t x1 = std::min(iw, ox * w.stride[1] - w.pad_begin[1] + w.kernel[1]);
+            float acc = -std::numeric_limits<float>::infinity();
+            for (int64_t ix = x0; ix < x1; ++ix) acc = std::max(acc, in[r * iw + ix]);
+            rows[r * ow + ox] = acc;
+          }
+        }
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t y0 = std::max<int64_t>(0, oy * w.stride[0] - w.pad_begin[0]);
+          const int64_t y1 = std::min(ih, oy * w.stride[0] - w.pad_begin[0] + w.kernel[0]);
+          float* dst = y + oy * ow;
+          std::fill(dst, dst + ow, -std::numeric_limits<float>::infinity());
+          for (int64_t iy = y0; iy < y1; ++iy) {
+            for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = std::max(dst[ox], rows[iy * ow + ox]);
+          }
+        }
+      }
+    });
+    c.output(0) = std::move(out);
+    return;
+  }
   std::vector<int64_t> offsets(static_cast<size_t>(w.out_size() * w.kernel_size()));
   for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * w.kernel_size() + t] = off; });
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* in = x.data<float>() + p * w.in_size();
-    float* y = out.data<float>() + p * w.out_size();
-    for (int64_t o = 0; o < w.out_size(); ++o) {
-      float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
-      int64_t n = 0;
-      for (int64_t t = 0; t < w.kernel_size(); ++t) {
-        const int64_t off = offsets[o * w.kernel_size() + t];
-        if (off < 0) continue;
-        acc = kMax ? std::max(acc, in[off]) : acc + in[off];
-        ++n;
+  parallel_for(static_cast<size_t>(planes), 1, [&](size_t p0, size_t p1) {
+    for (size_t p = p0; p < p1; ++p) {
+      const float* in = x.data<float>() + p * w.in_size();
+      float* y = out.data<float>() + p * w.out_size();
+      for (int64_t o = 0; o < w.out_size(); ++o) {
+        float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+        int64_t n = 0;
+        for (int64_t t = 0; t < w.kernel_size(); ++t) {
+          const int64_t off = offsets[o * w.kernel_size() + t];
+          if (off < 0) continue;
+          acc = kMax ? std::max(acc, in[off]) : acc + in[off];
+          ++n;
+        }
+        y[o] = kMax ? acc : acc / static_cast<float>(count_pad ? w.kernel_size() : std::max<int64_t>(n, 1));
       }
-      y[o] = kMax ? acc : acc / static_cast<float>(count_pad ? w.kernel_size() : std::max<int64_t>(n, 1));
     }
-  }
+  });
   c.output(0) = std::move(out);
 }
 

@@ -236,12 +236,27 @@ void slice(OpContext& c) {
     in_strides[i] = s;
     s *= x.shape()[i];
   }
+  if (out.size() == 0) {
+    c.output(0) = std::move(out);
+    return;
+  }
+  // Row by row along the last axis: the row's start from the outer indices, then a strided copy.
+  const int64_t last = rank - 1, row = shape[last], rows = out.size() / row;
+  const int64_t in_step = step[last] * in_strides[last];
   std::vector<int64_t> index(rank, 0);
-  for (int64_t n = 0; n < out.size(); ++n) {
-    int64_t offset = 0;
-    for (int64_t i = 0; i < rank; ++i) offset += (begin[i] + index[i] * step[i]) * in_strides[i];
-    std::memcpy(out.raw() + n * size, x.raw() + offset * size, size);
-    for (int64_t i = rank; i-- > 0;) {
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t offset = begin[last] * in_strides[last];
+    for (int64_t i = 0; i < last; ++i) offset += (begin[i] + index[i] * step[i]) * in_strides[i];
+    const uint8_t* src = x.raw() + offset * size;
+    uint8_t* dst = out.raw() + r * row * size;
+    if (in_step == 1) {
+      std::memcpy(dst, src, row * size);
+    } else if (size == 4) {
+      for (int64_t k = 0; k < row; ++k) std::memcpy(dst + 4 * k, src + 4 * k * in_step, 4);
+    } else {
+      for (int64_t k = 0; k < row; ++k) std::memcpy(dst + size * k, src + size * k * in_step, size);
+    }
+    for (int64_t i = last; i-- > 0;) {
       if (++index[i] < shape[i]) break;
       index[i] = 0;
     }
