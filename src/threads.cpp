@@ -39,12 +39,19 @@ class Pool {
     work_ = &work;
     pending_ = std::min(helpers, threads_.size());
     running_ = pending_;
+    unfinished_.store(pending_, std::memory_order_relaxed);
     ++generation_;
+    published_.store(generation_, std::memory_order_release);
     lock.unlock();
     wake_.notify_all();
     t_in_pool = true;
     work();
     t_in_pool = false;
+    for (int spin = 0; spin < 4000 && unfinished_.load(std::memory_order_acquire) != 0; ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
     lock.lock();
     done_.wait(lock, [&] { return running_ == 0; });
     work_ = nullptr;
@@ -56,6 +63,15 @@ class Pool {
     size_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
+      // Loops come in bursts (one per op): poll a few microseconds before sleeping, as a
+      // futex wake-up costs more than many small loops take.
+      lock.unlock();
+      for (int spin = 0; spin < 4000 && published_.load(std::memory_order_acquire) == seen; ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      lock.lock();
       wake_.wait(lock, [&] { return stop_ || (generation_ != seen && pending_ > 0); });
       if (stop_) return;
       seen = generation_;
@@ -63,6 +79,7 @@ class Pool {
       const std::function<void()>* work = work_;
       lock.unlock();
       (*work)();
+      unfinished_.fetch_sub(1, std::memory_order_release);
       lock.lock();
       if (--running_ == 0) done_.notify_all();
     }
@@ -73,6 +90,8 @@ class Pool {
   std::condition_variable wake_, done_;
   const std::function<void()>* work_ = nullptr;
   size_t pending_ = 0, running_ = 0, generation_ = 0;
+  std::atomic<size_t> published_{0};   // generation_, readable without the lock
+  std::atomic<size_t> unfinished_{0};  // helpers of the current loop still working
   bool stop_ = false;
 };
 

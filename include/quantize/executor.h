@@ -25,7 +25,7 @@ class Tensor {
   int dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
-  int64_t size() const;  // elements
+  int64_t size() const { return size_; }  // elements
   size_t bytes() const { return storage_.size(); }
 
   template <typename T>
@@ -42,6 +42,7 @@ class Tensor {
  private:
   int dtype_ = 0;
   std::vector<int64_t> shape_;
+  int64_t size_ = 1;
   std::vector<uint8_t> storage_;
 };
 

@@ -278,8 +278,15 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     const auto op_start = std::chrono::steady_clock::now();
     exec::registry().at(op_key(node))(ctx);
     if (profile) {
-      profile_time[node.op_type()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
-      profile_elements[node.op_type()] += out.empty() ? 0 : out[0].size();
+      std::string key = node.op_type();
+      if (key == "Conv" && in.size() > 1 && in[1]) {  // by kind: depthwise, grouped, 1x1, k x k
+        const auto& ws = in[1]->shape();
+        const int64_t group = ctx.attr_int("group", 1);
+        key += group > 1 && ws[1] == 1 ? " depthwise" : group > 1 ? " grouped"
+               : ws.size() == 4 && ws[2] * ws[3] == 1 ? " 1x1" : " kxk";
+      }
+      profile_time[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+      profile_elements[key] += out.empty() ? 0 : out[0].size();
     }
     if (half) {
       for (auto& t : out) {

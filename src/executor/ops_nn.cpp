@@ -90,6 +90,36 @@ void for_each_tap(const Window& w, F f) {
   }
 }
 
+// The im2col rows of one input channel for output positions [o0, o0 + n) of a 2-D window:
+// cols[(ky * kw + kx) * n + j] = in[oy*sy - py + ky*dy][ox*sx - px + kx*dx], 0 in the padding.
+void im2col_2d(const Window& w, const float* in, int64_t o0, int64_t n, float* cols) {
+  const int64_t ih = w.in[0], iw = w.in[1], ow = w.out[1];
+  for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
+    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+      float* row = cols + (ky * w.kernel[1] + kx) * n;
+      int64_t oy = o0 / ow, ox = o0 % ow;
+      for (int64_t j = 0; j < n;) {
+        // One output row's run: ox .. min(ow, ox + n - j).
+        const int64_t run = std::min(ow - ox, n - j);
+        const int64_t iy = oy * w.stride[0] - w.pad_begin[0] + ky * w.dilation[0];
+        if (iy < 0 || iy >= ih) {
+          std::fill(row + j, row + j + run, 0.0f);
+        } else {
+          const float* src = in + iy * iw;
+          const int64_t base = kx * w.dilation[1] - w.pad_begin[1];
+          for (int64_t r = 0; r < run; ++r) {
+            const int64_t ix = (ox + r) * w.stride[1] + base;
+            row[j + r] = ix >= 0 && ix < iw ? src[ix] : 0.0f;
+          }
+        }
+        j += run;
+        ox = 0;
+        ++oy;
+      }
+    }
+  }
+}
+
 bool pointwise(const Window& w) {
   for (size_t i = 0; i < w.in.size(); ++i) {
     if (w.kernel[i] != 1 || w.stride[i] != 1 || w.pad_begin[i] != 0 || w.out[i] != w.in[i]) return false;
@@ -103,25 +133,27 @@ bool pointwise(const Window& w) {
 void depthwise_2d(const Window& w, const float* in, const float* k, float* out) {
   const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
   const int64_t sy = w.stride[0], sx = w.stride[1], dy = w.dilation[0], dx = w.dilation[1];
-  const int64_t py = w.pad_begin[0], px = w.pad_begin[1];
-  std::fill(out, out + oh * ow, 0.0f);
-  for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
-    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
-      const float kv = k[ky * w.kernel[1] + kx];
-      // Output columns whose input column ox*sx - px + kx*dx lies in [0, iw).
-      const int64_t shift = kx * dx - px;
-      int64_t x0 = shift >= 0 ? 0 : (-shift + sx - 1) / sx;
-      int64_t x1 = iw - shift <= 0 ? 0 : (iw - shift + sx - 1) / sx;
-      x1 = std::min(x1, ow);
-      for (int64_t oy = 0; oy < oh; ++oy) {
-        const int64_t iy = oy * sy - py + ky * dy;
-        if (iy < 0 || iy >= ih) continue;
-        const float* row = in + iy * iw + shift;
-        float* dst = out + oy * ow;
+  const int64_t py = w.pad_begin[0], px = w.pad_begin[1], kh = w.kernel[0], kw = w.kernel[1];
+  // Per kernel column: the output columns whose input column ox*sx - px + kx*dx is in [0, iw).
+  std::vector<int64_t> x0(kw), x1(kw);
+  for (int64_t kx = 0; kx < kw; ++kx) {
+    const int64_t shift = kx * dx - px;
+    x0[kx] = shift >= 0 ? 0 : (-shift + sx - 1) / sx;
+    x1[kx] = std::min(ow, iw - shift <= 0 ? 0 : (iw - shift + sx - 1) / sx);
+  }
+  for (int64_t oy = 0; oy < oh; ++oy) {  // one output row at a time, all taps, kept in cache
+    float* dst = out + oy * ow;
+    std::fill(dst, dst + ow, 0.0f);
+    for (int64_t ky = 0; ky < kh; ++ky) {
+      const int64_t iy = oy * sy - py + ky * dy;
+      if (iy < 0 || iy >= ih) continue;
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        const float kv = k[ky * kw + kx];
+        const float* row = in + iy * iw + kx * dx - px;
         if (sx == 1) {
-          for (int64_t ox = x0; ox < x1; ++ox) dst[ox] += kv * row[ox];
+          for (int64_t ox = x0[kx]; ox < x1[kx]; ++ox) dst[ox] += kv * row[ox];
         } else {
-          for (int64_t ox = x0; ox < x1; ++ox) dst[ox] += kv * row[ox * sx];
+          for (int64_t ox = x0[kx]; ox < x1[kx]; ++ox) dst[ox] += kv * row[ox * sx];
         }
       }
     }
@@ -168,8 +200,9 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
     }
   }
   // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
-  std::vector<int64_t> offsets(static_cast<size_t>(spatial * taps));
-  for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
+  const bool two_d = w.in.size() == 2;
+  std::vector<int64_t> offsets(two_d ? 0 : static_cast<size_t>(spatial * taps));
+  if (!two_d) for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
   if constexpr (std::is_same_v<T, float>) {
     // In tiles of output positions, each built and multiplied by one thread, so the column
     // matrix stays in cache instead of taking rows x spatial floats of memory.
@@ -183,10 +216,14 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
           for (size_t ti = t0; ti < t1; ++ti) {
             const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
             for (int64_t ch = 0; ch < cg; ++ch) {
+              const float* src = in + ch * w.in_size();
+              if (two_d) {
+                im2col_2d(w, src, o0, n, cols.data() + ch * taps * n);
+                continue;
+              }
               for (int64_t t = 0; t < taps; ++t) {
                 float* row = cols.data() + (ch * taps + t) * n;
                 const int64_t* off = offsets.data() + o0 * taps + t;
-                const float* src = in + ch * w.in_size();
                 for (int64_t o = 0; o < n; ++o) row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
               }
             }
@@ -198,6 +235,10 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
     }
     return out;
   }
+  if (two_d) for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) {
+    if (offsets.empty()) offsets.resize(static_cast<size_t>(spatial * taps));
+    offsets[o * taps + t] = off;
+  });
   std::vector<T> cols(static_cast<size_t>(rows * spatial));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < group; ++g) {

@@ -71,6 +71,30 @@ void flatten(OpContext& c) {
   c.output(0) = reshaped(c, x, {outer, outer ? x.size() / outer : 0});
 }
 
+// n elements of type T from src every `step` elements to dst, contiguous.
+template <typename T>
+void copy_strided(uint8_t* dst, const uint8_t* src, int64_t n, int64_t step) {
+  T* d = reinterpret_cast<T*>(dst);
+  const T* s = reinterpret_cast<const T*>(src);
+  for (int64_t k = 0; k < n; ++k) d[k] = s[k * step];
+}
+
+// The same for elements of `size` bytes.
+void gather_row(uint8_t* dst, const uint8_t* src, int64_t n, int64_t step, size_t size) {
+  if (step == 1) {
+    std::memcpy(dst, src, n * size);
+    return;
+  }
+  switch (size) {
+    case 4: copy_strided<uint32_t>(dst, src, n, step); break;
+    case 8: copy_strided<uint64_t>(dst, src, n, step); break;
+    case 2: copy_strided<uint16_t>(dst, src, n, step); break;
+    case 1: copy_strided<uint8_t>(dst, src, n, step); break;
+    default:
+      for (int64_t k = 0; k < n; ++k) std::memcpy(dst + k * size, src + k * step * size, size);
+  }
+}
+
 void transpose(OpContext& c) {
   const Tensor& x = c.input(0);
   const int64_t rank = x.rank();
@@ -91,12 +115,21 @@ void transpose(OpContext& c) {
     strides[i] = in_strides[perm[i]];
   }
   Tensor out(x.dtype(), shape);
+  if (out.size() == 0 || rank == 0) {
+    if (out.size()) std::memcpy(out.raw(), x.raw(), out.bytes());
+    c.output(0) = std::move(out);
+    return;
+  }
+  // Output rows along the last axis, each a strided gather from x.
   const size_t size = element_size(x.dtype());
+  const int64_t last = rank - 1, row = shape[last], rows = out.size() / row, step = strides[last];
   std::vector<int64_t> index(rank, 0);
   int64_t offset = 0;
-  for (int64_t n = 0; n < out.size(); ++n) {
-    std::memcpy(out.raw() + n * size, x.raw() + offset * size, size);
-    for (int64_t i = rank; i-- > 0;) {
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* dst = out.raw() + r * row * size;
+    const uint8_t* src = x.raw() + offset * size;
+    gather_row(dst, src, row, step, size);
+    for (int64_t i = last; i-- > 0;) {
       ++index[i];
       offset += strides[i];
       if (index[i] < shape[i]) break;
@@ -249,13 +282,7 @@ void slice(OpContext& c) {
     for (int64_t i = 0; i < last; ++i) offset += (begin[i] + index[i] * step[i]) * in_strides[i];
     const uint8_t* src = x.raw() + offset * size;
     uint8_t* dst = out.raw() + r * row * size;
-    if (in_step == 1) {
-      std::memcpy(dst, src, row * size);
-    } else if (size == 4) {
-      for (int64_t k = 0; k < row; ++k) std::memcpy(dst + 4 * k, src + 4 * k * in_step, 4);
-    } else {
-      for (int64_t k = 0; k < row; ++k) std::memcpy(dst + size * k, src + size * k * in_step, size);
-    }
+    gather_row(dst, src, row, in_step, size);
     for (int64_t i = last; i-- > 0;) {
       if (++index[i] < shape[i]) break;
       index[i] = 0;

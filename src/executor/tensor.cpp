@@ -15,14 +15,10 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(st
     }
     count *= d;
   }
+  size_ = count;
   storage_.assign(static_cast<size_t>(count) * size, 0);
 }
 
-int64_t Tensor::size() const {
-  int64_t n = 1;
-  for (int64_t d : shape_) n *= d;
-  return n;
-}
 
 double Tensor::element_as_double(int64_t i) const {
   switch (dtype_) {

@@ -217,7 +217,9 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   EXPECT_TRUE(gemm_kept);
   EXPECT_EQ(count_ops(model.proto.graph(), "Gemm"), 1);
   for (const auto& n : model.proto.graph().node()) {
-    if (n.op_type() == "QuantizeLinear") EXPECT_NE(n.input(0), "f");
+    if (n.op_type() == "QuantizeLinear") {
+      EXPECT_NE(n.input(0), "f");
+    }
   }
 }
 
