@@ -282,9 +282,8 @@ void where(OpContext& c) {
 
 void identity(OpContext& c) { c.output(0) = c.input(0); }
 
-void cast(OpContext& c) {
+void cast_to(OpContext& c, int to) {
   const Tensor& x = c.input(0);
-  const int to = static_cast<int>(c.attr_int("to", 0));
   Tensor out(to, x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
     switch (to) {
@@ -310,6 +309,77 @@ void cast(OpContext& c) {
     }
   }
   c.output(0) = std::move(out);
+}
+
+void cast(OpContext& c) { cast_to(c, static_cast<int>(c.attr_int("to", 0))); }
+void cast_like(OpContext& c) { cast_to(c, c.input(1).dtype()); }
+
+void tan_op(OpContext& c) { unary_float(c, [](auto x) { return std::tan(x); }); }
+void sinh_op(OpContext& c) { unary_float(c, [](auto x) { return std::sinh(x); }); }
+void cosh_op(OpContext& c) { unary_float(c, [](auto x) { return std::cosh(x); }); }
+void asin_op(OpContext& c) { unary_float(c, [](auto x) { return std::asin(x); }); }
+void acos_op(OpContext& c) { unary_float(c, [](auto x) { return std::acos(x); }); }
+void atan_op(OpContext& c) { unary_float(c, [](auto x) { return std::atan(x); }); }
+void asinh_op(OpContext& c) { unary_float(c, [](auto x) { return std::asinh(x); }); }
+void acosh_op(OpContext& c) { unary_float(c, [](auto x) { return std::acosh(x); }); }
+void atanh_op(OpContext& c) { unary_float(c, [](auto x) { return std::atanh(x); }); }
+void celu(OpContext& c) {
+  const float alpha = c.attr_float("alpha", 1.0f);
+  unary_float(c, [alpha](auto x) {
+    using T = decltype(x);
+    return std::max<T>(0, x) + std::min<T>(0, T(alpha) * (std::exp(x / T(alpha)) - 1));
+  });
+}
+void shrink(OpContext& c) {
+  const float lambd = c.attr_float("lambd", 0.5f), bias = c.attr_float("bias", 0.0f);
+  unary_float(c, [=](auto x) {
+    using T = decltype(x);
+    return x < -lambd ? x + T(bias) : x > lambd ? x - T(bias) : T(0);
+  });
+}
+
+// IsNaN, IsInf (detect_negative / detect_positive): bool per element of a float tensor.
+template <bool kNaN>
+void float_class(OpContext& c) {
+  const Tensor& x = c.input(0);
+  if (x.dtype() != TensorProto::FLOAT && x.dtype() != TensorProto::DOUBLE) c.fail("input data type {} is not supported", x.dtype());
+  const bool neg = c.attr_int("detect_negative", 1) != 0, pos = c.attr_int("detect_positive", 1) != 0;
+  Tensor out(TensorProto::BOOL, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const double v = x.element_as_double(i);
+    out.data<uint8_t>()[i] = kNaN ? std::isnan(v) : std::isinf(v) && ((v < 0 && neg) || (v > 0 && pos));
+  }
+  c.output(0) = std::move(out);
+}
+
+// Mod: fmod = 1, C's fmod (sign of the dividend); fmod = 0 (integers only), the sign of the divisor.
+void mod(OpContext& c) {
+  const bool fmod = c.attr_int("fmod", 0) != 0;
+  if (!fmod && (c.input(0).dtype() == TensorProto::FLOAT || c.input(0).dtype() == TensorProto::DOUBLE)) {
+    c.fail("fmod = 0 on floating-point inputs is not defined");
+  }
+  arithmetic(c, [fmod](auto a, auto b) {
+    using T = decltype(a);
+    if constexpr (std::is_floating_point_v<T>) {
+      return static_cast<T>(std::fmod(a, b));
+    } else {
+      if (b == 0) return T(0);
+      T r = static_cast<T>(a % b);
+      if (!fmod && r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);
+      return r;
+    }
+  });
+}
+
+// Dropout at inference: the input unchanged, the mask all true. Training mode is refused.
+void dropout(OpContext& c) {
+  if (c.has_input(2) && c.input(2).element_as_double(0) != 0) c.fail("training_mode is not supported");
+  c.output(0) = c.input(0);
+  if (c.output_count() > 1) {
+    Tensor mask(TensorProto::BOOL, c.input(0).shape());
+    std::fill(mask.raw(), mask.raw() + mask.bytes(), uint8_t{1});
+    c.output(1) = std::move(mask);
+  }
 }
 
 }  // namespace
@@ -364,6 +434,22 @@ void register_elementwise(Registry& r) {
   r["Where"] = where;
   r["Identity"] = identity;
   r["Cast"] = cast;
+  r["CastLike"] = cast_like;
+  r["Tan"] = tan_op;
+  r["Sinh"] = sinh_op;
+  r["Cosh"] = cosh_op;
+  r["Asin"] = asin_op;
+  r["Acos"] = acos_op;
+  r["Atan"] = atan_op;
+  r["Asinh"] = asinh_op;
+  r["Acosh"] = acosh_op;
+  r["Atanh"] = atanh_op;
+  r["Celu"] = celu;
+  r["Shrink"] = shrink;
+  r["IsNaN"] = float_class<true>;
+  r["IsInf"] = float_class<false>;
+  r["Mod"] = mod;
+  r["Dropout"] = dropout;
 }
 
 }  // namespace quantize::exec

@@ -71,6 +71,9 @@ void gemm(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+enum class SoftmaxKind { kSoftmax, kLogSoftmax, kHardmax };
+
+template <SoftmaxKind kind = SoftmaxKind::kSoftmax>
 void softmax(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "input");
@@ -89,7 +92,21 @@ void softmax(OpContext& c) {
     for (int64_t in = 0; in < inner; ++in) {
       const int64_t base = o * len * inner + in;
       float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t i = 0; i < len; ++i) mx = std::max(mx, px[base + i * inner]);
+      int64_t arg = 0;
+      for (int64_t i = 0; i < len; ++i) {
+        if (px[base + i * inner] > mx) mx = px[base + i * inner], arg = i;
+      }
+      if constexpr (kind == SoftmaxKind::kHardmax) {  // 1 at the first maximum
+        for (int64_t i = 0; i < len; ++i) py[base + i * inner] = i == arg ? 1.0f : 0.0f;
+        continue;
+      }
+      if constexpr (kind == SoftmaxKind::kLogSoftmax) {  // x - max - log(sum(exp(x - max)))
+        double total = 0;
+        for (int64_t i = 0; i < len; ++i) total += std::exp(double(px[base + i * inner]) - mx);
+        const double log_total = std::log(total);
+        for (int64_t i = 0; i < len; ++i) py[base + i * inner] = static_cast<float>(px[base + i * inner] - mx - log_total);
+        continue;
+      }
       double sum = 0;
       for (int64_t i = 0; i < len; ++i) {
         py[base + i * inner] = std::exp(px[base + i * inner] - mx);
@@ -101,7 +118,7 @@ void softmax(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
-enum class Reduce { kMean, kSum, kMax, kMin };
+enum class Reduce { kMean, kSum, kMax, kMin, kProd, kL1, kL2, kLogSum, kLogSumExp, kSumSquare };
 
 template <Reduce kind>
 void reduce(OpContext& c) {
@@ -128,18 +145,59 @@ void reduce(OpContext& c) {
   std::vector<double> acc(static_cast<size_t>(tmp.size()),
                           kind == Reduce::kMax   ? -INFINITY
                           : kind == Reduce::kMin ? INFINITY
+                          : kind == Reduce::kProd ? 1.0
                                                  : 0.0);
   const float* px = x.data<float>();
   for (int64_t i = 0; i < x.size(); ++i) {
     double& a = acc[target[i]];
-    if (kind == Reduce::kMax) a = std::max<double>(a, px[i]);
-    else if (kind == Reduce::kMin) a = std::min<double>(a, px[i]);
-    else a += px[i];
+    const double v = px[i];
+    if (kind == Reduce::kMax) a = std::max<double>(a, v);
+    else if (kind == Reduce::kMin) a = std::min<double>(a, v);
+    else if (kind == Reduce::kProd) a *= v;
+    else if (kind == Reduce::kL1) a += std::fabs(v);
+    else if (kind == Reduce::kL2 || kind == Reduce::kSumSquare) a += v * v;
+    else if (kind == Reduce::kLogSumExp) a += std::exp(v);
+    else a += v;
   }
   const double count = tmp.size() ? static_cast<double>(x.size()) / tmp.size() : 1.0;
   Tensor out(TensorProto::FLOAT, out_shape);
   for (int64_t i = 0; i < out.size(); ++i) {
-    out.data<float>()[i] = static_cast<float>(kind == Reduce::kMean ? acc[i] / count : acc[i]);
+    double v = acc[i];
+    if (kind == Reduce::kMean) v /= count;
+    else if (kind == Reduce::kL2) v = std::sqrt(v);
+    else if (kind == Reduce::kLogSum || kind == Reduce::kLogSumExp) v = std::log(v);
+    out.data<float>()[i] = static_cast<float>(v);
+  }
+  c.output(0) = std::move(out);
+}
+
+// ArgMax / ArgMin along `axis` (int64 indices; the first extreme, or the last with
+// select_last_index).
+template <bool kMax>
+void arg_extreme(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "data");
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  const bool keep = c.attr_int("keepdims", 1) != 0, last = c.attr_int("select_last_index", 0) != 0;
+  int64_t outer = 1, len = x.shape()[axis], inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  std::vector<int64_t> shape;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    if (i != axis) shape.push_back(x.shape()[i]);
+    else if (keep) shape.push_back(1);
+  }
+  Tensor out(TensorProto::INT64, shape);
+  const float* px = x.data<float>();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t in = 0; in < inner; ++in) {
+      int64_t best = 0;
+      for (int64_t i = 1; i < len; ++i) {
+        const float v = px[(o * len + i) * inner + in], b = px[(o * len + best) * inner + in];
+        if (kMax ? (v > b || (last && v == b)) : (v < b || (last && v == b))) best = i;
+      }
+      out.data<int64_t>()[o * inner + in] = best;
+    }
   }
   c.output(0) = std::move(out);
 }
@@ -192,7 +250,17 @@ void matmul_nbits(OpContext& c) {
 void register_math(Registry& r) {
   r["MatMul"] = matmul;
   r["Gemm"] = gemm;
-  r["Softmax"] = softmax;
+  r["Softmax"] = softmax<SoftmaxKind::kSoftmax>;
+  r["LogSoftmax"] = softmax<SoftmaxKind::kLogSoftmax>;
+  r["Hardmax"] = softmax<SoftmaxKind::kHardmax>;
+  r["ReduceProd"] = reduce<Reduce::kProd>;
+  r["ReduceL1"] = reduce<Reduce::kL1>;
+  r["ReduceL2"] = reduce<Reduce::kL2>;
+  r["ReduceLogSum"] = reduce<Reduce::kLogSum>;
+  r["ReduceLogSumExp"] = reduce<Reduce::kLogSumExp>;
+  r["ReduceSumSquare"] = reduce<Reduce::kSumSquare>;
+  r["ArgMax"] = arg_extreme<true>;
+  r["ArgMin"] = arg_extreme<false>;
   r["ReduceMean"] = reduce<Reduce::kMean>;
   r["ReduceSum"] = reduce<Reduce::kSum>;
   r["ReduceMax"] = reduce<Reduce::kMax>;
