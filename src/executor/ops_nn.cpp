@@ -3,6 +3,7 @@
 // DepthToSpace, Resize (nearest and linear).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -390,6 +391,166 @@ void global_pool(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// LayerNormalization: over axes [axis, rank) of X, y = (x - mean) / sqrt(var + epsilon) * Scale
+// (+ B); Mean and InvStdDev outputs with those axes kept as 1. Statistics in double.
+void layer_norm(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& scale = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, scale, "Scale");
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", -1), x.rank());
+  const double epsilon = c.attr_float("epsilon", 1e-5f);
+  std::vector<int64_t> norm_shape(x.shape().begin() + axis, x.shape().end()), stat_shape = x.shape();
+  int64_t outer = 1, len = 1;
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    if (i < axis) outer *= x.shape()[i];
+    else len *= x.shape()[i], stat_shape[i] = 1;
+  }
+  const auto scale_at = broadcast_offsets(scale.shape(), norm_shape);
+  std::vector<int64_t> bias_at;
+  if (c.has_input(2)) {
+    require_float(c, c.input(2), "B");
+    bias_at = broadcast_offsets(c.input(2).shape(), norm_shape);
+  }
+  Tensor y(TensorProto::FLOAT, x.shape()), mean_out(TensorProto::FLOAT, stat_shape),
+      inv_out(TensorProto::FLOAT, stat_shape);
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* px = x.data<float>() + o * len;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < len; ++i) mean += px[i];
+    mean /= static_cast<double>(len);
+    for (int64_t i = 0; i < len; ++i) var += (px[i] - mean) * (px[i] - mean);
+    const double inv = 1.0 / std::sqrt(var / static_cast<double>(len) + epsilon);
+    float* py = y.data<float>() + o * len;
+    for (int64_t i = 0; i < len; ++i) {
+      double v = (px[i] - mean) * inv * scale.data<float>()[scale_at[i]];
+      if (!bias_at.empty()) v += c.input(2).data<float>()[bias_at[i]];
+      py[i] = static_cast<float>(v);
+    }
+    mean_out.data<float>()[o] = static_cast<float>(mean);
+    inv_out.data<float>()[o] = static_cast<float>(inv);
+  }
+  c.output(0) = std::move(y);
+  if (c.output_count() > 1) c.output(1) = std::move(mean_out);
+  if (c.output_count() > 2) c.output(2) = std::move(inv_out);
+}
+
+// ConvTranspose: every input element scattered through the kernel, out[n, m, p * stride + k *
+// dilation - pad_begin] += x[n, c, p] * W[c, m - group offset, k]; + B[m].
+void conv_transpose(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& weight = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, weight, "W");
+  const int64_t n = x.rank() - 2;
+  if (n < 1) c.fail("X must have spatial axes");
+  const int64_t batch = x.shape()[0], channels = x.shape()[1];
+  const int64_t group = c.attr_int("group", 1), cg = channels / group;
+  const int64_t mg = weight.shape()[1], filters = mg * group;
+  if (weight.shape()[0] != channels || cg * group != channels) c.fail("channels do not match W and group");
+  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
+  if (kernel.empty()) kernel.assign(weight.shape().begin() + 2, weight.shape().end());
+  std::vector<int64_t> stride = c.attr_ints("strides"), dilation = c.attr_ints("dilations"),
+                       pads = c.attr_ints("pads"), out_pad = c.attr_ints("output_padding"),
+                       out_shape_attr = c.attr_ints("output_shape");
+  if (stride.empty()) stride.assign(n, 1);
+  if (dilation.empty()) dilation.assign(n, 1);
+  if (out_pad.empty()) out_pad.assign(n, 0);
+  if (pads.empty()) pads.assign(2 * n, 0);
+  const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
+  std::vector<int64_t> in(x.shape().begin() + 2, x.shape().end()), out(n), pad_begin(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t extent = (kernel[i] - 1) * dilation[i] + 1;
+    const int64_t full = stride[i] * (in[i] - 1) + out_pad[i] + extent;
+    if (!out_shape_attr.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[i] = !out_shape_attr.empty() ? out_shape_attr[out_shape_attr.size() - n + i] : in[i] * stride[i];
+      const int64_t total = full - out[i];  // may be negative: the output gets zeros at the end
+      const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
+      pad_begin[i] = auto_pad == "SAME_UPPER" ? half : total - half;
+    } else {
+      if (auto_pad != "NOTSET" && auto_pad != "VALID") c.fail("auto_pad '{}' is not supported", auto_pad);
+      if (auto_pad == "VALID") pads[i] = pads[i + n] = 0;
+      pad_begin[i] = pads[i];
+      out[i] = full - pads[i] - pads[i + n];
+    }
+  }
+  std::vector<int64_t> shape{batch, filters};
+  shape.insert(shape.end(), out.begin(), out.end());
+  Tensor y(TensorProto::FLOAT, shape);
+  int64_t in_size = 1, out_size = 1, taps = 1;
+  for (int64_t i = 0; i < n; ++i) in_size *= in[i], out_size *= out[i], taps *= kernel[i];
+  // For every (input position, tap): the output offset, or -1 outside.
+  std::vector<int64_t> target(static_cast<size_t>(in_size * taps));
+  std::vector<int64_t> p(n, 0), k(n, 0);
+  for (int64_t ip = 0; ip < in_size; ++ip) {
+    std::fill(k.begin(), k.end(), 0);
+    for (int64_t t = 0; t < taps; ++t) {
+      int64_t off = 0;
+      bool inside = true;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = p[i] * stride[i] + k[i] * dilation[i] - pad_begin[i];
+        inside &= pos >= 0 && pos < out[i];
+        off = off * out[i] + pos;
+      }
+      target[ip * taps + t] = inside ? off : -1;
+      for (int64_t i = n; i-- > 0;) {
+        if (++k[i] < kernel[i]) break;
+        k[i] = 0;
+      }
+    }
+    for (int64_t i = n; i-- > 0;) {
+      if (++p[i] < in[i]) break;
+      p[i] = 0;
+    }
+  }
+  const float* px = x.data<float>();
+  const float* pw = weight.data<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t g = 0; g < group; ++g) {
+      for (int64_t m = 0; m < mg; ++m) {
+        float* dst = y.data<float>() + (b * filters + g * mg + m) * out_size;
+        for (int64_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
+          const float* src = px + (b * channels + ch) * in_size;
+          const float* wk = pw + (ch * mg + m) * taps;
+          for (int64_t ip = 0; ip < in_size; ++ip) {
+            for (int64_t t = 0; t < taps; ++t) {
+              const int64_t off = target[ip * taps + t];
+              if (off >= 0) dst[off] += src[ip] * wk[t];
+            }
+          }
+        }
+        if (c.has_input(2)) {
+          const float bias = c.input(2).data<float>()[g * mg + m];
+          for (int64_t o = 0; o < out_size; ++o) dst[o] += bias;
+        }
+      }
+    }
+  }
+  c.output(0) = std::move(y);
+}
+
+// SpaceToDepth: [N, C, H, W] -> [N, C * b * b, H / b, W / b], blocks (by, bx) as channel groups.
+void space_to_depth(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t b = c.attr_int("blocksize", 0);
+  if (x.rank() != 4 || b <= 0 || x.shape()[2] % b || x.shape()[3] % b) c.fail("needs a 4-D input divisible by blocksize");
+  const int64_t n = x.shape()[0], ch = x.shape()[1], h = x.shape()[2] / b, w = x.shape()[3] / b;
+  Tensor y(x.dtype(), {n, ch * b * b, h, w});
+  const size_t size = element_size(x.dtype());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t by = 0; by < b; ++by)
+      for (int64_t bx = 0; bx < b; ++bx)
+        for (int64_t cc = 0; cc < ch; ++cc)
+          for (int64_t yy = 0; yy < h; ++yy)
+            for (int64_t xx = 0; xx < w; ++xx) {
+              const int64_t oc = (by * b + bx) * ch + cc;
+              const int64_t src = ((i * ch + cc) * h * b + yy * b + by) * w * b + xx * b + bx;
+              const int64_t dst = ((i * ch * b * b + oc) * h + yy) * w + xx;
+              std::memcpy(y.raw() + dst * size, x.raw() + src * size, size);
+            }
+  c.output(0) = std::move(y);
+}
+
 void batch_norm(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "X");
@@ -516,6 +677,9 @@ void register_nn(Registry& r) {
   r["GlobalMaxPool"] = global_pool<true>;
   r["GlobalAveragePool"] = global_pool<false>;
   r["BatchNormalization"] = batch_norm;
+  r["LayerNormalization"] = layer_norm;
+  r["ConvTranspose"] = conv_transpose;
+  r["SpaceToDepth"] = space_to_depth;
   r["DepthToSpace"] = depth_to_space;
   r["Resize"] = resize;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <numeric>
 
 #include "ops.h"
@@ -372,6 +373,214 @@ void constant_of_shape(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// Row-major strides of a shape.
+std::vector<int64_t> strides_of(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> st(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;) st[i - 1] = st[i] * shape[i];
+  return st;
+}
+
+// The multi-index of flat position `flat` in `shape`.
+void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index) {
+  index.resize(shape.size());
+  for (size_t i = shape.size(); i-- > 0;) {
+    index[i] = shape[i] ? flat % shape[i] : 0;
+    flat = shape[i] ? flat / shape[i] : 0;
+  }
+}
+
+void tile(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const auto repeats = c.input(1).to_int64();
+  if (static_cast<int64_t>(repeats.size()) != x.rank()) c.fail("repeats has {} entries for rank {}", repeats.size(), x.rank());
+  std::vector<int64_t> shape = x.shape();
+  for (int64_t i = 0; i < x.rank(); ++i) shape[i] *= repeats[i];
+  Tensor out(x.dtype(), shape);
+  const size_t size = element_size(x.dtype());
+  const auto in_st = strides_of(x.shape());
+  std::vector<int64_t> index;
+  for (int64_t o = 0; o < out.size(); ++o) {
+    unflatten(o, shape, index);
+    int64_t src = 0;
+    for (int64_t i = 0; i < x.rank(); ++i) src += (index[i] % x.shape()[i]) * in_st[i];
+    std::memcpy(out.raw() + o * size, x.raw() + src * size, size);
+  }
+  c.output(0) = std::move(out);
+}
+
+// Pad (opset >= 11: pads, constant_value and axes as inputs; before: attributes): constant,
+// reflect, edge and wrap modes.
+void pad(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t rank = x.rank();
+  std::vector<int64_t> pads = c.opset >= 11 ? c.input(1).to_int64() : c.attr_ints("pads");
+  const std::string mode = c.attr_string("mode", "constant");
+  std::vector<int64_t> axes;
+  if (c.opset >= 18 && c.has_input(3)) axes = c.input(3).to_int64();
+  std::vector<int64_t> begin(rank, 0), end(rank, 0);
+  if (axes.empty()) {
+    if (static_cast<int64_t>(pads.size()) != 2 * rank) c.fail("pads has {} entries for rank {}", pads.size(), rank);
+    for (int64_t i = 0; i < rank; ++i) begin[i] = pads[i], end[i] = pads[i + rank];
+  } else {
+    for (size_t k = 0; k < axes.size(); ++k) {
+      const int64_t a = normalize_axis(c, axes[k], rank);
+      begin[a] = pads[k], end[a] = pads[k + axes.size()];
+    }
+  }
+  std::vector<int64_t> shape(rank);
+  for (int64_t i = 0; i < rank; ++i) shape[i] = x.shape()[i] + begin[i] + end[i];
+  Tensor out(x.dtype(), shape);
+  const size_t size = element_size(x.dtype());
+  Tensor fill(x.dtype(), {});
+  if (mode == "constant") {
+    if (c.opset >= 11 && c.has_input(2)) {
+      std::memcpy(fill.raw(), c.input(2).raw(), size);
+    } else if (c.opset < 11) {
+      const float v = c.attr_float("value", 0.0f);
+      if (x.dtype() != TensorProto::FLOAT) c.fail("Pad value on data type {} is not supported", x.dtype());
+      std::memcpy(fill.raw(), &v, 4);
+    }
+  } else if (mode != "reflect" && mode != "edge" && mode != "wrap") {
+    c.fail("mode '{}' is not supported", mode);
+  }
+  const auto in_st = strides_of(x.shape());
+  std::vector<int64_t> index;
+  for (int64_t o = 0; o < out.size(); ++o) {
+    unflatten(o, shape, index);
+    int64_t src = 0;
+    bool outside = false;
+    for (int64_t i = 0; i < rank && !outside; ++i) {
+      const int64_t dim = x.shape()[i];
+      int64_t p = index[i] - begin[i];
+      if (p < 0 || p >= dim) {
+        if (mode == "constant" || dim == 0) {
+          outside = true;
+          break;
+        }
+        if (mode == "edge") p = std::clamp<int64_t>(p, 0, dim - 1);
+        else if (mode == "wrap") p = ((p % dim) + dim) % dim;
+        else if (dim == 1) p = 0;
+        else {  // reflect, without repeating the edge
+          const int64_t period = 2 * (dim - 1);
+          p = ((p % period) + period) % period;
+          if (p >= dim) p = period - p;
+        }
+      }
+      src += p * in_st[i];
+    }
+    std::memcpy(out.raw() + o * size, outside ? fill.raw() : x.raw() + src * size, size);
+  }
+  c.output(0) = std::move(out);
+}
+
+// Trilu: keep the upper (upper = 1) or lower triangle of the last two axes from diagonal k.
+void trilu(OpContext& c) {
+  const Tensor& x = c.input(0);
+  if (x.rank() < 2) c.fail("input must have rank >= 2");
+  const int64_t k = c.has_input(1) ? c.input(1).to_int64().at(0) : 0;
+  const bool upper = c.attr_int("upper", 1) != 0;
+  const int64_t rows = x.shape()[x.rank() - 2], cols = x.shape()[x.rank() - 1];
+  Tensor out = x;
+  const size_t size = element_size(x.dtype());
+  for (int64_t m = 0; m < x.size() / std::max<int64_t>(rows * cols, 1); ++m) {
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        const bool keep = upper ? j - i >= k : j - i <= k;
+        if (!keep) std::memset(out.raw() + ((m * rows + i) * cols + j) * size, 0, size);
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+// CumSum along an axis (input), exclusive and reverse attributes; float, double, int32, int64.
+void cumsum(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t axis = normalize_axis(c, c.input(1).to_int64().at(0), x.rank());
+  const bool exclusive = c.attr_int("exclusive", 0) != 0, reverse = c.attr_int("reverse", 0) != 0;
+  int64_t outer = 1, len = x.shape()[axis], inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  Tensor out(x.dtype(), x.shape());
+  auto run = [&](auto* px, auto* po) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(px)>>;
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t in = 0; in < inner; ++in) {
+        T acc = 0;
+        for (int64_t s = 0; s < len; ++s) {
+          const int64_t i = reverse ? len - 1 - s : s;
+          const int64_t at = (o * len + i) * inner + in;
+          if (exclusive) {
+            po[at] = acc;
+            acc += px[at];
+          } else {
+            acc += px[at];
+            po[at] = acc;
+          }
+        }
+      }
+    }
+  };
+  switch (x.dtype()) {
+    case TensorProto::FLOAT: run(x.data<float>(), out.data<float>()); break;
+    case TensorProto::DOUBLE: run(x.data<double>(), out.data<double>()); break;
+    case TensorProto::INT32: run(x.data<int32_t>(), out.data<int32_t>()); break;
+    case TensorProto::INT64: run(x.data<int64_t>(), out.data<int64_t>()); break;
+    default: c.fail("data type {} is not supported", x.dtype());
+  }
+  c.output(0) = std::move(out);
+}
+
+// GatherElements: out[i...] = data[i... with index[i...] on `axis`] (negative indices count back).
+void gather_elements(OpContext& c) {
+  const Tensor& data = c.input(0);
+  const Tensor& idx_t = c.input(1);
+  const auto idx = idx_t.to_int64();
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), data.rank());
+  Tensor out(data.dtype(), idx_t.shape());
+  const size_t size = element_size(data.dtype());
+  const auto st = strides_of(data.shape());
+  std::vector<int64_t> index;
+  for (int64_t o = 0; o < out.size(); ++o) {
+    unflatten(o, idx_t.shape(), index);
+    int64_t k = idx[o];
+    if (k < 0) k += data.shape()[axis];
+    if (k < 0 || k >= data.shape()[axis]) c.fail("index {} out of range", idx[o]);
+    index[axis] = k;
+    int64_t src = 0;
+    for (int64_t i = 0; i < data.rank(); ++i) src += index[i] * st[i];
+    std::memcpy(out.raw() + o * size, data.raw() + src * size, size);
+  }
+  c.output(0) = std::move(out);
+}
+
+// OneHot: indices (negative count back from depth), depth, values [off, on]; the new axis.
+void one_hot(OpContext& c) {
+  const Tensor& indices = c.input(0);
+  const int64_t depth = static_cast<int64_t>(c.input(1).element_as_double(0));
+  const Tensor& values = c.input(2);
+  const int64_t rank = indices.rank() + 1;
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", -1), rank);
+  std::vector<int64_t> shape = indices.shape();
+  shape.insert(shape.begin() + axis, depth);
+  Tensor out(values.dtype(), shape);
+  const size_t size = element_size(values.dtype());
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+  for (int64_t i = axis + 1; i < rank; ++i) inner *= shape[i];
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t d = 0; d < depth; ++d) {
+      for (int64_t in = 0; in < inner; ++in) {
+        int64_t k = static_cast<int64_t>(indices.element_as_double(o * inner + in));
+        if (k < 0) k += depth;
+        const int64_t which = k == d ? 1 : 0;
+        std::memcpy(out.raw() + ((o * depth + d) * inner + in) * size, values.raw() + which * size, size);
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
 }  // namespace
 
 void register_shape(Registry& r) {
@@ -386,6 +595,12 @@ void register_shape(Registry& r) {
   r["Split"] = split;
   r["Slice"] = slice;
   r["Gather"] = gather;
+  r["GatherElements"] = gather_elements;
+  r["Tile"] = tile;
+  r["Pad"] = pad;
+  r["Trilu"] = trilu;
+  r["CumSum"] = cumsum;
+  r["OneHot"] = one_hot;
   r["Expand"] = expand;
   r["Range"] = range;
   r["Constant"] = constant;
