@@ -3,6 +3,7 @@
 // wrong (outputs beyond rtol 1e-3 / atol 1e-7, ONNX's defaults), refused (the executor named an
 // attribute or type it does not handle) and skipped (an op it does not run). Exits 1 when any
 // test gives a wrong answer: refusing is allowed, a wrong result never is.
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -15,7 +16,67 @@ using namespace quantize;
 
 struct Counts {
   int passed = 0, wrong = 0, refused = 0, skipped = 0;
+  int total() const { return passed + wrong + refused + skipped; }
 };
+
+// The op families of the executor issue, for the per-family table. A test belongs to the op its
+// folder is named after (test_reduce_sum_... -> ReduceSum; the longest op name that prefixes
+// it, underscores ignored; "_expanded" variants count with their op).
+const std::map<std::string, std::vector<std::string>>& families() {
+  static const std::map<std::string, std::vector<std::string>> f = {
+      {"element-wise and activations",
+       {"Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitShift", "Ceil",
+        "Celu", "Clip", "Cos", "Cosh", "Div", "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu",
+        "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Hardmax", "IsInf", "IsNaN",
+        "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Max", "Mean", "Min", "Mish",
+        "Mod", "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu",
+        "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Softmax", "Softplus", "Softsign", "Sqrt",
+        "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor"}},
+      {"normalization",
+       {"BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+        "LpNormalization", "MeanVarianceNormalization", "LRN"}},
+      {"pooling",
+       {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "MaxUnpool",
+        "MaxRoiPool"}},
+      {"convolution", {"Conv", "ConvTranspose", "DeformConv"}},
+      {"shape and indexing",
+       {"Shape", "Size", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat",
+        "Split", "Slice", "Gather", "GatherElements", "GatherND", "Scatter", "ScatterElements",
+        "ScatterND", "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth", "Range",
+        "ConstantOfShape", "Compress", "NonZero", "OneHot", "Trilu", "Resize", "Upsample",
+        "Identity", "Cast", "CastLike", "ReverseSequence", "EyeLike", "TopK", "Unique"}},
+      {"reductions",
+       {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum"}},
+      {"recurrent", {"RNN", "GRU", "LSTM"}},
+      {"quantization",
+       {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+        "ConvInteger", "QLinearConv", "QLinearMatMul"}},
+  };
+  return f;
+}
+
+std::string squash(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch != '_') out += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  return out;
+}
+
+// The family of a test folder, or "" when its op is in none.
+std::string family_of(const std::string& dir_name) {
+  const std::string name = squash(dir_name.rfind("test_", 0) == 0 ? dir_name.substr(5) : dir_name);
+  std::string best_family;
+  size_t best = 0;
+  for (const auto& [family, ops] : families()) {
+    for (const auto& op : ops) {
+      const std::string key = squash(op);
+      if (key.size() > best && name.compare(0, key.size(), key) == 0) best = key.size(), best_family = family;
+    }
+  }
+  return best_family;
+}
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -29,7 +90,7 @@ int main(int argc, char** argv) {
     if (e.is_directory() && fs::exists(e.path() / "model.onnx")) dirs.push_back(e.path());
   }
   std::sort(dirs.begin(), dirs.end());
-  std::map<std::string, Counts> by_op;
+  std::map<std::string, Counts> by_op, by_family;
   Counts total;
   for (const auto& dir : dirs) {
     std::string op = "?", outcome, detail;
@@ -59,6 +120,11 @@ int main(int argc, char** argv) {
       outcome = "refused";
       detail = e.what();
     }
+    Counts& f = by_family[family_of(dir.filename().string())];
+    if (outcome == "passed") ++f.passed;
+    else if (outcome == "wrong") ++f.wrong;
+    else if (outcome == "refused") ++f.refused;
+    else ++f.skipped;
     Counts& c = by_op[op];
     if (outcome == "passed") ++c.passed, ++total.passed;
     else if (outcome == "wrong") ++c.wrong, ++total.wrong;
@@ -72,6 +138,12 @@ int main(int argc, char** argv) {
   for (const auto& [op, c] : by_op) {
     if (!all && c.passed + c.wrong + c.refused == 0) continue;  // ops the executor does not run
     std::printf("%-28s %6d %6d %7d %7d\n", op.c_str(), c.passed, c.wrong, c.refused, c.skipped);
+  }
+  std::printf("\n%-30s %6s %6s %7s %7s %6s\n", "family", "passed", "wrong", "refused", "skipped", "pass%");
+  for (const auto& [family, c] : by_family) {
+    if (family.empty() || c.total() == 0) continue;
+    std::printf("%-30s %6d %6d %7d %7d %5.1f%%\n", family.c_str(), c.passed, c.wrong, c.refused,
+                c.skipped, 100.0 * c.passed / c.total());
   }
   std::printf("node tests: %d passed, %d wrong, %d refused, %d skipped (op not supported)\n",
               total.passed, total.wrong, total.refused, total.skipped);
