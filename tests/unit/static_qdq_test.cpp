@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "quantize/calibrate.h"
 #include "quantize/error.h"
@@ -96,22 +98,81 @@ TEST(Calibration, EntropyKeepsIsolatedOutliersAndCutsLongTails) {
   EXPECT_LT(r.hi, tail.max() * 0.9f);
 }
 
-TEST(Calibration, ReadsNpy) {
-  // A 2 x 3 float32 array as NumPy writes it (format 1.0, header padded to 128 bytes).
+// A 2 x 3 float32 array as NumPy writes it (format 1.0, header padded to 128 bytes).
+std::vector<uint8_t> npy_2x3(const float (&values)[6]) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
   header.resize(128 - 10 - 1, ' ');
   header += '\n';
-  std::vector<uint8_t> file = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                               static_cast<uint8_t>(header.size()), 0};
-  file.insert(file.end(), header.begin(), header.end());
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size());
+  bytes += '\0';
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(values), 24);
+  return {bytes.begin(), bytes.end()};
+}
+
+TEST(Calibration, ReadsNpy) {
   const float values[] = {1, 2, 3, 4, 5, 6};
-  const auto* p = reinterpret_cast<const uint8_t*>(values);
-  file.insert(file.end(), p, p + sizeof(values));
+  std::vector<uint8_t> file = npy_2x3(values);
   Tensor t = read_npy(file.data(), file.size(), "test.npy");
   EXPECT_EQ(t.shape(), (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(t.data<float>()[5], 6.0f);
   file.resize(file.size() - 4);
   EXPECT_THROW(read_npy(file.data(), file.size(), "short.npy"), Error);
+}
+
+// A .npz as NumPy's savez writes it: a ZIP of stored (uncompressed) members named <array>.npy.
+std::vector<uint8_t> stored_zip(const std::string& name, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> zip;
+  auto u16 = [&](uint32_t v) { zip.push_back(v & 0xff), zip.push_back(v >> 8 & 0xff); };
+  auto u32 = [&](uint32_t v) { u16(v & 0xffff), u16(v >> 16); };
+  const uint32_t crc = 0;  // not checked by the reader
+  u32(0x04034b50), u16(20), u16(0), u16(0), u16(0), u16(0), u32(crc);
+  u32(data.size()), u32(data.size()), u16(name.size()), u16(0);
+  zip.insert(zip.end(), name.begin(), name.end());
+  zip.insert(zip.end(), data.begin(), data.end());
+  const uint32_t directory = zip.size();
+  u32(0x02014b50), u16(20), u16(20), u16(0), u16(0), u16(0), u16(0), u32(crc);
+  u32(data.size()), u32(data.size()), u16(name.size()), u16(0), u16(0), u16(0), u16(0), u32(0);
+  u32(0);  // local header offset
+  zip.insert(zip.end(), name.begin(), name.end());
+  const uint32_t directory_size = zip.size() - directory;
+  u32(0x06054b50), u16(0), u16(0), u16(1), u16(1), u32(directory_size), u32(directory), u16(0);
+  return zip;
+}
+
+TEST(Calibration, ReadsNpzAndSplitsBatches) {
+  // Model input x [3]: a [2, 3] array is a batch of two samples.
+  Model model = testing::round_trip(testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3] x) => (float[3] y) { y = Relu(x) })"));
+  const float values[] = {1, 2, 3, 4, 5, 6};
+  const auto dir = testing::temp_dir() / "npz";
+  std::filesystem::create_directories(dir);
+  const auto zip = stored_zip("x.npy", npy_2x3(values));
+  {
+    std::ofstream out(dir / "calib.npz", std::ios::binary);
+    out.write(reinterpret_cast<const char*>(zip.data()), zip.size());
+  }
+  CalibrationData data = open_calibration_data((dir / "calib.npz").string(), model, 0);
+  ASSERT_EQ(data.count, 2u);
+  const auto second = data.sample(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].shape(), (std::vector<int64_t>{3}));
+  EXPECT_EQ(second[0].data<float>()[0], 4.0f);
+  EXPECT_EQ(second[0].data<float>()[2], 6.0f);
+  // A member named unlike the input is an error naming both.
+  const auto wrong = stored_zip("images.npy", npy_2x3(values));
+  {
+    std::ofstream out(dir / "wrong.npz", std::ios::binary);
+    out.write(reinterpret_cast<const char*>(wrong.data()), wrong.size());
+  }
+  try {
+    open_calibration_data((dir / "wrong.npz").string(), model, 0);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no array named 'x'"), std::string::npos) << e.what();
+  }
 }
 
 const char* kConvNet = R"(
