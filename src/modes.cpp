@@ -101,10 +101,6 @@ void Options::validate() const {
       fail(ExitCode::kUsage, "--static needs calibration data: --calib PATH (test-data folders, "
                              ".npy/.npz), or --calib random to calibrate on synthetic inputs");
     }
-    if (format == "qoperator") {
-      fail(ExitCode::kUsage, "--static writes the QDQ form; --format qoperator (QLinearConv, "
-                             "QLinearMatMul) is not supported yet");
-    }
     if (calib_method != "minmax" && calib_method != "percentile" && calib_method != "entropy") {
       fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy", calib_method);
     }
@@ -128,7 +124,8 @@ std::string Options::describe(Mode mode) const {
     return fmt::format("fp16 keep_io_types={}", keep_io_types);
   }
   if (static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) {
-    std::string s = fmt::format("{} static format=qdq {} calib_method={}", mode_info(mode).flag,
+    std::string s = fmt::format("{} static format={} {} calib_method={}", mode_info(mode).flag,
+                                format.empty() ? "qdq" : format,
                                 per_channel ? "per_channel" : "per_tensor", calib_method);
     if (calib_method == "percentile") s += fmt::format(" percentile={}", percentile);
     if (!op_types.empty()) s += fmt::format(" op_types={}", op_types);
@@ -173,6 +170,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     StaticQdqConfig config;
     config.signed_activations = mode == Mode::kInt8;
     config.per_channel = options.per_channel;
+    config.qoperator = options.format == "qoperator";
     config.op_types = split_op_types(options.op_types, true);
     config.keep_float = split_list(options.keep_float);
     if (!options.include.empty()) config.include = compile(options.include, "--include");

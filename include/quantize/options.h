@@ -100,6 +100,7 @@ using Calibrator =
 struct StaticQdqConfig {
   bool signed_activations = true;  // int8 activations and symmetric int8 weights (S8S8), else U8U8
   bool per_channel = false;
+  bool qoperator = false;          // QLinearConv / QLinearMatMul where the pattern allows
   std::set<std::string> op_types;  // empty: every op the pass knows
   std::set<std::string> keep_float;
   std::optional<std::regex> include, exclude;

@@ -159,6 +159,58 @@ void conv_integer(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// Requantizes int32 accumulators: multiplier = x_scale * w_scale[c] / y_scale and the product
+// acc * multiplier in float32 (as ONNX Runtime does; the specification leaves the precision
+// open), y = saturate(rint(acc * multiplier) + y_zp), c the output channel of
+// element i (channel = (i / inner) % channels; channels 1 for per-tensor scales).
+Tensor requantize(const OpContext& c, const Tensor& acc, const Tensor& x_scale, const Tensor& w_scale,
+                  const Tensor& y_scale, const Tensor* y_zp, int64_t inner, int64_t channels) {
+  const int type = y_zp ? y_zp->dtype() : TensorProto::UINT8;
+  if (!is_8bit(type)) c.fail("output type {} is not supported", type);
+  const int lo = type == TensorProto::UINT8 ? 0 : -128, hi = lo + 255;
+  const int32_t zy = y_zp ? value_at(*y_zp, 0) : 0;
+  Tensor y(type, acc.shape());
+  for (int64_t i = 0; i < acc.size(); ++i) {
+    const int64_t ch = w_scale.size() > 1 ? (i / inner) % channels : 0;
+    const float m = x_scale.data<float>()[0] * w_scale.data<float>()[ch] / y_scale.data<float>()[0];
+    const float v = std::nearbyint(static_cast<float>(acc.data<int32_t>()[i]) * m) + static_cast<float>(zy);
+    y.raw()[i] = static_cast<uint8_t>(static_cast<int32_t>(std::clamp(v, float(lo), float(hi))));
+  }
+  return y;
+}
+
+// QLinearConv: conv of (x - x_zp) and (w - w_zp[m]) in int32, + B, requantized to y.
+void qlinear_conv(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& w = c.input(3);
+  if (!is_8bit(x.dtype()) || !is_8bit(w.dtype())) c.fail("x and w must be 8-bit");
+  const int32_t xz = value_at(c.input(2), 0);
+  const Tensor& wz = c.input(5);
+  const int64_t filters = w.shape()[0], per = w.size() / filters;
+  std::vector<int32_t> xi(static_cast<size_t>(x.size())), wi(static_cast<size_t>(w.size()));
+  for (int64_t i = 0; i < x.size(); ++i) xi[i] = value_at(x, i) - xz;
+  for (int64_t i = 0; i < w.size(); ++i) wi[i] = value_at(w, i) - value_at(wz, wz.size() > 1 ? i / per : 0);
+  std::vector<int64_t> shape;
+  std::vector<int32_t> acc = convolve(c, x.shape(), xi.data(), w.shape(), wi.data(), shape);
+  Tensor sum(TensorProto::INT32, shape);
+  const int64_t spatial = sum.size() / (shape[0] * filters);
+  for (int64_t i = 0; i < sum.size(); ++i) {
+    sum.data<int32_t>()[i] = acc[i] + (c.has_input(8) ? c.input(8).data<int32_t>()[(i / spatial) % filters] : 0);
+  }
+  c.output(0) = requantize(c, sum, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr,
+                           spatial, filters);
+}
+
+// QLinearMatMul: (a - a_zp)(b - b_zp) in int32 (b's parameters per tensor or per column),
+// requantized to y.
+void qlinear_matmul(OpContext& c) {
+  const Tensor& b = c.input(3);
+  Tensor acc = integer_matmul(c, c.input(0), b, &c.input(2), &c.input(5));
+  const int64_t n = b.shape().back();
+  c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr,
+                           1, n);
+}
+
 // com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
 void dynamic_quantize_matmul(OpContext& c) {
   Dynamic a = dynamic_quantize(c, c.input(0));
@@ -182,6 +234,8 @@ void register_quant(Registry& r) {
   r["DynamicQuantizeLinear"] = dynamic_quantize_linear;
   r["MatMulInteger"] = matmul_integer;
   r["ConvInteger"] = conv_integer;
+  r["QLinearConv"] = qlinear_conv;
+  r["QLinearMatMul"] = qlinear_matmul;
   r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
   // ONNX Runtime's contrib versions (any opset, per-axis): the same formulas.
   r["com.microsoft.QuantizeLinear"] = quantize_linear;

@@ -147,6 +147,7 @@ class StaticQdqPass final : public Pass {
 
     select();
     rewrite();
+    if (config_.qoperator) to_qoperator();
     topological_sort(*graph_);
     if (uses_ms_) ensure_opset(model.proto, "com.microsoft", 1);
     remove_unused_constants(model.proto);
@@ -154,6 +155,76 @@ class StaticQdqPass final : public Pass {
   }
 
  private:
+  // QOperator form: DQ -> Conv/MatMul -> Q becomes one QLinearConv / QLinearMatMul on the
+  // quantized tensors (the float op's output must be read by its QuantizeLinear alone; a Conv bias
+  // must be the int32 one). Other ops keep their pairs; DequantizeLinears left unread go.
+  void to_qoperator() {
+    std::map<std::string, int> producer, readers;
+    auto index = [&] {
+      producer.clear(), readers.clear();
+      for (int i = 0; i < graph_->node_size(); ++i) {
+        for (const auto& o : graph_->node(i).output()) producer[o] = i;
+        for (const auto& in : graph_->node(i).input()) ++readers[in];
+      }
+      for (const auto& o : graph_->output()) ++readers[o.name()];
+    };
+    index();
+    auto dq_of = [&](const std::string& t) -> const onnx::NodeProto* {
+      auto it = producer.find(t);
+      if (it == producer.end()) return nullptr;
+      const auto& n = graph_->node(it->second);
+      return n.op_type() == "DequantizeLinear" ? &n : nullptr;
+    };
+    std::set<int> removed;
+    std::vector<onnx::NodeProto> added;
+    int converted = 0;
+    for (int i = 0; i < graph_->node_size(); ++i) {
+      const auto& n = graph_->node(i);
+      const bool conv = n.op_type() == "Conv" && n.domain().empty();
+      if (!conv && !(n.op_type() == "MatMul" && n.domain().empty())) continue;
+      const auto* dx = dq_of(n.input(0));
+      const auto* dw = dq_of(n.input(1));
+      const onnx::NodeProto* db = conv && n.input_size() > 2 && !n.input(2).empty() ? dq_of(n.input(2)) : nullptr;
+      if (!dx || !dw || dx->input_size() < 3 || dw->input_size() < 3) continue;
+      if (conv && n.input_size() > 2 && !n.input(2).empty() && !db) continue;  // a float bias
+      if (readers[n.output(0)] != 1) continue;
+      const onnx::NodeProto* q = nullptr;
+      for (const auto& m : graph_->node()) {
+        if (m.op_type() == "QuantizeLinear" && m.input(0) == n.output(0)) q = &m;
+      }
+      if (!q || q->input_size() < 3) continue;
+      onnx::NodeProto op;
+      op.set_op_type(conv ? "QLinearConv" : "QLinearMatMul");
+      op.set_name(names_->unique(n.name().empty() ? op.op_type() : n.name() + "_qlinear"));
+      for (const auto* src : {dx, dw}) {
+        for (int k = 0; k < 3; ++k) op.add_input(src->input(k));
+      }
+      op.add_input(q->input(1));
+      op.add_input(q->input(2));
+      if (db) op.add_input(db->input(0));
+      op.add_output(q->output(0));
+      if (conv) *op.mutable_attribute() = n.attribute();
+      removed.insert(i);
+      removed.insert(producer[q->output(0)]);
+      added.push_back(std::move(op));
+      ++converted;
+    }
+    for (auto it = removed.rbegin(); it != removed.rend(); ++it) graph_->mutable_node()->DeleteSubrange(*it, 1);
+    for (auto& op : added) *graph_->add_node() = std::move(op);
+    for (bool again = true; again;) {  // DequantizeLinears nothing reads any more
+      again = false;
+      index();
+      for (int i = graph_->node_size() - 1; i >= 0; --i) {
+        const auto& n = graph_->node(i);
+        if (n.op_type() == "DequantizeLinear" && readers[n.output(0)] == 0) {
+          graph_->mutable_node()->DeleteSubrange(i, 1);
+          again = true;
+        }
+      }
+    }
+    result_.notes.push_back(fmt::format("QOperator form: {} node(s) became QLinearConv/QLinearMatMul", converted));
+  }
+
   // Slice-1 (starts, ends, axes attributes) -> Slice-10 (the same as int64 inputs).
   void slice_attributes_to_inputs(onnx::NodeProto& node) {
     std::map<std::string, std::vector<int64_t>> values;

@@ -257,6 +257,39 @@ TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
   EXPECT_FALSE(result.changed.empty());
 }
 
+TEST(StaticQdq, QOperatorFormFusesConvAndItsPairs) {
+  auto proto = testing::parse(kConvNet);
+  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(72, 1));
+  testing::set_floats(proto, "b", {4}, {0.1f, 0, 0, 0});
+  testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(48, 2));
+  testing::set_floats(proto, "b2", {3}, {0, 0, 0});
+  Model model = testing::round_trip(proto);
+  StaticQdqConfig config;
+  config.qoperator = true;
+  config.per_channel = true;
+  config.calibrate = [](const Model&, const std::set<std::string>&) {
+    Calibration c;
+    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
+                {"y", {-4, 4}}};
+    return c;
+  };
+  make_static_qdq_pass(config)->run(model);
+  const auto& g = model.proto.graph();
+  // Conv (its Relu folded) -> QLinearConv reading x's QuantizeLinear and writing r's quantized
+  // tensor; Gemm has no QLinear form and keeps its pairs.
+  EXPECT_EQ(count_ops(g, "Conv"), 0);
+  ASSERT_EQ(count_ops(g, "QLinearConv"), 1);
+  const auto* qc = find_node(g, "QLinearConv");
+  EXPECT_EQ(qc->input_size(), 9);  // x, scale, zp, w, scale, zp, y scale, y zp, int32 bias
+  EXPECT_EQ(find_initializer(g, qc->input(8))->data_type(), onnx::TensorProto::INT32);
+  EXPECT_EQ(find_initializer(g, qc->input(4))->dims(0), 4);  // per-channel scales
+  EXPECT_EQ(count_ops(g, "Gemm"), 1);
+  // r is quantized once (by QLinearConv) and read through one DequantizeLinear by MaxPool's pair.
+  int r_quantize = 0;
+  for (const auto& n : g.node()) r_quantize += n.op_type() == "QuantizeLinear" && n.input(0) == "r";
+  EXPECT_EQ(r_quantize, 0);
+}
+
 TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   auto proto = testing::parse(kConvNet);
   testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(72, 1));
