@@ -123,7 +123,9 @@ enum class Reduce { kMean, kSum, kMax, kMin, kProd, kL1, kL2, kLogSum, kLogSumEx
 template <Reduce kind>
 void reduce(OpContext& c) {
   const Tensor& x = c.input(0);
-  require_float(c, x, "input");
+  if (x.dtype() != TensorProto::FLOAT && x.dtype() != TensorProto::DOUBLE) {
+    c.fail("input is data type {}: float32 and float64 are supported", x.dtype());
+  }
   const bool axes_input = c.opset >= 18 || (kind == Reduce::kSum && c.opset >= 13);
   std::vector<int64_t> axes = axes_input ? (c.has_input(1) ? c.input(1).to_int64() : std::vector<int64_t>{})
                                          : c.attr_ints("axes");
@@ -147,10 +149,10 @@ void reduce(OpContext& c) {
                           : kind == Reduce::kMin ? INFINITY
                           : kind == Reduce::kProd ? 1.0
                                                  : 0.0);
-  const float* px = x.data<float>();
+  const bool is_double = x.dtype() == TensorProto::DOUBLE;
   for (int64_t i = 0; i < x.size(); ++i) {
     double& a = acc[target[i]];
-    const double v = px[i];
+    const double v = is_double ? x.data<double>()[i] : x.data<float>()[i];
     if (kind == Reduce::kMax) a = std::max<double>(a, v);
     else if (kind == Reduce::kMin) a = std::min<double>(a, v);
     else if (kind == Reduce::kProd) a *= v;
@@ -160,13 +162,14 @@ void reduce(OpContext& c) {
     else a += v;
   }
   const double count = tmp.size() ? static_cast<double>(x.size()) / tmp.size() : 1.0;
-  Tensor out(TensorProto::FLOAT, out_shape);
+  Tensor out(x.dtype(), out_shape);
   for (int64_t i = 0; i < out.size(); ++i) {
     double v = acc[i];
     if (kind == Reduce::kMean) v /= count;
     else if (kind == Reduce::kL2) v = std::sqrt(v);
     else if (kind == Reduce::kLogSum || kind == Reduce::kLogSumExp) v = std::log(v);
-    out.data<float>()[i] = static_cast<float>(v);
+    if (is_double) out.data<double>()[i] = v;
+    else out.data<float>()[i] = static_cast<float>(v);
   }
   c.output(0) = std::move(out);
 }

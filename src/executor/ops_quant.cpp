@@ -4,6 +4,7 @@
 // DynamicQuantizeLinear: uint8 with the range of x widened to include 0.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "ops.h"
 
@@ -204,8 +205,29 @@ void qlinear_conv(OpContext& c) {
 // QLinearMatMul: (a - a_zp)(b - b_zp) in int32 (b's parameters per tensor or per column),
 // requantized to y.
 void qlinear_matmul(OpContext& c) {
+  const Tensor& a = c.input(0);
   const Tensor& b = c.input(3);
-  Tensor acc = integer_matmul(c, c.input(0), b, &c.input(2), &c.input(5));
+  if (b.rank() > 2) {  // batched B [..., K, N] with A [..., M, K] of the same batch: one pair each
+    if (a.rank() != b.rank() || !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())) {
+      c.fail("batched B needs A with the same batch dimensions");
+    }
+    if (c.input(4).size() > 1 || c.input(5).size() > 1) c.fail("batched B takes per-tensor parameters");
+    const int64_t m = a.shape()[a.rank() - 2], k = a.shape().back(), n = b.shape().back();
+    const int64_t batches = a.size() / (m * k);
+    std::vector<int64_t> shape = a.shape();
+    shape.back() = n;
+    Tensor acc(TensorProto::INT32, shape);
+    for (int64_t t = 0; t < batches; ++t) {
+      Tensor at(a.dtype(), {m, k}), bt(b.dtype(), {k, n});
+      std::memcpy(at.raw(), a.raw() + t * m * k, m * k);
+      std::memcpy(bt.raw(), b.raw() + t * k * n, k * n);
+      Tensor yt = integer_matmul(c, at, bt, &c.input(2), &c.input(5));
+      std::memcpy(acc.data<int32_t>() + t * m * n, yt.raw(), yt.bytes());
+    }
+    c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr, 1, 1);
+    return;
+  }
+  Tensor acc = integer_matmul(c, a, b, &c.input(2), &c.input(5));
   const int64_t n = b.shape().back();
   c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr,
                            1, n);
