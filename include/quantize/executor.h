@@ -1,4 +1,4 @@
-// A CPU interpreter for ONNX graphs (issue 4, first part): runs float models and their quantized
+// A CPU interpreter for ONNX graphs: runs float models and their quantized
 // versions without ONNX Runtime, for calibration and verification. Values are freed as soon as
 // their last reader ran, so memory follows the live set; an observer sees every value produced.
 // An op or attribute it does not support is an Error naming the node, never a wrong answer.
