@@ -373,8 +373,7 @@ Tensor read_npy(const uint8_t* data, size_t size, const std::string& what) {
 
 CalibrationData open_calibration_data(const std::string& spec, const Model& model,
                                       size_t max_samples) {
-  Executor probe(model);
-  const std::vector<std::string> inputs = probe.input_names();
+  const std::vector<std::string> inputs = fed_inputs(model);
   if (spec == "random") return random_data(model, inputs, max_samples ? max_samples : 8);
   const fs::path path(spec);
   std::error_code ec;

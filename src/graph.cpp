@@ -240,4 +240,22 @@ void remove_unused_constants(onnx::ModelProto& model) {
   remove_unused_initializers(model);
 }
 
+int opset_of(const onnx::ModelProto& model, const std::string& domain) {
+  for (const auto& o : model.opset_import()) {
+    if (o.domain() == domain || (domain.empty() && o.domain() == "ai.onnx")) {
+      return static_cast<int>(o.version());
+    }
+  }
+  return 0;
+}
+
+void ensure_opset(onnx::ModelProto& model, const std::string& domain, int version) {
+  for (const auto& o : model.opset_import()) {
+    if (o.domain() == domain) return;
+  }
+  auto* o = model.add_opset_import();
+  o->set_domain(domain);
+  o->set_version(version);
+}
+
 }  // namespace quantize

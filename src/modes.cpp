@@ -25,6 +25,11 @@ bool is_dynamic_int8(Mode mode) {
   return mode == Mode::kInt8 || mode == Mode::kUInt8 || mode == Mode::kQ8;
 }
 
+// --int8 / --uint8 under --static.
+bool is_static_int8(const Options& options, Mode mode) {
+  return options.static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8);
+}
+
 std::set<std::string> split_list(const std::string& list) {
   std::set<std::string> items;
   size_t start = 0;
@@ -83,14 +88,11 @@ void Options::validate() const {
   if (!format.empty() && format != "qoperator" && format != "qdq") {
     fail(ExitCode::kUsage, "--format {}: must be qoperator or qdq", format);
   }
-  bool any_dynamic = false;
-  for (Mode m : modes) any_dynamic |= is_dynamic_int8(m) && !(static_quant && m != Mode::kQ8);
-  if (any_dynamic) split_op_types(op_types, false);
+  split_op_types(op_types, static_quant);
   if (!static_quant && !calib.empty()) {
     fail(ExitCode::kUsage, "--calib is for static quantization: add --static (with --int8 or --uint8)");
   }
   if (static_quant) {
-    split_op_types(op_types, true);
     bool int8_mode = false;
     for (Mode m : modes) {
       if (m == Mode::kQ8) fail(ExitCode::kUsage, "--static goes with --int8 or --uint8, not --q8");
@@ -114,7 +116,7 @@ void Options::validate() const {
 
 std::string Options::suffix(Mode mode) const {
   std::string s = mode_info(mode).suffix;
-  if (static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) return "static_" + s;
+  if (is_static_int8(*this, mode)) return "static_" + s;
   if (bits == 8 && (mode == Mode::kQ4 || mode == Mode::kQ4F16)) s.replace(0, 2, "nbits8");
   return s;
 }
@@ -123,7 +125,7 @@ std::string Options::describe(Mode mode) const {
   if (mode == Mode::kFp16) {
     return fmt::format("fp16 keep_io_types={}", keep_io_types);
   }
-  if (static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) {
+  if (is_static_int8(*this, mode)) {
     std::string s = fmt::format("{} static format={} {} calib_method={}", mode_info(mode).flag,
                                 format.empty() ? "qdq" : format,
                                 per_channel ? "per_channel" : "per_tensor", calib_method);
@@ -166,7 +168,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     if (!options.exclude.empty()) config.exclude = compile(options.exclude, "--exclude");
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
   }
-  if (options.static_quant && (mode == Mode::kInt8 || mode == Mode::kUInt8)) {
+  if (is_static_int8(options, mode)) {
     StaticQdqConfig config;
     config.signed_activations = mode == Mode::kInt8;
     config.per_channel = options.per_channel;

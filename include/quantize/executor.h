@@ -69,6 +69,10 @@ class Executor {
   std::unordered_map<std::string, std::shared_ptr<const Tensor>> constants_;
 };
 
+// The graph inputs a run is fed (inputs that are initializers excluded), in order; an Error names
+// one that is not a tensor.
+std::vector<std::string> fed_inputs(const Model& model);
+
 // Op types the executor runs (default domain unless prefixed "com.microsoft.").
 std::vector<std::string> supported_ops();
 

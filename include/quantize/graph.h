@@ -67,6 +67,12 @@ int remove_unused_initializers(onnx::ModelProto& model);
 // quantization pass replaced).
 void remove_unused_constants(onnx::ModelProto& model);
 
-std::string node_label(const onnx::NodeProto& node);  // "name (Op)" or "Op #output"
+std::string node_label(const onnx::NodeProto& node);
+
+// The model's opset version for `domain` ("" and "ai.onnx": the default domain), 0 if absent.
+int opset_of(const onnx::ModelProto& model, const std::string& domain = "");
+
+// Adds an opset import for `domain` at `version` unless the model has one.
+void ensure_opset(onnx::ModelProto& model, const std::string& domain, int version);  // "name (Op)" or "Op #output"
 
 }  // namespace quantize

@@ -97,6 +97,14 @@ bool x86_without_vnni();
 // QUANTIZE_ISA=scalar|avx2|avx512 lowers the choice (for tests and comparisons).
 const Kernels& kernels();
 
+// A tensor of `dims` seen as [outer, channels, inner] around `axis` (axis < 0: one channel).
+struct ChannelLayout {
+  int64_t outer = 1, channels = 1, inner = 1;
+};
+ChannelLayout channel_layout(const std::vector<int64_t>& dims, int axis);
+// Each channel's running min and max from +0 (as Kernels::minmax), with kernels().
+void channel_minmax(const float* x, const ChannelLayout& layout, float* mn, float* mx);
+
 // Scalar helpers that other code uses directly.
 uint16_t f32_to_f16_scalar(float x);
 float f16_to_f32_scalar(uint16_t h);

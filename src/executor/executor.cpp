@@ -1,9 +1,9 @@
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <algorithm>
-#include <cmath>
 #include <unordered_set>
 
 #include <cblas.h>
@@ -157,15 +157,6 @@ void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
 
 namespace {
 
-int opset_of(const onnx::ModelProto& model, const std::string& domain) {
-  for (const auto& o : model.opset_import()) {
-    if (o.domain() == domain || (domain.empty() && o.domain() == "ai.onnx")) {
-      return static_cast<int>(o.version());
-    }
-  }
-  return 0;
-}
-
 // Ops that move bytes without arithmetic: they run on float16 tensors as they are.
 const std::unordered_set<std::string> kAnyType = {
     "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",    "Slice",
@@ -209,15 +200,24 @@ Executor::Executor(const Model& model) : model_(model) {
   for (const auto& t : graph.initializer()) {
     constants_[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model, t));
   }
+  inputs_ = fed_inputs(model);
+  for (const auto& v : graph.output()) outputs_.push_back(v.name());
+}
+
+std::vector<std::string> fed_inputs(const Model& model) {
+  const auto& graph = model.proto.graph();
+  std::unordered_set<std::string> initializers;
+  for (const auto& t : graph.initializer()) initializers.insert(t.name());
+  std::vector<std::string> inputs;
   for (const auto& v : graph.input()) {
-    if (constants_.count(v.name())) continue;
+    if (initializers.count(v.name())) continue;
     if (!v.type().has_tensor_type()) {
       fail(ExitCode::kInput, "{}: input '{}' is not a tensor (sequences, maps and optionals are not "
            "supported)", model.source, v.name());
     }
-    inputs_.push_back(v.name());
+    inputs.push_back(v.name());
   }
-  for (const auto& v : graph.output()) outputs_.push_back(v.name());
+  return inputs;
 }
 
 Executor::~Executor() = default;

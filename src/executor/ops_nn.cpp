@@ -121,6 +121,15 @@ void im2col_2d(const Window& w, const float* in, int64_t o0, int64_t n, float* c
   }
 }
 
+// For each output position o and kernel tap t, at [o * taps + t]: the input offset of that tap,
+// or -1 in the padding.
+std::vector<int64_t> tap_offsets(const Window& w) {
+  const int64_t taps = w.kernel_size();
+  std::vector<int64_t> offsets(static_cast<size_t>(w.out_size() * taps));
+  for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
+  return offsets;
+}
+
 bool pointwise(const Window& w) {
   for (size_t i = 0; i < w.in.size(); ++i) {
     if (w.kernel[i] != 1 || w.stride[i] != 1 || w.pad_begin[i] != 0 || w.out[i] != w.in[i]) return false;
@@ -201,12 +210,11 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
     }
   }
   // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
-  const bool two_d = w.in.size() == 2;
-  std::vector<int64_t> offsets(two_d ? 0 : static_cast<size_t>(spatial * taps));
-  if (!two_d) for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * taps + t] = off; });
   if constexpr (std::is_same_v<T, float>) {
     // In tiles of output positions, each built and multiplied by one thread, so the column
     // matrix stays in cache instead of taking rows x spatial floats of memory.
+    const bool two_d = w.in.size() == 2;
+    const std::vector<int64_t> offsets = two_d ? std::vector<int64_t>{} : tap_offsets(w);
     const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
     const int64_t tiles = (spatial + tile - 1) / tile;
     for (int64_t b = 0; b < batch; ++b) {
@@ -234,33 +242,26 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
         });
       }
     }
-    return out;
-  }
-  if (two_d) for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) {
-    if (offsets.empty()) offsets.resize(static_cast<size_t>(spatial * taps));
-    offsets[o * taps + t] = off;
-  });
-  std::vector<T> cols(static_cast<size_t>(rows * spatial));
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t g = 0; g < group; ++g) {
-      const T* in = x + (b * channels + g * cg) * w.in_size();
-      parallel_for(static_cast<size_t>(cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
-                   [&](size_t c0, size_t c1) {
-        for (size_t ch = c0; ch < c1; ++ch) {
-          for (int64_t t = 0; t < taps; ++t) {
-            T* row = cols.data() + (ch * taps + t) * spatial;
-            for (int64_t o = 0; o < spatial; ++o) {
-              const int64_t off = offsets[o * taps + t];
-              row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+  } else {  // exact integer accumulation (ConvInteger): the whole column matrix, rows on threads
+    const std::vector<int64_t> offsets = tap_offsets(w);
+    std::vector<T> cols(static_cast<size_t>(rows * spatial));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t g = 0; g < group; ++g) {
+        const T* in = x + (b * channels + g * cg) * w.in_size();
+        parallel_for(static_cast<size_t>(cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
+                     [&](size_t c0, size_t c1) {
+          for (size_t ch = c0; ch < c1; ++ch) {
+            for (int64_t t = 0; t < taps; ++t) {
+              T* row = cols.data() + (ch * taps + t) * spatial;
+              for (int64_t o = 0; o < spatial; ++o) {
+                const int64_t off = offsets[o * taps + t];
+                row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+              }
             }
           }
-        }
-      });
-      const T* wg = weight + g * mg * rows;
-      T* y = out.data() + (b * filters + g * mg) * spatial;
-      if constexpr (std::is_same_v<T, float>) {
-        sgemm(false, mg, spatial, rows, wg, cols.data(), y);
-      } else {  // exact integer accumulation (ConvInteger)
+        });
+        const T* wg = weight + g * mg * rows;
+        T* y = out.data() + (b * filters + g * mg) * spatial;
         parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
           for (size_t m = m0; m < m1; ++m) {
             T* dst = y + m * spatial;
@@ -349,8 +350,7 @@ void pool(OpContext& c) {
     c.output(0) = std::move(out);
     return;
   }
-  std::vector<int64_t> offsets(static_cast<size_t>(w.out_size() * w.kernel_size()));
-  for_each_tap(w, [&](int64_t o, int64_t t, int64_t off) { offsets[o * w.kernel_size() + t] = off; });
+  const std::vector<int64_t> offsets = tap_offsets(w);
   parallel_for(static_cast<size_t>(planes), 1, [&](size_t p0, size_t p1) {
     for (size_t p = p0; p < p1; ++p) {
       const float* in = x.data<float>() + p * w.in_size();

@@ -1,4 +1,5 @@
 // Kernel selection: once, at first use, from what the CPU supports (QUANTIZE_ISA may lower it).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -61,6 +62,34 @@ const Kernels& kernels() {
     return kernels_for(best);
   }();
   return chosen;
+}
+
+ChannelLayout channel_layout(const std::vector<int64_t>& dims, int axis) {
+  ChannelLayout l;
+  for (int i = 0; i < static_cast<int>(dims.size()); ++i) {
+    if (axis < 0 || i > axis) l.inner *= dims[i];
+    else if (i < axis) l.outer *= dims[i];
+    else l.channels = dims[i];
+  }
+  return l;
+}
+
+void channel_minmax(const float* x, const ChannelLayout& l, float* mn, float* mx) {
+  const Kernels& k = kernels();
+  if (l.inner == 1) {
+    k.minmax_columns(x, l.outer, l.channels, mn, mx);
+    return;
+  }
+  std::fill(mn, mn + l.channels, 0.0f);
+  std::fill(mx, mx + l.channels, 0.0f);
+  for (int64_t o = 0; o < l.outer; ++o) {
+    for (int64_t c = 0; c < l.channels; ++c) {
+      float lo, hi;
+      k.minmax(x + (o * l.channels + c) * l.inner, l.inner, &lo, &hi);
+      mn[c] = std::min(mn[c], lo);
+      mx[c] = std::max(mx[c], hi);
+    }
+  }
 }
 
 }  // namespace quantize

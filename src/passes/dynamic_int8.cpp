@@ -31,13 +31,6 @@ namespace {
 
 using onnx::TensorProto;
 
-int default_opset(const onnx::ModelProto& model) {
-  for (const auto& o : model.opset_import()) {
-    if (o.domain().empty() || o.domain() == "ai.onnx") return static_cast<int>(o.version());
-  }
-  return 0;
-}
-
 void set_names(google::protobuf::RepeatedPtrField<std::string>* field,
                std::initializer_list<std::string> names) {
   field->Clear();
@@ -85,7 +78,7 @@ class DynamicInt8Pass final : public Pass {
     result_ = {};
     result_.pass = name();
     model_ = &model;
-    opset_ = default_opset(model.proto);
+    opset_ = opset_of(model.proto);
     names_.emplace(model.proto);
     signed_ = weights_signed(model.proto);
     int convs = 0;
@@ -116,7 +109,7 @@ class DynamicInt8Pass final : public Pass {
       if (!replaced.empty()) touched.push_back(&graph);
     });
     for (auto* graph : touched) topological_sort(*graph);
-    if (uses_ms_) ensure_ms_opset(model.proto);
+    if (uses_ms_) ensure_opset(model.proto, "com.microsoft", 1);
     if (added_) remove_unused_constants(model.proto);
     if (config_.weights == DynamicInt8Config::Weights::kPortable) {
       result_.warnings.push_back(signed_ ? "q8: int8 weights (the model has no Conv)"
@@ -448,33 +441,15 @@ class DynamicInt8Pass final : public Pass {
     auto cached = weights_.find(key);
     if (cached != weights_.end()) return cached->second;
 
-    int64_t outer = 1, channels = 1, inner = 1;
-    for (int i = 0; i < static_cast<int>(layout.dims.size()); ++i) {
-      const int64_t d = layout.dims[i];
-      if (layout.axis < 0) inner *= d;
-      else if (i < layout.axis) outer *= d;
-      else if (i == layout.axis) channels = d;
-      else inner *= d;
-    }
+    const ChannelLayout cl = channel_layout(layout.dims, layout.axis);
+    const int64_t outer = cl.outer, channels = cl.channels, inner = cl.inner;
     PayloadPtr source = tensor_payload(*model_, w);
     auto params = std::make_shared<std::vector<AffineParams>>(channels);
     {
       PayloadBytes bytes(source);
       const float* x = reinterpret_cast<const float*>(bytes.data());
-      std::vector<float> mn(channels, 0.0f), mx(channels, 0.0f);
-      const Kernels& k = kernels();
-      if (inner == 1) {
-        k.minmax_columns(x, outer, channels, mn.data(), mx.data());
-      } else {
-        for (int64_t o = 0; o < outer; ++o) {
-          for (int64_t c = 0; c < channels; ++c) {
-            float lo, hi;
-            k.minmax(x + (o * channels + c) * inner, inner, &lo, &hi);
-            mn[c] = std::min(mn[c], lo);
-            mx[c] = std::max(mx[c], hi);
-          }
-        }
-      }
+      std::vector<float> mn(channels), mx(channels);
+      channel_minmax(x, cl, mn.data(), mx.data());
       for (int64_t c = 0; c < channels; ++c) {
         AffineParams& p = (*params)[c];
         p = affine_params(mn[c], mx[c], signed_ || layout.centered_uint8, config_.reduce_range);
@@ -556,15 +531,6 @@ class DynamicInt8Pass final : public Pass {
   }
 
   bool qdq_mode() const { return config_.format == DynamicInt8Config::Format::kQdq; }
-
-  static void ensure_ms_opset(onnx::ModelProto& model) {
-    for (const auto& o : model.opset_import()) {
-      if (o.domain() == "com.microsoft") return;
-    }
-    auto* o = model.add_opset_import();
-    o->set_domain("com.microsoft");
-    o->set_version(1);
-  }
 
   DynamicInt8Config config_;
   PassResult result_;

@@ -254,7 +254,7 @@ class MatMulNBitsPass final : public Pass {
       }
     });
     if (!done.empty()) {
-      ensure_opset(model.proto);
+      ensure_opset(model.proto, kMsDomain, 1);
       remove_dead_constants(model.proto, dead_constants);
       remove_unused_initializers(model.proto);
     }
@@ -385,15 +385,6 @@ class MatMulNBitsPass final : public Pass {
     attr("block_size", config_.block_size);
     if (config_.accuracy_level) attr("accuracy_level", config_.accuracy_level);
     node = std::move(out);
-  }
-
-  static void ensure_opset(onnx::ModelProto& model) {
-    for (const auto& opset : model.opset_import()) {
-      if (opset.domain() == kMsDomain) return;
-    }
-    auto* opset = model.add_opset_import();
-    opset->set_domain(kMsDomain);
-    opset->set_version(1);
   }
 
   // Constant nodes whose weight was quantized and that nothing reads any more.

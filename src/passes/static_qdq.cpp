@@ -9,8 +9,9 @@
 // quantized only where a quantized op reads it (so a graph output, or the input of a float op,
 // keeps its float value). Sigmoid and Mul forming a SiLU, x * Sigmoid(x), stay float: an 8-bit
 // pre-activation x costs detectors accuracy (YOLOX-nano 0.944 -> 0.955); the SiLU's output is
-// quantized where the next op is. Weights are stored quantized (int8 symmetric, or uint8 asymmetric for U8U8; per channel
-// on the output-channel axis with --per-channel) behind a DequantizeLinear; Conv/Gemm bias as
+// quantized where the next op is. Weights are stored quantized (int8 symmetric, or uint8
+// asymmetric for U8U8; per channel on the output-channel axis with --per-channel) behind a
+// DequantizeLinear; Conv/Gemm bias as
 // int32 with scale = input scale x weight scale. Ops that only move or select values (Reshape,
 // Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, Resize) give their output the input's scale and
 // zero point, as ONNX Runtime's QDQ fusions expect. A Relu, or Clip(0, max), right after a
@@ -83,10 +84,7 @@ class StaticQdqPass final : public Pass {
     model_ = &model;
     graph_ = model.proto.mutable_graph();
     scope_.graph = graph_;
-    opset_ = 0;
-    for (const auto& o : model.proto.opset_import()) {
-      if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
-    }
+    opset_ = opset_of(model.proto);
     if (opset_ < 10) {
       // QuantizeLinear arrived in opset 10, and ONNX Runtime fuses QDQ into opset-10 ops: raise
       // the model to 10 when none of its ops changed form on the way.
@@ -159,12 +157,14 @@ class StaticQdqPass final : public Pass {
   // quantized tensors (the float op's output must be read by its QuantizeLinear alone; a Conv bias
   // must be the int32 one). Other ops keep their pairs; DequantizeLinears left unread go.
   void to_qoperator() {
-    std::map<std::string, int> producer, readers;
+    std::map<std::string, int> producer, readers, quantizer;  // quantizer: t -> Q(t)'s node
     auto index = [&] {
-      producer.clear(), readers.clear();
+      producer.clear(), readers.clear(), quantizer.clear();
       for (int i = 0; i < graph_->node_size(); ++i) {
-        for (const auto& o : graph_->node(i).output()) producer[o] = i;
-        for (const auto& in : graph_->node(i).input()) ++readers[in];
+        const auto& n = graph_->node(i);
+        for (const auto& o : n.output()) producer[o] = i;
+        for (const auto& in : n.input()) ++readers[in];
+        if (n.op_type() == "QuantizeLinear") quantizer[n.input(0)] = i;
       }
       for (const auto& o : graph_->output()) ++readers[o.name()];
     };
@@ -187,12 +187,10 @@ class StaticQdqPass final : public Pass {
       const onnx::NodeProto* db = conv && n.input_size() > 2 && !n.input(2).empty() ? dq_of(n.input(2)) : nullptr;
       if (!dx || !dw || dx->input_size() < 3 || dw->input_size() < 3) continue;
       if (conv && n.input_size() > 2 && !n.input(2).empty() && !db) continue;  // a float bias
-      if (readers[n.output(0)] != 1) continue;
-      const onnx::NodeProto* q = nullptr;
-      for (const auto& m : graph_->node()) {
-        if (m.op_type() == "QuantizeLinear" && m.input(0) == n.output(0)) q = &m;
-      }
-      if (!q || q->input_size() < 3) continue;
+      auto qi = quantizer.find(n.output(0));
+      if (readers[n.output(0)] != 1 || qi == quantizer.end()) continue;
+      const onnx::NodeProto* q = &graph_->node(qi->second);
+      if (q->input_size() < 3) continue;
       onnx::NodeProto op;
       op.set_op_type(conv ? "QLinearConv" : "QLinearMatMul");
       op.set_name(names_->unique(n.name().empty() ? op.op_type() : n.name() + "_qlinear"));
@@ -205,21 +203,18 @@ class StaticQdqPass final : public Pass {
       op.add_output(q->output(0));
       if (conv) *op.mutable_attribute() = n.attribute();
       removed.insert(i);
-      removed.insert(producer[q->output(0)]);
+      removed.insert(qi->second);
       added.push_back(std::move(op));
       ++converted;
     }
     for (auto it = removed.rbegin(); it != removed.rend(); ++it) graph_->mutable_node()->DeleteSubrange(*it, 1);
     for (auto& op : added) *graph_->add_node() = std::move(op);
-    for (bool again = true; again;) {  // DequantizeLinears nothing reads any more
-      again = false;
-      index();
-      for (int i = graph_->node_size() - 1; i >= 0; --i) {
-        const auto& n = graph_->node(i);
-        if (n.op_type() == "DequantizeLinear" && readers[n.output(0)] == 0) {
-          graph_->mutable_node()->DeleteSubrange(i, 1);
-          again = true;
-        }
+    // DequantizeLinears nothing reads any more (their inputs stay read by the QLinear ops).
+    index();
+    for (int i = graph_->node_size() - 1; i >= 0; --i) {
+      const auto& n = graph_->node(i);
+      if (n.op_type() == "DequantizeLinear" && readers[n.output(0)] == 0) {
+        graph_->mutable_node()->DeleteSubrange(i, 1);
       }
     }
     result_.notes.push_back(fmt::format("QOperator form: {} node(s) became QLinearConv/QLinearMatMul", converted));
@@ -436,10 +431,10 @@ class StaticQdqPass final : public Pass {
     for (const auto& t : quantized_) {
       if (!shares_.count(t)) params_[t] = activation_params(t);
     }
-    for (const auto& t : quantized_) {
+    for (const auto& t : quantized_) {  // a chain's root is the quantized input of its first op
       std::string root = t;
       while (shares_.count(root)) root = shares_.at(root);
-      params_[t] = params_.count(root) ? params_[root] : activation_params(root);
+      params_[t] = params_.at(root);
     }
     // Weights and bias, per selected node.
     for (int index : selected_) {
@@ -574,23 +569,11 @@ class StaticQdqPass final : public Pass {
 
   QuantizedWeight quantize_weight(const TensorProto& w, const std::vector<int64_t>& dims, int axis) {
     const std::vector<float> x = tensor_floats(*model_, w);
-    int64_t outer = 1, channels = 1, inner = 1;
-    for (int i = 0; i < static_cast<int>(dims.size()); ++i) {
-      if (axis < 0) inner *= dims[i];
-      else if (i < axis) outer *= dims[i];
-      else if (i == axis) channels = dims[i];
-      else inner *= dims[i];
-    }
+    const ChannelLayout cl = channel_layout(dims, axis);
+    const int64_t outer = cl.outer, channels = cl.channels, inner = cl.inner;
     const bool is_signed = config_.signed_activations;
-    std::vector<float> mn(channels, 0.0f), mx(channels, 0.0f);
-    for (int64_t o = 0; o < outer; ++o) {
-      for (int64_t c = 0; c < channels; ++c) {
-        for (int64_t k = 0; k < inner; ++k) {
-          const float v = x[(o * channels + c) * inner + k];
-          if (std::isfinite(v)) mn[c] = std::min(mn[c], v), mx[c] = std::max(mx[c], v);
-        }
-      }
-    }
+    std::vector<float> mn(channels), mx(channels);
+    channel_minmax(x.data(), cl, mn.data(), mx.data());
     std::vector<AffineParams> p(channels);
     std::vector<float> scales(channels);
     std::vector<uint8_t> zps(channels);
@@ -669,15 +652,6 @@ class StaticQdqPass final : public Pass {
     std::memcpy(raw.data(), data, bytes);
     set_tensor_payload(*model_, *t, make_owned_payload(std::move(raw)));
     return t->name();
-  }
-
-  static void ensure_opset(onnx::ModelProto& model, const std::string& domain, int version) {
-    for (const auto& o : model.opset_import()) {
-      if (o.domain() == domain) return;
-    }
-    auto* o = model.add_opset_import();
-    o->set_domain(domain);
-    o->set_version(version);
   }
 
   StaticQdqConfig config_;

@@ -185,23 +185,35 @@ const char* kConvNet = R"(
     y = Gemm <transB = 1> (f, w2, b2)
   })";
 
-TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
+// kConvNet with the weights w (random, seed 1), w2 (seed 2) and the given biases.
+Model conv_net(const std::vector<float>& b, const std::vector<float>& b2) {
   auto proto = testing::parse(kConvNet);
-  auto w = testing::random_floats(4 * 2 * 3 * 3, 1);
-  testing::set_floats(proto, "w", {4, 2, 3, 3}, w);
-  testing::set_floats(proto, "b", {4}, {0.1f, -0.2f, 0.3f, 0.0f});
+  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(4 * 2 * 3 * 3, 1));
+  testing::set_floats(proto, "b", {4}, b);
   testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(3 * 16, 2));
-  testing::set_floats(proto, "b2", {3}, {0.5f, 0.25f, -1.0f});
-  Model model = testing::round_trip(proto);
+  testing::set_floats(proto, "b2", {3}, b2);
+  return testing::round_trip(proto);
+}
+
+// Ranges such as a calibration of kConvNet gives.
+Calibration conv_net_ranges(const Model&, const std::set<std::string>&) {
+  Calibration c;
+  c.description = "fixed ranges";
+  c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
+              {"y", {-4, 4}}};
+  return c;
+}
+
+TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
+  const auto w = testing::random_floats(4 * 2 * 3 * 3, 1);  // conv_net's
+  Model model = conv_net({0.1f, -0.2f, 0.3f, 0.0f}, {0.5f, 0.25f, -1.0f});
   std::set<std::string> asked;
   StaticQdqConfig config;
   config.per_channel = true;
-  config.calibrate = [&](const Model&, const std::set<std::string>& tensors) {
+  config.calibrate = [&](const Model& m, const std::set<std::string>& tensors) {
     asked = tensors;
-    Calibration c;
-    c.description = "fixed ranges";
-    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5.1f}}, {"p", {0, 5}},
-                {"f", {0, 5}},  {"y", {-4, 4}}};
+    Calibration c = conv_net_ranges(m, tensors);
+    c.ranges["r"] = {0, 5.1f};  // unlike p and f: MaxPool and Flatten must take r's anyway
     return c;
   };
   PassResult result = make_static_qdq_pass(config)->run(model);
@@ -258,21 +270,11 @@ TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
 }
 
 TEST(StaticQdq, QOperatorFormFusesConvAndItsPairs) {
-  auto proto = testing::parse(kConvNet);
-  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(72, 1));
-  testing::set_floats(proto, "b", {4}, {0.1f, 0, 0, 0});
-  testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(48, 2));
-  testing::set_floats(proto, "b2", {3}, {0, 0, 0});
-  Model model = testing::round_trip(proto);
+  Model model = conv_net({0.1f, 0, 0, 0}, {0, 0, 0});
   StaticQdqConfig config;
   config.qoperator = true;
   config.per_channel = true;
-  config.calibrate = [](const Model&, const std::set<std::string>&) {
-    Calibration c;
-    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
-                {"y", {-4, 4}}};
-    return c;
-  };
+  config.calibrate = conv_net_ranges;
   make_static_qdq_pass(config)->run(model);
   const auto& g = model.proto.graph();
   // Conv (its Relu folded) -> QLinearConv reading x's QuantizeLinear and writing r's quantized
@@ -284,27 +286,17 @@ TEST(StaticQdq, QOperatorFormFusesConvAndItsPairs) {
   EXPECT_EQ(find_initializer(g, qc->input(8))->data_type(), onnx::TensorProto::INT32);
   EXPECT_EQ(find_initializer(g, qc->input(4))->dims(0), 4);  // per-channel scales
   EXPECT_EQ(count_ops(g, "Gemm"), 1);
-  // r is quantized once (by QLinearConv) and read through one DequantizeLinear by MaxPool's pair.
+  // QLinearConv writes r's quantized tensor itself: no QuantizeLinear of r is left.
   int r_quantize = 0;
   for (const auto& n : g.node()) r_quantize += n.op_type() == "QuantizeLinear" && n.input(0) == "r";
   EXPECT_EQ(r_quantize, 0);
 }
 
 TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
-  auto proto = testing::parse(kConvNet);
-  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(72, 1));
-  testing::set_floats(proto, "b", {4}, {0, 0, 0, 0});
-  testing::set_floats(proto, "w2", {3, 16}, testing::random_floats(48, 2));
-  testing::set_floats(proto, "b2", {3}, {0, 0, 0});
-  Model model = testing::round_trip(proto);
+  Model model = conv_net({0, 0, 0, 0}, {0, 0, 0});
   StaticQdqConfig config;
   config.keep_float = {"f"};
-  config.calibrate = [](const Model&, const std::set<std::string>&) {
-    Calibration c;
-    c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
-                {"y", {-4, 4}}};
-    return c;
-  };
+  config.calibrate = conv_net_ranges;
   PassResult result = make_static_qdq_pass(config)->run(model);
   bool gemm_kept = false;
   for (const auto& s : result.skipped) gemm_kept |= s.reason.find("--keep-float") != std::string::npos;
