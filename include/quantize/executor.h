@@ -19,8 +19,12 @@ namespace quantize {
 // A dense tensor; the element type is an ONNX TensorProto::DataType.
 class Tensor {
  public:
+  struct Uninitialized {};
+
   Tensor() = default;
   Tensor(int dtype, std::vector<int64_t> shape);  // zero-filled
+  // Contents left undefined, for ops that write every element (saves a pass over memory).
+  Tensor(int dtype, std::vector<int64_t> shape, Uninitialized);
 
   int dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
@@ -43,7 +47,14 @@ class Tensor {
   int dtype_ = 0;
   std::vector<int64_t> shape_;
   int64_t size_ = 1;
-  std::vector<uint8_t> storage_;
+  // Bytes that resize() leaves uninitialized; the zero-filling constructor clears them itself.
+  struct ByteAllocator : std::allocator<uint8_t> {
+    template <typename U>
+    struct rebind { using other = ByteAllocator; };
+    void construct(uint8_t*) {}
+    void construct(uint8_t* p, uint8_t v) { *p = v; }
+  };
+  std::vector<uint8_t, ByteAllocator> storage_;
 };
 
 // The tensor held by a TensorProto of the model (payload, raw or typed fields).
@@ -67,6 +78,14 @@ class Executor {
   const Model& model_;
   std::vector<std::string> inputs_, outputs_;
   std::unordered_map<std::string, std::shared_ptr<const Tensor>> constants_;
+  // Conv nodes whose output's only reader is a Relu or a Clip with constant bounds: when no
+  // observer watches, the Conv clamps its own output and that reader is skipped.
+  struct Fusion {
+    size_t reader;  // node index of the Relu or Clip
+    float lo, hi;
+  };
+  std::unordered_map<size_t, Fusion> fusions_;
+  void plan_fusions();
 };
 
 // The graph inputs a run is fed (inputs that are initializers excluded), in order; an Error names

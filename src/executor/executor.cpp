@@ -3,7 +3,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <map>
+#include <optional>
 #include <unordered_set>
 
 #include <cblas.h>
@@ -190,6 +194,14 @@ std::string op_key(const onnx::NodeProto& node) {
 
 Executor::Executor(const Model& model) : model_(model) {
   openblas_set_num_threads(1);
+#if defined(__GLIBC__)
+  // Activations are allocated and freed in the same pattern on every run: keep freed memory in
+  // the heap for the next ones (up to glibc's largest mmap threshold, 32 MiB per block) rather
+  // than returning it to the system and taking page faults to get it back. Peak memory is
+  // unchanged: it still follows the live set.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   const auto& graph = model.proto.graph();
   for (const auto& node : graph.node()) {
     if (!exec::registry().count(op_key(node))) {
@@ -202,6 +214,48 @@ Executor::Executor(const Model& model) : model_(model) {
   }
   inputs_ = fed_inputs(model);
   for (const auto& v : graph.output()) outputs_.push_back(v.name());
+  plan_fusions();
+}
+
+void Executor::plan_fusions() {
+  const auto& graph = model_.proto.graph();
+  std::unordered_map<std::string, std::vector<size_t>> readers;
+  for (size_t k = 0; k < static_cast<size_t>(graph.node_size()); ++k) {
+    for (const auto& in : graph.node(k).input()) readers[in].push_back(k);
+  }
+  for (const auto& o : outputs_) readers[o].push_back(SIZE_MAX);  // graph outputs stay as they are
+  const int default_opset = opset_of(model_.proto, "");
+  // A constant float bound of Clip (input `i`), or `fallback` when the input is absent.
+  auto bound = [&](const onnx::NodeProto& clip, int i, float fallback) -> std::optional<float> {
+    if (clip.input_size() <= i || clip.input(i).empty()) return fallback;
+    auto it = constants_.find(clip.input(i));
+    if (it == constants_.end() || it->second->dtype() != onnx::TensorProto::FLOAT || it->second->size() != 1) {
+      return std::nullopt;
+    }
+    return it->second->data<float>()[0];
+  };
+  for (size_t k = 0; k < static_cast<size_t>(graph.node_size()); ++k) {
+    const auto& node = graph.node(k);
+    if (node.op_type() != "Conv" || !node.domain().empty() || node.output_size() != 1) continue;
+    const auto& users = readers[node.output(0)];
+    if (users.size() != 1 || users[0] == SIZE_MAX) continue;
+    const auto& next = graph.node(users[0]);
+    if (!next.domain().empty() || next.input(0) != node.output(0) || next.output_size() != 1) continue;
+    if (next.op_type() == "Relu") {
+      fusions_[k] = {users[0], 0.0f, INFINITY};
+    } else if (next.op_type() == "Clip") {
+      std::optional<float> lo = -INFINITY, hi = INFINITY;
+      if (default_opset < 11) {
+        for (const auto& a : next.attribute()) {
+          if (a.name() == "min") lo = a.f();
+          if (a.name() == "max") hi = a.f();
+        }
+      } else {
+        lo = bound(next, 1, -INFINITY), hi = bound(next, 2, INFINITY);
+      }
+      if (lo && hi) fusions_[k] = {users[0], *lo, *hi};
+    }
+  }
 }
 
 std::vector<std::string> fed_inputs(const Model& model) {
@@ -240,11 +294,16 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
   for (const auto& o : outputs_) readers[o] += 1 << 20;  // graph outputs are never dropped
 
   const int default_opset = opset_of(model_.proto, "");
-  // QUANTIZE_PROFILE=1: time per op type on stderr after each run.
-  static const bool profile = std::getenv("QUANTIZE_PROFILE") != nullptr;
+  // QUANTIZE_PROFILE=1: time per op type on stderr after each run; =node: per node too.
+  static const char* profile_env = std::getenv("QUANTIZE_PROFILE");
+  static const bool profile = profile_env != nullptr;
+  static const bool profile_nodes = profile && std::string(profile_env) == "node";
   std::map<std::string, double> profile_time;
   std::map<std::string, int64_t> profile_elements;
-  for (const auto& node : graph.node()) {
+  std::vector<bool> skipped(static_cast<size_t>(graph.node_size()), false);
+  for (size_t k = 0; k < static_cast<size_t>(graph.node_size()); ++k) {
+    if (skipped[k]) continue;
+    const auto& node = graph.node(k);
     std::vector<const Tensor*> in;
     for (const auto& name : node.input()) {
       if (name.empty()) {
@@ -275,6 +334,15 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     std::vector<Tensor> out(node.output_size());
     const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
     exec::OpContext ctx(model_, node, opset, in, out);
+    // The reader this node absorbs, for float32 runs nobody observes (float16 results are
+    // rounded after the op, so there the reader runs as its own step).
+    const auto fusion = observer || half ? fusions_.end() : fusions_.find(k);
+    exec::Clamp clamp{};
+    if (fusion != fusions_.end()) {
+      clamp = {fusion->second.lo, fusion->second.hi};
+      ctx.fused = &clamp;
+      skipped[fusion->second.reader] = true;
+    }
     const auto op_start = std::chrono::steady_clock::now();
     exec::registry().at(op_key(node))(ctx);
     if (profile) {
@@ -285,7 +353,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
         key += group > 1 && ws[1] == 1 ? " depthwise" : group > 1 ? " grouped"
                : ws.size() == 4 && ws[2] * ws[3] == 1 ? " 1x1" : " kxk";
       }
-      profile_time[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+      profile_time[key] += seconds;
+      if (profile_nodes) {
+        std::fprintf(stderr, "node %-40s %-16s %8.3f ms [%s]\n", node_label(node).c_str(), key.c_str(),
+                     seconds * 1e3, out.empty() ? "" : fmt::format("{}", fmt::join(out[0].shape(), "x")).c_str());
+      }
       profile_elements[key] += out.empty() ? 0 : out[0].size();
     }
     if (half) {
@@ -297,7 +370,8 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
       if (node.output(i).empty()) continue;
       auto value = std::make_shared<const Tensor>(std::move(out[i]));
       if (observer) observer(node.output(i), *value);
-      values[node.output(i)] = std::move(value);
+      const bool absorbed = fusion != fusions_.end() && i == 0;
+      values[absorbed ? graph.node(fusion->second.reader).output(0) : node.output(i)] = std::move(value);
     }
     for (const auto& name : node.input()) {
       if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);

@@ -12,6 +12,11 @@
 
 namespace quantize::exec {
 
+// Bounds an op applies to its own results: a Relu or Clip the executor fused into it.
+struct Clamp {
+  float lo, hi;
+};
+
 class OpContext {
  public:
   OpContext(const Model& model, const onnx::NodeProto& node, int opset,
@@ -21,6 +26,9 @@ class OpContext {
   const Model& model;
   const onnx::NodeProto& node;
   const int opset;  // of the node's domain
+  // Set when the executor fused the node's only reader, a Relu or Clip, into it (no observer
+  // watches the run): the op clamps its output to [lo, hi] as that node would have.
+  const Clamp* fused = nullptr;
 
   int input_count() const { return static_cast<int>(inputs_.size()); }
   bool has_input(int i) const { return i < input_count() && inputs_[i] != nullptr; }
@@ -71,6 +79,11 @@ void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const 
 // C[m x n] (row stride ldc) = A[m x k] * B[k x n] (row stride ldb), on the calling thread.
 void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
                  float* c, int64_t ldc);
+// C [m x n] = A [m x k] * B [k x n] (rows of B ldb apart, of C ldc apart), then per row i
+// + bias[i] (when bias is given) and clamped to [lo, hi]: the GEMM of float convolutions, on the
+// calling thread.
+void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
+               float* c, int64_t ldc, const float* bias, float lo, float hi);
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 

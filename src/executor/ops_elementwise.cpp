@@ -90,7 +90,7 @@ void comparison(OpContext& ctx, F f) {
 template <typename F>
 void unary_float(OpContext& ctx, F f) {
   const Tensor& x = ctx.input(0);
-  Tensor out(x.dtype(), x.shape());
+  Tensor out(x.dtype(), x.shape(), Tensor::Uninitialized{});
   if (x.dtype() == TensorProto::FLOAT) {
     const float* px = x.data<float>();
     float* po = out.data<float>();
@@ -151,7 +151,8 @@ void abs_op(OpContext& c) { unary_float(c, [](auto x) { return std::fabs(x); });
 void floor_op(OpContext& c) { unary_float(c, [](auto x) { return std::floor(x); }); }
 void ceil_op(OpContext& c) { unary_float(c, [](auto x) { return std::ceil(x); }); }
 void reciprocal(OpContext& c) { unary_float(c, [](auto x) { return decltype(x)(1) / x; }); }
-void relu(OpContext& c) { unary_float(c, [](auto x) { return x > 0 ? x : decltype(x)(0); }); }
+// NaN stays NaN, as in Clip(x, 0): the executor fuses Relu into Conv as that clamp.
+void relu(OpContext& c) { unary_float(c, [](auto x) { return x < 0 ? decltype(x)(0) : x; }); }
 // exp(x) for float without a library call, so loops over it vectorize: x = n ln2 + r with
 // |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n put in
 // the exponent bits. Inputs are clamped to [-87, 88], where e^x is a normal float.

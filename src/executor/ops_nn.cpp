@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "ops.h"
@@ -91,36 +92,6 @@ void for_each_tap(const Window& w, F f) {
   }
 }
 
-// The im2col rows of one input channel for output positions [o0, o0 + n) of a 2-D window:
-// cols[(ky * kw + kx) * n + j] = in[oy*sy - py + ky*dy][ox*sx - px + kx*dx], 0 in the padding.
-void im2col_2d(const Window& w, const float* in, int64_t o0, int64_t n, float* cols) {
-  const int64_t ih = w.in[0], iw = w.in[1], ow = w.out[1];
-  for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
-    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
-      float* row = cols + (ky * w.kernel[1] + kx) * n;
-      int64_t oy = o0 / ow, ox = o0 % ow;
-      for (int64_t j = 0; j < n;) {
-        // One output row's run: ox .. min(ow, ox + n - j).
-        const int64_t run = std::min(ow - ox, n - j);
-        const int64_t iy = oy * w.stride[0] - w.pad_begin[0] + ky * w.dilation[0];
-        if (iy < 0 || iy >= ih) {
-          std::fill(row + j, row + j + run, 0.0f);
-        } else {
-          const float* src = in + iy * iw;
-          const int64_t base = kx * w.dilation[1] - w.pad_begin[1];
-          for (int64_t r = 0; r < run; ++r) {
-            const int64_t ix = (ox + r) * w.stride[1] + base;
-            row[j + r] = ix >= 0 && ix < iw ? src[ix] : 0.0f;
-          }
-        }
-        j += run;
-        ox = 0;
-        ++oy;
-      }
-    }
-  }
-}
-
 // For each output position o and kernel tap t, at [o * taps + t]: the input offset of that tap,
 // or -1 in the padding.
 std::vector<int64_t> tap_offsets(const Window& w) {
@@ -137,142 +108,291 @@ bool pointwise(const Window& w) {
   return true;
 }
 
-// One channel of a 2-D depthwise convolution: out[oy][ox] = sum over taps of
-// in[oy*sy - py + ky*dy][ox*sx - px + kx*dx] * k[ky][kx], taps in the padding skipped. The same
-// products as im2col + GEMM, summed tap by tap.
-void depthwise_2d(const Window& w, const float* in, const float* k, float* out) {
-  const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
-  const int64_t sy = w.stride[0], sx = w.stride[1], dy = w.dilation[0], dx = w.dilation[1];
-  const int64_t py = w.pad_begin[0], px = w.pad_begin[1], kh = w.kernel[0], kw = w.kernel[1];
-  // Per kernel column: the output columns whose input column ox*sx - px + kx*dx is in [0, iw).
-  std::vector<int64_t> x0(kw), x1(kw);
-  for (int64_t kx = 0; kx < kw; ++kx) {
-    const int64_t shift = kx * dx - px;
-    x0[kx] = shift >= 0 ? 0 : (-shift + sx - 1) / sx;
-    x1[kx] = std::min(ow, iw - shift <= 0 ? 0 : (iw - shift + sx - 1) / sx);
+// Inner loops built for AVX2 + FMA when the CPU has them (a plain x86-64 build otherwise).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QUANTIZE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define QUANTIZE_CLONES
+#endif
+
+// A 2-D input plane laid out so that every kernel tap reads a contiguous run: the padding is
+// made explicit (zeros) and the columns are split by phase modulo the column stride (phase p
+// holds padded columns p, p + sx, p + 2 sx, ...). The input that tap (ky, kx) reads for output
+// row oy, columns 0 .. ow-1, is then run(oy * sy + ky * dy, kx * dx)[0 .. ow-1].
+struct PaddedPlane {
+  int64_t rows, width, phases;  // width: columns per phase
+  int64_t size() const { return rows * width * phases; }
+
+  explicit PaddedPlane(const Window& w) : phases(w.stride[1]) {
+    rows = std::max(w.in[0] + w.pad_begin[0], (w.out[0] - 1) * w.stride[0] + (w.kernel[0] - 1) * w.dilation[0] + 1);
+    const int64_t cols = std::max(w.in[1] + w.pad_begin[1], (w.out[1] - 1) * w.stride[1] + (w.kernel[1] - 1) * w.dilation[1] + 1);
+    width = (cols + phases - 1) / phases;
   }
-  for (int64_t oy = 0; oy < oh; ++oy) {  // one output row at a time, all taps, kept in cache
-    float* dst = out + oy * ow;
-    std::fill(dst, dst + ow, 0.0f);
-    for (int64_t ky = 0; ky < kh; ++ky) {
-      const int64_t iy = oy * sy - py + ky * dy;
-      if (iy < 0 || iy >= ih) continue;
-      for (int64_t kx = 0; kx < kw; ++kx) {
-        const float kv = k[ky * kw + kx];
-        const float* row = in + iy * iw + kx * dx - px;
-        if (sx == 1) {
-          for (int64_t ox = x0[kx]; ox < x1[kx]; ++ox) dst[ox] += kv * row[ox];
-        } else {
-          for (int64_t ox = x0[kx]; ox < x1[kx]; ++ox) dst[ox] += kv * row[ox * sx];
-        }
+  // Floats to allocate per plane: size() and 8 more, which vector loops may read past a row's end.
+  int64_t allocation() const { return size() + 8; }
+  // Copies one input plane into dst, a plane of this layout whose padding is already zero: the
+  // padding is the same for every plane, so one zero-filled buffer serves plane after plane.
+  void fill(const Window& w, const float* in, float* dst) const {
+    const int64_t ih = w.in[0], iw = w.in[1], py = w.pad_begin[0], px = w.pad_begin[1];
+    for (int64_t iy = 0; iy < ih; ++iy) {
+      const float* src = in + iy * iw;
+      float* row = dst + (iy + py) * width;
+      if (phases == 1) {
+        std::memcpy(row + px, src, static_cast<size_t>(iw) * sizeof(float));
+        continue;
       }
+      for (int64_t p = 0; p < phases; ++p) {  // padded columns p, p + sx, ...: inputs ix = c - px
+        float* dst_p = row + p * rows * width;
+        int64_t c = p;
+        while (c < px) c += phases;
+        for (; c - px < iw; c += phases) dst_p[c / phases] = src[c - px];
+      }
+    }
+  }
+  const float* run(const float* plane, int64_t r, int64_t c) const {
+    return plane + (c % phases) * rows * width + r * width + c / phases;
+  }
+};
+
+// The im2col rows of one padded input channel for output positions [o0, o0 + n):
+// cols[(ky * kw + kx) * n + j] = the input tap (ky, kx) of output position o0 + j reads.
+void im2col_2d(const Window& w, const PaddedPlane& layout, const float* plane, int64_t o0,
+               int64_t n, float* cols) {
+  const int64_t ow = w.out[1];
+  for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
+    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+      float* row = cols + (ky * w.kernel[1] + kx) * n;
+      int64_t oy = o0 / ow, ox = o0 % ow;
+      for (int64_t j = 0; j < n; ++oy, ox = 0) {  // one output row's run at a time
+        const int64_t run = std::min(ow - ox, n - j);
+        const float* src = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+        std::memcpy(row + j, src + ox, static_cast<size_t>(run) * sizeof(float));
+        j += run;
+      }
+    }
+  }
+}
+
+// One channel of a 2-D depthwise convolution from its padded plane: out[oy][ox] = the sum over
+// taps (ky, kx) of k[ky][kx] * input, eight (or 32) outputs at a time kept in registers while
+// the taps are summed, in tap order.
+QUANTIZE_CLONES
+void depthwise_2d(const Window& w, const PaddedPlane& layout, const float* plane, const float* k,
+                  float* out) {
+  typedef float v8 __attribute__((vector_size(32), aligned(4)));  // unaligned 8-float vectors
+  const int64_t oh = w.out[0], ow = w.out[1], kh = w.kernel[0], kw = w.kernel[1], taps = kh * kw;
+  std::vector<const float*> src(static_cast<size_t>(taps));
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ky = 0; ky < kh; ++ky) {
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        src[ky * kw + kx] = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+      }
+    }
+    float* dst = out + oy * ow;
+    int64_t ox = 0;
+    for (; ox + 32 <= ow; ox += 32) {
+      v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      for (int64_t t = 0; t < taps; ++t) {
+        const float* p = src[t] + ox;
+        const float kv = k[t];
+        a0 += kv * *reinterpret_cast<const v8*>(p), a1 += kv * *reinterpret_cast<const v8*>(p + 8);
+        a2 += kv * *reinterpret_cast<const v8*>(p + 16), a3 += kv * *reinterpret_cast<const v8*>(p + 24);
+      }
+      *reinterpret_cast<v8*>(dst + ox) = a0, *reinterpret_cast<v8*>(dst + ox + 8) = a1;
+      *reinterpret_cast<v8*>(dst + ox + 16) = a2, *reinterpret_cast<v8*>(dst + ox + 24) = a3;
+    }
+    for (; ox + 8 <= ow; ox += 8) {
+      v8 a = {};
+      for (int64_t t = 0; t < taps; ++t) a += k[t] * *reinterpret_cast<const v8*>(src[t] + ox);
+      *reinterpret_cast<v8*>(dst + ox) = a;
+    }
+    if (ox < ow) {  // the last few: a whole vector, of which the row's part is kept
+      v8 a = {};
+      for (int64_t t = 0; t < taps; ++t) a += k[t] * *reinterpret_cast<const v8*>(src[t] + ox);
+      float part[8];
+      std::memcpy(part, &a, sizeof part);
+      std::copy(part, part + (ow - ox), dst + ox);
+    }
+  }
+}
+
+// The geometry of a Conv of x [N, C, spatial...] by w [M, C/group, kernel...].
+struct ConvShape {
+  int64_t batch, channels, filters, group, cg, mg;  // cg, mg: input, output channels per group
+  Window w;
+  std::vector<int64_t> out;  // [N, M, spatial out...]
+  int64_t taps() const { return w.kernel_size(); }
+  int64_t rows() const { return cg * taps(); }  // of the column matrix
+};
+
+ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
+                     const std::vector<int64_t>& w_shape) {
+  if (x_shape.size() < 3) c.fail("X must have spatial axes");
+  if (w_shape.size() != x_shape.size()) c.fail("W has rank {}, X rank {}", w_shape.size(), x_shape.size());
+  ConvShape s;
+  s.batch = x_shape[0], s.channels = x_shape[1], s.filters = w_shape[0];
+  s.group = c.attr_int("group", 1);
+  if (s.group < 1) c.fail("group {} is not valid", s.group);
+  s.cg = s.channels / s.group, s.mg = s.filters / s.group;
+  if (s.cg * s.group != s.channels || s.mg * s.group != s.filters || w_shape[1] != s.cg) {
+    c.fail("channels do not match W and group");
+  }
+  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
+  if (kernel.empty()) kernel.assign(w_shape.begin() + 2, w_shape.end());
+  s.w = window(c, x_shape, kernel);
+  s.out = {s.batch, s.filters};
+  s.out.insert(s.out.end(), s.w.out.begin(), s.w.out.end());
+  return s;
+}
+
+// What a float Conv does to each output channel after its sums: + bias[m], then the fused
+// Relu/Clip bounds (x < lo ? lo : x > hi ? hi : x, as Clip computes it).
+struct Epilogue {
+  const float* bias = nullptr;
+  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+
+  // Rows [m0, m0 + rows) of an output block n wide whose rows are ld apart.
+  void apply(float* y, int64_t m0, int64_t rows, int64_t n, int64_t ld) const {
+    for (int64_t r = 0; r < rows; ++r) finish_row(y + r * ld, n, bias ? bias[m0 + r] : 0.0f, bias != nullptr, lo, hi);
+  }
+  QUANTIZE_CLONES
+  static void finish_row(float* __restrict p, int64_t n, float b, bool add, float lo, float hi) {
+    if (add) {
+      for (int64_t j = 0; j < n; ++j) p[j] += b;
+    }
+    if (lo == -std::numeric_limits<float>::infinity() && hi == std::numeric_limits<float>::infinity()) return;
+    for (int64_t j = 0; j < n; ++j) {
+      const float v = p[j] < lo ? lo : p[j];
+      p[j] = v > hi ? hi : v;
+    }
+  }
+};
+
+// Float Conv: 1x1 convolutions as one GEMM on X itself, 2-D depthwise ones directly, the rest as
+// im2col + GEMM in tiles of output positions. Each block gets its bias and bounds on the thread
+// that computed it, while it is in cache.
+void conv_float(const ConvShape& s, const float* x, const float* weight,
+                const Epilogue& e, float* out) {
+  const Window& w = s.w;
+  const int64_t taps = s.taps(), spatial = w.out_size(), rows = s.rows();
+  if (pointwise(w)) {  // X [cg, spatial] per (image, group) is the column matrix
+    const int64_t block = s.mg * s.cg * spatial >= (1 << 18) && spatial >= 64
+                              ? std::max<int64_t>(32, (spatial / (4 * thread_count()) + 15) / 16 * 16)
+                              : spatial;
+    const int64_t blocks = (spatial + block - 1) / block;
+    for (int64_t b = 0; b < s.batch; ++b) {
+      for (int64_t g = 0; g < s.group; ++g) {
+        const float* in = x + (b * s.channels + g * s.cg) * spatial;
+        float* y = out + (b * s.filters + g * s.mg) * spatial;
+        parallel_for(static_cast<size_t>(blocks), 1, [&](size_t b0, size_t b1) {
+          for (size_t blk = b0; blk < b1; ++blk) {
+            const int64_t j0 = static_cast<int64_t>(blk) * block, n = std::min(block, spatial - j0);
+            conv_gemm(s.mg, n, s.cg, weight + g * s.mg * s.cg, in + j0, spatial, y + j0, spatial,
+                      e.bias ? e.bias + g * s.mg : nullptr, e.lo, e.hi);
+          }
+        });
+      }
+    }
+    return;
+  }
+  if (s.cg == 1 && s.mg == 1 && w.in.size() == 2) {  // depthwise 2-D: one channel per task
+    const PaddedPlane layout(w);
+    parallel_for(static_cast<size_t>(s.batch * s.channels), 1, [&](size_t c0, size_t c1) {
+      std::vector<float> plane(static_cast<size_t>(layout.allocation()));
+      for (size_t bc = c0; bc < c1; ++bc) {
+        const int64_t ch = static_cast<int64_t>(bc) % s.channels;
+        float* y = out + bc * spatial;
+        layout.fill(w, x + bc * w.in_size(), plane.data());
+        depthwise_2d(w, layout, plane.data(), weight + ch * taps, y);
+        e.apply(y, ch, 1, spatial, spatial);
+      }
+    });
+    return;
+  }
+  // Tiles of output positions, each built and multiplied by one thread, so the column matrix
+  // stays in cache instead of taking rows x spatial floats of memory.
+  // 2-D inputs are first laid out padded (PaddedPlane), so the column matrix is built by copies.
+  const bool two_d = w.in.size() == 2;
+  const std::vector<int64_t> offsets = two_d ? std::vector<int64_t>{} : tap_offsets(w);
+  const std::optional<PaddedPlane> layout = two_d ? std::optional<PaddedPlane>(w) : std::nullopt;
+  std::vector<float> padded(two_d ? static_cast<size_t>(layout->size() * s.cg + 8) : 0);
+  const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
+  const int64_t tiles = (spatial + tile - 1) / tile;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t g = 0; g < s.group; ++g) {
+      const float* in = x + (b * s.channels + g * s.cg) * w.in_size();
+      float* y = out + (b * s.filters + g * s.mg) * spatial;
+      if (two_d) {
+        parallel_for(static_cast<size_t>(s.cg), 1, [&](size_t c0, size_t c1) {
+          for (size_t ch = c0; ch < c1; ++ch) layout->fill(w, in + ch * w.in_size(), padded.data() + ch * layout->size());
+        });
+      }
+      parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t0, size_t t1) {
+        std::vector<float> cols(static_cast<size_t>(rows * tile));
+        for (size_t ti = t0; ti < t1; ++ti) {
+          const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
+          for (int64_t ch = 0; ch < s.cg; ++ch) {
+            if (two_d) {
+              im2col_2d(w, *layout, padded.data() + ch * layout->size(), o0, n, cols.data() + ch * taps * n);
+              continue;
+            }
+            const float* src = in + ch * w.in_size();
+            for (int64_t t = 0; t < taps; ++t) {
+              float* row = cols.data() + (ch * taps + t) * n;
+              const int64_t* off = offsets.data() + o0 * taps + t;
+              for (int64_t o = 0; o < n; ++o) row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
+            }
+          }
+          conv_gemm(s.mg, n, rows, weight + g * s.mg * rows, cols.data(), n, y + o0, spatial,
+                    e.bias ? e.bias + g * s.mg : nullptr, e.lo, e.hi);
+        }
+      });
     }
   }
 }
 
 }  // namespace
 
-// Convolution over already-converted operands: x [N, C, spatial...] and w [M, C/group, kernel...]
-// as T (float, or int32 for ConvInteger after removing zero points); the result in T.
+// Convolution of integer operands (ConvInteger, QLinearConv, zero points already removed),
+// accumulated exactly in T: the whole column matrix, output channels on threads.
 template <typename T>
 std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape, const T* x,
                         const std::vector<int64_t>& w_shape, const T* weight,
                         std::vector<int64_t>& out_shape) {
-  if (x_shape.size() < 3) c.fail("X must have spatial axes");
-  const int64_t batch = x_shape[0], channels = x_shape[1], filters = w_shape[0];
-  const int64_t group = c.attr_int("group", 1);
-  const int64_t cg = channels / group, mg = filters / group;
-  if (cg * group != channels || w_shape[1] != cg) c.fail("channels do not match W and group");
-  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
-  if (kernel.empty()) kernel.assign(w_shape.begin() + 2, w_shape.end());
-  const Window w = window(c, x_shape, kernel);
-  out_shape = {batch, filters};
-  out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
-  const int64_t taps = w.kernel_size(), spatial = w.out_size(), rows = cg * taps;
-  std::vector<T> out(static_cast<size_t>(batch * filters * spatial));
-  if constexpr (std::is_same_v<T, float>) {
-    if (pointwise(w)) {  // 1x1, stride 1, no padding: X itself is the column matrix
-      for (int64_t b = 0; b < batch; ++b) {
-        for (int64_t g = 0; g < group; ++g) {
-          sgemm(false, mg, spatial, cg, weight + g * mg * cg,
-                x + (b * channels + g * cg) * spatial, out.data() + (b * filters + g * mg) * spatial);
-        }
-      }
-      return out;
-    }
-    if (cg == 1 && mg == 1 && w.in.size() == 2) {  // depthwise 2-D: direct, one channel per task
-      parallel_for(static_cast<size_t>(batch * channels), 1, [&](size_t c0, size_t c1) {
-        for (size_t bc = c0; bc < c1; ++bc) {
-          depthwise_2d(w, x + bc * w.in_size(), weight + (bc % channels) * taps, out.data() + bc * spatial);
+  const ConvShape s = conv_shape(c, x_shape, w_shape);
+  const Window& w = s.w;
+  out_shape = s.out;
+  const int64_t taps = s.taps(), spatial = w.out_size(), rows = s.rows();
+  std::vector<T> out(static_cast<size_t>(s.batch * s.filters * spatial));
+  const std::vector<int64_t> offsets = tap_offsets(w);
+  std::vector<T> cols(static_cast<size_t>(rows * spatial));
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t g = 0; g < s.group; ++g) {
+      const T* in = x + (b * s.channels + g * s.cg) * w.in_size();
+      parallel_for(static_cast<size_t>(s.cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
+                   [&](size_t c0, size_t c1) {
+        for (size_t ch = c0; ch < c1; ++ch) {
+          for (int64_t t = 0; t < taps; ++t) {
+            T* row = cols.data() + (ch * taps + t) * spatial;
+            for (int64_t o = 0; o < spatial; ++o) {
+              const int64_t off = offsets[o * taps + t];
+              row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+            }
+          }
         }
       });
-      return out;
-    }
-  }
-  // Column matrix [cg * taps, spatial] per (image, group), then W_g [mg, rows] x cols.
-  if constexpr (std::is_same_v<T, float>) {
-    // In tiles of output positions, each built and multiplied by one thread, so the column
-    // matrix stays in cache instead of taking rows x spatial floats of memory.
-    const bool two_d = w.in.size() == 2;
-    const std::vector<int64_t> offsets = two_d ? std::vector<int64_t>{} : tap_offsets(w);
-    const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
-    const int64_t tiles = (spatial + tile - 1) / tile;
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t g = 0; g < group; ++g) {
-        const T* in = x + (b * channels + g * cg) * w.in_size();
-        parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t0, size_t t1) {
-          std::vector<float> cols(static_cast<size_t>(rows * tile));
-          for (size_t ti = t0; ti < t1; ++ti) {
-            const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
-            for (int64_t ch = 0; ch < cg; ++ch) {
-              const float* src = in + ch * w.in_size();
-              if (two_d) {
-                im2col_2d(w, src, o0, n, cols.data() + ch * taps * n);
-                continue;
-              }
-              for (int64_t t = 0; t < taps; ++t) {
-                float* row = cols.data() + (ch * taps + t) * n;
-                const int64_t* off = offsets.data() + o0 * taps + t;
-                for (int64_t o = 0; o < n; ++o) row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
-              }
-            }
-            sgemm_block(mg, n, rows, weight + g * mg * rows, cols.data(), n,
-                        out.data() + (b * filters + g * mg) * spatial + o0, spatial);
+      const T* wg = weight + g * s.mg * rows;
+      T* y = out.data() + (b * s.filters + g * s.mg) * spatial;
+      parallel_for(static_cast<size_t>(s.mg), 4, [&](size_t m0, size_t m1) {
+        for (size_t m = m0; m < m1; ++m) {
+          T* dst = y + m * spatial;
+          for (int64_t r = 0; r < rows; ++r) {
+            const T wv = wg[m * rows + r];
+            const T* src = cols.data() + r * spatial;
+            for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
           }
-        });
-      }
-    }
-  } else {  // exact integer accumulation (ConvInteger): the whole column matrix, rows on threads
-    const std::vector<int64_t> offsets = tap_offsets(w);
-    std::vector<T> cols(static_cast<size_t>(rows * spatial));
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t g = 0; g < group; ++g) {
-        const T* in = x + (b * channels + g * cg) * w.in_size();
-        parallel_for(static_cast<size_t>(cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
-                     [&](size_t c0, size_t c1) {
-          for (size_t ch = c0; ch < c1; ++ch) {
-            for (int64_t t = 0; t < taps; ++t) {
-              T* row = cols.data() + (ch * taps + t) * spatial;
-              for (int64_t o = 0; o < spatial; ++o) {
-                const int64_t off = offsets[o * taps + t];
-                row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
-              }
-            }
-          }
-        });
-        const T* wg = weight + g * mg * rows;
-        T* y = out.data() + (b * filters + g * mg) * spatial;
-        parallel_for(static_cast<size_t>(mg), 4, [&](size_t m0, size_t m1) {
-          for (size_t m = m0; m < m1; ++m) {
-            T* dst = y + m * spatial;
-            for (int64_t r = 0; r < rows; ++r) {
-              const T wv = wg[m * rows + r];
-              const T* src = cols.data() + r * spatial;
-              for (int64_t o = 0; o < spatial; ++o) dst[o] += wv * src[o];
-            }
-          }
-        });
-      }
+        }
+      });
     }
   }
   return out;
@@ -289,21 +409,17 @@ void conv(OpContext& c) {
   const Tensor& weight = c.input(1);
   require_float(c, x, "X");
   require_float(c, weight, "W");
-  std::vector<int64_t> shape;
-  std::vector<float> y = convolve(c, x.shape(), x.data<float>(), weight.shape(),
-                                  weight.data<float>(), shape);
-  Tensor out(TensorProto::FLOAT, shape);
-  std::copy(y.begin(), y.end(), out.data<float>());
-  const int64_t filters = shape[1], spatial = out.size() / (shape[0] * filters);
+  const ConvShape s = conv_shape(c, x.shape(), weight.shape());
+  Epilogue e;
   if (c.has_input(2)) {
     const Tensor& bias = c.input(2);
-    for (int64_t b = 0; b < shape[0]; ++b) {
-      for (int64_t m = 0; m < filters; ++m) {
-        float* dst = out.data<float>() + (b * filters + m) * spatial;
-        for (int64_t o = 0; o < spatial; ++o) dst[o] += bias.data<float>()[m];
-      }
-    }
+    require_float(c, bias, "B");
+    if (bias.size() != s.filters) c.fail("B has {} values for {} output channels", bias.size(), s.filters);
+    e.bias = bias.data<float>();
   }
+  if (c.fused) e.lo = c.fused->lo, e.hi = c.fused->hi;
+  Tensor out(TensorProto::FLOAT, s.out, Tensor::Uninitialized{});
+  conv_float(s, x.data<float>(), weight.data<float>(), e, out.data<float>());
   c.output(0) = std::move(out);
 }
 

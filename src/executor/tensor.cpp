@@ -5,7 +5,12 @@
 
 namespace quantize {
 
-Tensor::Tensor(int dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(int dtype, std::vector<int64_t> shape) : Tensor(dtype, std::move(shape), Uninitialized{}) {
+  if (!storage_.empty()) std::memset(storage_.data(), 0, storage_.size());
+}
+
+Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
+    : dtype_(dtype), shape_(std::move(shape)) {
   const size_t size = element_size(dtype);
   if (size == 0) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
   int64_t count = 1;
@@ -16,7 +21,7 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(st
     count *= d;
   }
   size_ = count;
-  storage_.assign(static_cast<size_t>(count) * size, 0);
+  storage_.resize(static_cast<size_t>(count) * size);
 }
 
 

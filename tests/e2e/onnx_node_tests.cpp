@@ -130,8 +130,9 @@ int main(int argc, char** argv) {
     else if (outcome == "wrong") ++c.wrong, ++total.wrong;
     else if (outcome == "refused") ++c.refused, ++total.refused;
     else ++c.skipped, ++total.skipped;
-    if (list && outcome != "passed" && outcome != "skipped") {
-      std::printf("%-8s %s: %s\n", outcome.c_str(), dir.filename().c_str(), detail.substr(0, 160).c_str());
+    if (list && outcome != "passed") {
+      std::printf("%-8s %-28s %s: %s\n", outcome.c_str(), family_of(dir.filename().string()).c_str(),
+                  dir.filename().c_str(), detail.substr(0, 160).c_str());
     }
   }
   std::printf("%-28s %6s %6s %7s %7s\n", "op", "passed", "wrong", "refused", "skipped");

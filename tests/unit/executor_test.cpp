@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <random>
 
 #include "quantize/error.h"
 #include "quantize/executor.h"
@@ -119,6 +120,139 @@ TEST(Executor, BroadcastingAndShapeOps) {
   const float want[6] = {0, 3, 11, 14, 22, 25};
   for (int i = 0; i < 6; ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]) << i;
   EXPECT_EQ(out[1].to_int64(), (std::vector<int64_t>{2, 3}));
+}
+
+
+// Conv against a direct float64 sum over every tap, on shapes that reach each path of the
+// executor's convolution: 1x1 (one GEMM on X), 2-D depthwise (strides 1 and 2, padding,
+// dilation, rows of 7 to 37 outputs), grouped and k x k (im2col tiles), 1-D and 3-D, output
+// channel counts that leave every remainder of the GEMM's 6-row blocks.
+struct ConvCase {
+  std::vector<int64_t> x, w;
+  int64_t group, stride, pad, dilation;
+};
+
+std::vector<float> reference_conv(const ConvCase& c, const std::vector<float>& x,
+                                  const std::vector<float>& w, const std::vector<float>& b,
+                                  std::vector<int64_t>& out_shape) {
+  const size_t n = c.x.size() - 2;
+  std::vector<int64_t> out(n);
+  int64_t spatial = 1, in_size = 1, taps = 1;
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = (c.x[i + 2] + 2 * c.pad - (c.w[i + 2] - 1) * c.dilation - 1) / c.stride + 1;
+    spatial *= out[i], in_size *= c.x[i + 2], taps *= c.w[i + 2];
+  }
+  out_shape = {c.x[0], c.w[0]};
+  out_shape.insert(out_shape.end(), out.begin(), out.end());
+  const int64_t cg = c.x[1] / c.group, mg = c.w[0] / c.group;
+  std::vector<float> y(static_cast<size_t>(c.x[0] * c.w[0] * spatial));
+  for (int64_t bi = 0; bi < c.x[0]; ++bi) {
+    for (int64_t m = 0; m < c.w[0]; ++m) {
+      for (int64_t o = 0; o < spatial; ++o) {
+        double acc = b[m];
+        for (int64_t ch = 0; ch < cg; ++ch) {
+          for (int64_t t = 0; t < taps; ++t) {
+            int64_t in_off = 0, orest = o, trest = t;
+            bool inside = true;
+            std::vector<int64_t> oi(n), ti(n);
+            for (size_t i = n; i-- > 0;) oi[i] = orest % out[i], orest /= out[i], ti[i] = trest % c.w[i + 2], trest /= c.w[i + 2];
+            for (size_t i = 0; i < n; ++i) {
+              const int64_t pos = oi[i] * c.stride - c.pad + ti[i] * c.dilation;
+              inside &= pos >= 0 && pos < c.x[i + 2];
+              in_off = in_off * c.x[i + 2] + pos;
+            }
+            if (!inside) continue;
+            const int64_t in_ch = (m / mg) * cg + ch;
+            acc += static_cast<double>(x[(bi * c.x[1] + in_ch) * in_size + in_off]) * w[(m * cg + ch) * taps + t];
+          }
+        }
+        y[(bi * c.w[0] + m) * spatial + o] = static_cast<float>(acc);
+      }
+    }
+  }
+  return y;
+}
+
+Model conv_model(const ConvCase& c, const std::string& after) {
+  const size_t n = c.x.size() - 2;
+  std::vector<int64_t> pads(2 * n, c.pad), strides(n, c.stride), dilations(n, c.dilation);
+  const std::string text = fmt::format(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[{}] x, float[{}] w, float[{}] b) => (float y) {{
+      c = Conv <group = {}, pads = [{}], strides = [{}], dilations = [{}]> (x, w, b)
+      {}
+    }})", fmt::join(c.x, ","), fmt::join(c.w, ","), c.w[0], c.group, fmt::join(pads, ","),
+      fmt::join(strides, ","), fmt::join(dilations, ","), after);
+  return testing::round_trip(testing::parse(text.c_str()));
+}
+
+TEST(Executor, ConvMatchesADirectSumOnEveryPath) {
+  const std::vector<ConvCase> cases = {
+      {{1, 16, 9, 13}, {13, 16, 1, 1}, 1, 1, 0, 1},       // 1x1: one GEMM, 6-row blocks + 1
+      {{2, 8, 5, 7}, {11, 8, 1, 1}, 1, 1, 0, 1},          // 1x1, batch 2, remainder 5
+      {{1, 6, 14, 37}, {6, 1, 3, 3}, 6, 1, 1, 1},         // depthwise, stride 1
+      {{1, 5, 15, 23}, {5, 1, 3, 3}, 5, 2, 1, 1},         // depthwise, stride 2
+      {{1, 4, 22, 22}, {4, 1, 5, 5}, 4, 1, 2, 1},         // depthwise 5x5
+      {{1, 3, 12, 9}, {3, 1, 3, 3}, 3, 1, 2, 2},          // depthwise, dilation 2
+      {{1, 3, 35, 33}, {10, 3, 3, 3}, 1, 2, 1, 1},        // k x k, stride 2 (first layers)
+      {{1, 8, 10, 11}, {10, 4, 3, 3}, 2, 1, 1, 1},        // grouped
+      {{1, 4, 9, 8}, {4, 4, 3, 3}, 1, 1, 2, 2},           // k x k dilated
+      {{1, 8, 12, 12}, {4, 8, 1, 1}, 1, 2, 0, 1},         // 1x1 with stride: im2col
+      {{2, 3, 17}, {4, 3, 5}, 1, 1, 2, 1},                // 1-D
+      {{1, 2, 5, 6, 7}, {3, 2, 3, 3, 3}, 1, 1, 1, 1},     // 3-D
+  };
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(fmt::format("x [{}] w [{}] group {} stride {} pad {} dilation {}",
+                             fmt::join(c.x, ","), fmt::join(c.w, ","), c.group, c.stride, c.pad, c.dilation));
+    Tensor x(onnx::TensorProto::FLOAT, c.x), w(onnx::TensorProto::FLOAT, c.w),
+        b(onnx::TensorProto::FLOAT, {c.w[0]});
+    for (Tensor* t : {&x, &w, &b}) {
+      for (int64_t i = 0; i < t->size(); ++i) t->data<float>()[i] = uniform(rng);
+    }
+    std::vector<int64_t> shape;
+    const auto want = reference_conv(c, {x.data<float>(), x.data<float>() + x.size()},
+                                     {w.data<float>(), w.data<float>() + w.size()},
+                                     {b.data<float>(), b.data<float>() + b.size()}, shape);
+    Model model = conv_model(c, "y = Identity(c)");
+    auto out = Executor(model).run({x, w, b});
+    ASSERT_EQ(out[0].shape(), shape);
+    for (int64_t i = 0; i < out[0].size(); ++i) ASSERT_NEAR(out[0].data<float>()[i], want[i], 1e-5) << i;
+  }
+}
+
+// A Relu or Clip that is a Conv's only reader is folded into the Conv when no observer watches;
+// the results are the same either way, and an observer still sees the Conv's own output.
+TEST(Executor, FusedReluAndClipMatchTheSeparateOps) {
+  const ConvCase c{{1, 4, 11, 10}, {7, 4, 3, 3}, 1, 1, 1, 1};
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Tensor x(onnx::TensorProto::FLOAT, c.x), w(onnx::TensorProto::FLOAT, c.w), b(onnx::TensorProto::FLOAT, {7});
+  for (Tensor* t : {&x, &w, &b}) {
+    for (int64_t i = 0; i < t->size(); ++i) t->data<float>()[i] = uniform(rng);
+  }
+  for (const std::string after : {"y = Relu(c)", "lo = Constant <value = float {-0.25}> ()\n"
+                                                 "hi = Constant <value = float {0.5}> ()\n"
+                                                 "y = Clip(c, lo, hi)"}) {
+    SCOPED_TRACE(after);
+    Model model = conv_model(c, after);
+    Executor executor(model);
+    const auto fused = executor.run({x, w, b});
+    int negatives = 0;
+    const auto watched = executor.run({x, w, b}, [&](const std::string& name, const Tensor& t) {
+      if (name != "c") return;
+      for (int64_t i = 0; i < t.size(); ++i) negatives += t.data<float>()[i] < -0.25f;
+    });
+    EXPECT_GT(negatives, 0);  // the observer saw the Conv's output before the clamp
+    ASSERT_EQ(fused[0].shape(), watched[0].shape());
+    float lowest = INFINITY;
+    for (int64_t i = 0; i < fused[0].size(); ++i) {
+      ASSERT_EQ(fused[0].data<float>()[i], watched[0].data<float>()[i]) << i;
+      lowest = std::min(lowest, fused[0].data<float>()[i]);
+    }
+    EXPECT_GE(lowest, after[4] == 'R' ? 0.0f : -0.25f);
+  }
 }
 
 }  // namespace

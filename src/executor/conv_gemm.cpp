@@ -1,0 +1,100 @@
+// The GEMM of float convolutions: C = A B with the bias and the fused Relu/Clip applied while the
+// results are still in registers. Convolutions multiply a small weight matrix (tens to hundreds of
+// rows and columns) by a long column matrix, where a BLAS spends much of its time packing its
+// operands and clearing C; this kernel reads B in place and writes each element of C once.
+#include <algorithm>
+#include <limits>
+
+#include "ops.h"
+
+namespace quantize::exec {
+namespace {
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));  // 8 floats, unaligned access
+
+__attribute__((always_inline)) inline v8 load(const float* p) { return *reinterpret_cast<const v8*>(p); }
+__attribute__((always_inline)) inline void store(float* p, v8 v) { *reinterpret_cast<v8*>(p) = v; }
+
+// MR rows by 8 * NV columns of C: sums over k in order (a fused multiply-add where the CPU has
+// one), then + bias, then clamped as Clip does (x < lo ? lo : x > hi ? hi : x).
+template <int MR, int NV>
+__attribute__((always_inline)) inline void tile(const float* a, int64_t k, const float* b,
+                                                int64_t ldb, float* c, int64_t ldc,
+                                                const float* bias, float lo, float hi) {
+  v8 acc[MR][NV] = {};
+  for (int64_t p = 0; p < k; ++p) {
+    v8 bv[NV];
+    for (int j = 0; j < NV; ++j) bv[j] = load(b + p * ldb + 8 * j);
+    for (int i = 0; i < MR; ++i) {
+      const float av = a[i * k + p];
+      for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
+    }
+  }
+  const v8 vlo = v8{} + lo, vhi = v8{} + hi;
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NV; ++j) {
+      v8 v = bias ? acc[i][j] + bias[i] : acc[i][j];
+      v = v < vlo ? vlo : v;
+      v = v > vhi ? vhi : v;
+      store(c + i * ldc + 8 * j, v);
+    }
+  }
+}
+
+// The same for the last n < 8 columns, one at a time.
+template <int MR>
+__attribute__((always_inline)) inline void tile_narrow(const float* a, int64_t k, const float* b,
+                                                       int64_t ldb, int64_t n, float* c, int64_t ldc,
+                                                       const float* bias, float lo, float hi) {
+  for (int64_t col = 0; col < n; ++col) {
+    float acc[MR] = {};
+    for (int64_t p = 0; p < k; ++p) {
+      const float bv = b[p * ldb + col];
+      for (int i = 0; i < MR; ++i) acc[i] += a[i * k + p] * bv;
+    }
+    for (int i = 0; i < MR; ++i) {
+      float v = bias ? acc[i] + bias[i] : acc[i];
+      v = v < lo ? lo : v;
+      c[i * ldc + col] = v > hi ? hi : v;
+    }
+  }
+}
+
+template <int MR>
+__attribute__((always_inline)) inline void row_block(const float* a, int64_t n, int64_t k,
+                                                     const float* b, int64_t ldb, float* c,
+                                                     int64_t ldc, const float* bias, float lo,
+                                                     float hi) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) tile<MR, 2>(a, k, b + j, ldb, c + j, ldc, bias, lo, hi);
+  for (; j + 8 <= n; j += 8) tile<MR, 1>(a, k, b + j, ldb, c + j, ldc, bias, lo, hi);
+  if (j < n) tile_narrow<MR>(a, k, b + j, ldb, n - j, c + j, ldc, bias, lo, hi);
+}
+
+}  // namespace
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
+               float* c, int64_t ldc, const float* bias, float lo, float hi) {
+  // Columns in panels whose B rows stay in the first-level cache while every row block of A
+  // passes over them.
+  const int64_t panel = std::max<int64_t>(16, std::min<int64_t>(256, (16384 / std::max<int64_t>(k, 1)) / 16 * 16));
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t cols = std::min(panel, n - j0);
+    int64_t i = 0;
+    for (; i + 6 <= m; i += 6) {
+      row_block<6>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bias ? bias + i : nullptr, lo, hi);
+    }
+    const float* bi = bias ? bias + i : nullptr;
+    switch (m - i) {
+      case 5: row_block<5>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      case 4: row_block<4>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      case 3: row_block<3>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      case 2: row_block<2>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      case 1: row_block<1>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace quantize::exec
