@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The built-in executor's speed next to ONNX Runtime's (onnxruntime-node, CPU, 2 intra-op
-# threads; the executor uses all cores, 2 on the project's machines) on the real models, same inputs; the best of 10 runs each. Needs a built tree with
+# threads; the executor uses all cores, 2 on the project's machines) on the real models, same inputs; the best of 30 runs each. Needs a built tree with
 # tests/ort installed (tools/bootstrap.sh --tests) and ../shared/models.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,9 +14,9 @@ bench() {  # bench NAME MODEL [compare.mjs input flags...]
   rm -rf "${work:?}/$name"
   local ort
   ort=$(node "$root/tests/ort/compare.mjs" --float "$model" --quant "$model" --save-float "$work/$name" \
-    --time-runs 10 "$@" | awk '/^ort_ms/ {print $3; exit}')
+    --time-runs 30 "$@" | awk '/^ort_ms/ {print $3; exit}')
   local ours
-  ours=$("$root/build/quantize" run "$model" --data "$work/$name/test_data_set_0" --repeat 10 \
+  ours=$("$root/build/quantize" run "$model" --data "$work/$name/test_data_set_0" --repeat 30 \
     | awk -F'[(]' '/ s\)$/ {sub(/ s\)/, "", $2); print $2 * 1000; exit}')
   printf '%-14s %10.2f %12.2f %7.2f\n' "$name" "$ort" "$ours" "$(awk "BEGIN{print $ours / $ort}")"
 }

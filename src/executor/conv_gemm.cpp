@@ -4,6 +4,7 @@
 // operands and clearing C; this kernel reads B in place and writes each element of C once.
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "ops.h"
 
@@ -41,34 +42,21 @@ __attribute__((always_inline)) inline void tile(const float* a, int64_t k, const
   }
 }
 
-// The same for the last n < 8 columns, one at a time.
-template <int MR>
-__attribute__((always_inline)) inline void tile_narrow(const float* a, int64_t k, const float* b,
-                                                       int64_t ldb, int64_t n, float* c, int64_t ldc,
-                                                       const float* bias, float lo, float hi) {
-  for (int64_t col = 0; col < n; ++col) {
-    float acc[MR] = {};
-    for (int64_t p = 0; p < k; ++p) {
-      const float bv = b[p * ldb + col];
-      for (int i = 0; i < MR; ++i) acc[i] += a[i * k + p] * bv;
-    }
-    for (int i = 0; i < MR; ++i) {
-      float v = bias ? acc[i] + bias[i] : acc[i];
-      v = v < lo ? lo : v;
-      c[i * ldc + col] = v > hi ? hi : v;
-    }
-  }
-}
-
+// Rows [0, MR) of C for columns [0, n): 16 at a time, then 8; the last n % 8 from `narrow`,
+// those columns of B copied into a zero-padded k x 8 block, through a scratch row block.
 template <int MR>
 __attribute__((always_inline)) inline void row_block(const float* a, int64_t n, int64_t k,
-                                                     const float* b, int64_t ldb, float* c,
-                                                     int64_t ldc, const float* bias, float lo,
-                                                     float hi) {
+                                                     const float* b, int64_t ldb, const float* narrow,
+                                                     float* c, int64_t ldc, const float* bias,
+                                                     float lo, float hi) {
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) tile<MR, 2>(a, k, b + j, ldb, c + j, ldc, bias, lo, hi);
   for (; j + 8 <= n; j += 8) tile<MR, 1>(a, k, b + j, ldb, c + j, ldc, bias, lo, hi);
-  if (j < n) tile_narrow<MR>(a, k, b + j, ldb, n - j, c + j, ldc, bias, lo, hi);
+  if (j < n) {
+    float scratch[MR * 8];
+    tile<MR, 1>(a, k, narrow, 8, scratch, 8, bias, lo, hi);
+    for (int i = 0; i < MR; ++i) std::copy(scratch + i * 8, scratch + i * 8 + (n - j), c + i * ldc + j);
+  }
 }
 
 }  // namespace
@@ -79,19 +67,27 @@ void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, 
   // Columns in panels whose B rows stay in the first-level cache while every row block of A
   // passes over them.
   const int64_t panel = std::max<int64_t>(16, std::min<int64_t>(256, (16384 / std::max<int64_t>(k, 1)) / 16 * 16));
+  std::vector<float> narrow;
   for (int64_t j0 = 0; j0 < n; j0 += panel) {
-    const int64_t cols = std::min(panel, n - j0);
+    const int64_t cols = std::min(panel, n - j0), rest = cols % 8;
+    if (rest) {
+      narrow.assign(static_cast<size_t>(k * 8), 0.0f);
+      const float* src = b + j0 + cols - rest;
+      for (int64_t p = 0; p < k; ++p) std::copy(src + p * ldb, src + p * ldb + rest, narrow.data() + p * 8);
+    }
+    const float* bj = b + j0;
+    float* cj = c + j0;
     int64_t i = 0;
     for (; i + 6 <= m; i += 6) {
-      row_block<6>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bias ? bias + i : nullptr, lo, hi);
+      row_block<6>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bias ? bias + i : nullptr, lo, hi);
     }
     const float* bi = bias ? bias + i : nullptr;
     switch (m - i) {
-      case 5: row_block<5>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
-      case 4: row_block<4>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
-      case 3: row_block<3>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
-      case 2: row_block<2>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
-      case 1: row_block<1>(a + i * k, cols, k, b + j0, ldb, c + i * ldc + j0, ldc, bi, lo, hi); break;
+      case 5: row_block<5>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bi, lo, hi); break;
+      case 4: row_block<4>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bi, lo, hi); break;
+      case 3: row_block<3>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bi, lo, hi); break;
+      case 2: row_block<2>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bi, lo, hi); break;
+      case 1: row_block<1>(a + i * k, cols, k, bj, ldb, narrow.data(), cj + i * ldc, ldc, bi, lo, hi); break;
       default: break;
     }
   }

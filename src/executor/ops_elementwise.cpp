@@ -15,7 +15,7 @@ using onnx::TensorProto;
 template <typename T, typename R, typename F>
 void binary_typed(OpContext& ctx, const Tensor& a, const Tensor& b, int out_type, F f) {
   const auto shape = broadcast_shape(ctx, a.shape(), b.shape());
-  Tensor out(out_type, shape);
+  Tensor out(out_type, shape, Tensor::Uninitialized{});
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   R* po = out.data<R>();
@@ -25,8 +25,47 @@ void binary_typed(OpContext& ctx, const Tensor& a, const Tensor& b, int out_type
   } else if (a.shape() == shape && b.size() == 1) {
     for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[0]);
   } else {
-    const auto oa = broadcast_offsets(a.shape(), shape), ob = broadcast_offsets(b.shape(), shape);
-    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[oa[i]], pb[ob[i]]);
+    // Runs over the longest suffix of axes along which each input is either whole or
+    // broadcast (a per-channel bias over [N, C, H, W] runs over H x W): offsets per run only.
+    const size_t rank = shape.size();
+    auto padded = [&](const std::vector<int64_t>& s) {
+      std::vector<int64_t> p(rank - s.size(), 1);
+      p.insert(p.end(), s.begin(), s.end());
+      return p;
+    };
+    const std::vector<int64_t> sa = padded(a.shape()), sb = padded(b.shape());
+    int whole_a = -1, whole_b = -1;  // along the suffix: 1 whole, 0 broadcast, -1 either
+    auto fits = [](int& state, int64_t d, int64_t o) {
+      if (o == 1) return true;
+      const int want = d == o ? 1 : 0;
+      if (state >= 0 && state != want) return false;
+      state = want;
+      return true;
+    };
+    size_t k = rank;
+    int64_t inner = 1;
+    while (k > 0 && fits(whole_a, sa[k - 1], shape[k - 1]) && fits(whole_b, sb[k - 1], shape[k - 1])) {
+      --k;
+      inner *= shape[k];
+    }
+    const std::vector<int64_t> outer_shape(shape.begin(), shape.begin() + k);
+    const auto oa = broadcast_offsets({sa.begin(), sa.begin() + k}, outer_shape),
+               ob = broadcast_offsets({sb.begin(), sb.begin() + k}, outer_shape);
+    const int64_t step_a = whole_a == 1 ? inner : 1, step_b = whole_b == 1 ? inner : 1;
+    for (size_t r = 0; r < oa.size(); ++r) {
+      const T* ra = pa + oa[r] * step_a;
+      const T* rb = pb + ob[r] * step_b;
+      R* ro = po + static_cast<int64_t>(r) * inner;
+      if (whole_a == 1 && whole_b == 1) {
+        for (int64_t i = 0; i < inner; ++i) ro[i] = f(ra[i], rb[i]);
+      } else if (whole_a == 1) {
+        for (int64_t i = 0; i < inner; ++i) ro[i] = f(ra[i], rb[0]);
+      } else if (whole_b == 1) {
+        for (int64_t i = 0; i < inner; ++i) ro[i] = f(ra[0], rb[i]);
+      } else {
+        for (int64_t i = 0; i < inner; ++i) ro[i] = f(ra[0], rb[0]);
+      }
+    }
   }
   ctx.output(0) = std::move(out);
 }

@@ -143,9 +143,9 @@ struct PaddedPlane {
       }
       for (int64_t p = 0; p < phases; ++p) {  // padded columns p, p + sx, ...: inputs ix = c - px
         float* dst_p = row + p * rows * width;
-        int64_t c = p;
-        while (c < px) c += phases;
-        for (; c - px < iw; c += phases) dst_p[c / phases] = src[c - px];
+        int64_t j = 0;  // padded column p + j * phases
+        while (p + j * phases < px) ++j;
+        for (int64_t ix = p + j * phases - px; ix < iw; ix += phases) dst_p[j++] = src[ix];
       }
     }
   }
