@@ -170,8 +170,8 @@ void check_versions(const Model& model) {
   }
   for (const auto& opset : proto.opset_import()) {
     if ((opset.domain().empty() || opset.domain() == "ai.onnx") &&
-        (opset.version() < 7 || opset.version() > 21)) {
-      fail(ExitCode::kInput, "{}: default-domain opset {} is not supported (7 to 21 are)",
+        (opset.version() < 1 || opset.version() > 21)) {
+      fail(ExitCode::kInput, "{}: default-domain opset {} is not supported (1 to 21 are)",
            model.source, opset.version());
     }
   }

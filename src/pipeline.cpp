@@ -1,3 +1,5 @@
+#include "quantize/error.h"
+#include "quantize/graph.h"
 #include "quantize/options.h"
 
 namespace quantize {
@@ -18,6 +20,13 @@ void set_metadata(onnx::ModelProto& model, const std::string& key, const std::st
 }  // namespace
 
 std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options) {
+  // Opsets before 7 broadcast by attribute and spell several ops differently; the passes emit
+  // opset 7+ forms. (The executor runs such models where their ops mean the same.)
+  const int opset = opset_of(model.proto, "");
+  if (opset < 7) {
+    fail(ExitCode::kInput, "{}: default-domain opset {} is not supported for quantization (7 to 21 are)",
+         model.source, opset);
+  }
   std::vector<PassResult> results;
   for (auto& pass : build_pipeline(mode, options)) results.push_back(pass->run(model));
   set_metadata(model.proto, "quantize.version", QUANTIZE_VERSION);

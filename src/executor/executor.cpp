@@ -68,6 +68,7 @@ const Registry& registry() {
     register_nn(r);
     register_quant(r);
     register_rnn(r);
+    register_index(r);
     return r;
   }();
   return r;
@@ -185,6 +186,30 @@ Tensor narrow(const Tensor& full) {
   return t;
 }
 
+// Why a node of an opset 1-6 model cannot run as its opset 7+ form, or "" when it can: most ops
+// only lost the consumed_inputs hint since, but these changed meaning.
+std::string legacy_refusal(const onnx::NodeProto& node, int opset) {
+  if (!node.domain().empty() && node.domain() != "ai.onnx") return "";
+  for (const auto& a : node.attribute()) {
+    if (a.name() == "broadcast" && a.i() != 0) return "the broadcast attribute";
+  }
+  static const std::unordered_set<std::string> changed = {
+      "Cast",  // 'to' was a type name
+      "Pad",   // 'paddings'
+      "Reshape", "Tile", "Upsample",  // attributes that became inputs, or other semantics
+      "GRU", "LSTM", "RNN",  // output_sequence, linear_before_reset
+      "BatchNormalization", "Dropout",  // spatial / is_test outputs
+      "PRelu"};  // slope broadcasting
+  if (changed.count(node.op_type())) return "its opset 7 form differs";
+  if (node.op_type() == "Concat" && opset < 4) {
+    for (const auto& a : node.attribute()) {
+      if (a.name() == "axis") return "";
+    }
+    return "axis defaults to 1 there";
+  }
+  return "";
+}
+
 std::string op_key(const onnx::NodeProto& node) {
   return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
                                                              : node.domain() + "." + node.op_type();
@@ -207,6 +232,15 @@ Executor::Executor(const Model& model) : model_(model) {
     if (!exec::registry().count(op_key(node))) {
       fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run",
            model.source, node_label(node), op_key(node));
+    }
+  }
+  if (const int opset = opset_of(model.proto, ""); opset < 7) {
+    for (const auto& node : graph.node()) {
+      const std::string reason = legacy_refusal(node, opset);
+      if (!reason.empty()) {
+        fail(ExitCode::kInput, "{}: node {}: {} at opset {} is not supported ({})", model.source,
+             node_label(node), node.op_type(), opset, reason);
+      }
     }
   }
   for (const auto& t : graph.initializer()) {

@@ -66,6 +66,7 @@ void register_shape(Registry& r);
 void register_math(Registry& r);
 void register_nn(Registry& r);
 void register_rnn(Registry& r);
+void register_index(Registry& r);
 
 // Helpers shared by the op files.
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,
@@ -74,6 +75,9 @@ std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int
 std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
                                        const std::vector<int64_t>& out);
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
+// Row-major strides of a shape, and the multi-index of flat position `flat` in it.
+std::vector<int64_t> strides_of(const std::vector<int64_t>& shape);
+void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index);
 // C [m, n] = A [m, k] x B, B given as [k, n], or as [n, k] when trans_b (row-major, BLAS).
 void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c);
 // C[m x n] (row stride ldc) = A[m x k] * B[k x n] (row stride ldb), on the calling thread.

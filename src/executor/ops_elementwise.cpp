@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "ops.h"
 #include "quantize/threads.h"
@@ -152,11 +153,31 @@ void mul(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a * b; }); }
 void div(OpContext& c) {
   arithmetic(c, [](auto a, auto b) { return b == 0 && std::is_integral_v<decltype(a)> ? 0 : a / b; });
 }
+// Pow: float bases with any numeric exponent; integer bases (int32, int64) computed in double
+// and converted back, as the result type is the base's.
 void pow(OpContext& c) {
   const Tensor& x = c.input(0);
+  const Tensor& e = c.input(1);
+  if (x.dtype() == TensorProto::INT32 || x.dtype() == TensorProto::INT64) {
+    Tensor xd(TensorProto::DOUBLE, x.shape()), ed(TensorProto::DOUBLE, e.shape());
+    for (int64_t i = 0; i < x.size(); ++i) xd.data<double>()[i] = x.element_as_double(i);
+    for (int64_t i = 0; i < e.size(); ++i) ed.data<double>()[i] = e.element_as_double(i);
+    std::vector<Tensor> out(1);
+    std::vector<const Tensor*> in{&xd, &ed};
+    OpContext step(c.model, c.node, c.opset, in, out);
+    binary_typed<double, double>(step, xd, ed, TensorProto::DOUBLE, [](double a, double b) { return std::pow(a, b); });
+    Tensor result(x.dtype(), out[0].shape());
+    for (int64_t i = 0; i < result.size(); ++i) {
+      const double v = out[0].data<double>()[i];
+      if (x.dtype() == TensorProto::INT32) result.data<int32_t>()[i] = static_cast<int32_t>(v);
+      else result.data<int64_t>()[i] = static_cast<int64_t>(v);
+    }
+    c.output(0) = std::move(result);
+    return;
+  }
   if (x.dtype() != TensorProto::FLOAT) c.fail("base type {} is not supported", x.dtype());
-  Tensor y(TensorProto::FLOAT, c.input(1).shape());
-  for (int64_t i = 0; i < y.size(); ++i) y.data<float>()[i] = static_cast<float>(c.input(1).element_as_double(i));
+  Tensor y(TensorProto::FLOAT, e.shape());
+  for (int64_t i = 0; i < y.size(); ++i) y.data<float>()[i] = static_cast<float>(e.element_as_double(i));
   binary_typed<float, float>(c, x, y, TensorProto::FLOAT, [](float a, float b) {
     return b == 2.0f ? a * a : std::pow(a, b);
   });
@@ -278,7 +299,38 @@ void gelu(OpContext& c) {
     unary_float(c, [](auto x) { return decltype(x)(0.5) * x * (1 + std::erf(x * decltype(x)(0.7071067811865476))); });
   }
 }
+// Clip of integer tensors: bounds of the input's type, compared exactly.
+template <typename T>
+void clip_integer(OpContext& c) {
+  const Tensor& x = c.input(0);
+  T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
+  if (c.has_input(1)) lo = c.input(1).data<T>()[0];
+  if (c.has_input(2)) hi = c.input(2).data<T>()[0];
+  Tensor out(x.dtype(), x.shape(), Tensor::Uninitialized{});
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const T v = x.data<T>()[i];
+    out.data<T>()[i] = v < lo ? lo : v > hi ? hi : v;
+  }
+  c.output(0) = std::move(out);
+}
+
 void clip(OpContext& c) {
+  if (c.opset >= 11) {
+    for (int i = 1; i < 3; ++i) {
+      if (c.has_input(i) && c.input(i).dtype() != c.input(0).dtype()) c.fail("bound {} is not of X's type", i);
+    }
+    switch (c.input(0).dtype()) {
+      case TensorProto::INT8: return clip_integer<int8_t>(c);
+      case TensorProto::UINT8: return clip_integer<uint8_t>(c);
+      case TensorProto::INT16: return clip_integer<int16_t>(c);
+      case TensorProto::UINT16: return clip_integer<uint16_t>(c);
+      case TensorProto::INT32: return clip_integer<int32_t>(c);
+      case TensorProto::UINT32: return clip_integer<uint32_t>(c);
+      case TensorProto::INT64: return clip_integer<int64_t>(c);
+      case TensorProto::UINT64: return clip_integer<uint64_t>(c);
+      default: break;
+    }
+  }
   float lo = -INFINITY, hi = INFINITY;
   if (c.opset < 11) {
     lo = c.attr_float("min", lo);
@@ -345,6 +397,22 @@ void cast_to(OpContext& c, int to) {
       case TensorProto::BOOL: out.data<uint8_t>()[i] = x.element_as_double(i) != 0; break;
       case TensorProto::UINT8: out.data<uint8_t>()[i] = static_cast<uint8_t>(x.element_as_double(i)); break;
       case TensorProto::INT8: out.data<int8_t>()[i] = static_cast<int8_t>(x.element_as_double(i)); break;
+      case TensorProto::INT16: out.data<int16_t>()[i] = static_cast<int16_t>(x.element_as_double(i)); break;
+      case TensorProto::UINT16: out.data<uint16_t>()[i] = static_cast<uint16_t>(x.element_as_double(i)); break;
+      case TensorProto::UINT32: out.data<uint32_t>()[i] = static_cast<uint32_t>(x.element_as_double(i)); break;
+      case TensorProto::UINT64:
+        out.data<uint64_t>()[i] = x.dtype() == TensorProto::UINT64
+                                      ? x.data<uint64_t>()[i]
+                                      : static_cast<uint64_t>(x.element_as_double(i));
+        break;
+      case TensorProto::BFLOAT16: {  // round to nearest even; NaN stays a quiet NaN
+        const float f = static_cast<float>(x.element_as_double(i));
+        uint32_t bits;
+        std::memcpy(&bits, &f, sizeof bits);
+        out.data<uint16_t>()[i] = std::isnan(f) ? static_cast<uint16_t>((bits >> 16) | 0x40)
+                                                : static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+        break;
+      }
       default: c.fail("Cast to data type {} is not supported", to);
     }
   }

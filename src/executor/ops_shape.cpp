@@ -9,6 +9,21 @@
 #include "ops.h"
 
 namespace quantize::exec {
+
+std::vector<int64_t> strides_of(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> st(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;) st[i - 1] = st[i] * shape[i];
+  return st;
+}
+
+void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index) {
+  index.resize(shape.size());
+  for (size_t i = shape.size(); i-- > 0;) {
+    index[i] = shape[i] ? flat % shape[i] : 0;
+    flat = shape[i] ? flat / shape[i] : 0;
+  }
+}
+
 namespace {
 
 using onnx::TensorProto;
@@ -371,22 +386,6 @@ void constant_of_shape(OpContext& c) {
   const size_t size = element_size(fill.dtype());
   for (int64_t i = 0; i < out.size(); ++i) std::memcpy(out.raw() + i * size, fill.raw(), size);
   c.output(0) = std::move(out);
-}
-
-// Row-major strides of a shape.
-std::vector<int64_t> strides_of(const std::vector<int64_t>& shape) {
-  std::vector<int64_t> st(shape.size(), 1);
-  for (size_t i = shape.size(); i-- > 1;) st[i - 1] = st[i] * shape[i];
-  return st;
-}
-
-// The multi-index of flat position `flat` in `shape`.
-void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index) {
-  index.resize(shape.size());
-  for (size_t i = shape.size(); i-- > 0;) {
-    index[i] = shape[i] ? flat % shape[i] : 0;
-    flat = shape[i] ? flat / shape[i] : 0;
-  }
 }
 
 void tile(OpContext& c) {

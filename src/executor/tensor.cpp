@@ -32,6 +32,16 @@ double Tensor::element_as_double(int64_t i) const {
     case onnx::TensorProto::INT64: return static_cast<double>(data<int64_t>()[i]);
     case onnx::TensorProto::INT32: return data<int32_t>()[i];
     case onnx::TensorProto::INT8: return data<int8_t>()[i];
+    case onnx::TensorProto::INT16: return data<int16_t>()[i];
+    case onnx::TensorProto::UINT16: return data<uint16_t>()[i];
+    case onnx::TensorProto::UINT32: return data<uint32_t>()[i];
+    case onnx::TensorProto::UINT64: return static_cast<double>(data<uint64_t>()[i]);
+    case onnx::TensorProto::BFLOAT16: {  // the high half of a float32
+      const uint32_t bits = static_cast<uint32_t>(data<uint16_t>()[i]) << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      return f;
+    }
     case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: return data<uint8_t>()[i];
     case onnx::TensorProto::FLOAT16: return f16_to_f32_scalar(data<uint16_t>()[i]);
     default: fail(ExitCode::kInput, "data type {} is not numeric here", dtype_);

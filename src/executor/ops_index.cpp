@@ -1,0 +1,368 @@
+// Indexing ops that select, scatter or sort: GatherND, ScatterND, ScatterElements (and the older
+// Scatter), Compress, NonZero, TopK, Unique, EyeLike, ReverseSequence.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "ops.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+// Calls f(T{}) with the C++ type of a numeric ONNX type (bool as uint8).
+template <typename F>
+void with_type(const OpContext& c, int dtype, F f) {
+  switch (dtype) {
+    case TensorProto::FLOAT: return f(float{});
+    case TensorProto::DOUBLE: return f(double{});
+    case TensorProto::INT64: return f(int64_t{});
+    case TensorProto::INT32: return f(int32_t{});
+    case TensorProto::INT16: return f(int16_t{});
+    case TensorProto::INT8: return f(int8_t{});
+    case TensorProto::UINT8: case TensorProto::BOOL: return f(uint8_t{});
+    case TensorProto::UINT16: return f(uint16_t{});
+    case TensorProto::UINT32: return f(uint32_t{});
+    case TensorProto::UINT64: return f(uint64_t{});
+    default: c.fail("data type {} is not supported", dtype);
+  }
+}
+
+Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
+  Tensor t(TensorProto::INT64, std::move(shape));
+  if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * sizeof(int64_t));
+  return t;
+}
+
+int64_t checked_index(const OpContext& c, int64_t k, int64_t dim) {
+  if (k < 0) k += dim;
+  if (k < 0 || k >= dim) c.fail("index {} is out of range for a dimension of {}", k < 0 ? k - dim : k, dim);
+  return k;
+}
+
+// How a scatter combines an update with the value in place: reduction = none, add, mul, max, min.
+template <typename T>
+T combine(const std::string& reduction, T old, T update) {
+  if (reduction == "add") return static_cast<T>(old + update);
+  if (reduction == "mul") return static_cast<T>(old * update);
+  if (reduction == "max") return std::max(old, update);
+  if (reduction == "min") return std::min(old, update);
+  return update;
+}
+
+void check_reduction(const OpContext& c, const std::string& reduction) {
+  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" && reduction != "min") {
+    c.fail("reduction '{}' is not supported", reduction);
+  }
+}
+
+// GatherND: out[i..., :] = data[batch(i), indices[i..., 0..k-1], :] for the last axis of indices
+// of length k, the first batch_dims axes shared by data and indices.
+void gather_nd(OpContext& c) {
+  const Tensor& data = c.input(0);
+  const Tensor& indices = c.input(1);
+  const auto idx = indices.to_int64();
+  const int64_t b = c.attr_int("batch_dims", 0), r = data.rank(), q = indices.rank();
+  if (q < 1 || b < 0 || b >= std::min(r, q)) c.fail("batch_dims {} does not fit ranks {} and {}", b, r, q);
+  const int64_t k = indices.shape().back();
+  if (k < 1 || k > r - b) c.fail("index tuples of {} for data of rank {} and batch_dims {}", k, r, b);
+  std::vector<int64_t> shape(indices.shape().begin(), indices.shape().end() - 1);
+  shape.insert(shape.end(), data.shape().begin() + b + k, data.shape().end());
+  Tensor out(data.dtype(), shape);
+  int64_t batch = 1, slice = 1, per_batch = 1;
+  for (int64_t i = 0; i < b; ++i) batch *= data.shape()[i];
+  for (int64_t i = b + k; i < r; ++i) slice *= data.shape()[i];
+  for (int64_t i = b; i < r; ++i) per_batch *= data.shape()[i];
+  const auto st = strides_of(data.shape());
+  const int64_t tuples = static_cast<int64_t>(idx.size()) / k, per = batch ? tuples / batch : 0;
+  const size_t size = element_size(data.dtype());
+  for (int64_t t = 0; t < tuples; ++t) {
+    int64_t src = (per ? t / per : 0) * per_batch;
+    for (int64_t j = 0; j < k; ++j) src += checked_index(c, idx[t * k + j], data.shape()[b + j]) * st[b + j];
+    std::memcpy(out.raw() + t * slice * size, data.raw() + src * size, slice * size);
+  }
+  c.output(0) = std::move(out);
+}
+
+// ScatterND: a copy of data with the slices that indices [..., k] name replaced (or combined, by
+// `reduction`) by updates, in order.
+void scatter_nd(OpContext& c) {
+  const Tensor& data = c.input(0);
+  const auto idx = c.input(1).to_int64();
+  const Tensor& updates = c.input(2);
+  const std::string reduction = c.attr_string("reduction", "none");
+  check_reduction(c, reduction);
+  if (updates.dtype() != data.dtype()) c.fail("updates are not of data's type");
+  const int64_t k = c.input(1).shape().back();
+  if (k < 1 || k > data.rank()) c.fail("index tuples of {} for data of rank {}", k, data.rank());
+  int64_t slice = 1;
+  for (int64_t i = k; i < data.rank(); ++i) slice *= data.shape()[i];
+  const int64_t tuples = static_cast<int64_t>(idx.size()) / k;
+  if (updates.size() != tuples * slice) c.fail("updates hold {} values, {} expected", updates.size(), tuples * slice);
+  const auto st = strides_of(data.shape());
+  Tensor out = data;
+  with_type(c, data.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t dst = 0;
+      for (int64_t j = 0; j < k; ++j) dst += checked_index(c, idx[t * k + j], data.shape()[j]) * st[j];
+      for (int64_t e = 0; e < slice; ++e) {
+        T& v = out.data<T>()[dst + e];
+        v = combine(reduction, v, updates.data<T>()[t * slice + e]);
+      }
+    }
+  });
+  c.output(0) = std::move(out);
+}
+
+// ScatterElements (and Scatter, its opset 9-10 name): out[index with index[axis] = indices[p]]
+// = updates[p] for every position p of indices, combined by `reduction`.
+void scatter_elements(OpContext& c) {
+  const Tensor& data = c.input(0);
+  const Tensor& indices = c.input(1);
+  const Tensor& updates = c.input(2);
+  const auto idx = indices.to_int64();
+  const std::string reduction = c.attr_string("reduction", "none");
+  check_reduction(c, reduction);
+  if (updates.dtype() != data.dtype()) c.fail("updates are not of data's type");
+  if (updates.shape() != indices.shape()) c.fail("updates and indices differ in shape");
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), data.rank());
+  const auto st = strides_of(data.shape());
+  Tensor out = data;
+  std::vector<int64_t> index;
+  with_type(c, data.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t p = 0; p < indices.size(); ++p) {
+      unflatten(p, indices.shape(), index);
+      index[axis] = checked_index(c, idx[p], data.shape()[axis]);
+      int64_t dst = 0;
+      for (int64_t i = 0; i < data.rank(); ++i) dst += index[i] * st[i];
+      T& v = out.data<T>()[dst];
+      v = combine(reduction, v, updates.data<T>()[p]);
+    }
+  });
+  c.output(0) = std::move(out);
+}
+
+// Compress: the slices along `axis` (of the flattened input when there is none) whose condition
+// entry is true; entries past the condition's end are dropped.
+void compress(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& cond = c.input(1);
+  std::vector<int64_t> shape = x.shape();
+  int64_t axis = 0;
+  if (c.has_attr("axis")) {
+    axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  } else {
+    shape = {x.size()};
+  }
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+  for (size_t i = axis + 1; i < shape.size(); ++i) inner *= shape[i];
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < std::min(cond.size(), shape[axis]); ++i) {
+    if (cond.element_as_double(i) != 0) keep.push_back(i);
+  }
+  std::vector<int64_t> out_shape = shape;
+  out_shape[axis] = static_cast<int64_t>(keep.size());
+  Tensor out(x.dtype(), out_shape);
+  const size_t size = element_size(x.dtype()) * inner;
+  uint8_t* dst = out.raw();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i : keep) {
+      std::memcpy(dst, x.raw() + (o * shape[axis] + i) * size, size);
+      dst += size;
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+// NonZero: the indices of the non-zero elements, [rank, count], in row-major order.
+void non_zero(OpContext& c) {
+  const Tensor& x = c.input(0);
+  std::vector<int64_t> hits;
+  for (int64_t i = 0; i < x.size(); ++i) {
+    if (x.element_as_double(i) != 0) hits.push_back(i);
+  }
+  const int64_t rank = std::max<int64_t>(x.rank(), 1), n = static_cast<int64_t>(hits.size());
+  std::vector<int64_t> out(static_cast<size_t>(rank * n));
+  std::vector<int64_t> index;
+  for (int64_t j = 0; j < n; ++j) {
+    unflatten(hits[j], x.rank() ? x.shape() : std::vector<int64_t>{1}, index);
+    for (int64_t d = 0; d < rank; ++d) out[d * n + j] = index[d];
+  }
+  c.output(0) = int64_tensor(out, {rank, n});
+}
+
+// TopK: the k largest (or smallest) along `axis`, sorted; equal values keep their index order.
+void top_k(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const int64_t k = c.opset >= 10 ? c.input(1).to_int64().at(0) : c.attr_int("k", 0);
+  const int64_t axis = normalize_axis(c, c.attr_int("axis", -1), x.rank());
+  const bool largest = c.attr_int("largest", 1) != 0;
+  if (c.attr_int("sorted", 1) == 0) c.fail("sorted = 0 is not supported");
+  const int64_t dim = x.shape()[axis];
+  if (k < 0 || k > dim) c.fail("k = {} for an axis of {}", k, dim);
+  std::vector<int64_t> shape = x.shape();
+  shape[axis] = k;
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  Tensor values(x.dtype(), shape);
+  std::vector<int64_t> indices(static_cast<size_t>(outer * k * inner));
+  with_type(c, x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    std::vector<int64_t> order(static_cast<size_t>(dim));
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t in = 0; in < inner; ++in) {
+        const T* src = x.data<T>() + o * dim * inner + in;
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+          return largest ? src[a * inner] > src[b * inner] : src[a * inner] < src[b * inner];
+        });
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t at = (o * k + j) * inner + in;
+          values.data<T>()[at] = src[order[j] * inner];
+          indices[at] = order[j];
+        }
+      }
+    }
+  });
+  c.output(0) = std::move(values);
+  if (c.output_count() > 1) c.output(1) = int64_tensor(indices, shape);
+}
+
+// Unique: the distinct elements (or slices along `axis`), sorted or in order of first
+// appearance; with the index of each one's first appearance, each input's position among them,
+// and their counts.
+void unique(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const bool sorted = c.attr_int("sorted", 1) != 0;
+  std::vector<int64_t> shape = x.shape();
+  int64_t axis = 0;
+  if (c.has_attr("axis")) {
+    axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  } else {
+    shape = {x.size()};
+  }
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+  for (size_t i = axis + 1; i < shape.size(); ++i) inner *= shape[i];
+  const int64_t n = shape[axis];
+  std::vector<int64_t> first, inverse(static_cast<size_t>(n)), counts, order;
+  Tensor y;
+  with_type(c, x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = x.data<T>();
+    // Slice i of the input: the elements (o, i, in) for all o, in.
+    auto less = [&](int64_t a, int64_t b) {
+      for (int64_t o = 0; o < outer; ++o) {
+        for (int64_t in = 0; in < inner; ++in) {
+          const T va = px[(o * n + a) * inner + in], vb = px[(o * n + b) * inner + in];
+          if (va != vb) return va < vb;
+        }
+      }
+      return false;
+    };
+    auto same = [&](int64_t a, int64_t b) { return !less(a, b) && !less(b, a); };
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t found = -1;
+      for (size_t u = 0; u < first.size() && found < 0; ++u) {
+        if (same(first[u], i)) found = static_cast<int64_t>(u);
+      }
+      if (found < 0) {
+        found = static_cast<int64_t>(first.size());
+        first.push_back(i);
+        counts.push_back(0);
+      }
+      inverse[i] = found;
+      ++counts[found];
+    }
+    order.resize(first.size());
+    std::iota(order.begin(), order.end(), 0);
+    if (sorted) std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return less(first[a], first[b]); });
+    std::vector<int64_t> out_shape = shape;
+    out_shape[axis] = static_cast<int64_t>(first.size());
+    y = Tensor(x.dtype(), out_shape);
+    for (int64_t o = 0; o < outer; ++o) {
+      for (size_t u = 0; u < order.size(); ++u) {
+        for (int64_t in = 0; in < inner; ++in) {
+          y.data<T>()[(o * static_cast<int64_t>(order.size()) + static_cast<int64_t>(u)) * inner + in] =
+              px[(o * n + first[order[u]]) * inner + in];
+        }
+      }
+    }
+  });
+  std::vector<int64_t> rank_of(order.size());  // position in the output of each unique value
+  for (size_t u = 0; u < order.size(); ++u) rank_of[order[u]] = static_cast<int64_t>(u);
+  std::vector<int64_t> out_first(order.size()), out_counts(order.size()), out_inverse(inverse.size());
+  for (size_t u = 0; u < order.size(); ++u) out_first[u] = first[order[u]], out_counts[u] = counts[order[u]];
+  for (size_t i = 0; i < inverse.size(); ++i) out_inverse[i] = rank_of[inverse[i]];
+  const int64_t m = static_cast<int64_t>(order.size());
+  c.output(0) = std::move(y);
+  if (c.output_count() > 1) c.output(1) = int64_tensor(out_first, {m});
+  if (c.output_count() > 2) c.output(2) = int64_tensor(out_inverse, {n});
+  if (c.output_count() > 3) c.output(3) = int64_tensor(out_counts, {m});
+}
+
+// EyeLike: ones on diagonal k of a 2-D tensor shaped like the input, of type `dtype` (default the
+// input's).
+void eye_like(OpContext& c) {
+  const Tensor& x = c.input(0);
+  if (x.rank() != 2) c.fail("the input has rank {}, EyeLike needs 2", x.rank());
+  const int dtype = static_cast<int>(c.attr_int("dtype", x.dtype()));
+  const int64_t k = c.attr_int("k", 0), rows = x.shape()[0], cols = x.shape()[1];
+  Tensor out(dtype, x.shape());
+  with_type(c, dtype, [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (i + k >= 0 && i + k < cols) out.data<T>()[i * cols + i + k] = T(1);
+    }
+  });
+  c.output(0) = std::move(out);
+}
+
+// ReverseSequence: for each batch entry b, the first sequence_lens[b] steps along time_axis in
+// reverse order, the rest as they are.
+void reverse_sequence(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const auto lens = c.input(1).to_int64();
+  const int64_t batch_axis = normalize_axis(c, c.attr_int("batch_axis", 1), x.rank());
+  const int64_t time_axis = normalize_axis(c, c.attr_int("time_axis", 0), x.rank());
+  if (x.rank() < 2 || batch_axis == time_axis || std::max(batch_axis, time_axis) > 1) {
+    c.fail("batch_axis and time_axis must be 0 and 1");
+  }
+  const int64_t steps = x.shape()[time_axis], batch = x.shape()[batch_axis];
+  if (static_cast<int64_t>(lens.size()) != batch) c.fail("{} sequence lengths for a batch of {}", lens.size(), batch);
+  int64_t inner = 1;
+  for (int64_t i = 2; i < x.rank(); ++i) inner *= x.shape()[i];
+  const size_t size = element_size(x.dtype()) * inner;
+  Tensor out(x.dtype(), x.shape());
+  auto at = [&](int64_t t, int64_t b) { return (time_axis == 0 ? t * batch + b : b * steps + t) * size; };
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = lens[b];
+    if (len < 0 || len > steps) c.fail("sequence length {} for {} steps", len, steps);
+    for (int64_t t = 0; t < steps; ++t) {
+      std::memcpy(out.raw() + at(t, b), x.raw() + at(t < len ? len - 1 - t : t, b), size);
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_index(Registry& r) {
+  r["GatherND"] = gather_nd;
+  r["ScatterND"] = scatter_nd;
+  r["ScatterElements"] = scatter_elements;
+  r["Scatter"] = scatter_elements;
+  r["Compress"] = compress;
+  r["NonZero"] = non_zero;
+  r["TopK"] = top_k;
+  r["Unique"] = unique;
+  r["EyeLike"] = eye_like;
+  r["ReverseSequence"] = reverse_sequence;
+}
+
+}  // namespace quantize::exec
