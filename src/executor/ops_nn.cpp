@@ -423,11 +423,93 @@ void conv(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// MaxPool of any ordered type, with the Indices output: the flat index into X of each maximum
+// (the first one on ties), spatial axes in row-major order, or column-major with
+// storage_order = 1.
+template <typename T>
+void max_pool_indexed(OpContext& c, const Window& w, std::vector<int64_t> shape) {
+  const Tensor& x = c.input(0);
+  const bool column_major = c.attr_int("storage_order", 0) != 0;
+  Tensor out(x.dtype(), shape), indices(TensorProto::INT64, shape);
+  const std::vector<int64_t> offsets = tap_offsets(w);
+  const int64_t planes = x.shape()[0] * x.shape()[1], taps = w.kernel_size();
+  std::vector<int64_t> at;
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* in = x.data<T>() + p * w.in_size();
+    for (int64_t o = 0; o < w.out_size(); ++o) {
+      int64_t best = -1;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t off = offsets[o * taps + t];
+        if (off >= 0 && (best < 0 || in[off] > in[best])) best = off;
+      }
+      if (best < 0) c.fail("a window lies wholly in the padding");
+      out.data<T>()[p * w.out_size() + o] = in[best];
+      int64_t flat = best;
+      if (column_major) {
+        unflatten(best, w.in, at);
+        flat = 0;
+        for (size_t i = at.size(); i-- > 0;) flat = flat * w.in[i] + at[i];
+      }
+      indices.data<int64_t>()[p * w.out_size() + o] = p * w.in_size() + flat;
+    }
+  }
+  c.output(0) = std::move(out);
+  if (c.output_count() > 1) c.output(1) = std::move(indices);
+}
+
+// MaxUnpool: zeros of the pooled-from shape (from the attributes), X's values written at the
+// flat positions of I. With output_shape, the same positions in that (larger) shape.
+void max_unpool(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const auto where = c.input(1).to_int64();
+  if (x.rank() < 3) c.fail("X must have spatial axes");
+  if (c.input(1).size() != x.size()) c.fail("I and X differ in size");
+  const auto kernel = c.attr_ints("kernel_shape");
+  auto strides = c.attr_ints("strides"), pads = c.attr_ints("pads");
+  const size_t n = x.shape().size() - 2;
+  if (kernel.size() != n) c.fail("kernel_shape has {} values for {} spatial axes", kernel.size(), n);
+  if (strides.empty()) strides.assign(n, 1);
+  if (pads.empty()) pads.assign(2 * n, 0);
+  std::vector<int64_t> pooled{x.shape()[0], x.shape()[1]};
+  for (size_t i = 0; i < n; ++i) pooled.push_back((x.shape()[i + 2] - 1) * strides[i] - pads[i] - pads[i + n] + kernel[i]);
+  const std::vector<int64_t> shape = c.has_input(2) ? c.input(2).to_int64() : pooled;
+  if (shape.size() != pooled.size()) c.fail("output_shape has rank {}, X {}", shape.size(), pooled.size());
+  Tensor out(x.dtype(), shape);
+  const size_t size = element_size(x.dtype());
+  const auto st = strides_of(shape);
+  std::vector<int64_t> at;
+  int64_t pooled_size = 1;
+  for (int64_t d : pooled) pooled_size *= d;
+  for (int64_t i = 0; i < x.size(); ++i) {
+    if (where[i] < 0 || where[i] >= pooled_size) c.fail("index {} is outside the pooled-from shape", where[i]);
+    unflatten(where[i], pooled, at);
+    int64_t flat = 0;
+    for (size_t d = 0; d < at.size(); ++d) {
+      if (at[d] >= shape[d]) c.fail("index {} is outside output_shape", where[i]);
+      flat += at[d] * st[d];
+    }
+    std::memcpy(out.raw() + flat * size, x.raw() + i * size, size);
+  }
+  c.output(0) = std::move(out);
+}
+
 template <bool kMax>
 void pool(OpContext& c) {
   const Tensor& x = c.input(0);
+  if (kMax && (c.output_count() > 1 || x.dtype() != TensorProto::FLOAT)) {
+    if (x.rank() < 3) c.fail("X must have spatial axes");
+    const Window w = window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
+    std::vector<int64_t> shape{x.shape()[0], x.shape()[1]};
+    shape.insert(shape.end(), w.out.begin(), w.out.end());
+    switch (x.dtype()) {
+      case TensorProto::FLOAT: return max_pool_indexed<float>(c, w, shape);
+      case TensorProto::DOUBLE: return max_pool_indexed<double>(c, w, shape);
+      case TensorProto::INT8: return max_pool_indexed<int8_t>(c, w, shape);
+      case TensorProto::UINT8: return max_pool_indexed<uint8_t>(c, w, shape);
+      default: c.fail("X is data type {}: MaxPool takes float32, float64, int8 and uint8", x.dtype());
+    }
+  }
   require_float(c, x, "X");
-  if (c.output_count() > 1) c.fail("the Indices output is not supported");
   const Window w = window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
   const bool count_pad = c.attr_int("count_include_pad", 0) != 0;
   std::vector<int64_t> shape{x.shape()[0], x.shape()[1]};
@@ -789,6 +871,7 @@ void resize(OpContext& c) {
 void register_nn(Registry& r) {
   r["Conv"] = conv;
   r["MaxPool"] = pool<true>;
+  r["MaxUnpool"] = max_unpool;
   r["AveragePool"] = pool<false>;
   r["GlobalMaxPool"] = global_pool<true>;
   r["GlobalAveragePool"] = global_pool<false>;

@@ -1,11 +1,14 @@
-// GRU and LSTM (ONNX opset 7-22 semantics), float32, forward / reverse / bidirectional, with the
-// default activations (Sigmoid, Tanh), with or without LSTM peepholes. Refused with the node's
-// name: other activations, clip, input_forget, layout 1, sequence_lens shorter than the input.
+// RNN, GRU and LSTM (ONNX opset 7-22 semantics), float32, forward / reverse / bidirectional,
+// layout 0 (sequence first) or 1 (batch first), with the default activations (RNN: Tanh, Relu or
+// Sigmoid; GRU and LSTM: Sigmoid, Tanh), with or without LSTM peepholes. Refused with the node's
+// name: other activations, clip, input_forget, sequence_lens shorter than the input.
+//   RNN: H' = f(XWi + HRi + Wbi + Rbi)
 //   GRU (gates z, r, h):  z = s(XWz + HRz + b), r = s(XWr + HRr + b),
 //     h~ = tanh(XWh + (r . H)Rh + b)  or, linear_before_reset, tanh(XWh + r . (HRh + Rbh) + Wbh)
 //     H' = (1 - z) . h~ + z . H
 //   LSTM (gates i, o, f, c): i = s(XWi + HRi + Pi.C + b), f = s(XWf + HRf + Pf.C + b),
 //     c~ = tanh(XWc + HRc + b), C' = f.C + i.c~, o = s(XWo + HRo + Po.C' + b), H' = o.tanh(C')
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -30,7 +33,6 @@ Rnn check(OpContext& c, int gates) {
       c.fail("input {} is data type {}: only float32 is supported", i, c.input(i).dtype());
     }
   }
-  if (c.attr_int("layout", 0) != 0) c.fail("layout 1 is not supported");
   if (c.has_attr("clip")) c.fail("clip is not supported");
   if (c.attr_int("input_forget", 0) != 0) c.fail("input_forget is not supported");
   if (c.has_attr("activations")) {
@@ -38,6 +40,10 @@ Rnn check(OpContext& c, int gates) {
       if (attr.name() != "activations") continue;
       for (int i = 0; i < attr.strings_size(); ++i) {
         const std::string& f = attr.strings(i);
+        if (gates == 1) {
+          if (f != "Tanh" && f != "Relu" && f != "Sigmoid") c.fail("activation {} is not supported", f);
+          continue;
+        }
         const bool first = gates == 3 ? i % 2 == 0 : i % 3 == 0;
         if (f != (first ? "Sigmoid" : "Tanh")) c.fail("activation {} is not supported", f);
       }
@@ -189,11 +195,101 @@ void lstm(OpContext& c) {
   if (c.output_count() > 2) c.output(2) = std::move(y_c);
 }
 
+// The activation of RNN direction d: "Tanh" unless the activations attribute names another.
+std::string rnn_activation(const OpContext& c, int64_t d) {
+  for (const auto& attr : c.node.attribute()) {
+    if (attr.name() == "activations" && attr.strings_size() > d) return attr.strings(static_cast<int>(d));
+  }
+  return "Tanh";
+}
+
+void rnn(OpContext& c) {
+  const Rnn r = check(c, 1);
+  const int64_t h = r.hidden;
+  Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
+  Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
+  std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
+  for (int64_t d = 0; d < r.dirs; ++d) {
+    const float* w = c.input(1).data<float>() + d * h * r.input;
+    const float* rw = c.input(2).data<float>() + d * h * h;
+    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
+    const std::string f = rnn_activation(c, d);
+    if (c.has_input(5)) {
+      std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
+    } else {
+      std::fill(state.begin(), state.end(), 0.0f);
+    }
+    const bool reverse = d == 1 || r.reverse_only;
+    for (int64_t step = 0; step < r.seq; ++step) {
+      const int64_t t = reverse ? r.seq - 1 - step : step;
+      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, h, xw.data());
+      project(state.data(), r.batch, h, rw, h, hr.data());
+      for (int64_t b = 0; b < r.batch; ++b) {
+        for (int64_t j = 0; j < h; ++j) {
+          const float v = xw[b * h + j] + hr[b * h + j] + (bias ? bias[j] + bias[h + j] : 0.0f);
+          state[b * h + j] = f == "Relu" ? std::max(v, 0.0f) : f == "Sigmoid" ? sigmoid(v) : std::tanh(v);
+        }
+      }
+      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+    }
+    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
+  }
+  c.output(0) = std::move(y);
+  if (c.output_count() > 1) c.output(1) = std::move(y_h);
+}
+
+// t with its first two axes swapped, the rest moved along.
+Tensor swap_leading(const Tensor& t, int64_t first = 0) {
+  std::vector<int64_t> shape = t.shape();
+  std::swap(shape[first], shape[first + 1]);
+  Tensor out(t.dtype(), shape);
+  int64_t outer = 1, inner = element_size(t.dtype());
+  for (int64_t i = 0; i < first; ++i) outer *= shape[i];
+  for (int64_t i = first + 2; i < t.rank(); ++i) inner *= shape[i];
+  const int64_t a = t.shape()[first], b = t.shape()[first + 1];
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < a; ++i) {
+      for (int64_t j = 0; j < b; ++j) {
+        std::memcpy(out.raw() + ((o * b + j) * a + i) * inner, t.raw() + ((o * a + i) * b + j) * inner, inner);
+      }
+    }
+  }
+  return out;
+}
+
+// layout = 1 (X [batch, seq, input], states [batch, dirs, hidden], Y [batch, seq, dirs, hidden]):
+// the sequence-first op on transposed inputs, its outputs transposed back.
+template <void (*kOp)(OpContext&)>
+void with_layout(OpContext& c) {
+  if (c.attr_int("layout", 0) == 0) return kOp(c);
+  std::vector<Tensor> moved;
+  moved.reserve(c.input_count());
+  std::vector<const Tensor*> in;
+  for (int i = 0; i < c.input_count(); ++i) {
+    const bool batch_first = i == 0 || i == 5 || i == 6;  // X, initial_h, initial_c
+    if (c.has_input(i) && batch_first) {
+      moved.push_back(swap_leading(c.input(i)));
+      in.push_back(&moved.back());
+    } else {
+      in.push_back(c.has_input(i) ? &c.input(i) : nullptr);
+    }
+  }
+  std::vector<Tensor> out(c.output_count());
+  OpContext inner(c.model, c.node, c.opset, in, out);
+  kOp(inner);
+  for (int i = 0; i < c.output_count(); ++i) {
+    if (out[i].rank() == 0) continue;
+    // Y [seq, dirs, batch, h] -> [batch, seq, dirs, h]; Y_h, Y_c [dirs, batch, h] -> [batch, dirs, h].
+    c.output(i) = i == 0 ? swap_leading(swap_leading(out[i], 1)) : swap_leading(out[i]);
+  }
+}
+
 }  // namespace
 
 void register_rnn(Registry& r) {
-  r["GRU"] = gru;
-  r["LSTM"] = lstm;
+  r["RNN"] = with_layout<rnn>;
+  r["GRU"] = with_layout<gru>;
+  r["LSTM"] = with_layout<lstm>;
 }
 
 }  // namespace quantize::exec
