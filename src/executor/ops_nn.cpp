@@ -794,11 +794,115 @@ void depth_to_space(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
-// Resize (opset 10+), nearest or linear, one axis at a time (linear is separable).
+// Resize (opset 10+) and Upsample, one axis at a time (each mode is separable). How each axis maps: mode nearest / linear / cubic, the coordinate
+// transformation, nearest rounding, the cubic coefficient and exclude_outside, and for
+// tf_crop_and_resize the region of interest and the value outside it.
+struct ResizeMode {
+  std::string mode, coord, nearest;
+  double cubic_a = -0.75;
+  bool exclude_outside = false;
+  std::vector<double> roi;  // [starts..., ends...], tf_crop_and_resize only
+  float extrapolation = 0.0f;
+};
+
+// Resizes x axis by axis: out[o] = sum over taps of w * in[i] (indices at the edges clamped,
+// as ONNX pads with edge values); with scales, or sizes when scales is empty.
+Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>& scales,
+                   const std::vector<int64_t>& sizes, const ResizeMode& m) {
+  if (m.mode != "nearest" && m.mode != "linear" && m.mode != "cubic") c.fail("mode '{}' is not supported", m.mode);
+  const int64_t rank = x.rank();
+  if (static_cast<int64_t>(sizes.empty() ? scales.size() : sizes.size()) != rank) {
+    c.fail("{} scales or sizes for rank {}", sizes.empty() ? scales.size() : sizes.size(), rank);
+  }
+  Tensor cur = x;
+  for (int64_t axis = 0; axis < rank; ++axis) {
+    const int64_t in = cur.shape()[axis];
+    const int64_t out_len = sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis]))
+                                          : sizes[axis];
+    const float scale = sizes.empty() ? scales[axis] : static_cast<float>(out_len) / in;
+    // The resized length in the coordinate formulas: in * scale when scales are given.
+    const double resized = sizes.empty() ? static_cast<double>(in) * scale : static_cast<double>(out_len);
+    const bool crop = m.coord == "tf_crop_and_resize";
+    if (out_len == in && scale == 1.0f && !crop) continue;
+    std::vector<int64_t> shape = cur.shape();
+    shape[axis] = out_len;
+    Tensor next(TensorProto::FLOAT, shape);
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+    for (int64_t i = axis + 1; i < rank; ++i) inner *= shape[i];
+    std::vector<int64_t> taps;
+    std::vector<double> weights;
+    for (int64_t o = 0; o < out_len; ++o) {
+      double pos;
+      if (m.coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
+      else if (m.coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
+      else if (m.coord == "align_corners") pos = resized > 1 ? o * (in - 1.0) / (resized - 1) : 0;
+      else if (m.coord == "asymmetric") pos = o / scale;
+      else if (m.coord == "tf_half_pixel_for_nn") pos = (o + 0.5) / scale;
+      else if (crop) {
+        const double start = m.roi.at(axis), end = m.roi.at(axis + rank);
+        pos = out_len > 1 ? start * (in - 1) + o * (end - start) * (in - 1) / (out_len - 1)
+                          : 0.5 * (start + end) * (in - 1);
+      } else {
+        c.fail("coordinate_transformation_mode '{}' is not supported", m.coord);
+      }
+      taps.clear(), weights.clear();
+      const bool outside = crop && (pos < 0 || pos > in - 1);
+      if (m.mode == "nearest") {
+        int64_t i0;
+        if (m.nearest == "floor") i0 = static_cast<int64_t>(std::floor(pos));
+        else if (m.nearest == "ceil") i0 = static_cast<int64_t>(std::ceil(pos));
+        else if (m.nearest == "round_prefer_ceil") i0 = static_cast<int64_t>(std::floor(pos + 0.5));
+        else i0 = static_cast<int64_t>(std::ceil(pos - 0.5));  // round_prefer_floor
+        taps = {std::clamp<int64_t>(i0, 0, in - 1)}, weights = {1.0};
+      } else if (m.mode == "linear") {
+        const double p = std::clamp(pos, 0.0, static_cast<double>(in - 1));
+        const int64_t i0 = static_cast<int64_t>(std::floor(p));
+        taps = {i0, std::min(i0 + 1, in - 1)}, weights = {1 - (p - i0), p - i0};
+      } else {  // cubic convolution (Keys), 4 taps around floor(pos)
+        const int64_t i0 = static_cast<int64_t>(std::floor(pos));
+        const double t = pos - i0, a = m.cubic_a;
+        auto near = [a](double d) { return ((a + 2) * d - (a + 3)) * d * d + 1; };          // |d| <= 1
+        auto far = [a](double d) { return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a; };     // 1 < |d| < 2
+        const double w[4] = {far(t + 1), near(t), near(1 - t), far(2 - t)};
+        double sum = 0;
+        for (int k = 0; k < 4; ++k) {
+          const int64_t i = i0 - 1 + k;
+          if (m.exclude_outside && (i < 0 || i >= in)) continue;
+          taps.push_back(std::clamp<int64_t>(i, 0, in - 1));
+          weights.push_back(w[k]);
+          sum += w[k];
+        }
+        if (m.exclude_outside) {
+          for (double& v : weights) v /= sum;
+        }
+      }
+      for (int64_t b = 0; b < outer; ++b) {
+        float* dst = next.data<float>() + (b * out_len + o) * inner;
+        if (outside) {
+          std::fill(dst, dst + inner, m.extrapolation);
+          continue;
+        }
+        if (taps.size() == 1) {  // nearest: a copy
+          const float* src = cur.data<float>() + (b * in + taps[0]) * inner;
+          std::copy(src, src + inner, dst);
+          continue;
+        }
+        for (int64_t i = 0; i < inner; ++i) {
+          double acc = 0;
+          for (size_t k = 0; k < taps.size(); ++k) acc += weights[k] * cur.data<float>()[(b * in + taps[k]) * inner + i];
+          dst[i] = static_cast<float>(acc);
+        }
+      }
+    }
+    cur = std::move(next);
+  }
+  return cur;
+}
+
 void resize(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "X");
-  const int64_t rank = x.rank();
   std::vector<float> scales;
   std::vector<int64_t> sizes;
   const int scales_input = c.opset >= 11 ? 2 : 1;
@@ -811,59 +915,41 @@ void resize(OpContext& c) {
   } else {
     c.fail("neither scales nor sizes given");
   }
-  const std::string mode = c.attr_string("mode", "nearest");
-  const std::string coord = c.attr_string("coordinate_transformation_mode",
-                                          c.opset >= 11 ? "half_pixel" : "asymmetric");
-  const std::string nearest = c.attr_string("nearest_mode", "round_prefer_floor");
-  if (mode != "nearest" && mode != "linear") c.fail("mode '{}' is not supported", mode);
-  Tensor cur = x;
-  for (int64_t axis = 0; axis < rank; ++axis) {
-    const int64_t in = cur.shape()[axis];
-    const int64_t out_len = sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis]))
-                                          : sizes[axis];
-    const float scale = sizes.empty() ? scales[axis] : static_cast<float>(out_len) / in;
-    // The resized length in the coordinate formulas: in * scale when scales are given.
-    const double resized = sizes.empty() ? static_cast<double>(in) * scale : static_cast<double>(out_len);
-    if (out_len == in && scale == 1.0f) continue;
-    std::vector<int64_t> shape = cur.shape();
-    shape[axis] = out_len;
-    Tensor next(TensorProto::FLOAT, shape);
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
-    for (int64_t i = axis + 1; i < rank; ++i) inner *= shape[i];
-    for (int64_t o = 0; o < out_len; ++o) {
-      double pos;
-      if (coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
-      else if (coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
-      else if (coord == "align_corners") pos = resized > 1 ? o * (in - 1.0) / (resized - 1) : 0;
-      else if (coord == "asymmetric") pos = o / scale;
-      else c.fail("coordinate_transformation_mode '{}' is not supported", coord);
-      int64_t i0, i1;
-      double t = 0;
-      if (mode == "nearest") {
-        if (nearest == "floor") i0 = static_cast<int64_t>(std::floor(pos));
-        else if (nearest == "ceil") i0 = static_cast<int64_t>(std::ceil(pos));
-        else if (nearest == "round_prefer_ceil") i0 = static_cast<int64_t>(std::floor(pos + 0.5));
-        else i0 = static_cast<int64_t>(std::ceil(pos - 0.5));  // round_prefer_floor
-        i0 = i1 = std::clamp<int64_t>(i0, 0, in - 1);
-      } else {
-        pos = std::clamp(pos, 0.0, static_cast<double>(in - 1));
-        i0 = static_cast<int64_t>(std::floor(pos));
-        i1 = std::min(i0 + 1, in - 1);
-        t = pos - i0;
-      }
-      for (int64_t b = 0; b < outer; ++b) {
-        const float* a = cur.data<float>() + (b * in + i0) * inner;
-        const float* z = cur.data<float>() + (b * in + i1) * inner;
-        float* dst = next.data<float>() + (b * out_len + o) * inner;
-        for (int64_t i = 0; i < inner; ++i) {
-          dst[i] = static_cast<float>(a[i] * (1 - t) + z[i] * t);
-        }
-      }
-    }
-    cur = std::move(next);
+  if (c.attr_int("antialias", 0) != 0) c.fail("antialias is not supported");
+  if (c.has_attr("axes")) c.fail("the axes attribute is not supported");
+  if (c.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") c.fail("keep_aspect_ratio_policy is not supported");
+  ResizeMode m;
+  m.mode = c.attr_string("mode", "nearest");
+  m.coord = c.attr_string("coordinate_transformation_mode", c.opset >= 11 ? "half_pixel" : "asymmetric");
+  m.nearest = c.attr_string("nearest_mode", "round_prefer_floor");
+  m.cubic_a = c.attr_float("cubic_coeff_a", -0.75f);
+  m.exclude_outside = c.attr_int("exclude_outside", 0) != 0;
+  m.extrapolation = c.attr_float("extrapolation_value", 0.0f);
+  if (m.coord == "tf_crop_and_resize") {
+    if (!c.has_input(1) || c.input(1).size() != 2 * x.rank()) c.fail("tf_crop_and_resize needs roi of 2 x rank values");
+    for (int64_t i = 0; i < c.input(1).size(); ++i) m.roi.push_back(c.input(1).element_as_double(i));
   }
-  c.output(0) = std::move(cur);
+  c.output(0) = resize_axes(c, x, scales, sizes, m);
+}
+
+// Upsample (opset 7-9): Resize with asymmetric coordinates, nearest taking the floor.
+void upsample(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  std::vector<float> scales;
+  if (c.opset >= 9) {
+    for (int64_t i = 0; i < c.input(1).size(); ++i) scales.push_back(static_cast<float>(c.input(1).element_as_double(i)));
+  } else {
+    for (const auto& a : c.node.attribute()) {
+      if (a.name() == "scales") scales.assign(a.floats().begin(), a.floats().end());
+    }
+  }
+  ResizeMode m;
+  m.mode = c.attr_string("mode", "nearest");
+  if (m.mode == "bilinear") m.mode = "linear";
+  m.coord = "asymmetric";
+  m.nearest = "floor";
+  c.output(0) = resize_axes(c, x, scales, {}, m);
 }
 
 }  // namespace
@@ -881,6 +967,7 @@ void register_nn(Registry& r) {
   r["SpaceToDepth"] = space_to_depth;
   r["DepthToSpace"] = depth_to_space;
   r["Resize"] = resize;
+  r["Upsample"] = upsample;
 }
 
 }  // namespace quantize::exec
