@@ -38,6 +38,9 @@ class Tensor {
   const T* data() const { return reinterpret_cast<const T*>(storage_.data()); }
   uint8_t* raw() { return storage_.data(); }
   const uint8_t* raw() const { return storage_.data(); }
+  // The elements of a STRING tensor (which has no raw bytes); empty for other types.
+  std::vector<std::string>& strings() { return strings_; }
+  const std::vector<std::string>& strings() const { return strings_; }
 
   // Values converted to int64 (for shapes, axes, indices) or double (any numeric type).
   std::vector<int64_t> to_int64() const;
@@ -55,6 +58,7 @@ class Tensor {
     void construct(uint8_t* p, uint8_t v) { *p = v; }
   };
   std::vector<uint8_t, ByteAllocator> storage_;
+  std::vector<std::string> strings_;
 };
 
 // The tensor held by a TensorProto of the model (payload, raw or typed fields).

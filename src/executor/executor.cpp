@@ -351,6 +351,13 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
       }
       in.push_back(it->second.get());
     }
+    for (const Tensor* t : in) {
+      if (t && t->dtype() == onnx::TensorProto::STRING && node.op_type() != "Cast" &&
+          node.op_type() != "CastLike" && node.op_type() != "Identity") {
+        fail(ExitCode::kInput, "{}: node {}: string tensors are supported by Cast, CastLike and "
+             "Identity only", model_.source, node_label(node));
+      }
+    }
     // float16 arithmetic runs in float32, its float results rounded back to float16.
     bool half = false;
     for (const Tensor* t : in) half |= t && t->dtype() == onnx::TensorProto::FLOAT16;

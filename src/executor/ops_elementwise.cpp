@@ -1,6 +1,8 @@
 // Element-wise ops with numpy broadcasting: arithmetic, comparisons, logic, activations, Cast.
 #include <algorithm>
 #include <cmath>
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -374,8 +376,55 @@ void where(OpContext& c) {
 
 void identity(OpContext& c) { c.output(0) = c.input(0); }
 
+void cast_to(OpContext& c, int to);
+
+// Cast to STRING: numbers in their shortest round-trip form, NaN and infinities as ONNX spells
+// them; from STRING: parsed as numbers (NaN, INF, +INF, -INF in any case included).
+Tensor cast_text(OpContext& c, const Tensor& x, int to) {
+  Tensor out(to, x.shape());
+  if (to == TensorProto::STRING) {
+    const bool integral = x.dtype() != TensorProto::FLOAT && x.dtype() != TensorProto::DOUBLE &&
+                          x.dtype() != TensorProto::FLOAT16 && x.dtype() != TensorProto::BFLOAT16;
+    for (int64_t i = 0; i < x.size(); ++i) {
+      const double v = x.element_as_double(i);
+      char buf[64];
+      if (std::isnan(v)) {
+        out.strings()[i] = "NaN";
+      } else if (std::isinf(v)) {
+        out.strings()[i] = v < 0 ? "-INF" : "INF";
+      } else if (integral) {
+        out.strings()[i] = x.dtype() == TensorProto::INT64 ? std::to_string(x.data<int64_t>()[i])
+                           : x.dtype() == TensorProto::UINT64 ? std::to_string(x.data<uint64_t>()[i])
+                                                              : std::to_string(static_cast<int64_t>(v));
+      } else {
+        const auto r = x.dtype() == TensorProto::DOUBLE ? std::to_chars(buf, buf + sizeof buf, v)
+                                                         : std::to_chars(buf, buf + sizeof buf, static_cast<float>(v));
+        out.strings()[i].assign(buf, r.ptr);
+      }
+    }
+    return out;
+  }
+  Tensor number(TensorProto::DOUBLE, x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const std::string& text = x.strings()[i];
+    char* end = nullptr;
+    number.data<double>()[i] = std::strtod(text.c_str(), &end);
+    if (end == text.c_str() || *end != '\0') c.fail("'{}' is not a number", text);
+  }
+  if (to == TensorProto::DOUBLE) return number;
+  std::vector<Tensor> result(1);
+  std::vector<const Tensor*> in{&number};
+  OpContext step(c.model, c.node, c.opset, in, result);
+  cast_to(step, to);
+  return std::move(result[0]);
+}
+
 void cast_to(OpContext& c, int to) {
   const Tensor& x = c.input(0);
+  if (x.dtype() == TensorProto::STRING || to == TensorProto::STRING) {
+    c.output(0) = x.dtype() == to ? x : cast_text(c, x, to);
+    return;
+  }
   Tensor out(to, x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
     switch (to) {

@@ -11,8 +11,9 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape) : Tensor(dtype, std::move(
 
 Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
     : dtype_(dtype), shape_(std::move(shape)) {
-  const size_t size = element_size(dtype);
-  if (size == 0) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
+  const bool text = dtype == onnx::TensorProto::STRING;
+  const size_t size = text ? 0 : element_size(dtype);
+  if (size == 0 && !text) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
   int64_t count = 1;
   for (int64_t d : shape_) {
     if (d < 0 || (d > 0 && count > (int64_t{1} << 40) / d)) {
@@ -22,6 +23,7 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
   }
   size_ = count;
   storage_.resize(static_cast<size_t>(count) * size);
+  if (text) strings_.resize(static_cast<size_t>(count));
 }
 
 
@@ -60,6 +62,13 @@ std::vector<int64_t> Tensor::to_int64() const {
 
 Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
   Tensor t(proto.data_type(), {proto.dims().begin(), proto.dims().end()});
+  if (proto.data_type() == onnx::TensorProto::STRING) {
+    if (proto.string_data_size() != t.size()) {
+      fail(ExitCode::kInput, "tensor '{}': {} strings for {} elements", proto.name(), proto.string_data_size(), t.size());
+    }
+    std::copy(proto.string_data().begin(), proto.string_data().end(), t.strings().begin());
+    return t;
+  }
   PayloadBytes bytes(tensor_payload(model, proto));
   if (bytes.size() != t.bytes()) {
     fail(ExitCode::kInput, "tensor '{}': {} data bytes for shape of {} bytes", proto.name(),

@@ -61,7 +61,11 @@ void write_tensor_pb(const fs::path& path, const Tensor& tensor, const std::stri
   proto.set_name(name);
   proto.set_data_type(tensor.dtype());
   for (int64_t d : tensor.shape()) proto.add_dims(d);
-  proto.set_raw_data(std::string(reinterpret_cast<const char*>(tensor.raw()), tensor.bytes()));
+  if (tensor.dtype() == onnx::TensorProto::STRING) {
+    for (const auto& v : tensor.strings()) proto.add_string_data(v);
+  } else {
+    proto.set_raw_data(std::string(reinterpret_cast<const char*>(tensor.raw()), tensor.bytes()));
+  }
   std::ofstream out(path, std::ios::binary);
   if (!out || !proto.SerializeToOstream(&out)) {
     fail(ExitCode::kOutput, "{}: cannot write", path.string());
@@ -72,6 +76,10 @@ Agreement compare(const Tensor& got, const Tensor& want, double rtol, double ato
   Agreement a;
   if (got.shape() != want.shape()) {
     a.same_shape = a.within = false;
+    return a;
+  }
+  if (got.dtype() == onnx::TensorProto::STRING || want.dtype() == onnx::TensorProto::STRING) {
+    a.within = got.dtype() == want.dtype() && got.strings() == want.strings();
     return a;
   }
   for (int64_t i = 0; i < want.size(); ++i) {
