@@ -197,6 +197,26 @@ void logical_and(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { r
 void logical_or(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a || b; }); }
 void logical_xor(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return !a != !b; }); }
 
+// BitShift of unsigned integers; shifting by the type's width or more gives 0.
+void bit_shift(OpContext& c) {
+  const std::string direction = c.attr_string("direction", "");
+  if (direction != "LEFT" && direction != "RIGHT") c.fail("direction '{}' is not LEFT or RIGHT", direction);
+  const int type = c.input(0).dtype();
+  if (type != TensorProto::UINT8 && type != TensorProto::UINT16 && type != TensorProto::UINT32 && type != TensorProto::UINT64) {
+    c.fail("data type {} is not an unsigned integer type", type);
+  }
+  const bool left = direction == "LEFT";
+  arithmetic(c, [left](auto a, auto b) {
+    using T = decltype(a);
+    if constexpr (std::is_integral_v<T>) {
+      if (b < 0 || static_cast<uint64_t>(b) >= sizeof(T) * 8) return T(0);
+      return left ? static_cast<T>(a << b) : static_cast<T>(a >> b);
+    } else {
+      return a;  // not reached: the type was checked above
+    }
+  });
+}
+
 void logical_not(OpContext& c) {
   const Tensor& x = c.input(0);
   Tensor out(TensorProto::BOOL, x.shape());
@@ -576,6 +596,7 @@ void register_elementwise(Registry& r) {
   r["Or"] = logical_or;
   r["Xor"] = logical_xor;
   r["Not"] = logical_not;
+  r["BitShift"] = bit_shift;
   r["Sqrt"] = sqrt_op;
   r["Exp"] = exp_op;
   r["Log"] = log_op;

@@ -749,6 +749,36 @@ void space_to_depth(OpContext& c) {
   c.output(0) = std::move(y);
 }
 
+// LRN: y = x / (bias + alpha / size * sum of x^2 over the channels c - (size-1)/2 ..
+// c + ceil((size-1)/2))^beta, the sum in double.
+void lrn(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  if (x.rank() < 3) c.fail("X must have spatial axes");
+  const int64_t size = c.attr_int("size", 0);
+  if (size < 1) c.fail("size {} is not valid", size);
+  const double alpha = c.attr_float("alpha", 1e-4f), beta = c.attr_float("beta", 0.75f),
+               bias = c.attr_float("bias", 1.0f);
+  const int64_t batch = x.shape()[0], channels = x.shape()[1], spatial = x.size() / std::max<int64_t>(1, batch * channels);
+  const int64_t before = (size - 1) / 2, after = size - 1 - before;
+  Tensor y(TensorProto::FLOAT, x.shape());
+  const float* px = x.data<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      for (int64_t s = 0; s < spatial; ++s) {
+        double sum = 0;
+        for (int64_t k = std::max<int64_t>(0, ch - before); k <= std::min(channels - 1, ch + after); ++k) {
+          const double v = px[(b * channels + k) * spatial + s];
+          sum += v * v;
+        }
+        const int64_t at = (b * channels + ch) * spatial + s;
+        y.data<float>()[at] = static_cast<float>(px[at] / std::pow(bias + alpha / size * sum, beta));
+      }
+    }
+  }
+  c.output(0) = std::move(y);
+}
+
 void batch_norm(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "X");
@@ -962,6 +992,7 @@ void register_nn(Registry& r) {
   r["GlobalMaxPool"] = global_pool<true>;
   r["GlobalAveragePool"] = global_pool<false>;
   r["BatchNormalization"] = batch_norm;
+  r["LRN"] = lrn;
   r["LayerNormalization"] = layer_norm;
   r["ConvTranspose"] = conv_transpose;
   r["SpaceToDepth"] = space_to_depth;
