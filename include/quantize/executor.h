@@ -90,6 +90,20 @@ class Executor {
   };
   std::unordered_map<size_t, Fusion> fusions_;
   void plan_fusions();
+
+  // Values by name; a subgraph's scope (If, Loop bodies) falls back to the enclosing one.
+  struct Scope {
+    std::unordered_map<std::string, std::shared_ptr<const Tensor>> values;
+    const Scope* outer = nullptr;
+    const Tensor* find(const std::string& name) const;
+  };
+  // Runs a graph's nodes in `scope`, freeing each value of the scope after its last reader
+  // (`keep` names the values to leave); fusions and the observer apply to the main graph.
+  void run_nodes(const onnx::GraphProto& graph, Scope& scope, const std::vector<std::string>& keep,
+                 const Observer& observer, bool main_graph);
+  // A subgraph run inside `outer`: its inputs bound by position, its outputs by name.
+  std::vector<Tensor> run_subgraph(const onnx::GraphProto& graph, const Scope& outer,
+                                   const std::vector<Tensor>& inputs);
 };
 
 // The graph inputs a run is fed (inputs that are initializers excluded), in order; an Error names

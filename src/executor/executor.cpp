@@ -57,6 +57,11 @@ const onnx::TensorProto* OpContext::attr_tensor(const char* name) const {
   return a && a->has_t() ? &a->t() : nullptr;
 }
 
+const onnx::GraphProto* OpContext::attr_graph(const char* name) const {
+  const auto* a = find(name);
+  return a && a->has_g() ? &a->g() : nullptr;
+}
+
 std::string OpContext::label() const { return node_label(node); }
 
 const Registry& registry() {
@@ -69,6 +74,7 @@ const Registry& registry() {
     register_quant(r);
     register_rnn(r);
     register_index(r);
+    register_control(r);
     return r;
   }();
   return r;
@@ -210,6 +216,32 @@ std::string legacy_refusal(const onnx::NodeProto& node, int opset) {
   return "";
 }
 
+// Calls f on every node of the graph and, depth first, of the graphs in its nodes' attributes.
+template <typename F>
+void for_each_node(const onnx::GraphProto& graph, const F& f) {
+  for (const auto& node : graph.node()) {
+    f(node);
+    for (const auto& a : node.attribute()) {
+      if (a.has_g()) for_each_node(a.g(), f);
+      for (const auto& g : a.graphs()) for_each_node(g, f);
+    }
+  }
+}
+
+// The names a node's subgraphs read (an over-approximation: every input of their nodes and
+// every output they name), so the enclosing graph keeps those values until the node has run.
+std::vector<std::string> subgraph_reads(const onnx::NodeProto& node) {
+  std::vector<std::string> names;
+  for (const auto& a : node.attribute()) {
+    if (!a.has_g()) continue;
+    for_each_node(a.g(), [&](const onnx::NodeProto& n) {
+      names.insert(names.end(), n.input().begin(), n.input().end());
+    });
+    for (const auto& o : a.g().output()) names.push_back(o.name());
+  }
+  return names;
+}
+
 std::string op_key(const onnx::NodeProto& node) {
   return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
                                                              : node.domain() + "." + node.op_type();
@@ -228,21 +260,18 @@ Executor::Executor(const Model& model) : model_(model) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
   const auto& graph = model.proto.graph();
-  for (const auto& node : graph.node()) {
+  const int default_opset = opset_of(model.proto, "");
+  for_each_node(graph, [&](const onnx::NodeProto& node) {
     if (!exec::registry().count(op_key(node))) {
       fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run",
            model.source, node_label(node), op_key(node));
     }
-  }
-  if (const int opset = opset_of(model.proto, ""); opset < 7) {
-    for (const auto& node : graph.node()) {
-      const std::string reason = legacy_refusal(node, opset);
-      if (!reason.empty()) {
-        fail(ExitCode::kInput, "{}: node {}: {} at opset {} is not supported ({})", model.source,
-             node_label(node), node.op_type(), opset, reason);
-      }
+    const std::string reason = default_opset < 7 ? legacy_refusal(node, default_opset) : "";
+    if (!reason.empty()) {
+      fail(ExitCode::kInput, "{}: node {}: {} at opset {} is not supported ({})", model.source,
+           node_label(node), node.op_type(), default_opset, reason);
     }
-  }
+  });
   for (const auto& t : graph.initializer()) {
     constants_[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model, t));
   }
@@ -310,23 +339,76 @@ std::vector<std::string> fed_inputs(const Model& model) {
 
 Executor::~Executor() = default;
 
+const Tensor* Executor::Scope::find(const std::string& name) const {
+  for (const Scope* s = this; s; s = s->outer) {
+    auto it = s->values.find(name);
+    if (it != s->values.end()) return it->second.get();
+  }
+  return nullptr;
+}
+
 std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Observer& observer) {
-  const auto& graph = model_.proto.graph();
   if (inputs.size() != inputs_.size()) {
     fail(ExitCode::kInput, "{}: {} inputs given, the model takes {}", model_.source,
          inputs.size(), inputs_.size());
   }
-  std::unordered_map<std::string, std::shared_ptr<const Tensor>> values = constants_;
+  Scope scope;
+  scope.values = constants_;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    values[inputs_[i]] = std::make_shared<const Tensor>(inputs[i]);
+    scope.values[inputs_[i]] = std::make_shared<const Tensor>(inputs[i]);
   }
+  run_nodes(model_.proto.graph(), scope, outputs_, observer, true);
+  std::vector<Tensor> results;
+  for (const auto& name : outputs_) {
+    const Tensor* t = scope.find(name);
+    if (!t) fail(ExitCode::kInput, "{}: output '{}' was not produced", model_.source, name);
+    results.push_back(*t);
+  }
+  return results;
+}
+
+std::vector<Tensor> Executor::run_subgraph(const onnx::GraphProto& graph, const Scope& outer,
+                                           const std::vector<Tensor>& inputs) {
+  Scope scope;
+  scope.outer = &outer;
+  for (const auto& t : graph.initializer()) {
+    scope.values[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model_, t));
+  }
+  if (inputs.size() != static_cast<size_t>(graph.input_size())) {
+    fail(ExitCode::kInput, "{}: subgraph '{}' takes {} inputs, {} given", model_.source, graph.name(),
+         graph.input_size(), inputs.size());
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    scope.values[graph.input(static_cast<int>(i)).name()] = std::make_shared<const Tensor>(inputs[i]);
+  }
+  std::vector<std::string> outputs;
+  for (const auto& o : graph.output()) outputs.push_back(o.name());
+  run_nodes(graph, scope, outputs, {}, false);
+  std::vector<Tensor> results;
+  for (const auto& name : outputs) {
+    const Tensor* t = scope.find(name);
+    if (!t) fail(ExitCode::kInput, "{}: subgraph output '{}' was not produced", model_.source, name);
+    results.push_back(*t);
+  }
+  return results;
+}
+
+void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
+                         const std::vector<std::string>& keep, const Observer& observer,
+                         bool main_graph) {
+  auto& values = scope.values;
   // Readers left per value: a value is dropped when the last one has run.
   std::unordered_map<std::string, int> readers;
-  for (const auto& node : graph.node()) {
-    for (const auto& in : node.input()) ++readers[in];
+  std::vector<std::vector<std::string>> implicit(static_cast<size_t>(graph.node_size()));
+  for (size_t k = 0; k < static_cast<size_t>(graph.node_size()); ++k) {
+    for (const auto& in : graph.node(k).input()) ++readers[in];
+    implicit[k] = subgraph_reads(graph.node(k));
+    for (const auto& in : implicit[k]) ++readers[in];
   }
-  for (const auto& o : outputs_) readers[o] += 1 << 20;  // graph outputs are never dropped
-
+  for (const auto& o : keep) readers[o] += 1 << 20;  // graph outputs are never dropped
+  auto release = [&](const std::string& name) {
+    if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);
+  };
   const int default_opset = opset_of(model_.proto, "");
   // QUANTIZE_PROFILE=1: time per op type on stderr after each run; =node: per node too.
   static const char* profile_env = std::getenv("QUANTIZE_PROFILE");
@@ -344,12 +426,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
         in.push_back(nullptr);
         continue;
       }
-      auto it = values.find(name);
-      if (it == values.end()) {
+      const Tensor* t = scope.find(name);
+      if (!t) {
         fail(ExitCode::kInput, "{}: node {} reads '{}', which nothing produced", model_.source,
              node_label(node), name);
       }
-      in.push_back(it->second.get());
+      in.push_back(t);
     }
     for (const Tensor* t : in) {
       if (t && t->dtype() == onnx::TensorProto::STRING && node.op_type() != "Cast" &&
@@ -375,9 +457,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     std::vector<Tensor> out(node.output_size());
     const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
     exec::OpContext ctx(model_, node, opset, in, out);
+    ctx.run_subgraph = [this, &scope](const onnx::GraphProto& g, const std::vector<Tensor>& inputs) {
+      return run_subgraph(g, scope, inputs);
+    };
     // The reader this node absorbs, for float32 runs nobody observes (float16 results are
     // rounded after the op, so there the reader runs as its own step).
-    const auto fusion = observer || half ? fusions_.end() : fusions_.find(k);
+    const auto fusion = observer || half || !main_graph ? fusions_.end() : fusions_.find(k);
     exec::Clamp clamp{};
     if (fusion != fusions_.end()) {
       clamp = {fusion->second.lo, fusion->second.hi};
@@ -414,9 +499,8 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
       const bool absorbed = fusion != fusions_.end() && i == 0;
       values[absorbed ? graph.node(fusion->second.reader).output(0) : node.output(i)] = std::move(value);
     }
-    for (const auto& name : node.input()) {
-      if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);
-    }
+    for (const auto& name : node.input()) release(name);
+    for (const auto& name : implicit[k]) release(name);
   }
   if (profile) {
     for (const auto& [op, seconds] : profile_time) {
@@ -424,13 +508,6 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
                    static_cast<long long>(profile_elements[op]));
     }
   }
-  std::vector<Tensor> results;
-  for (const auto& name : outputs_) {
-    auto it = values.find(name);
-    if (it == values.end()) fail(ExitCode::kInput, "{}: output '{}' was not produced", model_.source, name);
-    results.push_back(*it->second);
-  }
-  return results;
 }
 
 std::vector<std::string> supported_ops() {

@@ -3,6 +3,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -29,6 +30,9 @@ class OpContext {
   // Set when the executor fused the node's only reader, a Relu or Clip, into it (no observer
   // watches the run): the op clamps its output to [lo, hi] as that node would have.
   const Clamp* fused = nullptr;
+  // Runs a graph attribute (If branch, Loop body) in the scope of this node: inputs bound by
+  // position, outputs returned in order.
+  std::function<std::vector<Tensor>(const onnx::GraphProto&, const std::vector<Tensor>&)> run_subgraph;
 
   int input_count() const { return static_cast<int>(inputs_.size()); }
   bool has_input(int i) const { return i < input_count() && inputs_[i] != nullptr; }
@@ -42,6 +46,7 @@ class OpContext {
   std::vector<int64_t> attr_ints(const char* name) const;
   std::string attr_string(const char* name, const std::string& fallback) const;
   const onnx::TensorProto* attr_tensor(const char* name) const;
+  const onnx::GraphProto* attr_graph(const char* name) const;
 
   template <typename... Args>
   [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) const {
@@ -67,6 +72,7 @@ void register_math(Registry& r);
 void register_nn(Registry& r);
 void register_rnn(Registry& r);
 void register_index(Registry& r);
+void register_control(Registry& r);
 
 // Helpers shared by the op files.
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,

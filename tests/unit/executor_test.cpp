@@ -255,5 +255,43 @@ TEST(Executor, FusedReluAndClipMatchTheSeparateOps) {
   }
 }
 
+
+// Loop and If run their bodies as subgraphs that read the enclosing graph by name: here the
+// body reads `w`, whose only other reader ran before the Loop, so `w` must outlive that reader.
+TEST(Executor, LoopAndIfReadTheEnclosingGraph) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3] x, float[3] w, int64 n, bool big) => (float[3] sum, float[4, 3] steps, float[3] picked) {
+      w2 = Mul(w, w)
+      cond = Constant <value = bool {1}> ()
+      sum, steps = Loop (n, cond, x) <body = body (int64 i, bool c, float[3] acc) => (bool c_out, float[3] next, float[3] scan) {
+        c_out = Identity(c)
+        next = Add(acc, w)
+        scan = Identity(next)
+      }>
+      picked = If (big) <then_branch = then () => (float[3] t) { t = Identity(w2) },
+                         else_branch = other () => (float[3] e) { e = Identity(x) }>
+    })");
+  Model model = testing::round_trip(proto);
+  Executor executor(model);
+  Tensor x(onnx::TensorProto::FLOAT, {3}), w(onnx::TensorProto::FLOAT, {3}), n(onnx::TensorProto::INT64, {}),
+      big(onnx::TensorProto::BOOL, {});
+  for (int i = 0; i < 3; ++i) x.data<float>()[i] = static_cast<float>(i), w.data<float>()[i] = 1.0f + i;
+  n.data<int64_t>()[0] = 4;
+  big.data<uint8_t>()[0] = 1;
+  auto out = executor.run({x, w, n, big});
+  ASSERT_EQ(out[1].shape(), (std::vector<int64_t>{4, 3}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(out[0].data<float>()[i], x.data<float>()[i] + 4 * w.data<float>()[i]) << i;
+    EXPECT_EQ(out[1].data<float>()[3 + i], x.data<float>()[i] + 2 * w.data<float>()[i]) << i;
+    EXPECT_EQ(out[2].data<float>()[i], w.data<float>()[i] * w.data<float>()[i]) << i;
+  }
+  big.data<uint8_t>()[0] = 0;
+  n.data<int64_t>()[0] = 0;
+  out = executor.run({x, w, n, big});
+  EXPECT_EQ(out[1].shape(), (std::vector<int64_t>{0}));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(out[2].data<float>()[i], x.data<float>()[i]) << i;
+}
+
 }  // namespace
 }  // namespace quantize
