@@ -75,6 +75,7 @@ const Registry& registry() {
     register_rnn(r);
     register_index(r);
     register_control(r);
+    register_transformer(r);
     return r;
   }();
   return r;

@@ -73,6 +73,7 @@ void register_nn(Registry& r);
 void register_rnn(Registry& r);
 void register_index(Registry& r);
 void register_control(Registry& r);
+void register_transformer(Registry& r);
 
 // Helpers shared by the op files.
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,

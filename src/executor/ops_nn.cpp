@@ -591,6 +591,9 @@ void global_pool(OpContext& c) {
 
 // LayerNormalization: over axes [axis, rank) of X, y = (x - mean) / sqrt(var + epsilon) * Scale
 // (+ B); Mean and InvStdDev outputs with those axes kept as 1. Statistics in double.
+// SimplifiedLayerNormalization (ONNX Runtime's RMS norm, kSimplified): no mean taken, var the
+// mean square; outputs Y and InvStdDev.
+template <bool kSimplified>
 void layer_norm(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& scale = c.input(1);
@@ -615,8 +618,10 @@ void layer_norm(OpContext& c) {
   for (int64_t o = 0; o < outer; ++o) {
     const float* px = x.data<float>() + o * len;
     double mean = 0, var = 0;
-    for (int64_t i = 0; i < len; ++i) mean += px[i];
-    mean /= static_cast<double>(len);
+    if (!kSimplified) {
+      for (int64_t i = 0; i < len; ++i) mean += px[i];
+      mean /= static_cast<double>(len);
+    }
     for (int64_t i = 0; i < len; ++i) var += (px[i] - mean) * (px[i] - mean);
     const double inv = 1.0 / std::sqrt(var / static_cast<double>(len) + epsilon);
     float* py = y.data<float>() + o * len;
@@ -629,6 +634,10 @@ void layer_norm(OpContext& c) {
     inv_out.data<float>()[o] = static_cast<float>(inv);
   }
   c.output(0) = std::move(y);
+  if (kSimplified) {
+    if (c.output_count() > 1) c.output(1) = std::move(inv_out);
+    return;
+  }
   if (c.output_count() > 1) c.output(1) = std::move(mean_out);
   if (c.output_count() > 2) c.output(2) = std::move(inv_out);
 }
@@ -993,7 +1002,8 @@ void register_nn(Registry& r) {
   r["GlobalAveragePool"] = global_pool<false>;
   r["BatchNormalization"] = batch_norm;
   r["LRN"] = lrn;
-  r["LayerNormalization"] = layer_norm;
+  r["LayerNormalization"] = layer_norm<false>;
+  r["SimplifiedLayerNormalization"] = layer_norm<true>;
   r["ConvTranspose"] = conv_transpose;
   r["SpaceToDepth"] = space_to_depth;
   r["DepthToSpace"] = depth_to_space;
