@@ -61,7 +61,7 @@ __attribute__((always_inline)) inline void row_block(const float* a, int64_t n, 
 
 }  // namespace
 
-__attribute__((target_clones("arch=x86-64-v3", "default")))
+QUANTIZE_CLONES
 void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
                float* c, int64_t ldc, const float* bias, float lo, float hi) {
   // Columns in panels whose B rows stay in the first-level cache while every row block of A

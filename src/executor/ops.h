@@ -3,6 +3,8 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <cstring>
+
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -74,6 +76,39 @@ void register_rnn(Registry& r);
 void register_index(Registry& r);
 void register_control(Registry& r);
 void register_transformer(Registry& r);
+
+// Inner loops built for the CPU at hand as well (GCC target_clones, chosen at load time): with
+// AVX2 and FMA (QUANTIZE_CLONES; where the file allows contraction, sums then differ from the
+// plain build in the last bits), or AVX2 alone (QUANTIZE_CLONES_NO_FMA: the same floats on
+// every CPU).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QUANTIZE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define QUANTIZE_CLONES_NO_FMA __attribute__((target_clones("avx2", "default")))
+#else
+#define QUANTIZE_CLONES
+#define QUANTIZE_CLONES_NO_FMA
+#endif
+
+// exp(x) for float without a library call, so loops over it vectorize: x = n ln2 + r with
+// |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n put in
+// the exponent bits. Inputs are clamped to [-87, 88], where e^x is a normal float.
+inline float exp_poly(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest, no libm call
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split for exact n*ln2
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
 
 // Helpers shared by the op files.
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,

@@ -235,32 +235,9 @@ void ceil_op(OpContext& c) { unary_float(c, [](auto x) { return std::ceil(x); })
 void reciprocal(OpContext& c) { unary_float(c, [](auto x) { return decltype(x)(1) / x; }); }
 // NaN stays NaN, as in Clip(x, 0): the executor fuses Relu into Conv as that clamp.
 void relu(OpContext& c) { unary_float(c, [](auto x) { return x < 0 ? decltype(x)(0) : x; }); }
-// exp(x) for float without a library call, so loops over it vectorize: x = n ln2 + r with
-// |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n put in
-// the exponent bits. Inputs are clamped to [-87, 88], where e^x is a normal float.
-inline float exp_poly(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest, no libm call
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split for exact n*ln2
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-
 // y = 1 / (1 + e^-x) over a row; compiled for AVX2 too and chosen at run time (GCC
 // target_clones), no FMA contraction, so every ISA computes the same floats.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+QUANTIZE_CLONES_NO_FMA
 void sigmoid_row(const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + exp_poly(-x[i]));
 }

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "ops.h"
+#include "quantize/threads.h"
 #include "quantize/kernels.h"
 
 namespace quantize::exec {
@@ -29,11 +30,28 @@ void matmul(OpContext& c) {
   std::vector<int64_t> shape = batch;
   if (!a_vec) shape.push_back(m);
   if (!b_vec) shape.push_back(n);
-  Tensor out(TensorProto::FLOAT, shape);
-  for (size_t t = 0; t < oa.size(); ++t) {
-    const float* a = a0.data<float>() + oa[t] * m * k;
-    const float* b = b0.data<float>() + ob[t] * k * n;
-    sgemm(false, m, n, k, a, b, out.data<float>() + t * m * n);
+  Tensor out(TensorProto::FLOAT, shape, Tensor::Uninitialized{});
+  if (oa.size() > 1 && m * n * k < (1 << 18)) {
+    // Many small products (attention heads): one per task; short inner dimensions through the
+    // convolution GEMM, which packs nothing.
+    parallel_for(oa.size(), 1, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) {
+        const float* a = a0.data<float>() + oa[t] * m * k;
+        const float* b = b0.data<float>() + ob[t] * k * n;
+        float* y = out.data<float>() + t * m * n;
+        if (k <= 64) {
+          conv_gemm(m, n, k, a, b, n, y, n, nullptr, -INFINITY, INFINITY);
+        } else {
+          sgemm_block(m, n, k, a, b, n, y, n);
+        }
+      }
+    });
+  } else {
+    for (size_t t = 0; t < oa.size(); ++t) {
+      const float* a = a0.data<float>() + oa[t] * m * k;
+      const float* b = b0.data<float>() + ob[t] * k * n;
+      sgemm(false, m, n, k, a, b, out.data<float>() + t * m * n);
+    }
   }
   c.output(0) = std::move(out);
 }
@@ -73,6 +91,36 @@ void gemm(OpContext& c) {
 
 enum class SoftmaxKind { kSoftmax, kLogSoftmax, kHardmax };
 
+// One softmax row: e^(x - max) by exp_poly, in 8 lanes so the loops vectorize, then scaled by
+// 1 / sum. No contraction in this file: the same floats on every CPU.
+QUANTIZE_CLONES_NO_FMA
+void softmax_row(const float* x, float* y, int64_t n) {
+  constexpr int kLanes = 8;
+  float top[kLanes], sum[kLanes];
+  for (int j = 0; j < kLanes; ++j) top[j] = -INFINITY, sum[j] = 0.0f;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) top[j] = x[i + j] > top[j] ? x[i + j] : top[j];
+  }
+  float mx = -INFINITY;
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  for (int j = 0; j < kLanes; ++j) mx = top[j] > mx ? top[j] : mx;
+  for (i = 0; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      y[i + j] = exp_poly(x[i + j] - mx);
+      sum[j] += y[i + j];
+    }
+  }
+  float total = 0.0f;
+  for (; i < n; ++i) {
+    y[i] = exp_poly(x[i] - mx);
+    total += y[i];
+  }
+  for (int j = 0; j < kLanes; ++j) total += sum[j];
+  const float inv = 1.0f / total;
+  for (i = 0; i < n; ++i) y[i] *= inv;
+}
+
 template <SoftmaxKind kind = SoftmaxKind::kSoftmax>
 void softmax(OpContext& c) {
   const Tensor& x = c.input(0);
@@ -88,6 +136,14 @@ void softmax(OpContext& c) {
   Tensor out(TensorProto::FLOAT, x.shape());
   const float* px = x.data<float>();
   float* py = out.data<float>();
+  if (kind == SoftmaxKind::kSoftmax && inner == 1) {  // contiguous rows, vectorized
+    parallel_for(static_cast<size_t>(outer), std::max<size_t>(1, 16384 / static_cast<size_t>(std::max<int64_t>(len, 1))),
+                 [&](size_t o0, size_t o1) {
+      for (size_t o = o0; o < o1; ++o) softmax_row(px + o * len, py + o * len, len);
+    });
+    c.output(0) = std::move(out);
+    return;
+  }
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t in = 0; in < inner; ++in) {
       const int64_t base = o * len * inner + in;

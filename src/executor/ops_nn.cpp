@@ -108,13 +108,6 @@ bool pointwise(const Window& w) {
   return true;
 }
 
-// Inner loops built for AVX2 + FMA when the CPU has them (a plain x86-64 build otherwise).
-#if defined(__x86_64__) && defined(__GNUC__)
-#define QUANTIZE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define QUANTIZE_CLONES
-#endif
-
 // A 2-D input plane laid out so that every kernel tap reads a contiguous run: the padding is
 // made explicit (zeros) and the columns are split by phase modulo the column stride (phase p
 // holds padded columns p, p + sx, p + 2 sx, ...). The input that tap (ky, kx) reads for output
