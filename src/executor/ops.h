@@ -130,6 +130,24 @@ void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b
 // calling thread.
 void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
                float* c, int64_t ldc, const float* bias, float lo, float hi);
+// Calls f(T{}) with the C++ type of a numeric ONNX type (bool as uint8).
+template <typename F>
+void with_type(const OpContext& c, int dtype, F f) {
+  switch (dtype) {
+    case onnx::TensorProto::FLOAT: return f(float{});
+    case onnx::TensorProto::DOUBLE: return f(double{});
+    case onnx::TensorProto::INT64: return f(int64_t{});
+    case onnx::TensorProto::INT32: return f(int32_t{});
+    case onnx::TensorProto::INT16: return f(int16_t{});
+    case onnx::TensorProto::INT8: return f(int8_t{});
+    case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: return f(uint8_t{});
+    case onnx::TensorProto::UINT16: return f(uint16_t{});
+    case onnx::TensorProto::UINT32: return f(uint32_t{});
+    case onnx::TensorProto::UINT64: return f(uint64_t{});
+    default: c.fail("data type {} is not supported", dtype);
+  }
+}
+
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 

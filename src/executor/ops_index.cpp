@@ -11,24 +11,6 @@ namespace {
 
 using onnx::TensorProto;
 
-// Calls f(T{}) with the C++ type of a numeric ONNX type (bool as uint8).
-template <typename F>
-void with_type(const OpContext& c, int dtype, F f) {
-  switch (dtype) {
-    case TensorProto::FLOAT: return f(float{});
-    case TensorProto::DOUBLE: return f(double{});
-    case TensorProto::INT64: return f(int64_t{});
-    case TensorProto::INT32: return f(int32_t{});
-    case TensorProto::INT16: return f(int16_t{});
-    case TensorProto::INT8: return f(int8_t{});
-    case TensorProto::UINT8: case TensorProto::BOOL: return f(uint8_t{});
-    case TensorProto::UINT16: return f(uint16_t{});
-    case TensorProto::UINT32: return f(uint32_t{});
-    case TensorProto::UINT64: return f(uint64_t{});
-    default: c.fail("data type {} is not supported", dtype);
-  }
-}
-
 Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
   Tensor t(TensorProto::INT64, std::move(shape));
   if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * sizeof(int64_t));

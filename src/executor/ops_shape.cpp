@@ -289,16 +289,23 @@ void slice(OpContext& c) {
     c.output(0) = std::move(out);
     return;
   }
-  // Row by row along the last axis: the row's start from the outer indices, then a strided copy.
-  const int64_t last = rank - 1, row = shape[last], rows = out.size() / row;
-  const int64_t in_step = step[last] * in_strides[last];
-  std::vector<int64_t> index(rank, 0);
+  // Trailing axes taken whole form one unit of `unit` elements; then row by row along the last
+  // sliced axis: the row's start from the outer indices, then a strided copy of units.
+  int64_t k = rank, unit = 1;
+  while (k > 0 && begin[k - 1] == 0 && step[k - 1] == 1 && shape[k - 1] == x.shape()[k - 1]) unit *= shape[--k];
+  if (k == 0) {
+    std::memcpy(out.raw(), x.raw(), x.bytes());
+    c.output(0) = std::move(out);
+    return;
+  }
+  const int64_t last = k - 1, row = shape[last], rows = out.size() / (row * unit);
+  std::vector<int64_t> index(static_cast<size_t>(last), 0);
   for (int64_t r = 0; r < rows; ++r) {
     int64_t offset = begin[last] * in_strides[last];
     for (int64_t i = 0; i < last; ++i) offset += (begin[i] + index[i] * step[i]) * in_strides[i];
     const uint8_t* src = x.raw() + offset * size;
-    uint8_t* dst = out.raw() + r * row * size;
-    gather_row(dst, src, row, in_step, size);
+    uint8_t* dst = out.raw() + r * row * unit * size;
+    gather_row(dst, src, row, step[last], unit * size);
     for (int64_t i = last; i-- > 0;) {
       if (++index[i] < shape[i]) break;
       index[i] = 0;

@@ -293,5 +293,44 @@ TEST(Executor, LoopAndIfReadTheEnclosingGraph) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(out[2].data<float>()[i], x.data<float>()[i]) << i;
 }
 
+
+// The vectorized Tanh and Softmax (polynomial exp) against libm in double precision.
+TEST(Executor, TanhAndSoftmaxMatchLibm) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4001] x, float[7, 571] s) => (float[4001] t, float[7, 571] p) {
+      t = Tanh(x)
+      p = Softmax <axis = -1> (s)
+    })");
+  Model model = testing::round_trip(proto);
+  Tensor x(onnx::TensorProto::FLOAT, {4001}), s(onnx::TensorProto::FLOAT, {7, 571});
+  for (int i = 0; i < 4001; ++i) x.data<float>()[i] = (i - 2000) * 0.005f * (i % 3 ? 1.0f : 0.01f);
+  x.data<float>()[17] = 1e-30f, x.data<float>()[18] = -60.0f, x.data<float>()[19] = NAN;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-30.0f, 30.0f);
+  for (int64_t i = 0; i < s.size(); ++i) s.data<float>()[i] = uniform(rng);
+  auto out = Executor(model).run({x, s});
+  for (int i = 0; i < 4001; ++i) {
+    const double want = std::tanh(static_cast<double>(x.data<float>()[i]));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(out[0].data<float>()[i])) << i;
+      continue;
+    }
+    EXPECT_NEAR(out[0].data<float>()[i], want, 3e-7 * std::fabs(want) + 1e-38) << "tanh(" << x.data<float>()[i] << ")";
+  }
+  for (int r = 0; r < 7; ++r) {
+    const float* row = s.data<float>() + r * 571;
+    double top = -INFINITY, sum = 0;
+    for (int i = 0; i < 571; ++i) top = std::max(top, static_cast<double>(row[i]));
+    for (int i = 0; i < 571; ++i) sum += std::exp(row[i] - top);
+    for (int i = 0; i < 571; ++i) {
+      const double want = std::exp(row[i] - top) / sum;
+      // float32 rounds x - max itself: a relative error up to ~6e-8 |x - max| in e^(x - max).
+      const double tolerance = (1e-6 + 6e-8 * (top - row[i])) * want + 1e-30;
+      EXPECT_NEAR(out[1].data<float>()[r * 571 + i], want, tolerance) << r << "," << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quantize
