@@ -103,9 +103,10 @@ std::unique_ptr<Pool> g_pool;
 void set_thread_count(unsigned count) { g_threads = count; }
 
 unsigned thread_count() {
-  unsigned n = g_threads.load();
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  return n;
+  // hardware_concurrency() reads /sys on every call (glibc): ask once.
+  static const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned n = g_threads.load();
+  return n == 0 ? cores : n;
 }
 
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& body) {

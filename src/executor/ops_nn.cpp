@@ -268,6 +268,10 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
                 const Epilogue& e, float* out) {
   const Window& w = s.w;
   const int64_t taps = s.taps(), spatial = w.out_size(), rows = s.rows();
+  // Convolutions under ~1M multiply-adds run on the calling thread: waking the pool would cost
+  // more than it saves (MNIST's are 0.2M-0.6M).
+  const bool small = s.batch * s.filters * spatial * s.cg * taps < (1 << 20);
+  auto grain = [small](int64_t n) { return small ? static_cast<size_t>(std::max<int64_t>(n, 1)) : size_t{1}; };
   if (pointwise(w)) {  // X [cg, spatial] per (image, group) is the column matrix
     const int64_t block = s.mg * s.cg * spatial >= (1 << 18) && spatial >= 64
                               ? std::max<int64_t>(32, (spatial / (4 * thread_count()) + 15) / 16 * 16)
@@ -277,7 +281,7 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
       for (int64_t g = 0; g < s.group; ++g) {
         const float* in = x + (b * s.channels + g * s.cg) * spatial;
         float* y = out + (b * s.filters + g * s.mg) * spatial;
-        parallel_for(static_cast<size_t>(blocks), 1, [&](size_t b0, size_t b1) {
+        parallel_for(static_cast<size_t>(blocks), grain(blocks), [&](size_t b0, size_t b1) {
           for (size_t blk = b0; blk < b1; ++blk) {
             const int64_t j0 = static_cast<int64_t>(blk) * block, n = std::min(block, spatial - j0);
             conv_gemm(s.mg, n, s.cg, weight + g * s.mg * s.cg, in + j0, spatial, y + j0, spatial,
@@ -290,7 +294,7 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
   }
   if (s.cg == 1 && s.mg == 1 && w.in.size() == 2) {  // depthwise 2-D: one channel per task
     const PaddedPlane layout(w);
-    parallel_for(static_cast<size_t>(s.batch * s.channels), 1, [&](size_t c0, size_t c1) {
+    parallel_for(static_cast<size_t>(s.batch * s.channels), grain(s.batch * s.channels), [&](size_t c0, size_t c1) {
       std::vector<float> plane(static_cast<size_t>(layout.allocation()));
       for (size_t bc = c0; bc < c1; ++bc) {
         const int64_t ch = static_cast<int64_t>(bc) % s.channels;
@@ -316,11 +320,11 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
       const float* in = x + (b * s.channels + g * s.cg) * w.in_size();
       float* y = out + (b * s.filters + g * s.mg) * spatial;
       if (two_d) {
-        parallel_for(static_cast<size_t>(s.cg), 1, [&](size_t c0, size_t c1) {
+        parallel_for(static_cast<size_t>(s.cg), grain(s.cg), [&](size_t c0, size_t c1) {
           for (size_t ch = c0; ch < c1; ++ch) layout->fill(w, in + ch * w.in_size(), padded.data() + ch * layout->size());
         });
       }
-      parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t0, size_t t1) {
+      parallel_for(static_cast<size_t>(tiles), grain(tiles), [&](size_t t0, size_t t1) {
         std::vector<float> cols(static_cast<size_t>(rows * tile));
         for (size_t ti = t0; ti < t1; ++ti) {
           const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
@@ -509,11 +513,13 @@ void pool(OpContext& c) {
   shape.insert(shape.end(), w.out.begin(), w.out.end());
   Tensor out(TensorProto::FLOAT, shape);
   const int64_t planes = x.shape()[0] * x.shape()[1];
+  // Pools under ~64K window reads run on the calling thread.
+  const size_t grain = planes * w.out_size() * w.kernel_size() < (1 << 16) ? static_cast<size_t>(std::max<int64_t>(planes, 1)) : 1;
   if (kMax && w.in.size() == 2 && w.dilation[0] == 1 && w.dilation[1] == 1) {
     // Separable: the max over each window's rows, then over its columns (max is exact in any
     // order). k_h + k_w comparisons per output instead of k_h * k_w.
     const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
-    parallel_for(static_cast<size_t>(planes), 1, [&](size_t p0, size_t p1) {
+    parallel_for(static_cast<size_t>(planes), grain, [&](size_t p0, size_t p1) {
       std::vector<float> rows(static_cast<size_t>(ih * ow));
       for (size_t p = p0; p < p1; ++p) {
         const float* in = x.data<float>() + p * w.in_size();
@@ -542,7 +548,7 @@ void pool(OpContext& c) {
     return;
   }
   const std::vector<int64_t> offsets = tap_offsets(w);
-  parallel_for(static_cast<size_t>(planes), 1, [&](size_t p0, size_t p1) {
+  parallel_for(static_cast<size_t>(planes), grain, [&](size_t p0, size_t p1) {
     for (size_t p = p0; p < p1; ++p) {
       const float* in = x.data<float>() + p * w.in_size();
       float* y = out.data<float>() + p * w.out_size();
