@@ -134,6 +134,14 @@ struct PaddedPlane {
         std::memcpy(row + px, src, static_cast<size_t>(iw) * sizeof(float));
         continue;
       }
+      if (phases == 2) {  // the common stride 2, in a loop the compiler can vectorize
+        float* even = row;
+        float* odd = row + rows * width;
+        const int64_t e0 = px % 2;  // the first input column landing in an even padded column
+        for (int64_t ix = e0, j = (e0 + px) / 2; ix < iw; ix += 2, ++j) even[j] = src[ix];
+        for (int64_t ix = 1 - e0, j = (1 - e0 + px) / 2; ix < iw; ix += 2, ++j) odd[j] = src[ix];
+        continue;
+      }
       for (int64_t p = 0; p < phases; ++p) {  // padded columns p, p + sx, ...: inputs ix = c - px
         float* dst_p = row + p * rows * width;
         int64_t j = 0;  // padded column p + j * phases
@@ -420,6 +428,32 @@ void conv(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// One plane of a 2-D max or average pool from its padded plane: each output row takes its taps'
+// runs in tap order (the max, or the sum divided by valid_y[oy] * valid_x[ox] or, when valid_y
+// is null, by the kernel size).
+template <bool kMax>
+QUANTIZE_CLONES_NO_FMA void pool_2d(const Window& w, const PaddedPlane& layout, const float* plane,
+                                    const float* valid_y, const float* valid_x, float* out) {
+  const int64_t oh = w.out[0], ow = w.out[1];
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    float* __restrict dst = out + oy * ow;
+    std::fill(dst, dst + ow, kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
+    for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
+      for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+        const float* __restrict src = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+        for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = kMax ? (dst[ox] < src[ox] ? src[ox] : dst[ox]) : dst[ox] + src[ox];
+      }
+    }
+    if (kMax) continue;
+    if (valid_y) {
+      for (int64_t ox = 0; ox < ow; ++ox) dst[ox] /= valid_y[oy] * valid_x[ox];
+    } else {
+      const float taps = static_cast<float>(w.kernel_size());
+      for (int64_t ox = 0; ox < ow; ++ox) dst[ox] /= taps;
+    }
+  }
+}
+
 // MaxPool of any ordered type, with the Indices output: the flat index into X of each maximum
 // (the first one on ties), spatial axes in row-major order, or column-major with
 // storage_order = 1.
@@ -515,33 +549,29 @@ void pool(OpContext& c) {
   const int64_t planes = x.shape()[0] * x.shape()[1];
   // Pools under ~64K window reads run on the calling thread.
   const size_t grain = planes * w.out_size() * w.kernel_size() < (1 << 16) ? static_cast<size_t>(std::max<int64_t>(planes, 1)) : 1;
-  if (kMax && w.in.size() == 2 && w.dilation[0] == 1 && w.dilation[1] == 1) {
-    // Separable: the max over each window's rows, then over its columns (max is exact in any
-    // order). k_h + k_w comparisons per output instead of k_h * k_w.
-    const int64_t ih = w.in[0], iw = w.in[1], oh = w.out[0], ow = w.out[1];
+  if (w.in.size() == 2) {  // from padded planes: -inf around a max pool, 0 around an average
+    const PaddedPlane layout(w);
+    // Per axis, the taps of each output position that fall inside the input: the divisor of an
+    // average without count_include_pad is their product.
+    std::vector<float> valid_y(static_cast<size_t>(w.out[0])), valid_x(static_cast<size_t>(w.out[1]));
+    for (int a = 0; a < 2; ++a) {
+      auto& valid = a == 0 ? valid_y : valid_x;
+      for (int64_t o = 0; o < w.out[a]; ++o) {
+        int64_t n = 0;
+        for (int64_t k = 0; k < w.kernel[a]; ++k) {
+          const int64_t pos = o * w.stride[a] - w.pad_begin[a] + k * w.dilation[a];
+          n += pos >= 0 && pos < w.in[a];
+        }
+        valid[o] = static_cast<float>(n);
+      }
+    }
     parallel_for(static_cast<size_t>(planes), grain, [&](size_t p0, size_t p1) {
-      std::vector<float> rows(static_cast<size_t>(ih * ow));
+      std::vector<float> plane(static_cast<size_t>(layout.allocation()),
+                               kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
       for (size_t p = p0; p < p1; ++p) {
-        const float* in = x.data<float>() + p * w.in_size();
-        float* y = out.data<float>() + p * w.out_size();
-        for (int64_t r = 0; r < ih; ++r) {
-          for (int64_t ox = 0; ox < ow; ++ox) {
-            const int64_t x0 = std::max<int64_t>(0, ox * w.stride[1] - w.pad_begin[1]);
-            const int64_t x1 = std::min(iw, ox * w.stride[1] - w.pad_begin[1] + w.kernel[1]);
-            float acc = -std::numeric_limits<float>::infinity();
-            for (int64_t ix = x0; ix < x1; ++ix) acc = std::max(acc, in[r * iw + ix]);
-            rows[r * ow + ox] = acc;
-          }
-        }
-        for (int64_t oy = 0; oy < oh; ++oy) {
-          const int64_t y0 = std::max<int64_t>(0, oy * w.stride[0] - w.pad_begin[0]);
-          const int64_t y1 = std::min(ih, oy * w.stride[0] - w.pad_begin[0] + w.kernel[0]);
-          float* dst = y + oy * ow;
-          std::fill(dst, dst + ow, -std::numeric_limits<float>::infinity());
-          for (int64_t iy = y0; iy < y1; ++iy) {
-            for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = std::max(dst[ox], rows[iy * ow + ox]);
-          }
-        }
+        layout.fill(w, x.data<float>() + p * w.in_size(), plane.data());
+        pool_2d<kMax>(w, layout, plane.data(), count_pad ? nullptr : valid_y.data(), valid_x.data(),
+                      out.data<float>() + p * w.out_size());
       }
     });
     c.output(0) = std::move(out);
@@ -868,9 +898,13 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
     for (int64_t i = axis + 1; i < rank; ++i) inner *= shape[i];
-    std::vector<int64_t> taps;
-    std::vector<double> weights;
+    // Per output position: its input taps and weights (none when outside a crop), then the
+    // copies or sums, output position by position within each outer block.
+    std::vector<std::vector<int64_t>> tap_lists(static_cast<size_t>(out_len));
+    std::vector<std::vector<double>> weight_lists(static_cast<size_t>(out_len));
     for (int64_t o = 0; o < out_len; ++o) {
+      auto& taps = tap_lists[o];
+      auto& weights = weight_lists[o];
       double pos;
       if (m.coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
       else if (m.coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
@@ -884,7 +918,6 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
       } else {
         c.fail("coordinate_transformation_mode '{}' is not supported", m.coord);
       }
-      taps.clear(), weights.clear();
       const bool outside = crop && (pos < 0 || pos > in - 1);
       if (m.mode == "nearest") {
         int64_t i0;
@@ -915,21 +948,36 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
           for (double& v : weights) v /= sum;
         }
       }
+      if (outside) taps.clear(), weights.clear();
+    }
+    const float* src = cur.data<float>();
+    if (m.mode == "nearest" && !crop && inner == 1) {  // the last axis, nearest: a gather
+      std::vector<int64_t> pick(static_cast<size_t>(out_len));
+      for (int64_t o = 0; o < out_len; ++o) pick[o] = tap_lists[o][0];
       for (int64_t b = 0; b < outer; ++b) {
-        float* dst = next.data<float>() + (b * out_len + o) * inner;
-        if (outside) {
+        float* dst = next.data<float>() + b * out_len;
+        const float* in_block = src + b * in;
+        for (int64_t o = 0; o < out_len; ++o) dst[o] = in_block[pick[o]];
+      }
+      cur = std::move(next);
+      continue;
+    }
+    for (int64_t b = 0; b < outer; ++b) {
+      float* dst = next.data<float>() + b * out_len * inner;
+      const float* in_block = src + b * in * inner;
+      for (int64_t o = 0; o < out_len; ++o, dst += inner) {
+        const auto& taps = tap_lists[o];
+        const auto& weights = weight_lists[o];
+        if (taps.empty()) {
           std::fill(dst, dst + inner, m.extrapolation);
-          continue;
-        }
-        if (taps.size() == 1) {  // nearest: a copy
-          const float* src = cur.data<float>() + (b * in + taps[0]) * inner;
-          std::copy(src, src + inner, dst);
-          continue;
-        }
-        for (int64_t i = 0; i < inner; ++i) {
-          double acc = 0;
-          for (size_t k = 0; k < taps.size(); ++k) acc += weights[k] * cur.data<float>()[(b * in + taps[k]) * inner + i];
-          dst[i] = static_cast<float>(acc);
+        } else if (taps.size() == 1) {  // nearest: a copy
+          std::copy(in_block + taps[0] * inner, in_block + (taps[0] + 1) * inner, dst);
+        } else {
+          for (int64_t i = 0; i < inner; ++i) {
+            double acc = 0;
+            for (size_t k = 0; k < taps.size(); ++k) acc += weights[k] * in_block[taps[k] * inner + i];
+            dst[i] = static_cast<float>(acc);
+          }
         }
       }
     }
