@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "ops.h"
+#include "quantize/threads.h"
 
 namespace quantize::exec {
 namespace {
@@ -65,14 +66,29 @@ Rnn check(OpContext& c, int gates) {
   return r;
 }
 
-// out[b][g] = sum_k in[b][k] * w[g][k] (+ bias[g]) for a [rows, cols] weight.
-void project(const float* in, int64_t batch, int64_t cols, const float* w, int64_t rows,
-             float* out) {
+// A [rows, cols] weight transposed to [cols, rows], for project_t.
+std::vector<float> transposed(const float* w, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t g = 0; g < rows; ++g) {
+    for (int64_t k = 0; k < cols; ++k) t[k * rows + g] = w[g * cols + k];
+  }
+  return t;
+}
+
+// out[b][g] = sum_k in[b][k] * wt[k][g0 + g] for g < rows, wt a transposed weight with rows ld
+// apart: k ascending for every g, as a dot product would, in vectorizable row updates. (Sums in
+// that order keep the dynamic-INT8 GRU's requantized outputs where ONNX Runtime puts them; a
+// BLAS's blocked order moved one across a rounding step.)
+QUANTIZE_CLONES_NO_FMA
+void project_t(const float* in, int64_t batch, int64_t cols, const float* wt, int64_t ld, int64_t rows,
+               float* out) {
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t g = 0; g < rows; ++g) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < cols; ++k) acc += in[b * cols + k] * w[g * cols + k];
-      out[b * rows + g] = acc;
+    float* __restrict o = out + b * rows;
+    std::fill(o, o + rows, 0.0f);
+    for (int64_t k = 0; k < cols; ++k) {
+      const float v = in[b * cols + k];
+      const float* __restrict r = wt + k * ld;
+      for (int64_t g = 0; g < rows; ++g) o[g] += v * r[g];
     }
   }
 }
@@ -83,63 +99,68 @@ void gru(OpContext& c) {
   const bool before_reset = c.attr_int("linear_before_reset", 0) != 0;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
   Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h), gated(r.batch * h);
-  for (int64_t d = 0; d < r.dirs; ++d) {
-    const float* w = c.input(1).data<float>() + d * 3 * h * r.input;
-    const float* rw = c.input(2).data<float>() + d * 3 * h * h;
-    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
-    if (c.has_input(5)) {
-      std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
-    } else {
-      std::fill(state.begin(), state.end(), 0.0f);
-    }
-    const bool reverse = d == 1 || r.reverse_only;
-    for (int64_t step = 0; step < r.seq; ++step) {
-      const int64_t t = reverse ? r.seq - 1 - step : step;
-      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, 3 * h, xw.data());
-      project(state.data(), r.batch, h, rw, 3 * h, hr.data());  // z and r parts used below
-      for (int64_t b = 0; b < r.batch; ++b) {
-        for (int64_t j = 0; j < h; ++j) {
-          auto wb = [&](int g) { return bias ? bias[g * h + j] : 0.0f; };
-          auto rb = [&](int g) { return bias ? bias[3 * h + g * h + j] : 0.0f; };
-          const int64_t i = b * 3 * h;
-          const float z = sigmoid(xw[i + j] + hr[i + j] + wb(0) + rb(0));
-          const float rr = sigmoid(xw[i + h + j] + hr[i + h + j] + wb(1) + rb(1));
-          gated[b * h + j] = rr;  // kept for the candidate below
-          xw[i + j] = z;
-        }
+  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+    std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h), gated(r.batch * h);
+    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+      const float* w = c.input(1).data<float>() + d * 3 * h * r.input;
+      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * 3 * h * h, 3 * h, h);
+      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * 3 * h));  // every step's input projection
+      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, 3 * h, r.input).data(),
+                3 * h, 3 * h, xw_all.data());
+      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
+      if (c.has_input(5)) {
+        std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
+      } else {
+        std::fill(state.begin(), state.end(), 0.0f);
       }
-      // Candidate: needs r . H (default) projected through Rh, or r . (H Rh + Rbh).
-      std::vector<float> cand(r.batch * h);
-      if (before_reset) {
+      const bool reverse = d == 1 || r.reverse_only;
+      for (int64_t step = 0; step < r.seq; ++step) {
+        const int64_t t = reverse ? r.seq - 1 - step : step;
+        std::copy(xw_all.begin() + t * r.batch * 3 * h, xw_all.begin() + (t + 1) * r.batch * 3 * h, xw.begin());
+        project_t(state.data(), r.batch, h, rt.data(), 3 * h, 3 * h, hr.data());  // z and r parts used below
         for (int64_t b = 0; b < r.batch; ++b) {
           for (int64_t j = 0; j < h; ++j) {
-            const float rbh = bias ? bias[3 * h + 2 * h + j] : 0.0f;
-            cand[b * h + j] = gated[b * h + j] * (hr[b * 3 * h + 2 * h + j] + rbh);
+            auto wb = [&](int g) { return bias ? bias[g * h + j] : 0.0f; };
+            auto rb = [&](int g) { return bias ? bias[3 * h + g * h + j] : 0.0f; };
+            const int64_t i = b * 3 * h;
+            const float z = sigmoid(xw[i + j] + hr[i + j] + wb(0) + rb(0));
+            const float rr = sigmoid(xw[i + h + j] + hr[i + h + j] + wb(1) + rb(1));
+            gated[b * h + j] = rr;  // kept for the candidate below
+            xw[i + j] = z;
           }
         }
-      } else {
-        std::vector<float> rh(r.batch * h);
-        for (int64_t k = 0; k < r.batch * h; ++k) rh[k] = gated[k] * state[k];
-        project(rh.data(), r.batch, h, rw + 2 * h * h, h, cand.data());
-        if (bias) {
+        // Candidate: needs r . H (default) projected through Rh, or r . (H Rh + Rbh).
+        std::vector<float> cand(r.batch * h);
+        if (before_reset) {
           for (int64_t b = 0; b < r.batch; ++b) {
-            for (int64_t j = 0; j < h; ++j) cand[b * h + j] += bias[3 * h + 2 * h + j];
+            for (int64_t j = 0; j < h; ++j) {
+              const float rbh = bias ? bias[3 * h + 2 * h + j] : 0.0f;
+              cand[b * h + j] = gated[b * h + j] * (hr[b * 3 * h + 2 * h + j] + rbh);
+            }
+          }
+        } else {
+          std::vector<float> rh(r.batch * h);
+          for (int64_t k = 0; k < r.batch * h; ++k) rh[k] = gated[k] * state[k];
+          project_t(rh.data(), r.batch, h, rt.data() + 2 * h, 3 * h, h, cand.data());
+          if (bias) {
+            for (int64_t b = 0; b < r.batch; ++b) {
+              for (int64_t j = 0; j < h; ++j) cand[b * h + j] += bias[3 * h + 2 * h + j];
+            }
           }
         }
-      }
-      for (int64_t b = 0; b < r.batch; ++b) {
-        for (int64_t j = 0; j < h; ++j) {
-          const float wbh = bias ? bias[2 * h + j] : 0.0f;
-          const float hh = std::tanh(xw[b * 3 * h + 2 * h + j] + cand[b * h + j] + wbh);
-          const float z = xw[b * 3 * h + j];
-          state[b * h + j] = (1.0f - z) * hh + z * state[b * h + j];
+        for (int64_t b = 0; b < r.batch; ++b) {
+          for (int64_t j = 0; j < h; ++j) {
+            const float wbh = bias ? bias[2 * h + j] : 0.0f;
+            const float hh = std::tanh(xw[b * 3 * h + 2 * h + j] + cand[b * h + j] + wbh);
+            const float z = xw[b * 3 * h + j];
+            state[b * h + j] = (1.0f - z) * hh + z * state[b * h + j];
+          }
         }
+        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
       }
-      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
     }
-    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-  }
+  });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
 }
@@ -149,47 +170,52 @@ void lstm(OpContext& c) {
   const int64_t h = r.hidden;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
   Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h}), y_c(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h), cell(r.batch * h);
-  for (int64_t d = 0; d < r.dirs; ++d) {
-    const float* w = c.input(1).data<float>() + d * 4 * h * r.input;
-    const float* rw = c.input(2).data<float>() + d * 4 * h * h;
-    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
-    const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
-    auto init = [&](int input, std::vector<float>& v) {
-      if (c.has_input(input)) {
-        std::memcpy(v.data(), c.input(input).data<float>() + d * r.batch * h, v.size() * 4);
-      } else {
-        std::fill(v.begin(), v.end(), 0.0f);
-      }
-    };
-    init(5, state);
-    init(6, cell);
-    const bool reverse = d == 1 || r.reverse_only;
-    for (int64_t step = 0; step < r.seq; ++step) {
-      const int64_t t = reverse ? r.seq - 1 - step : step;
-      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, 4 * h, xw.data());
-      project(state.data(), r.batch, h, rw, 4 * h, hr.data());
-      for (int64_t b = 0; b < r.batch; ++b) {
-        for (int64_t j = 0; j < h; ++j) {
-          const int64_t base = b * 4 * h;
-          auto pre = [&](int g) {
-            return xw[base + g * h + j] + hr[base + g * h + j] +
-                   (bias ? bias[g * h + j] + bias[4 * h + g * h + j] : 0.0f);
-          };
-          float& cs = cell[b * h + j];
-          const float i = sigmoid(pre(0) + (peep ? peep[j] * cs : 0.0f));
-          const float f = sigmoid(pre(2) + (peep ? peep[2 * h + j] * cs : 0.0f));
-          const float cc = std::tanh(pre(3));
-          cs = f * cs + i * cc;
-          const float o = sigmoid(pre(1) + (peep ? peep[h + j] * cs : 0.0f));
-          state[b * h + j] = o * std::tanh(cs);
+  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+    std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h), cell(r.batch * h);
+    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+      const float* w = c.input(1).data<float>() + d * 4 * h * r.input;
+      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * 4 * h * h, 4 * h, h);
+      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * 4 * h));  // every step's input projection
+      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, 4 * h, r.input).data(),
+                4 * h, 4 * h, xw_all.data());
+      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
+      const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
+      auto init = [&](int input, std::vector<float>& v) {
+        if (c.has_input(input)) {
+          std::memcpy(v.data(), c.input(input).data<float>() + d * r.batch * h, v.size() * 4);
+        } else {
+          std::fill(v.begin(), v.end(), 0.0f);
         }
+      };
+      init(5, state);
+      init(6, cell);
+      const bool reverse = d == 1 || r.reverse_only;
+      for (int64_t step = 0; step < r.seq; ++step) {
+        const int64_t t = reverse ? r.seq - 1 - step : step;
+        std::copy(xw_all.begin() + t * r.batch * 4 * h, xw_all.begin() + (t + 1) * r.batch * 4 * h, xw.begin());
+        project_t(state.data(), r.batch, h, rt.data(), 4 * h, 4 * h, hr.data());
+        for (int64_t b = 0; b < r.batch; ++b) {
+          for (int64_t j = 0; j < h; ++j) {
+            const int64_t base = b * 4 * h;
+            auto pre = [&](int g) {
+              return xw[base + g * h + j] + hr[base + g * h + j] +
+                     (bias ? bias[g * h + j] + bias[4 * h + g * h + j] : 0.0f);
+            };
+            float& cs = cell[b * h + j];
+            const float i = sigmoid(pre(0) + (peep ? peep[j] * cs : 0.0f));
+            const float f = sigmoid(pre(2) + (peep ? peep[2 * h + j] * cs : 0.0f));
+            const float cc = std::tanh(pre(3));
+            cs = f * cs + i * cc;
+            const float o = sigmoid(pre(1) + (peep ? peep[h + j] * cs : 0.0f));
+            state[b * h + j] = o * std::tanh(cs);
+          }
+        }
+        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
       }
-      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
+      std::memcpy(y_c.data<float>() + d * r.batch * h, cell.data(), cell.size() * 4);
     }
-    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-    std::memcpy(y_c.data<float>() + d * r.batch * h, cell.data(), cell.size() * 4);
-  }
+  });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
   if (c.output_count() > 2) c.output(2) = std::move(y_c);
@@ -208,32 +234,37 @@ void rnn(OpContext& c) {
   const int64_t h = r.hidden;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
   Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
-  for (int64_t d = 0; d < r.dirs; ++d) {
-    const float* w = c.input(1).data<float>() + d * h * r.input;
-    const float* rw = c.input(2).data<float>() + d * h * h;
-    const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
-    const std::string f = rnn_activation(c, d);
-    if (c.has_input(5)) {
-      std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
-    } else {
-      std::fill(state.begin(), state.end(), 0.0f);
-    }
-    const bool reverse = d == 1 || r.reverse_only;
-    for (int64_t step = 0; step < r.seq; ++step) {
-      const int64_t t = reverse ? r.seq - 1 - step : step;
-      project(c.input(0).data<float>() + t * r.batch * r.input, r.batch, r.input, w, h, xw.data());
-      project(state.data(), r.batch, h, rw, h, hr.data());
-      for (int64_t b = 0; b < r.batch; ++b) {
-        for (int64_t j = 0; j < h; ++j) {
-          const float v = xw[b * h + j] + hr[b * h + j] + (bias ? bias[j] + bias[h + j] : 0.0f);
-          state[b * h + j] = f == "Relu" ? std::max(v, 0.0f) : f == "Sigmoid" ? sigmoid(v) : std::tanh(v);
-        }
+  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+    std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
+    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+      const float* w = c.input(1).data<float>() + d * h * r.input;
+      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * h * h, h, h);
+      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * h));  // every step's input projection
+      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, h, r.input).data(),
+                h, h, xw_all.data());
+      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
+      const std::string f = rnn_activation(c, d);
+      if (c.has_input(5)) {
+        std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
+      } else {
+        std::fill(state.begin(), state.end(), 0.0f);
       }
-      std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+      const bool reverse = d == 1 || r.reverse_only;
+      for (int64_t step = 0; step < r.seq; ++step) {
+        const int64_t t = reverse ? r.seq - 1 - step : step;
+        std::copy(xw_all.begin() + t * r.batch * h, xw_all.begin() + (t + 1) * r.batch * h, xw.begin());
+        project_t(state.data(), r.batch, h, rt.data(), h, h, hr.data());
+        for (int64_t b = 0; b < r.batch; ++b) {
+          for (int64_t j = 0; j < h; ++j) {
+            const float v = xw[b * h + j] + hr[b * h + j] + (bias ? bias[j] + bias[h + j] : 0.0f);
+            state[b * h + j] = f == "Relu" ? std::max(v, 0.0f) : f == "Sigmoid" ? sigmoid(v) : std::tanh(v);
+          }
+        }
+        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
+      }
+      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
     }
-    std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-  }
+  });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
 }
