@@ -787,6 +787,69 @@ void space_to_depth(OpContext& c) {
   c.output(0) = std::move(y);
 }
 
+// InstanceNormalization: per (image, channel) over the spatial axes, y = (x - mean) /
+// sqrt(var + epsilon) * scale[c] + B[c]. MeanVarianceNormalization: over `axes` (default 0, 2,
+// 3), y = (x - mean) / sqrt(var + 1e-9), as ONNX's function body defines it. Statistics in
+// double.
+void normalize_groups(const OpContext& c, const Tensor& x, const std::vector<int64_t>& axes,
+                      double epsilon, const float* scale, const float* bias, Tensor& y) {
+  std::vector<bool> reduced(static_cast<size_t>(x.rank()), false);
+  for (int64_t a : axes) reduced[normalize_axis(c, a, x.rank())] = true;
+  // Each element's group: its index with the reduced axes dropped.
+  std::vector<int64_t> group_shape, index;
+  for (int64_t i = 0; i < x.rank(); ++i) group_shape.push_back(reduced[i] ? 1 : x.shape()[i]);
+  const auto gst = strides_of(group_shape);
+  int64_t groups = 1;
+  for (int64_t d : group_shape) groups *= d;
+  std::vector<double> sum(static_cast<size_t>(groups)), sq(static_cast<size_t>(groups));
+  std::vector<int64_t> group_of(static_cast<size_t>(x.size()));
+  for (int64_t e = 0; e < x.size(); ++e) {
+    unflatten(e, x.shape(), index);
+    int64_t g = 0;
+    for (int64_t i = 0; i < x.rank(); ++i) g += (reduced[i] ? 0 : index[i]) * gst[i];
+    group_of[e] = g;
+    sum[g] += x.data<float>()[e];
+  }
+  const double count = static_cast<double>(x.size()) / static_cast<double>(std::max<int64_t>(groups, 1));
+  for (int64_t e = 0; e < x.size(); ++e) {
+    const double d = x.data<float>()[e] - sum[group_of[e]] / count;
+    sq[group_of[e]] += d * d;
+  }
+  const int64_t channel_stride = x.rank() > 1 ? strides_of(x.shape())[1] : 1;
+  const int64_t channels = x.rank() > 1 ? x.shape()[1] : 1;
+  for (int64_t e = 0; e < x.size(); ++e) {
+    const int64_t g = group_of[e];
+    const int64_t ch = (e / channel_stride) % channels;
+    double v = (x.data<float>()[e] - sum[g] / count) / std::sqrt(sq[g] / count + epsilon);
+    if (scale) v = v * scale[ch] + bias[ch];
+    y.data<float>()[e] = static_cast<float>(v);
+  }
+}
+
+void instance_norm(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "input");
+  require_float(c, c.input(1), "scale");
+  require_float(c, c.input(2), "B");
+  if (x.rank() < 3) c.fail("input must have spatial axes");
+  if (c.input(1).size() != x.shape()[1] || c.input(2).size() != x.shape()[1]) c.fail("scale and B must have one value per channel");
+  std::vector<int64_t> axes;
+  for (int64_t i = 2; i < x.rank(); ++i) axes.push_back(i);
+  Tensor y(TensorProto::FLOAT, x.shape());
+  normalize_groups(c, x, axes, c.attr_float("epsilon", 1e-5f), c.input(1).data<float>(), c.input(2).data<float>(), y);
+  c.output(0) = std::move(y);
+}
+
+void mean_variance_norm(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  std::vector<int64_t> axes = c.attr_ints("axes");
+  if (!c.has_attr("axes")) axes = {0, 2, 3};
+  Tensor y(TensorProto::FLOAT, x.shape());
+  normalize_groups(c, x, axes, 1e-9, nullptr, nullptr, y);
+  c.output(0) = std::move(y);
+}
+
 // LRN: y = x / (bias + alpha / size * sum of x^2 over the channels c - (size-1)/2 ..
 // c + ceil((size-1)/2))^beta, the sum in double.
 void lrn(OpContext& c) {
@@ -1049,6 +1112,8 @@ void register_nn(Registry& r) {
   r["GlobalAveragePool"] = global_pool<false>;
   r["BatchNormalization"] = batch_norm;
   r["LRN"] = lrn;
+  r["InstanceNormalization"] = instance_norm;
+  r["MeanVarianceNormalization"] = mean_variance_norm;
   r["LayerNormalization"] = layer_norm<false>;
   r["SimplifiedLayerNormalization"] = layer_norm<true>;
   r["ConvTranspose"] = conv_transpose;
