@@ -104,6 +104,8 @@ class Executor {
   // A subgraph run inside `outer`: its inputs bound by position, its outputs by name.
   std::vector<Tensor> run_subgraph(const onnx::GraphProto& graph, const Scope& outer,
                                    const std::vector<Tensor>& inputs);
+  // Copies of the named values (an Error names one that was not produced).
+  std::vector<Tensor> results_of(const Scope& scope, const std::vector<std::string>& names) const;
 };
 
 // The graph inputs a run is fed (inputs that are initializers excluded), in order; an Error names

@@ -359,8 +359,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
     scope.values[inputs_[i]] = std::make_shared<const Tensor>(inputs[i]);
   }
   run_nodes(model_.proto.graph(), scope, outputs_, observer, true);
+  return results_of(scope, outputs_);
+}
+
+std::vector<Tensor> Executor::results_of(const Scope& scope, const std::vector<std::string>& names) const {
   std::vector<Tensor> results;
-  for (const auto& name : outputs_) {
+  for (const auto& name : names) {
     const Tensor* t = scope.find(name);
     if (!t) fail(ExitCode::kInput, "{}: output '{}' was not produced", model_.source, name);
     results.push_back(*t);
@@ -385,13 +389,7 @@ std::vector<Tensor> Executor::run_subgraph(const onnx::GraphProto& graph, const 
   std::vector<std::string> outputs;
   for (const auto& o : graph.output()) outputs.push_back(o.name());
   run_nodes(graph, scope, outputs, {}, false);
-  std::vector<Tensor> results;
-  for (const auto& name : outputs) {
-    const Tensor* t = scope.find(name);
-    if (!t) fail(ExitCode::kInput, "{}: subgraph output '{}' was not produced", model_.source, name);
-    results.push_back(*t);
-  }
-  return results;
+  return results_of(scope, outputs);
 }
 
 void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,

@@ -127,21 +127,34 @@ void scatter_elements(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// An input seen along `axis`, or flattened to one axis when the node has none (Compress,
+// Unique): the shape used, the axis, and the element counts before and after it.
+struct AxisView {
+  std::vector<int64_t> shape;
+  int64_t axis = 0, outer = 1, inner = 1;
+};
+
+AxisView axis_view(const OpContext& c, const Tensor& x) {
+  AxisView v;
+  v.shape = x.shape();
+  if (c.has_attr("axis")) {
+    v.axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  } else {
+    v.shape = {x.size()};
+  }
+  for (int64_t i = 0; i < v.axis; ++i) v.outer *= v.shape[i];
+  for (size_t i = v.axis + 1; i < v.shape.size(); ++i) v.inner *= v.shape[i];
+  return v;
+}
+
 // Compress: the slices along `axis` (of the flattened input when there is none) whose condition
 // entry is true; entries past the condition's end are dropped.
 void compress(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& cond = c.input(1);
-  std::vector<int64_t> shape = x.shape();
-  int64_t axis = 0;
-  if (c.has_attr("axis")) {
-    axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
-  } else {
-    shape = {x.size()};
-  }
-  int64_t outer = 1, inner = 1;
-  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
-  for (size_t i = axis + 1; i < shape.size(); ++i) inner *= shape[i];
+  const AxisView v = axis_view(c, x);
+  const std::vector<int64_t>& shape = v.shape;
+  const int64_t axis = v.axis, outer = v.outer, inner = v.inner;
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < std::min(cond.size(), shape[axis]); ++i) {
     if (cond.element_as_double(i) != 0) keep.push_back(i);
@@ -221,16 +234,9 @@ void top_k(OpContext& c) {
 void unique(OpContext& c) {
   const Tensor& x = c.input(0);
   const bool sorted = c.attr_int("sorted", 1) != 0;
-  std::vector<int64_t> shape = x.shape();
-  int64_t axis = 0;
-  if (c.has_attr("axis")) {
-    axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
-  } else {
-    shape = {x.size()};
-  }
-  int64_t outer = 1, inner = 1;
-  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
-  for (size_t i = axis + 1; i < shape.size(); ++i) inner *= shape[i];
+  const AxisView v = axis_view(c, x);
+  const std::vector<int64_t>& shape = v.shape;
+  const int64_t axis = v.axis, outer = v.outer, inner = v.inner;
   const int64_t n = shape[axis];
   std::vector<int64_t> first, inverse(static_cast<size_t>(n)), counts, order;
   Tensor y;

@@ -93,6 +93,32 @@ void project_t(const float* in, int64_t batch, int64_t cols, const float* wt, in
   }
 }
 
+// Direction d's recurrence weights transposed and the input projections of all its steps
+// (x[t][b] W^T, [seq * batch, gates * hidden]), for project_t.
+struct Projections {
+  std::vector<float> rt, xw_all;
+};
+
+Projections projections(const OpContext& c, const Rnn& r, int64_t gates, int64_t d) {
+  const int64_t g = gates * r.hidden;
+  Projections p;
+  p.rt = transposed(c.input(2).data<float>() + d * g * r.hidden, g, r.hidden);
+  p.xw_all.resize(static_cast<size_t>(r.seq * r.batch * g));
+  project_t(c.input(0).data<float>(), r.seq * r.batch, r.input,
+            transposed(c.input(1).data<float>() + d * g * r.input, g, r.input).data(), g, g, p.xw_all.data());
+  return p;
+}
+
+// Direction d's initial hidden (input 5) or cell (input 6) state, zeros when absent.
+void initial_state(const OpContext& c, int input, int64_t d, std::vector<float>& v) {
+  if (c.has_input(input)) {
+    const float* src = c.input(input).data<float>() + d * static_cast<int64_t>(v.size());
+    std::copy(src, src + v.size(), v.begin());
+  } else {
+    std::fill(v.begin(), v.end(), 0.0f);
+  }
+}
+
 void gru(OpContext& c) {
   const Rnn r = check(c, 3);
   const int64_t h = r.hidden;
@@ -102,17 +128,9 @@ void gru(OpContext& c) {
   parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
     std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h), gated(r.batch * h);
     for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const float* w = c.input(1).data<float>() + d * 3 * h * r.input;
-      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * 3 * h * h, 3 * h, h);
-      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * 3 * h));  // every step's input projection
-      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, 3 * h, r.input).data(),
-                3 * h, 3 * h, xw_all.data());
+      const auto [rt, xw_all] = projections(c, r, 3, d);
       const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
-      if (c.has_input(5)) {
-        std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
-      } else {
-        std::fill(state.begin(), state.end(), 0.0f);
-      }
+      initial_state(c, 5, d, state);
       const bool reverse = d == 1 || r.reverse_only;
       for (int64_t step = 0; step < r.seq; ++step) {
         const int64_t t = reverse ? r.seq - 1 - step : step;
@@ -173,22 +191,11 @@ void lstm(OpContext& c) {
   parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
     std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h), cell(r.batch * h);
     for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const float* w = c.input(1).data<float>() + d * 4 * h * r.input;
-      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * 4 * h * h, 4 * h, h);
-      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * 4 * h));  // every step's input projection
-      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, 4 * h, r.input).data(),
-                4 * h, 4 * h, xw_all.data());
+      const auto [rt, xw_all] = projections(c, r, 4, d);
       const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
       const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
-      auto init = [&](int input, std::vector<float>& v) {
-        if (c.has_input(input)) {
-          std::memcpy(v.data(), c.input(input).data<float>() + d * r.batch * h, v.size() * 4);
-        } else {
-          std::fill(v.begin(), v.end(), 0.0f);
-        }
-      };
-      init(5, state);
-      init(6, cell);
+      initial_state(c, 5, d, state);
+      initial_state(c, 6, d, cell);
       const bool reverse = d == 1 || r.reverse_only;
       for (int64_t step = 0; step < r.seq; ++step) {
         const int64_t t = reverse ? r.seq - 1 - step : step;
@@ -237,18 +244,10 @@ void rnn(OpContext& c) {
   parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
     std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
     for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const float* w = c.input(1).data<float>() + d * h * r.input;
-      const std::vector<float> rt = transposed(c.input(2).data<float>() + d * h * h, h, h);
-      std::vector<float> xw_all(static_cast<size_t>(r.seq * r.batch * h));  // every step's input projection
-      project_t(c.input(0).data<float>(), r.seq * r.batch, r.input, transposed(w, h, r.input).data(),
-                h, h, xw_all.data());
+      const auto [rt, xw_all] = projections(c, r, 1, d);
       const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
       const std::string f = rnn_activation(c, d);
-      if (c.has_input(5)) {
-        std::memcpy(state.data(), c.input(5).data<float>() + d * r.batch * h, state.size() * 4);
-      } else {
-        std::fill(state.begin(), state.end(), 0.0f);
-      }
+      initial_state(c, 5, d, state);
       const bool reverse = d == 1 || r.reverse_only;
       for (int64_t step = 0; step < r.seq; ++step) {
         const int64_t t = reverse ? r.seq - 1 - step : step;
