@@ -286,6 +286,7 @@ void Executor::plan_fusions() {
   std::unordered_map<std::string, std::vector<size_t>> readers;
   for (size_t k = 0; k < static_cast<size_t>(graph.node_size()); ++k) {
     for (const auto& in : graph.node(k).input()) readers[in].push_back(k);
+    for (const auto& in : subgraph_reads(graph.node(k))) readers[in].push_back(k);
   }
   for (const auto& o : outputs_) readers[o].push_back(SIZE_MAX);  // graph outputs stay as they are
   const int default_opset = opset_of(model_.proto, "");

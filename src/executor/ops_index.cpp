@@ -1,6 +1,7 @@
 // Indexing ops that select, scatter or sort: GatherND, ScatterND, ScatterElements (and the older
-// Scatter), Compress, NonZero, TopK, Unique, EyeLike, ReverseSequence.
+// Scatter), Compress, NonZero, TopK, Unique, EyeLike, ReverseSequence, NonMaxSuppression.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 
@@ -338,9 +339,74 @@ void reverse_sequence(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// NonMaxSuppression: per batch entry and class, the boxes whose score is above score_threshold,
+// best first (ties by index), each kept unless its IoU with a kept box exceeds iou_threshold, at
+// most max_output_boxes_per_class (0: none). Boxes are corners [y1, x1, y2, x2] in either order,
+// or with center_point_box [x_center, y_center, width, height]. Output rows: (batch, class, box).
+void non_max_suppression(OpContext& c) {
+  const Tensor& boxes = c.input(0);
+  const Tensor& scores = c.input(1);
+  require_float(c, boxes, "boxes");
+  require_float(c, scores, "scores");
+  if (boxes.rank() != 3 || boxes.shape()[2] != 4 || scores.rank() != 3 ||
+      scores.shape()[0] != boxes.shape()[0] || scores.shape()[2] != boxes.shape()[1]) {
+    c.fail("boxes must be [B, N, 4] and scores [B, C, N]");
+  }
+  const int64_t limit = c.has_input(2) && c.input(2).size() > 0 ? c.input(2).to_int64()[0] : 0;
+  const float iou_threshold = c.has_input(3) && c.input(3).size() > 0 ? c.input(3).data<float>()[0] : 0.0f;
+  const bool thresholded = c.has_input(4) && c.input(4).size() > 0;
+  const float score_threshold = thresholded ? c.input(4).data<float>()[0] : 0.0f;
+  const bool center = c.attr_int("center_point_box", 0) != 0;
+  const int64_t batches = boxes.shape()[0], n = boxes.shape()[1], classes = scores.shape()[1];
+  // [y1, x1, y2, x2] with y1 <= y2, x1 <= x2.
+  auto corners = [&](int64_t b, int64_t i) {
+    const float* p = boxes.data<float>() + (b * n + i) * 4;
+    std::array<float, 4> q;
+    if (center) {
+      q = {p[1] - p[3] / 2, p[0] - p[2] / 2, p[1] + p[3] / 2, p[0] + p[2] / 2};
+    } else {
+      q = {std::min(p[0], p[2]), std::min(p[1], p[3]), std::max(p[0], p[2]), std::max(p[1], p[3])};
+    }
+    return q;
+  };
+  auto iou = [](const std::array<float, 4>& a, const std::array<float, 4>& z) {
+    const float area_a = (a[2] - a[0]) * (a[3] - a[1]), area_z = (z[2] - z[0]) * (z[3] - z[1]);
+    if (area_a <= 0 || area_z <= 0) return 0.0f;
+    const float h = std::max(0.0f, std::min(a[2], z[2]) - std::max(a[0], z[0]));
+    const float w = std::max(0.0f, std::min(a[3], z[3]) - std::max(a[1], z[1]));
+    const float inter = h * w;
+    return inter / (area_a + area_z - inter);
+  };
+  std::vector<int64_t> selected;
+  std::vector<int64_t> order;
+  std::vector<std::array<float, 4>> kept;
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t k = 0; k < classes; ++k) {
+      const float* sc = scores.data<float>() + (b * classes + k) * n;
+      order.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        if (!thresholded || sc[i] > score_threshold) order.push_back(i);
+      }
+      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return sc[x] > sc[y]; });
+      kept.clear();
+      for (int64_t i : order) {
+        if (static_cast<int64_t>(kept.size()) >= limit) break;
+        const auto box = corners(b, i);
+        bool keep = true;
+        for (const auto& other : kept) keep = keep && !(iou(box, other) > iou_threshold);
+        if (!keep) continue;
+        kept.push_back(box);
+        selected.insert(selected.end(), {b, k, i});
+      }
+    }
+  }
+  c.output(0) = int64_tensor(selected, {static_cast<int64_t>(selected.size() / 3), 3});
+}
+
 }  // namespace
 
 void register_index(Registry& r) {
+  r["NonMaxSuppression"] = non_max_suppression;
   r["GatherND"] = gather_nd;
   r["ScatterND"] = scatter_nd;
   r["ScatterElements"] = scatter_elements;

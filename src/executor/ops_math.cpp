@@ -1,6 +1,9 @@
 // MatMul, Gemm, Softmax, reductions, and com.microsoft.MatMulNBits. float32 only: other types
 // are refused with the node's name.
 #include <algorithm>
+#include <cctype>
+#include <map>
+#include <type_traits>
 #include <cmath>
 #include <limits>
 
@@ -304,9 +307,118 @@ void matmul_nbits(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// Einsum: the equation's terms (letters, "..." for broadcast axes, an implicit output of the
+// letters used once, in order, after the broadcast axes), summed over every label not in the
+// output. A direct loop over all label values: exact, not fast.
+void einsum(OpContext& c) {
+  std::string eq;
+  for (char ch : c.attr_string("equation", "")) {
+    if (ch != ' ') eq += ch;
+  }
+  const size_t arrow = eq.find("->");
+  const std::string lhs = eq.substr(0, arrow);
+  std::vector<std::string> terms(1);
+  for (char ch : lhs) {
+    if (ch == ',') terms.emplace_back();
+    else terms.back() += ch;
+  }
+  if (static_cast<int>(terms.size()) != c.input_count()) c.fail("equation '{}' has {} terms for {} inputs", eq, terms.size(), c.input_count());
+  const int dtype = c.input(0).dtype();
+  // Labels: letters as themselves, broadcast axes as 256 + their position from the right.
+  auto labels_of = [&](const std::string& term, int64_t rank, int64_t& ellipsis_rank) {
+    std::vector<int> labels;
+    const size_t dots = term.find("...");
+    const int64_t letters = static_cast<int64_t>(term.size()) - (dots == std::string::npos ? 0 : 3);
+    ellipsis_rank = dots == std::string::npos ? 0 : rank - letters;
+    if (ellipsis_rank < 0 || (dots == std::string::npos && letters != rank)) c.fail("term '{}' does not fit rank {}", term, rank);
+    for (size_t i = 0; i < term.size(); ++i) {
+      if (i == dots) {
+        for (int64_t e = ellipsis_rank; e-- > 0;) labels.push_back(256 + static_cast<int>(e));
+        i += 2;
+        continue;
+      }
+      if (!std::isalpha(static_cast<unsigned char>(term[i]))) c.fail("equation '{}' is not supported", eq);
+      labels.push_back(term[i]);
+    }
+    return labels;
+  };
+  std::vector<std::vector<int>> in_labels;
+  std::map<int, int64_t> size;
+  std::map<int, int> uses;
+  int64_t max_ellipsis = 0;
+  for (int t = 0; t < c.input_count(); ++t) {
+    const Tensor& x = c.input(t);
+    if (x.dtype() != dtype) c.fail("inputs differ in type");
+    int64_t er = 0;
+    in_labels.push_back(labels_of(terms[t], x.rank(), er));
+    max_ellipsis = std::max(max_ellipsis, er);
+    for (size_t i = 0; i < in_labels.back().size(); ++i) {
+      const int l = in_labels.back()[i];
+      const int64_t d = x.shape()[i];
+      auto it = size.find(l);
+      if (it == size.end() || it->second == 1) size[l] = d;
+      else if (d != 1 && d != it->second) c.fail("label '{}' has sizes {} and {}", l < 256 ? std::string(1, static_cast<char>(l)) : "...", it->second, d);
+      if (l < 256) ++uses[l];
+    }
+  }
+  std::vector<int> out_labels;
+  if (arrow == std::string::npos) {
+    for (int64_t e = max_ellipsis; e-- > 0;) out_labels.push_back(256 + static_cast<int>(e));
+    for (const auto& [l, n] : uses) {
+      if (n == 1) out_labels.push_back(l);
+    }
+  } else {
+    int64_t ignored = 0;
+    const std::string rhs = eq.substr(arrow + 2);
+    const size_t dots = rhs.find("...");
+    out_labels = labels_of(rhs, static_cast<int64_t>(rhs.size()) - (dots == std::string::npos ? 0 : 3) + max_ellipsis, ignored);
+  }
+  std::vector<int> all = out_labels;
+  for (const auto& [l, d] : size) {
+    if (std::find(all.begin(), all.end(), l) == all.end()) all.push_back(l);
+  }
+  std::vector<int64_t> out_shape, dims;
+  for (int l : out_labels) out_shape.push_back(size.at(l));
+  for (int l : all) dims.push_back(size.at(l));
+  // For each input, the stride of each label in `all` (0 where absent or broadcast).
+  std::vector<std::vector<int64_t>> strides(c.input_count(), std::vector<int64_t>(all.size(), 0));
+  for (int t = 0; t < c.input_count(); ++t) {
+    const auto st = strides_of(c.input(t).shape());
+    for (size_t i = 0; i < in_labels[t].size(); ++i) {
+      const size_t at = std::find(all.begin(), all.end(), in_labels[t][i]) - all.begin();
+      if (c.input(t).shape()[i] != 1) strides[t][at] += st[i];
+    }
+  }
+  Tensor out(dtype, out_shape);
+  int64_t out_count = 1, inner_count = 1;
+  for (size_t i = 0; i < out_labels.size(); ++i) out_count *= dims[i];
+  for (size_t i = out_labels.size(); i < all.size(); ++i) inner_count *= dims[i];
+  with_type(c, dtype, [&](auto zero) {
+    using T = decltype(zero);
+    using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+    std::vector<int64_t> index;
+    for (int64_t o = 0; o < out_count; ++o) {
+      Acc acc = 0;
+      for (int64_t r = 0; r < inner_count; ++r) {
+        unflatten(o * inner_count + r, dims, index);
+        Acc prod = 1;
+        for (int t = 0; t < c.input_count(); ++t) {
+          int64_t off = 0;
+          for (size_t i = 0; i < all.size(); ++i) off += index[i] * strides[t][i];
+          prod *= static_cast<Acc>(c.input(t).data<T>()[off]);
+        }
+        acc += prod;
+      }
+      out.data<T>()[o] = static_cast<T>(acc);
+    }
+  });
+  c.output(0) = std::move(out);
+}
+
 }  // namespace
 
 void register_math(Registry& r) {
+  r["Einsum"] = einsum;
   r["MatMul"] = matmul;
   r["Gemm"] = gemm;
   r["Softmax"] = softmax<SoftmaxKind::kSoftmax>;
