@@ -76,6 +76,7 @@ const Registry& registry() {
     register_index(r);
     register_control(r);
     register_transformer(r);
+    register_signal(r);
     return r;
   }();
   return r;

@@ -1101,9 +1101,103 @@ void upsample(OpContext& c) {
   c.output(0) = resize_axes(c, x, scales, {}, m);
 }
 
+// GridSample (2-D): out[n, c, h, w] = X[n, c] sampled at grid[n, h, w] = (x, y) in [-1, 1]
+// (corner pixels' centers with align_corners, their outer edges without), nearest (ties to
+// even), bilinear or bicubic (Keys, a = -0.75); taps outside the image are 0 (zeros), the
+// nearest edge pixel (border) or mirrored at the edges (reflection).
+void grid_sample(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& grid = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, grid, "grid");
+  if (x.rank() != 4 || grid.rank() != 4 || grid.shape()[3] != 2 || grid.shape()[0] != x.shape()[0]) {
+    c.fail("X must be [N, C, H, W] and grid [N, H_out, W_out, 2]");
+  }
+  const std::string mode = c.attr_string("mode", "bilinear"), padding = c.attr_string("padding_mode", "zeros");
+  if (mode != "bilinear" && mode != "nearest" && mode != "bicubic") c.fail("mode '{}' is not supported", mode);
+  if (padding != "zeros" && padding != "border" && padding != "reflection") c.fail("padding_mode '{}' is not supported", padding);
+  const bool align = c.attr_int("align_corners", 0) != 0;
+  const int64_t batch = x.shape()[0], channels = x.shape()[1], ih = x.shape()[2], iw = x.shape()[3];
+  const int64_t oh = grid.shape()[1], ow = grid.shape()[2];
+  Tensor out(TensorProto::FLOAT, {batch, channels, oh, ow});
+  auto unnormalize = [&](double g, int64_t size) {
+    return align ? (g + 1) / 2 * (size - 1) : ((g + 1) * size - 1) / 2;
+  };
+  // A coordinate mirrored into [lo, hi] (the image's extent for this align_corners).
+  auto reflect = [](double v, double lo, double hi) {
+    const double range = hi - lo;
+    if (range <= 0) return lo;
+    double d = v < lo ? lo - v : v > hi ? v - hi : 0;
+    if (d == 0) return v;
+    const double flips = std::floor(d / range);
+    d -= flips * range;
+    const bool even = static_cast<int64_t>(flips) % 2 == 0;
+    return v < lo ? (even ? lo + d : hi - d) : (even ? hi - d : lo + d);
+  };
+  // The value of pixel (iy, ix) of a plane under the padding mode.
+  auto pixel = [&](const float* plane, int64_t iy, int64_t ix) -> double {
+    if (padding == "zeros") return iy < 0 || iy >= ih || ix < 0 || ix >= iw ? 0.0 : plane[iy * iw + ix];
+    double y = static_cast<double>(iy), xx = static_cast<double>(ix);
+    if (padding == "reflection") {
+      y = align ? reflect(y, 0, ih - 1) : reflect(y, -0.5, ih - 0.5);
+      xx = align ? reflect(xx, 0, iw - 1) : reflect(xx, -0.5, iw - 0.5);
+    }
+    const int64_t cy = std::clamp<int64_t>(static_cast<int64_t>(std::floor(y + 0.5)), 0, ih - 1);
+    const int64_t cx = std::clamp<int64_t>(static_cast<int64_t>(std::floor(xx + 0.5)), 0, iw - 1);
+    return plane[cy * iw + cx];
+  };
+  auto cubic = [](double t, double w[4]) {
+    const double a = -0.75;
+    auto near = [a](double d) { return ((a + 2) * d - (a + 3)) * d * d + 1; };
+    auto far = [a](double d) { return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a; };
+    w[0] = far(t + 1), w[1] = near(t), w[2] = near(1 - t), w[3] = far(2 - t);
+  };
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t h = 0; h < oh; ++h) {
+      for (int64_t w = 0; w < ow; ++w) {
+        const float* g = grid.data<float>() + ((n * oh + h) * ow + w) * 2;
+        double px = unnormalize(g[0], iw), py = unnormalize(g[1], ih);
+        if (mode != "bicubic") {  // coordinates themselves kept inside for border / reflection
+          if (padding == "border") {
+            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)), py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
+          } else if (padding == "reflection") {
+            px = align ? reflect(px, 0, iw - 1) : reflect(px, -0.5, iw - 0.5);
+            py = align ? reflect(py, 0, ih - 1) : reflect(py, -0.5, ih - 0.5);
+            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)), py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
+          }
+        }
+        for (int64_t ch = 0; ch < channels; ++ch) {
+          const float* plane = x.data<float>() + (n * channels + ch) * ih * iw;
+          double v = 0;
+          if (mode == "nearest") {
+            v = pixel(plane, static_cast<int64_t>(std::nearbyint(py)), static_cast<int64_t>(std::nearbyint(px)));
+          } else if (mode == "bilinear") {
+            const int64_t x0 = static_cast<int64_t>(std::floor(px)), y0 = static_cast<int64_t>(std::floor(py));
+            const double tx = px - x0, ty = py - y0;
+            v = (1 - ty) * ((1 - tx) * pixel(plane, y0, x0) + tx * pixel(plane, y0, x0 + 1)) +
+                ty * ((1 - tx) * pixel(plane, y0 + 1, x0) + tx * pixel(plane, y0 + 1, x0 + 1));
+          } else {
+            const int64_t x0 = static_cast<int64_t>(std::floor(px)), y0 = static_cast<int64_t>(std::floor(py));
+            double wx[4], wy[4];
+            cubic(px - x0, wx), cubic(py - y0, wy);
+            for (int i = 0; i < 4; ++i) {
+              double row = 0;
+              for (int j = 0; j < 4; ++j) row += wx[j] * pixel(plane, y0 - 1 + i, x0 - 1 + j);
+              v += wy[i] * row;
+            }
+          }
+          out.data<float>()[((n * channels + ch) * oh + h) * ow + w] = static_cast<float>(v);
+        }
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
 }  // namespace
 
 void register_nn(Registry& r) {
+  r["GridSample"] = grid_sample;
   r["Conv"] = conv;
   r["MaxPool"] = pool<true>;
   r["MaxUnpool"] = max_unpool;
