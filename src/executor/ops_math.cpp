@@ -415,9 +415,47 @@ void einsum(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// Det: the determinant of each [M, M] matrix of [..., M, M], by LU decomposition with partial
+// pivoting in double.
+void det(OpContext& c) {
+  const Tensor& x = c.input(0);
+  require_float(c, x, "X");
+  if (x.rank() < 2 || x.shape()[x.rank() - 1] != x.shape()[x.rank() - 2]) c.fail("X must be [..., M, M]");
+  const int64_t m = x.shape().back();
+  const std::vector<int64_t> shape(x.shape().begin(), x.shape().end() - 2);
+  Tensor out(TensorProto::FLOAT, shape);
+  std::vector<double> a(static_cast<size_t>(m * m));
+  for (int64_t b = 0; b < out.size(); ++b) {
+    for (int64_t i = 0; i < m * m; ++i) a[i] = x.data<float>()[b * m * m + i];
+    double d = 1;
+    for (int64_t col = 0; col < m && d != 0; ++col) {
+      int64_t pivot = col;
+      for (int64_t r = col + 1; r < m; ++r) {
+        if (std::fabs(a[r * m + col]) > std::fabs(a[pivot * m + col])) pivot = r;
+      }
+      if (a[pivot * m + col] == 0) {
+        d = 0;
+        break;
+      }
+      if (pivot != col) {
+        for (int64_t k = 0; k < m; ++k) std::swap(a[pivot * m + k], a[col * m + k]);
+        d = -d;
+      }
+      d *= a[col * m + col];
+      for (int64_t r = col + 1; r < m; ++r) {
+        const double f = a[r * m + col] / a[col * m + col];
+        for (int64_t k = col; k < m; ++k) a[r * m + k] -= f * a[col * m + k];
+      }
+    }
+    out.data<float>()[b] = static_cast<float>(d);
+  }
+  c.output(0) = std::move(out);
+}
+
 }  // namespace
 
 void register_math(Registry& r) {
+  r["Det"] = det;
   r["Einsum"] = einsum;
   r["MatMul"] = matmul;
   r["Gemm"] = gemm;

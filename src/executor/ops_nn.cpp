@@ -1194,9 +1194,84 @@ void grid_sample(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// RoiAlign: for each region (x1, y1, x2, y2) * spatial_scale of image batch_indices[r], an
+// output_height x output_width grid of bins, each the average (or max) of sampling_ratio^2
+// bilinear samples (adaptive: ceil(bin size) per axis when 0). half_pixel shifts the region by
+// -0.5; output_half_pixel (the older behaviour) does not, and makes regions at least 1 x 1.
+// Samples beyond a pixel outside the image count as 0, as in ONNX Runtime.
+void roi_align(OpContext& c) {
+  const Tensor& x = c.input(0);
+  const Tensor& rois = c.input(1);
+  require_float(c, x, "X");
+  require_float(c, rois, "rois");
+  const auto batch_index = c.input(2).to_int64();
+  if (x.rank() != 4 || rois.rank() != 2 || rois.shape()[1] != 4 || static_cast<int64_t>(batch_index.size()) != rois.shape()[0]) {
+    c.fail("X must be [N, C, H, W], rois [R, 4] and batch_indices [R]");
+  }
+  const std::string mode = c.attr_string("mode", "avg");
+  if (mode != "avg" && mode != "max") c.fail("mode '{}' is not supported", mode);
+  const std::string coord = c.attr_string("coordinate_transformation_mode", c.opset >= 16 ? "half_pixel" : "output_half_pixel");
+  if (coord != "half_pixel" && coord != "output_half_pixel") c.fail("coordinate_transformation_mode '{}' is not supported", coord);
+  const bool half = coord == "half_pixel";
+  const int64_t out_h = c.attr_int("output_height", 1), out_w = c.attr_int("output_width", 1);
+  const int64_t ratio = c.attr_int("sampling_ratio", 0);
+  const double scale = c.attr_float("spatial_scale", 1.0f);
+  const int64_t channels = x.shape()[1], ih = x.shape()[2], iw = x.shape()[3], regions = rois.shape()[0];
+  Tensor out(TensorProto::FLOAT, {regions, channels, out_h, out_w});
+  for (int64_t r = 0; r < regions; ++r) {
+    const float* box = rois.data<float>() + r * 4;
+    const int64_t n = batch_index[r];
+    if (n < 0 || n >= x.shape()[0]) c.fail("batch index {} is out of range", n);
+    const double offset = half ? 0.5 : 0.0;
+    const double x0 = box[0] * scale - offset, y0 = box[1] * scale - offset;
+    double roi_w = box[2] * scale - offset - x0, roi_h = box[3] * scale - offset - y0;
+    if (!half) roi_w = std::max(roi_w, 1.0), roi_h = std::max(roi_h, 1.0);
+    const double bin_h = roi_h / out_h, bin_w = roi_w / out_w;
+    const int64_t grid_h = ratio > 0 ? ratio : static_cast<int64_t>(std::ceil(roi_h / out_h));
+    const int64_t grid_w = ratio > 0 ? ratio : static_cast<int64_t>(std::ceil(roi_w / out_w));
+    const double count = static_cast<double>(std::max<int64_t>(grid_h * grid_w, 1));
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const float* plane = x.data<float>() + (n * channels + ch) * ih * iw;
+      for (int64_t ph = 0; ph < out_h; ++ph) {
+        for (int64_t pw = 0; pw < out_w; ++pw) {
+          double acc = mode == "max" ? -std::numeric_limits<double>::infinity() : 0.0;
+          bool any = false;
+          for (int64_t gy = 0; gy < grid_h; ++gy) {
+            for (int64_t gx = 0; gx < grid_w; ++gx) {
+              double y = y0 + ph * bin_h + (gy + 0.5) * bin_h / grid_h;
+              double xx = x0 + pw * bin_w + (gx + 0.5) * bin_w / grid_w;
+              double terms[4] = {0, 0, 0, 0};
+              if (!(y < -1.0 || y > ih || xx < -1.0 || xx > iw)) {
+                y = std::max(y, 0.0), xx = std::max(xx, 0.0);
+                int64_t ylo = static_cast<int64_t>(y), xlo = static_cast<int64_t>(xx), yhi, xhi;
+                if (ylo >= ih - 1) yhi = ylo = ih - 1, y = static_cast<double>(ylo);
+                else yhi = ylo + 1;
+                if (xlo >= iw - 1) xhi = xlo = iw - 1, xx = static_cast<double>(xlo);
+                else xhi = xlo + 1;
+                const double ly = y - ylo, lx = xx - xlo, hy = 1 - ly, hx = 1 - lx;
+                terms[0] = hy * hx * plane[ylo * iw + xlo], terms[1] = hy * lx * plane[ylo * iw + xhi];
+                terms[2] = ly * hx * plane[yhi * iw + xlo], terms[3] = ly * lx * plane[yhi * iw + xhi];
+              }
+              if (mode == "avg") {
+                acc += terms[0] + terms[1] + terms[2] + terms[3];
+              } else {  // ONNX Runtime's max: of the weighted corner terms
+                for (double t : terms) acc = any ? std::max(acc, t) : t, any = true;
+              }
+            }
+          }
+          out.data<float>()[((r * channels + ch) * out_h + ph) * out_w + pw] =
+              static_cast<float>(mode == "avg" ? acc / count : acc);
+        }
+      }
+    }
+  }
+  c.output(0) = std::move(out);
+}
+
 }  // namespace
 
 void register_nn(Registry& r) {
+  r["RoiAlign"] = roi_align;
   r["GridSample"] = grid_sample;
   r["Conv"] = conv;
   r["MaxPool"] = pool<true>;
