@@ -35,12 +35,11 @@ void window_op(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
-// The DFT of one signal of `length` complex values read with stride `step` (length past the
-// input's own: zeros), out[k] = sum_n x[n] e^(-+2 pi i k n / length), / length when inverse.
-void transform(const std::vector<std::complex<double>>& x, int64_t bins, bool inverse,
-               std::vector<std::complex<double>>& out) {
+// The first `bins` values of the DFT of x, out[k] = sum_n x[n] e^(-+2 pi i k n / n_total)
+// (/ n_total when inverse), written as (real, imaginary) float pairs `stride` pairs apart.
+void transform(const std::vector<std::complex<double>>& x, int64_t bins, bool inverse, float* out,
+               int64_t stride) {
   const int64_t n = static_cast<int64_t>(x.size());
-  out.assign(static_cast<size_t>(bins), 0.0);
   const double sign = inverse ? 1.0 : -1.0;
   for (int64_t k = 0; k < bins; ++k) {
     std::complex<double> acc = 0.0;
@@ -48,7 +47,9 @@ void transform(const std::vector<std::complex<double>>& x, int64_t bins, bool in
       const double angle = sign * 2.0 * M_PI * static_cast<double>((k * j) % n) / static_cast<double>(n);
       acc += x[j] * std::complex<double>(std::cos(angle), std::sin(angle));
     }
-    out[k] = inverse ? acc / static_cast<double>(n) : acc;
+    if (inverse) acc /= static_cast<double>(n);
+    out[k * stride * 2] = static_cast<float>(acc.real());
+    out[k * stride * 2 + 1] = static_cast<float>(acc.imag());
   }
 }
 
@@ -76,7 +77,7 @@ void dft(OpContext& c) {
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   for (int64_t i = axis + 1; i < rank - 1; ++i) inner *= x.shape()[i];
   const int64_t cw = x.shape().back();
-  std::vector<std::complex<double>> signal, spectrum;
+  std::vector<std::complex<double>> signal;
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t in = 0; in < inner; ++in) {
       signal.assign(static_cast<size_t>(length), 0.0);
@@ -84,12 +85,7 @@ void dft(OpContext& c) {
         const float* p = x.data<float>() + ((o * in_len + j) * inner + in) * cw;
         signal[j] = {p[0], complex_in ? p[1] : 0.0f};
       }
-      transform(signal, bins, inverse, spectrum);
-      for (int64_t k = 0; k < bins; ++k) {
-        float* q = out.data<float>() + ((o * bins + k) * inner + in) * 2;
-        q[0] = static_cast<float>(spectrum[k].real());
-        q[1] = static_cast<float>(spectrum[k].imag());
-      }
+      transform(signal, bins, inverse, out.data<float>() + (o * bins * inner + in) * 2, inner);
     }
   }
   c.output(0) = std::move(out);
@@ -115,7 +111,7 @@ void stft(OpContext& c) {
   if (onesided && cw == 2) c.fail("onesided is for real signals");
   const int64_t frames = (len - frame) / step + 1, bins = onesided ? frame / 2 + 1 : frame;
   Tensor out(TensorProto::FLOAT, {batch, frames, bins, 2});
-  std::vector<std::complex<double>> signal(static_cast<size_t>(frame)), spectrum;
+  std::vector<std::complex<double>> signal(static_cast<size_t>(frame));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t f = 0; f < frames; ++f) {
       for (int64_t j = 0; j < frame; ++j) {
@@ -123,12 +119,7 @@ void stft(OpContext& c) {
         const double w = window ? window->data<float>()[j] : 1.0;
         signal[j] = {p[0] * w, cw == 2 ? p[1] * w : 0.0};
       }
-      transform(signal, bins, false, spectrum);
-      for (int64_t k = 0; k < bins; ++k) {
-        float* q = out.data<float>() + ((b * frames + f) * bins + k) * 2;
-        q[0] = static_cast<float>(spectrum[k].real());
-        q[1] = static_cast<float>(spectrum[k].imag());
-      }
+      transform(signal, bins, false, out.data<float>() + (b * frames + f) * bins * 2, 1);
     }
   }
   c.output(0) = std::move(out);
