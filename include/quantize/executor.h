@@ -91,7 +91,8 @@ class Executor {
   std::unordered_map<size_t, Fusion> fusions_;
   void plan_fusions();
 
-  // Values by name; a subgraph's scope (If, Loop bodies) falls back to the enclosing one.
+  // Values by name; a subgraph's scope (If branches, Loop and Scan bodies) falls back to the
+  // enclosing one.
   struct Scope {
     std::unordered_map<std::string, std::shared_ptr<const Tensor>> values;
     const Scope* outer = nullptr;

@@ -1,5 +1,5 @@
-// MatMul, Gemm, Softmax, reductions, and com.microsoft.MatMulNBits. float32 only: other types
-// are refused with the node's name.
+// MatMul, Gemm, Einsum, Det, Softmax / LogSoftmax / Hardmax, reductions, the two losses, and
+// com.microsoft.MatMulNBits. Float types unless noted: others are refused with the node's name.
 #include <algorithm>
 #include <cctype>
 #include <map>

@@ -1,6 +1,7 @@
-// Convolutional-network ops, float32: Conv (any spatial rank, groups, dilations, pads, auto_pad)
-// as im2col + GEMM, MaxPool / AveragePool / global pools, BatchNormalization (inference),
-// DepthToSpace, Resize (nearest and linear).
+// Convolutional-network ops, float32: Conv (any spatial rank, groups, dilations, pads, auto_pad;
+// the GEMM in conv_gemm.cpp), ConvTranspose, the pools, MaxUnpool, the normalizations (Batch,
+// Layer, Simplified, Instance, MeanVariance, LRN), SpaceToDepth / DepthToSpace, Resize /
+// Upsample, GridSample, RoiAlign.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -123,8 +124,9 @@ struct PaddedPlane {
   }
   // Floats to allocate per plane: size() and 8 more, which vector loops may read past a row's end.
   int64_t allocation() const { return size() + 8; }
-  // Copies one input plane into dst, a plane of this layout whose padding is already zero: the
-  // padding is the same for every plane, so one zero-filled buffer serves plane after plane.
+  // Copies one input plane into dst, a plane of this layout whose padding already holds the
+  // padding value (0 for convolutions and averages, -inf for max pools): the padding is the same
+  // for every plane, so one buffer filled once serves plane after plane.
   void fill(const Window& w, const float* in, float* dst) const {
     const int64_t ih = w.in[0], iw = w.in[1], py = w.pad_begin[0], px = w.pad_begin[1];
     for (int64_t iy = 0; iy < ih; ++iy) {
