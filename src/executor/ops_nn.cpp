@@ -43,6 +43,14 @@ Window window(const OpContext& c, const std::vector<int64_t>& x_shape, std::vect
   if (w.dilation.empty()) w.dilation.assign(n, 1);
   std::vector<int64_t> pads = c.attr_ints("pads");
   if (pads.empty()) pads.assign(2 * n, 0);
+  if (pads.size() != 2 * n) c.fail("pads has {} values for {} spatial axes", pads.size(), n);
+  for (int64_t p : pads) {
+    if (p < 0) c.fail("negative pads are not supported");
+  }
+  if (w.stride.size() != n || w.dilation.size() != n) c.fail("strides or dilations do not have {} values", n);
+  for (size_t i = 0; i < n; ++i) {
+    if (w.stride[i] < 1 || w.dilation[i] < 1 || w.kernel[i] < 1) c.fail("kernel, strides and dilations must be positive");
+  }
   const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
   w.pad_begin.resize(n);
   w.out.resize(n);
