@@ -214,6 +214,13 @@ void gather_block_quantized(OpContext& c) {
   // 4-bit zero points pack pairs along the last axis of the scales' shape, each row padded to
   // whole bytes.
   const int64_t zp_row = (scale_shape.back() + 1) / 2;
+  if (zp) {
+    if (zp->dtype() != TensorProto::UINT8 && !(!nibbles && zp->dtype() == TensorProto::INT8)) {
+      c.fail("zero_points of type {} are not supported", zp->dtype());
+    }
+    const int64_t want = nibbles ? scales.size() / scale_shape.back() * zp_row : scales.size();
+    if (zp->size() != want) c.fail("zero_points hold {} values, {} expected", zp->size(), want);
+  }
   auto zero_point = [&](int64_t flat) -> int {  // at the flat index of the scales
     if (!zp) return nibbles ? 8 : data.dtype() == TensorProto::UINT8 ? 128 : 0;
     if (nibbles) {
