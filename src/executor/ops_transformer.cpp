@@ -85,6 +85,7 @@ void group_query_attention(OpContext& c) {
     if (!c.has_input(7) || !c.has_input(8)) c.fail("do_rotary needs cos_cache and sin_cache");
     require_float(c, c.input(7), "cos_cache");
     require_float(c, c.input(8), "sin_cache");
+    if (c.input(7).rank() != 2) c.fail("cos_cache must be [max_length, rotary_dim / 2]");
     cache_rows = c.input(7).shape()[0], half = c.input(7).shape()[1];
     if (2 * half > head || c.input(8).shape() != c.input(7).shape()) c.fail("rotary caches do not fit the head size {}", head);
   }
