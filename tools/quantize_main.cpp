@@ -188,7 +188,8 @@ int run_command(const RunCli& cli) {
   int sets = 0;
   for (const auto& data : cli.data) {
     for (const fs::path& dir : test_data_dirs(data)) {
-      const auto inputs = read_test_inputs(dir, executor.input_names().size());
+      const auto inputs = read_test_inputs(dir, executor.input_names().size(),
+                                           declared_types(model.proto.graph(), executor.input_names()));
       std::vector<Tensor> outputs;
       double seconds = 1e30;
       for (int r = 0; r < std::max(1, cli.repeat); ++r) {  // the best of --repeat runs
@@ -196,11 +197,15 @@ int run_command(const RunCli& cli) {
         outputs = executor.run(inputs);
         seconds = std::min(seconds, seconds_since(start));
       }
-      auto expected = read_test_outputs(dir);
+      auto expected = read_test_outputs(dir, declared_types(model.proto.graph(), executor.output_names()));
       std::printf("%s (%.6f s)\n", dir.string().c_str(), seconds);
       for (size_t i = 0; i < outputs.size(); ++i) {
         const auto& shape = outputs[i].shape();
-        std::string line = fmt::format("  {} [{}]", executor.output_names()[i], fmt::join(shape, " x "));
+        std::string line = outputs[i].is_container()
+                               ? fmt::format("  {} ({} of {})", executor.output_names()[i],
+                                             outputs[i].dtype() == Tensor::kSequence ? "sequence" : "optional",
+                                             outputs[i].size())
+                               : fmt::format("  {} [{}]", executor.output_names()[i], fmt::join(shape, " x "));
         if (i < expected.size()) {
           Agreement a = compare(outputs[i], expected[i], cli.rtol, cli.atol);
           all_within &= a.within;

@@ -42,6 +42,15 @@ class Tensor {
   std::vector<std::string>& strings() { return strings_; }
   const std::vector<std::string>& strings() const { return strings_; }
 
+  // Sequences and optionals are values of dtype kSequence / kOptional with no data of their own:
+  // their elements (an optional holds none or one), and for a sequence the ONNX type of its
+  // tensors (0 when not known).
+  static constexpr int kSequence = -1, kOptional = -2;
+  static Tensor container(int kind, std::vector<Tensor> items, int elem_type = 0);
+  bool is_container() const { return dtype_ < 0; }
+  const std::vector<Tensor>& items() const { return items_; }
+  int elem_type() const { return elem_type_; }
+
   // Values converted to int64 (for shapes, axes, indices) or double (any numeric type).
   std::vector<int64_t> to_int64() const;
   double element_as_double(int64_t i) const;
@@ -59,6 +68,8 @@ class Tensor {
   };
   std::vector<uint8_t, ByteAllocator> storage_;
   std::vector<std::string> strings_;
+  std::vector<Tensor> items_;
+  int elem_type_ = 0;
 };
 
 // The tensor held by a TensorProto of the model (payload, raw or typed fields).
@@ -123,9 +134,16 @@ namespace quantize {
 // ONNX test data: DIR/input_N.pb (serialized TensorProto, matched to inputs by order) and,
 // when present, DIR/output_N.pb. A DIR holding test_data_set_* folders stands for all of them.
 std::vector<std::filesystem::path> test_data_dirs(const std::filesystem::path& dir);
-std::vector<Tensor> read_test_inputs(const std::filesystem::path& dir, size_t count);
+// `types` (optional) gives the graph's declared type of each value: sequence and optional
+// values are stored as SequenceProto / OptionalProto, tensors as TensorProto.
+std::vector<Tensor> read_test_inputs(const std::filesystem::path& dir, size_t count,
+                                     const std::vector<const onnx::TypeProto*>& types = {});
 // output_N.pb of DIR that exist, in order (stops at the first missing one).
-std::vector<Tensor> read_test_outputs(const std::filesystem::path& dir);
+std::vector<Tensor> read_test_outputs(const std::filesystem::path& dir,
+                                      const std::vector<const onnx::TypeProto*>& types = {});
+// The declared types of a graph's values by name (nullptr where not declared).
+std::vector<const onnx::TypeProto*> declared_types(const onnx::GraphProto& graph,
+                                                   const std::vector<std::string>& names);
 void write_tensor_pb(const std::filesystem::path& path, const Tensor& tensor,
                      const std::string& name);
 

@@ -77,6 +77,7 @@ const Registry& registry() {
     register_control(r);
     register_transformer(r);
     register_signal(r);
+    register_sequence(r);
     return r;
   }();
   return r;
@@ -193,6 +194,12 @@ Tensor narrow(const Tensor& full) {
   }
   return t;
 }
+
+// Ops that take sequence and optional values; the others refuse them by name.
+const std::unordered_set<std::string> kTakesContainers = {
+    "Identity", "If", "Loop", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceErase",
+    "SequenceLength", "ConcatFromSequence", "SplitToSequence", "SequenceMap", "Optional",
+    "OptionalHasElement", "OptionalGetElement"};
 
 // Why a node of an opset 1-6 model cannot run as its opset 7+ form, or "" when it can: most ops
 // only lost the consumed_inputs hint since, but these changed meaning.
@@ -331,9 +338,9 @@ std::vector<std::string> fed_inputs(const Model& model) {
   std::vector<std::string> inputs;
   for (const auto& v : graph.input()) {
     if (initializers.count(v.name())) continue;
-    if (!v.type().has_tensor_type()) {
-      fail(ExitCode::kInput, "{}: input '{}' is not a tensor (sequences, maps and optionals are not "
-           "supported)", model.source, v.name());
+    if (!v.type().has_tensor_type() && !v.type().has_sequence_type() && !v.type().has_optional_type()) {
+      fail(ExitCode::kInput, "{}: input '{}' is not a tensor, a sequence or an optional (maps and "
+           "sparse tensors are not supported)", model.source, v.name());
     }
     inputs.push_back(v.name());
   }
@@ -440,6 +447,10 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
         fail(ExitCode::kInput, "{}: node {}: string tensors are supported by Cast, CastLike and "
              "Identity only", model_.source, node_label(node));
       }
+      if (t && t->is_container() && !kTakesContainers.count(node.op_type())) {
+        fail(ExitCode::kInput, "{}: node {}: {} does not take sequences or optionals", model_.source,
+             node_label(node), node.op_type());
+      }
     }
     // float16 arithmetic runs in float32, its float results rounded back to float16.
     bool half = false;
@@ -496,7 +507,7 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
     for (int i = 0; i < node.output_size(); ++i) {
       if (node.output(i).empty()) continue;
       auto value = std::make_shared<const Tensor>(std::move(out[i]));
-      if (observer) observer(node.output(i), *value);
+      if (observer && !value->is_container()) observer(node.output(i), *value);
       const bool absorbed = fusion != fusions_.end() && i == 0;
       values[absorbed ? graph.node(fusion->second.reader).output(0) : node.output(i)] = std::move(value);
     }

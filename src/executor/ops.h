@@ -77,6 +77,7 @@ void register_index(Registry& r);
 void register_control(Registry& r);
 void register_transformer(Registry& r);
 void register_signal(Registry& r);
+void register_sequence(Registry& r);
 
 // Inner loops built for the CPU at hand as well (GCC target_clones, chosen at load time): with
 // AVX2 and FMA (QUANTIZE_CLONES; where the file allows contraction, sums then differ from the

@@ -27,6 +27,16 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
 }
 
 
+Tensor Tensor::container(int kind, std::vector<Tensor> items, int elem_type) {
+  Tensor t;
+  t.dtype_ = kind;
+  t.size_ = static_cast<int64_t>(items.size());
+  if (elem_type == 0 && !items.empty() && !items[0].is_container()) elem_type = items[0].dtype();
+  t.elem_type_ = elem_type;
+  t.items_ = std::move(items);
+  return t;
+}
+
 double Tensor::element_as_double(int64_t i) const {
   switch (dtype_) {
     case onnx::TensorProto::FLOAT: return data<float>()[i];

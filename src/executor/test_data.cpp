@@ -1,3 +1,5 @@
+#include <onnx/onnx-data_pb.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -27,36 +29,86 @@ std::vector<fs::path> test_data_dirs(const fs::path& dir) {
 
 namespace {
 
-Tensor read_pb(const fs::path& path) {
+template <typename Proto>
+Proto parse_pb(const fs::path& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
-  onnx::TensorProto proto;
-  if (!in || !proto.ParseFromIstream(&in)) {
-    fail(ExitCode::kInput, "{}: not a serialized TensorProto", path.string());
+  Proto proto;
+  if (!in || !proto.ParseFromIstream(&in)) fail(ExitCode::kInput, "{}: not a serialized {}", path.string(), what);
+  return proto;
+}
+
+Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path);
+
+// An OptionalProto's value: empty, a tensor or a sequence.
+Tensor from_optional(const onnx::OptionalProto& opt, const fs::path& path) {
+  std::vector<Tensor> item;
+  if (opt.has_tensor_value()) item.push_back(tensor_from_proto(Model{}, opt.tensor_value()));
+  else if (opt.has_sequence_value()) item.push_back(from_sequence(opt.sequence_value(), path));
+  else if (opt.elem_type() != onnx::OptionalProto::UNDEFINED && opt.elem_type() != onnx::OptionalProto::TENSOR &&
+           opt.elem_type() != onnx::OptionalProto::SEQUENCE) {
+    fail(ExitCode::kInput, "{}: optional of element type {} is not supported", path.string(), opt.elem_type());
   }
-  return tensor_from_proto(Model{}, proto);
+  return Tensor::container(Tensor::kOptional, std::move(item));
+}
+
+Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path) {
+  std::vector<Tensor> items;
+  for (const auto& t : seq.tensor_values()) items.push_back(tensor_from_proto(Model{}, t));
+  for (const auto& s : seq.sequence_values()) items.push_back(from_sequence(s, path));
+  for (const auto& o : seq.optional_values()) items.push_back(from_optional(o, path));
+  if (seq.sparse_tensor_values_size() > 0 || seq.map_values_size() > 0) {
+    fail(ExitCode::kInput, "{}: sequences of sparse tensors or maps are not supported", path.string());
+  }
+  return Tensor::container(Tensor::kSequence, std::move(items));
+}
+
+// A value stored as its declared type says: TensorProto unless a sequence or an optional.
+Tensor read_value(const fs::path& path, const onnx::TypeProto* type) {
+  if (type && type->has_sequence_type()) return from_sequence(parse_pb<onnx::SequenceProto>(path, "SequenceProto"), path);
+  if (type && type->has_optional_type()) return from_optional(parse_pb<onnx::OptionalProto>(path, "OptionalProto"), path);
+  return tensor_from_proto(Model{}, parse_pb<onnx::TensorProto>(path, "TensorProto"));
 }
 
 }  // namespace
 
-std::vector<Tensor> read_test_inputs(const fs::path& dir, size_t count) {
+std::vector<const onnx::TypeProto*> declared_types(const onnx::GraphProto& graph,
+                                                   const std::vector<std::string>& names) {
+  std::vector<const onnx::TypeProto*> types;
+  for (const auto& name : names) {
+    const onnx::TypeProto* found = nullptr;
+    for (const auto* values : {&graph.input(), &graph.output()}) {
+      for (const auto& v : *values) {
+        if (v.name() == name) found = &v.type();
+      }
+    }
+    types.push_back(found);
+  }
+  return types;
+}
+
+std::vector<Tensor> read_test_inputs(const fs::path& dir, size_t count,
+                                     const std::vector<const onnx::TypeProto*>& types) {
   std::vector<Tensor> inputs;
   for (size_t i = 0; i < count; ++i) {
     fs::path p = dir / fmt::format("input_{}.pb", i);
     if (!fs::exists(p)) fail(ExitCode::kInput, "{}: missing (the model has {} inputs)", p.string(), count);
-    inputs.push_back(read_pb(p));
+    inputs.push_back(read_value(p, i < types.size() ? types[i] : nullptr));
   }
   return inputs;
 }
 
-std::vector<Tensor> read_test_outputs(const fs::path& dir) {
+std::vector<Tensor> read_test_outputs(const fs::path& dir, const std::vector<const onnx::TypeProto*>& types) {
   std::vector<Tensor> outputs;
   for (size_t i = 0; fs::exists(dir / fmt::format("output_{}.pb", i)); ++i) {
-    outputs.push_back(read_pb(dir / fmt::format("output_{}.pb", i)));
+    outputs.push_back(read_value(dir / fmt::format("output_{}.pb", i), i < types.size() ? types[i] : nullptr));
   }
   return outputs;
 }
 
 void write_tensor_pb(const fs::path& path, const Tensor& tensor, const std::string& name) {
+  if (tensor.is_container()) {
+    fail(ExitCode::kOutput, "{}: writing sequence or optional values is not supported", path.string());
+  }
   onnx::TensorProto proto;
   proto.set_name(name);
   proto.set_data_type(tensor.dtype());
@@ -74,6 +126,18 @@ void write_tensor_pb(const fs::path& path, const Tensor& tensor, const std::stri
 
 Agreement compare(const Tensor& got, const Tensor& want, double rtol, double atol) {
   Agreement a;
+  if (got.is_container() || want.is_container()) {  // element by element
+    if (got.dtype() != want.dtype() || got.items().size() != want.items().size()) {
+      a.same_shape = a.within = false;
+      return a;
+    }
+    for (size_t i = 0; i < got.items().size(); ++i) {
+      const Agreement e = compare(got.items()[i], want.items()[i], rtol, atol);
+      a.within &= e.within, a.same_shape &= e.same_shape;
+      a.max_abs = std::max(a.max_abs, e.max_abs), a.max_rel = std::max(a.max_rel, e.max_rel);
+    }
+    return a;
+  }
   if (got.shape() != want.shape()) {
     a.same_shape = a.within = false;
     return a;

@@ -130,14 +130,16 @@ int main(int argc, char** argv) {
         Executor executor(model);
         outcome = "passed";
         for (const auto& set : test_data_dirs(dir)) {
-          auto inputs = read_test_inputs(set, executor.input_names().size());
+          const auto& graph = model.proto.graph();
+          auto inputs = read_test_inputs(set, executor.input_names().size(),
+                                         declared_types(graph, executor.input_names()));
           for (size_t i = 0; i < inputs.size(); ++i) {
-            inputs[i] = as_declared(inputs[i], model.proto.graph(), executor.input_names()[i]);
+            inputs[i] = as_declared(inputs[i], graph, executor.input_names()[i]);
           }
           auto outputs = executor.run(inputs);
-          auto expected = read_test_outputs(set);
+          auto expected = read_test_outputs(set, declared_types(graph, executor.output_names()));
           for (size_t i = 0; i < expected.size() && i < executor.output_names().size(); ++i) {
-            expected[i] = as_declared(expected[i], model.proto.graph(), executor.output_names()[i]);
+            expected[i] = as_declared(expected[i], graph, executor.output_names()[i]);
           }
           for (size_t i = 0; i < expected.size() && i < outputs.size(); ++i) {
             if (!compare(outputs[i], expected[i], 1e-3, 1e-7).within) {

@@ -332,5 +332,41 @@ TEST(Executor, TanhAndSoftmaxMatchLibm) {
   }
 }
 
+
+// Sequences: split and joined back they give the input; an op that does not take sequences
+// refuses one by name instead of reading it as a tensor.
+TEST(Executor, SequencesRoundTripAndAreRefusedByOtherOps) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3, 4] x) => (float[3, 4] y, int64 n) {
+      s = SplitToSequence <axis = 0> (x)
+      n = SequenceLength(s)
+      y = ConcatFromSequence <axis = 0> (s)
+    })");
+  Model model = testing::round_trip(proto);
+  Tensor x(onnx::TensorProto::FLOAT, {3, 4});
+  for (int i = 0; i < 12; ++i) x.data<float>()[i] = static_cast<float>(i) * 0.5f;
+  auto out = Executor(model).run({x});
+  ASSERT_EQ(out[0].shape(), x.shape());
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(out[0].data<float>()[i], x.data<float>()[i]) << i;
+  EXPECT_EQ(out[1].to_int64(), std::vector<int64_t>{3});
+
+  auto bad = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3, 4] x) => (float[3, 4] y) {
+      s = SplitToSequence <axis = 0> (x)
+      y = Relu(s)
+    })");
+  bad.mutable_graph()->mutable_node(1)->set_name("relu_of_a_sequence");
+  Model bad_model = testing::round_trip(bad, "bad_sequence.onnx");
+  try {
+    Executor(bad_model).run({x});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("relu_of_a_sequence"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sequences"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace quantize
