@@ -119,6 +119,8 @@ std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int
 std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
                                        const std::vector<int64_t>& out);
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
+// An int64 tensor of the given shape holding v.
+Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape);
 // Row-major strides of a shape, and the multi-index of flat position `flat` in it.
 std::vector<int64_t> strides_of(const std::vector<int64_t>& shape);
 void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index);

@@ -14,12 +14,6 @@ bool truth(const OpContext& c, const Tensor& t, const char* what) {
   return t.element_as_double(0) != 0;
 }
 
-Tensor scalar_int64(int64_t v) {
-  Tensor t(TensorProto::INT64, {});
-  t.data<int64_t>()[0] = v;
-  return t;
-}
-
 Tensor scalar_bool(bool v) {
   Tensor t(TensorProto::BOOL, {});
   t.data<uint8_t>()[0] = v;
@@ -55,7 +49,7 @@ void loop(OpContext& c) {
   for (int i = 0; i < carried; ++i) state.push_back(c.input(2 + i));
   std::vector<std::vector<Tensor>> stacked(static_cast<size_t>(scans));
   for (int64_t i = 0; (!bounded || i < trips) && cond; ++i) {
-    std::vector<Tensor> args{scalar_int64(i), scalar_bool(cond)};
+    std::vector<Tensor> args{int64_tensor({i}, {}), scalar_bool(cond)};
     args.insert(args.end(), state.begin(), state.end());
     auto out = c.run_subgraph(*body, args);
     cond = truth(c, out[0], "the body's cond output");

@@ -12,12 +12,6 @@ namespace {
 
 using onnx::TensorProto;
 
-Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
-  Tensor t(TensorProto::INT64, std::move(shape));
-  if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * sizeof(int64_t));
-  return t;
-}
-
 int64_t checked_index(const OpContext& c, int64_t k, int64_t dim) {
   if (k < 0) k += dim;
   if (k < 0 || k >= dim) c.fail("index {} is out of range for a dimension of {}", k < 0 ? k - dim : k, dim);

@@ -184,14 +184,24 @@ void im2col_2d(const Window& w, const PaddedPlane& layout, const float* plane, i
   }
 }
 
+typedef float v8 __attribute__((vector_size(32), aligned(4)));  // unaligned 8-float vectors
+
+// A vector of sums finished as a Conv output: + bias (when there is one), then clamped as Clip
+// does (x < lo ? lo : x > hi ? hi : x).
+__attribute__((always_inline)) inline v8 finish(v8 a, const float* bias, v8 lo, v8 hi) {
+  if (bias) a += *bias;
+  a = a < lo ? lo : a;
+  return a > hi ? hi : a;
+}
+
 // One channel of a 2-D depthwise convolution from its padded plane: out[oy][ox] = the sum over
 // taps (ky, kx) of k[ky][kx] * input, eight (or 32) outputs at a time kept in registers while
-// the taps are summed, in tap order.
+// the taps are summed, in tap order; then finished with the channel's bias and bounds.
 QUANTIZE_CLONES
 void depthwise_2d(const Window& w, const PaddedPlane& layout, const float* plane, const float* k,
-                  float* out) {
-  typedef float v8 __attribute__((vector_size(32), aligned(4)));  // unaligned 8-float vectors
+                  const float* bias, float lo, float hi, float* out) {
   const int64_t oh = w.out[0], ow = w.out[1], kh = w.kernel[0], kw = w.kernel[1], taps = kh * kw;
+  const v8 vlo = v8{} + lo, vhi = v8{} + hi;
   std::vector<const float*> src(static_cast<size_t>(taps));
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ky = 0; ky < kh; ++ky) {
@@ -209,17 +219,20 @@ void depthwise_2d(const Window& w, const PaddedPlane& layout, const float* plane
         a0 += kv * *reinterpret_cast<const v8*>(p), a1 += kv * *reinterpret_cast<const v8*>(p + 8);
         a2 += kv * *reinterpret_cast<const v8*>(p + 16), a3 += kv * *reinterpret_cast<const v8*>(p + 24);
       }
-      *reinterpret_cast<v8*>(dst + ox) = a0, *reinterpret_cast<v8*>(dst + ox + 8) = a1;
-      *reinterpret_cast<v8*>(dst + ox + 16) = a2, *reinterpret_cast<v8*>(dst + ox + 24) = a3;
+      *reinterpret_cast<v8*>(dst + ox) = finish(a0, bias, vlo, vhi);
+      *reinterpret_cast<v8*>(dst + ox + 8) = finish(a1, bias, vlo, vhi);
+      *reinterpret_cast<v8*>(dst + ox + 16) = finish(a2, bias, vlo, vhi);
+      *reinterpret_cast<v8*>(dst + ox + 24) = finish(a3, bias, vlo, vhi);
     }
     for (; ox + 8 <= ow; ox += 8) {
       v8 a = {};
       for (int64_t t = 0; t < taps; ++t) a += k[t] * *reinterpret_cast<const v8*>(src[t] + ox);
-      *reinterpret_cast<v8*>(dst + ox) = a;
+      *reinterpret_cast<v8*>(dst + ox) = finish(a, bias, vlo, vhi);
     }
     if (ox < ow) {  // the last few: a whole vector, of which the row's part is kept
       v8 a = {};
       for (int64_t t = 0; t < taps; ++t) a += k[t] * *reinterpret_cast<const v8*>(src[t] + ox);
+      a = finish(a, bias, vlo, vhi);
       float part[8];
       std::memcpy(part, &a, sizeof part);
       std::copy(part, part + (ow - ox), dst + ox);
@@ -257,26 +270,10 @@ ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
 }
 
 // What a float Conv does to each output channel after its sums: + bias[m], then the fused
-// Relu/Clip bounds (x < lo ? lo : x > hi ? hi : x, as Clip computes it).
+// Relu/Clip bounds.
 struct Epilogue {
   const float* bias = nullptr;
   float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
-
-  // Rows [m0, m0 + rows) of an output block n wide whose rows are ld apart.
-  void apply(float* y, int64_t m0, int64_t rows, int64_t n, int64_t ld) const {
-    for (int64_t r = 0; r < rows; ++r) finish_row(y + r * ld, n, bias ? bias[m0 + r] : 0.0f, bias != nullptr, lo, hi);
-  }
-  QUANTIZE_CLONES
-  static void finish_row(float* __restrict p, int64_t n, float b, bool add, float lo, float hi) {
-    if (add) {
-      for (int64_t j = 0; j < n; ++j) p[j] += b;
-    }
-    if (lo == -std::numeric_limits<float>::infinity() && hi == std::numeric_limits<float>::infinity()) return;
-    for (int64_t j = 0; j < n; ++j) {
-      const float v = p[j] < lo ? lo : p[j];
-      p[j] = v > hi ? hi : v;
-    }
-  }
 };
 
 // Float Conv: 1x1 convolutions as one GEMM on X itself, 2-D depthwise ones directly, the rest as
@@ -318,8 +315,7 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
         const int64_t ch = static_cast<int64_t>(bc) % s.channels;
         float* y = out + bc * spatial;
         layout.fill(w, x + bc * w.in_size(), plane.data());
-        depthwise_2d(w, layout, plane.data(), weight + ch * taps, y);
-        e.apply(y, ch, 1, spatial, spatial);
+        depthwise_2d(w, layout, plane.data(), weight + ch * taps, e.bias ? e.bias + ch : nullptr, e.lo, e.hi, y);
       }
     });
     return;

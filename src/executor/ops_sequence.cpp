@@ -60,11 +60,7 @@ void sequence_erase(OpContext& c) {
   c.output(0) = Tensor::container(Tensor::kSequence, std::move(items), s.elem_type());
 }
 
-void sequence_length(OpContext& c) {
-  Tensor out(TensorProto::INT64, {});
-  out.data<int64_t>()[0] = sequence_input(c, 0).size();
-  c.output(0) = std::move(out);
-}
+void sequence_length(OpContext& c) { c.output(0) = int64_tensor({sequence_input(c, 0).size()}, {}); }
 
 // ConcatFromSequence: the tensors joined along `axis`, or stacked on a new axis there (new_axis).
 void concat_from_sequence(OpContext& c) {

@@ -24,15 +24,15 @@ void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int6
   }
 }
 
+Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
+  Tensor t(onnx::TensorProto::INT64, std::move(shape));
+  if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * sizeof(int64_t));
+  return t;
+}
+
 namespace {
 
 using onnx::TensorProto;
-
-Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape) {
-  Tensor t(TensorProto::INT64, std::move(shape));
-  std::memcpy(t.raw(), v.data(), v.size() * 8);
-  return t;
-}
 
 // A copy of x with another shape (same element count).
 Tensor reshaped(const OpContext& c, const Tensor& x, std::vector<int64_t> shape) {

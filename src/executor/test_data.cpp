@@ -63,10 +63,17 @@ Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path) {
 }
 
 // A value stored as its declared type says: TensorProto unless a sequence or an optional.
+// bfloat16 tensors stored as uint16 (as ONNX writes them: numpy has no bfloat16) are read as
+// the bfloat16 the graph declares.
 Tensor read_value(const fs::path& path, const onnx::TypeProto* type) {
   if (type && type->has_sequence_type()) return from_sequence(parse_pb<onnx::SequenceProto>(path, "SequenceProto"), path);
   if (type && type->has_optional_type()) return from_optional(parse_pb<onnx::OptionalProto>(path, "OptionalProto"), path);
-  return tensor_from_proto(Model{}, parse_pb<onnx::TensorProto>(path, "TensorProto"));
+  auto proto = parse_pb<onnx::TensorProto>(path, "TensorProto");
+  if (type && type->tensor_type().elem_type() == onnx::TensorProto::BFLOAT16 &&
+      proto.data_type() == onnx::TensorProto::UINT16) {
+    proto.set_data_type(onnx::TensorProto::BFLOAT16);
+  }
+  return tensor_from_proto(Model{}, proto);
 }
 
 }  // namespace
