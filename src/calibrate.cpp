@@ -60,7 +60,8 @@ void TensorStats::add(const float* x, size_t n) {
 
 void TensorStats::add_channels(const float* x, int64_t outer, int64_t channels, int64_t inner) {
   if (channel_sq_.empty()) channel_sq_.assign(channels, 0.0);
-  if (static_cast<int64_t>(channel_sq_.size()) != channels) return;  // the shape changed: keep the first
+  if (static_cast<int64_t>(channel_sq_.size()) != channels)
+    return;  // the shape changed: keep the first
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < channels; ++c) {
       const float* p = x + (o * channels + c) * inner;
@@ -74,7 +75,8 @@ void TensorStats::add_channels(const float* x, int64_t outer, int64_t channels, 
 
 std::vector<double> TensorStats::channel_power() const {
   std::vector<double> power(channel_sq_.size());
-  for (size_t c = 0; c < power.size(); ++c) power[c] = channel_count_ ? channel_sq_[c] / channel_count_ : 0;
+  for (size_t c = 0; c < power.size(); ++c)
+    power[c] = channel_count_ ? channel_sq_[c] / channel_count_ : 0;
   return power;
 }
 
@@ -169,7 +171,8 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> read_npz(const fs::pat
   const std::string what = path.string();
   // End of central directory: signature, then the entry count at +10 and the offset at +16.
   size_t end = zip.size() >= 22 ? zip.size() - 22 : std::string::npos;
-  while (end != std::string::npos && le32(&zip[end]) != 0x06054b50) end = end ? end - 1 : std::string::npos;
+  while (end != std::string::npos && le32(&zip[end]) != 0x06054b50)
+    end = end ? end - 1 : std::string::npos;
   if (end == std::string::npos) fail(ExitCode::kInput, "{}: not a .npz (ZIP) file", what);
   const uint32_t entries = le16(&zip[end + 10]);
   size_t at = le32(&zip[end + 16]);
@@ -185,11 +188,13 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> read_npz(const fs::pat
     std::string name(reinterpret_cast<const char*>(&zip[at + 46]), name_len);
     at += 46 + name_len + le16(&zip[at + 30]) + le16(&zip[at + 32]);
     if (packed == 0xffffffffu || size == 0xffffffffu) {
-      fail(ExitCode::kInput, "{}: member '{}' is a ZIP64 entry (over 4 GiB), not supported", what, name);
+      fail(ExitCode::kInput, "{}: member '{}' is a ZIP64 entry (over 4 GiB), not supported", what,
+           name);
     }
     if (local + 30 > zip.size()) fail(ExitCode::kInput, "{}: damaged ZIP entry '{}'", what, name);
     const size_t data = local + 30 + le16(&zip[local + 26]) + le16(&zip[local + 28]);
-    if (data + packed > zip.size()) fail(ExitCode::kInput, "{}: member '{}' is truncated", what, name);
+    if (data + packed > zip.size())
+      fail(ExitCode::kInput, "{}: member '{}' is truncated", what, name);
     std::vector<uint8_t> bytes(size);
     if (method == 0) {
       std::memcpy(bytes.data(), &zip[data], size);
@@ -202,11 +207,14 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> read_npz(const fs::pat
       z.avail_out = size;
       const int rc = inflate(&z, Z_FINISH);
       inflateEnd(&z);
-      if (rc != Z_STREAM_END) fail(ExitCode::kInput, "{}: member '{}' does not inflate", what, name);
+      if (rc != Z_STREAM_END)
+        fail(ExitCode::kInput, "{}: member '{}' does not inflate", what, name);
     } else {
-      fail(ExitCode::kInput, "{}: member '{}' uses ZIP method {} (only stored and deflate)", what, name, method);
+      fail(ExitCode::kInput, "{}: member '{}' uses ZIP method {} (only stored and deflate)", what,
+           name, method);
     }
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0)
+      name.resize(name.size() - 4);
     members.emplace_back(std::move(name), std::move(bytes));
   }
   return members;
@@ -224,7 +232,8 @@ std::string header_value(const std::string& header, const std::string& key) {
   const char close = open == '\'' ? '\'' : open == '(' ? ')' : ',';
   const size_t e = header.find(close, v + 1);
   if (e == std::string::npos) return {};
-  return header.substr(open == '\'' || open == '(' ? v + 1 : v, e - v - (open == '\'' || open == '(' ? 1 : 0));
+  return header.substr(open == '\'' || open == '(' ? v + 1 : v,
+                       e - v - (open == '\'' || open == '(' ? 1 : 0));
 }
 
 // One input's shape from the graph: symbolic or missing dims are -1.
@@ -251,13 +260,27 @@ Tensor to_type(const Tensor& t, int dtype, const std::string& what) {
   for (int64_t i = 0; i < t.size(); ++i) {
     const double v = t.element_as_double(i);
     switch (dtype) {
-      case TensorProto::FLOAT: out.data<float>()[i] = static_cast<float>(v); break;
-      case TensorProto::DOUBLE: out.data<double>()[i] = v; break;
-      case TensorProto::INT64: out.data<int64_t>()[i] = static_cast<int64_t>(v); break;
-      case TensorProto::INT32: out.data<int32_t>()[i] = static_cast<int32_t>(v); break;
-      case TensorProto::UINT8: case TensorProto::BOOL: out.raw()[i] = static_cast<uint8_t>(v); break;
-      case TensorProto::INT8: out.data<int8_t>()[i] = static_cast<int8_t>(v); break;
-      default: fail(ExitCode::kInput, "{}: cannot convert to input data type {}", what, dtype);
+      case TensorProto::FLOAT:
+        out.data<float>()[i] = static_cast<float>(v);
+        break;
+      case TensorProto::DOUBLE:
+        out.data<double>()[i] = v;
+        break;
+      case TensorProto::INT64:
+        out.data<int64_t>()[i] = static_cast<int64_t>(v);
+        break;
+      case TensorProto::INT32:
+        out.data<int32_t>()[i] = static_cast<int32_t>(v);
+        break;
+      case TensorProto::UINT8:
+      case TensorProto::BOOL:
+        out.raw()[i] = static_cast<uint8_t>(v);
+        break;
+      case TensorProto::INT8:
+        out.data<int8_t>()[i] = static_cast<int8_t>(v);
+        break;
+      default:
+        fail(ExitCode::kInput, "{}: cannot convert to input data type {}", what, dtype);
     }
   }
   return out;
@@ -286,7 +309,8 @@ std::vector<std::pair<std::string, Tensor>> read_arrays(const fs::path& file,
       arrays.emplace_back(name, read_npy(bytes.data(), bytes.size(), file.string() + ":" + name));
     }
     for (const auto& input : inputs) {
-      if (std::none_of(arrays.begin(), arrays.end(), [&](const auto& a) { return a.first == input; })) {
+      if (std::none_of(arrays.begin(), arrays.end(),
+                       [&](const auto& a) { return a.first == input; })) {
         fail(ExitCode::kInput, "{}: no array named '{}' (the model's input)", file.string(), input);
       }
     }
@@ -301,7 +325,8 @@ std::vector<std::pair<std::string, Tensor>> read_arrays(const fs::path& file,
   return arrays;
 }
 
-CalibrationData random_data(const Model& model, const std::vector<std::string>& inputs, size_t count) {
+CalibrationData random_data(const Model& model, const std::vector<std::string>& inputs,
+                            size_t count) {
   CalibrationData data;
   data.synthetic = true;
   data.count = count;
@@ -320,9 +345,12 @@ CalibrationData random_data(const Model& model, const std::vector<std::string>& 
     for (const auto& [dtype, shape] : types) {
       Tensor t(dtype, shape);
       for (int64_t i = 0; i < t.size(); ++i) {
-        if (dtype == TensorProto::FLOAT) t.data<float>()[i] = uniform(rng);
-        else if (dtype == TensorProto::INT64) t.data<int64_t>()[i] = rng() % 10;
-        else if (dtype == TensorProto::INT32) t.data<int32_t>()[i] = rng() % 10;
+        if (dtype == TensorProto::FLOAT)
+          t.data<float>()[i] = uniform(rng);
+        else if (dtype == TensorProto::INT64)
+          t.data<int64_t>()[i] = rng() % 10;
+        else if (dtype == TensorProto::INT32)
+          t.data<int32_t>()[i] = rng() % 10;
       }
       sample.push_back(std::move(t));
     }
@@ -334,12 +362,14 @@ CalibrationData random_data(const Model& model, const std::vector<std::string>& 
 }  // namespace
 
 Tensor read_npy(const uint8_t* data, size_t size, const std::string& what) {
-  if (size < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0) fail(ExitCode::kInput, "{}: not a .npy array", what);
+  if (size < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0)
+    fail(ExitCode::kInput, "{}: not a .npy array", what);
   const int major = data[6];
   const size_t header_len = major == 1 ? le16(data + 8) : le32(data + 8);
   const size_t start = (major == 1 ? 10 : 12) + header_len;
   if (start > size) fail(ExitCode::kInput, "{}: truncated .npy header", what);
-  const std::string header(reinterpret_cast<const char*>(data + (major == 1 ? 10 : 12)), header_len);
+  const std::string header(reinterpret_cast<const char*>(data + (major == 1 ? 10 : 12)),
+                           header_len);
   const std::string descr = header_value(header, "descr");
   if (header_value(header, "fortran_order").rfind("True", 0) == 0) {
     fail(ExitCode::kInput, "{}: Fortran-order arrays are not supported", what);
@@ -379,7 +409,9 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(ExitCode::kInput, "--calib {}: no such file or folder", spec);
 
-  auto is_array = [](const fs::path& p) { return p.extension() == ".npy" || p.extension() == ".npz"; };
+  auto is_array = [](const fs::path& p) {
+    return p.extension() == ".npy" || p.extension() == ".npz";
+  };
   std::vector<fs::path> files;
   if (fs::is_directory(path)) {
     for (const auto& entry : fs::directory_iterator(path)) {
@@ -417,9 +449,11 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
   }
   if (max_samples && samples->size() > max_samples) samples->resize(max_samples);
   data.count = samples->size();
-  data.description = fmt::format("{} sample(s) from {} array file(s) in {}", data.count, files.size(), spec);
+  data.description =
+      fmt::format("{} sample(s) from {} array file(s) in {}", data.count, files.size(), spec);
   std::vector<int> types;
-  for (const auto& name : inputs) types.push_back(graph_input(model, name).type().tensor_type().elem_type());
+  for (const auto& name : inputs)
+    types.push_back(graph_input(model, name).type().tensor_type().elem_type());
   data.sample = [samples, inputs, types](size_t i) {
     const NpySample& s = (*samples)[i];
     auto arrays = read_arrays(s.file, inputs);
@@ -427,7 +461,8 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
     for (size_t k = 0; k < inputs.size(); ++k) {
       for (const auto& [name, array] : arrays) {
         if (name == inputs[k]) {
-          sample.push_back(to_type(slice_row(array, s.row), types[k], s.file.string() + ":" + name));
+          sample.push_back(
+              to_type(slice_row(array, s.row), types[k], s.file.string() + ":" + name));
         }
       }
     }

@@ -48,8 +48,8 @@ std::vector<int> output_types(const onnx::NodeProto& node, const TypeMap& types)
   const std::string& op = node.op_type();
   const int n = node.output_size();
   auto all = [&](int type) { return std::vector<int>(n, type); };
-  static const std::unordered_set<std::string> kInt64 = {"Shape", "Size", "NonZero", "ArgMax",
-                                                         "ArgMin", "NonMaxSuppression"};
+  static const std::unordered_set<std::string> kInt64 = {"Shape",  "Size",   "NonZero",
+                                                         "ArgMax", "ArgMin", "NonMaxSuppression"};
   static const std::unordered_set<std::string> kBool = {
       "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not",
       "And",   "Or",   "Xor",     "IsNaN",       "IsInf"};

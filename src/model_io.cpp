@@ -90,10 +90,14 @@ void resolve_external_data(Model& model, const fs::path& folder, bool allow_exte
     bool marked = false;
     for (const auto& entry : tensor.external_data()) {
       try {
-        if (entry.key() == "location") location = entry.value();
-        else if (entry.key() == "offset") offset = std::stoull(entry.value());
-        else if (entry.key() == "length") length = std::stoull(entry.value());
-        else if (entry.key() == kPayloadKey) marked = true;
+        if (entry.key() == "location")
+          location = entry.value();
+        else if (entry.key() == "offset")
+          offset = std::stoull(entry.value());
+        else if (entry.key() == "length")
+          length = std::stoull(entry.value());
+        else if (entry.key() == kPayloadKey)
+          marked = true;
       } catch (const std::exception&) {
         fail(ExitCode::kInput, "{}: {}: external data entry '{}' is not a number: '{}'",
              model.source, where, entry.key(), entry.value());
@@ -150,8 +154,7 @@ void check_payload_sizes(Model& model) {
     auto index = payload_index(tensor);
     if (!index) return;
     if (*index >= model.payloads->size()) {
-      fail(ExitCode::kInput, "{}: {} uses the reserved key '{}'", model.source, where,
-           kPayloadKey);
+      fail(ExitCode::kInput, "{}: {} uses the reserved key '{}'", model.source, where, kPayloadKey);
     }
     uint64_t want = expected_bytes(tensor);
     uint64_t have = (*model.payloads)[*index]->size();
@@ -369,10 +372,10 @@ Encoded encode_model(const Model& model, bool external_data, const std::string& 
       e.data_size = offset + payload->size();
       return offset;
     };
-    e.segments = wire::rewrite_tensors(skeleton, [&](std::string_view tensor, uint64_t,
-                                                     wire::Segments& out) {
-      expand_tensor(tensor, *model.payloads, external, data_name, out);
-    });
+    e.segments = wire::rewrite_tensors(
+        skeleton, [&](std::string_view tensor, uint64_t, wire::Segments& out) {
+          expand_tensor(tensor, *model.payloads, external, data_name, out);
+        });
     return e;
   };
   Encoded e = encode(external_data);
@@ -428,16 +431,23 @@ SaveResult save_model(const Model& model, const fs::path& path, const SaveOption
 
 size_t element_size(int data_type) {
   switch (data_type) {
-    case onnx::TensorProto::FLOAT: case onnx::TensorProto::INT32:
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::INT32:
     case onnx::TensorProto::UINT32:
       return 4;
-    case onnx::TensorProto::UINT8: case onnx::TensorProto::INT8: case onnx::TensorProto::BOOL:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::BOOL:
       return 1;
-    case onnx::TensorProto::UINT16: case onnx::TensorProto::INT16:
-    case onnx::TensorProto::FLOAT16: case onnx::TensorProto::BFLOAT16:
+    case onnx::TensorProto::UINT16:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16:
       return 2;
-    case onnx::TensorProto::INT64: case onnx::TensorProto::UINT64:
-    case onnx::TensorProto::DOUBLE: case onnx::TensorProto::COMPLEX64:
+    case onnx::TensorProto::INT64:
+    case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::DOUBLE:
+    case onnx::TensorProto::COMPLEX64:
       return 8;
     case onnx::TensorProto::COMPLEX128:
       return 16;
@@ -482,7 +492,8 @@ PayloadPtr tensor_payload(const Model& model, const onnx::TensorProto& tensor) {
     case onnx::TensorProto::INT64:
       put(tensor.int64_data(), [](int64_t v) { return v; });
       break;
-    case onnx::TensorProto::UINT32: case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::UINT32:
+    case onnx::TensorProto::UINT64:
       put(tensor.uint64_data(), [](uint64_t v) { return v; });
       break;
     default:  // int32_data carries INT32 and every narrower type, one value per entry

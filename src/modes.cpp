@@ -15,8 +15,7 @@ constexpr ModeInfo kModes[] = {
      "float16 weights and activations (float32 inputs and outputs kept)"},
     {Mode::kInt8, "int8", "int8",
      "dynamic INT8: int8 symmetric weights, activations quantized at run time"},
-    {Mode::kUInt8, "uint8", "uint8",
-     "dynamic INT8 with uint8 asymmetric weights"},
+    {Mode::kUInt8, "uint8", "uint8", "dynamic INT8 with uint8 asymmetric weights"},
     {Mode::kQ8, "q8", "quantized",
      "dynamic INT8, portable: uint8 weights if the model has Conv, else int8"},
 };
@@ -90,7 +89,8 @@ void Options::validate() const {
   }
   split_op_types(op_types, static_quant);
   if (!static_quant && !calib.empty()) {
-    fail(ExitCode::kUsage, "--calib is for static quantization: add --static (with --int8 or --uint8)");
+    fail(ExitCode::kUsage,
+         "--calib is for static quantization: add --static (with --int8 or --uint8)");
   }
   if (static_quant) {
     bool int8_mode = false;
@@ -100,11 +100,13 @@ void Options::validate() const {
     }
     if (!int8_mode) fail(ExitCode::kUsage, "--static needs --int8 (S8S8) or --uint8 (U8U8)");
     if (calib.empty()) {
-      fail(ExitCode::kUsage, "--static needs calibration data: --calib PATH (test-data folders, "
-                             ".npy/.npz), or --calib random to calibrate on synthetic inputs");
+      fail(ExitCode::kUsage,
+           "--static needs calibration data: --calib PATH (test-data folders, "
+           ".npy/.npz), or --calib random to calibrate on synthetic inputs");
     }
     if (calib_method != "minmax" && calib_method != "percentile" && calib_method != "entropy") {
-      fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy", calib_method);
+      fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy",
+           calib_method);
     }
     if (!(percentile > 50 && percentile <= 100)) {
       fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
@@ -146,8 +148,8 @@ std::string Options::describe(Mode mode) const {
     if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);
     return s;
   }
-  std::string s = fmt::format("{} bits={} block_size={} {}", mode_info(mode).flag, bits,
-                              block_size, symmetric ? "symmetric" : "asymmetric");
+  std::string s = fmt::format("{} bits={} block_size={} {}", mode_info(mode).flag, bits, block_size,
+                              symmetric ? "symmetric" : "asymmetric");
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
   if (!include.empty()) s += fmt::format(" include={}", include);
   if (!exclude.empty()) s += fmt::format(" exclude={}", exclude);

@@ -99,8 +99,7 @@ class LazyPayload final : public Payload {
 
 }  // namespace
 
-PayloadPtr make_mapped_payload(std::shared_ptr<MappedFile> file, uint64_t offset,
-                               uint64_t length) {
+PayloadPtr make_mapped_payload(std::shared_ptr<MappedFile> file, uint64_t offset, uint64_t length) {
   return std::make_shared<MappedPayload>(std::move(file), offset, length);
 }
 

@@ -24,7 +24,8 @@ std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& opt
   // opset 7+ forms. (The executor runs such models where their ops mean the same.)
   const int opset = opset_of(model.proto, "");
   if (opset < 7) {
-    fail(ExitCode::kInput, "{}: default-domain opset {} is not supported for quantization (7 to 21 are)",
+    fail(ExitCode::kInput,
+         "{}: default-domain opset {} is not supported for quantization (7 to 21 are)",
          model.source, opset);
   }
   std::vector<PassResult> results;

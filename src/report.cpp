@@ -47,9 +47,8 @@ void print_report(const OutputReport& report, int verbosity, std::FILE* out) {
   fmt::print(out, "{} -> {}  [{}]\n", report.input, report.dry_run ? "(dry run)" : report.output,
              report.options);
   for (const auto& pass : report.passes) print_pass(pass, verbosity, out);
-  const double ratio = report.bytes_before
-                           ? static_cast<double>(report.bytes_after) / report.bytes_before
-                           : 0.0;
+  const double ratio =
+      report.bytes_before ? static_cast<double>(report.bytes_after) / report.bytes_before : 0.0;
   fmt::print(out, "  size: {} -> {} (x{:.2f}){}, {:.2f} s\n", format_bytes(report.bytes_before),
              format_bytes(report.bytes_after), ratio,
              report.dry_run ? " if written (dry run: nothing was)" : "", report.seconds);

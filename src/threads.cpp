@@ -66,7 +66,8 @@ class Pool {
       // Loops come in bursts (one per op): poll a few microseconds before sleeping, as a
       // futex wake-up costs more than many small loops take.
       lock.unlock();
-      for (int spin = 0; spin < 4000 && published_.load(std::memory_order_acquire) == seen; ++spin) {
+      for (int spin = 0; spin < 4000 && published_.load(std::memory_order_acquire) == seen;
+           ++spin) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -119,7 +120,8 @@ void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_
     for (size_t c = 0; c < chunks; ++c) body(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
-  if (!g_pool || g_pool->size() != thread_count() - 1) g_pool = std::make_unique<Pool>(thread_count() - 1);
+  if (!g_pool || g_pool->size() != thread_count() - 1)
+    g_pool = std::make_unique<Pool>(thread_count() - 1);
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;

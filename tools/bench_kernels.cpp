@@ -81,19 +81,21 @@ int register_all() {
   struct Format {
     const char* name;
     BlockFormat fmt;
-  } formats[] = {{"q4_sym_b32", {4, 32, true}}, {"q4_asym_b32", {4, 32, false}},
+  } formats[] = {{"q4_sym_b32", {4, 32, true}},
+                 {"q4_asym_b32", {4, 32, false}},
                  {"q8_sym_b32", {8, 32, true}}};
   for (Isa isa : supported_isas()) {
     for (const auto& size : sizes) {
       for (const auto& f : formats) {
-        std::string name = std::string("quantize_") + f.name + "/" + isa_name(isa) + "/" + size.name;
+        std::string name =
+            std::string("quantize_") + f.name + "/" + isa_name(isa) + "/" + size.name;
         benchmark::RegisterBenchmark(name.c_str(), bench_quantize, isa, f.fmt, size.bytes);
       }
       for (bool is_signed : {true, false}) {
         for (bool per_column : {false, true}) {
           std::string name = std::string("quantize_") + (is_signed ? "int8" : "uint8") +
-                             (per_column ? "_per_channel/" : "_per_tensor/") + isa_name(isa) +
-                             "/" + size.name;
+                             (per_column ? "_per_channel/" : "_per_tensor/") + isa_name(isa) + "/" +
+                             size.name;
           benchmark::RegisterBenchmark(name.c_str(), bench_affine, isa, is_signed, per_column,
                                        size.bytes);
         }

@@ -83,7 +83,8 @@ std::function<void(uint64_t, uint64_t)> progress_line(const Cli& cli, const fs::
     int pct = total ? static_cast<int>(100 * done / total) : 100;
     if (pct == *last) return;
     *last = pct;
-    std::fprintf(stderr, "\r  writing %s: %3d%%%s", name.c_str(), pct, pct == 100 ? "\r\033[K" : "");
+    std::fprintf(stderr, "\r  writing %s: %3d%%%s", name.c_str(), pct,
+                 pct == 100 ? "\r\033[K" : "");
     std::fflush(stderr);
   };
 }
@@ -118,8 +119,9 @@ int run(const Cli& cli) {
   const std::vector<std::string> models =
       cli.models.empty() ? std::vector<std::string>{""} : cli.models;
   if (!cli.output.empty() && models.size() * modes.size() != 1) {
-    fail(ExitCode::kUsage, "-o/--output names one file: give one model and one mode "
-                           "(or use --output-dir)");
+    fail(ExitCode::kUsage,
+         "-o/--output names one file: give one model and one mode "
+         "(or use --output-dir)");
   }
   std::vector<std::pair<std::string, Mode>> jobs;
   for (const auto& m : models) {
@@ -153,8 +155,8 @@ int run(const Cli& cli) {
       } else {
         for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
           if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
-            fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file",
-                 file.string(), out.string());
+            fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file", file.string(),
+                 out.string());
           }
         }
         SaveOptions save;
@@ -188,8 +190,9 @@ int run_command(const RunCli& cli) {
   int sets = 0;
   for (const auto& data : cli.data) {
     for (const fs::path& dir : test_data_dirs(data)) {
-      const auto inputs = read_test_inputs(dir, executor.input_names().size(),
-                                           declared_types(model.proto.graph(), executor.input_names()));
+      const auto inputs =
+          read_test_inputs(dir, executor.input_names().size(),
+                           declared_types(model.proto.graph(), executor.input_names()));
       std::vector<Tensor> outputs;
       double seconds = 1e30;
       for (int r = 0; r < std::max(1, cli.repeat); ++r) {  // the best of --repeat runs
@@ -197,15 +200,17 @@ int run_command(const RunCli& cli) {
         outputs = executor.run(inputs);
         seconds = std::min(seconds, seconds_since(start));
       }
-      auto expected = read_test_outputs(dir, declared_types(model.proto.graph(), executor.output_names()));
+      auto expected =
+          read_test_outputs(dir, declared_types(model.proto.graph(), executor.output_names()));
       std::printf("%s (%.6f s)\n", dir.string().c_str(), seconds);
       for (size_t i = 0; i < outputs.size(); ++i) {
         const auto& shape = outputs[i].shape();
-        std::string line = outputs[i].is_container()
-                               ? fmt::format("  {} ({} of {})", executor.output_names()[i],
-                                             outputs[i].dtype() == Tensor::kSequence ? "sequence" : "optional",
-                                             outputs[i].size())
-                               : fmt::format("  {} [{}]", executor.output_names()[i], fmt::join(shape, " x "));
+        std::string line =
+            outputs[i].is_container()
+                ? fmt::format("  {} ({} of {})", executor.output_names()[i],
+                              outputs[i].dtype() == Tensor::kSequence ? "sequence" : "optional",
+                              outputs[i].size())
+                : fmt::format("  {} [{}]", executor.output_names()[i], fmt::join(shape, " x "));
         if (i < expected.size()) {
           Agreement a = compare(outputs[i], expected[i], cli.rtol, cli.atol);
           all_within &= a.within;
@@ -233,9 +238,10 @@ int run_command(const RunCli& cli) {
 
 int main(int argc, char** argv) {
   Cli cli;
-  CLI::App app{"quantize: turn ONNX models into smaller, faster quantized ONNX models.\n"
-               "Each mode writes <stem>_<mode>.onnx beside the input; with no model, the built-in "
-               "TinyStories model is used (output in the current folder)."};
+  CLI::App app{
+      "quantize: turn ONNX models into smaller, faster quantized ONNX models.\n"
+      "Each mode writes <stem>_<mode>.onnx beside the input; with no model, the built-in "
+      "TinyStories model is used (output in the current folder)."};
   app.set_version_flag("--version", std::string("quantize ") + QUANTIZE_VERSION);
   app.add_option("models", cli.models, "ONNX model files (external data is read from beside them)");
   auto* modes = app.add_option_group("Modes", "One output per mode (default: --q4f16)");
@@ -302,11 +308,13 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", cli.quiet, "Print errors only");
   RunCli run_cli;
   auto* run_cmd = app.add_subcommand(
-      "run", "Run a model in the built-in executor on ONNX test data (input_N.pb), comparing "
-             "with output_N.pb when present");
+      "run",
+      "Run a model in the built-in executor on ONNX test data (input_N.pb), comparing "
+      "with output_N.pb when present");
   run_cmd->add_option("model", run_cli.model, "ONNX model")->required();
-  run_cmd->add_option("--data", run_cli.data,
-                      "A test-data folder, or a folder of test_data_set_* folders (repeatable)")
+  run_cmd
+      ->add_option("--data", run_cli.data,
+                   "A test-data folder, or a folder of test_data_set_* folders (repeatable)")
       ->required();
   run_cmd->add_option("--save", run_cli.save, "Write the outputs as <save>/<set>/output_N.pb");
   run_cmd->add_option("--rtol", run_cli.rtol, "Relative tolerance")->capture_default_str();

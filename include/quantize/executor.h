@@ -33,9 +33,13 @@ class Tensor {
   size_t bytes() const { return storage_.size(); }
 
   template <typename T>
-  T* data() { return reinterpret_cast<T*>(storage_.data()); }
+  T* data() {
+    return reinterpret_cast<T*>(storage_.data());
+  }
   template <typename T>
-  const T* data() const { return reinterpret_cast<const T*>(storage_.data()); }
+  const T* data() const {
+    return reinterpret_cast<const T*>(storage_.data());
+  }
   uint8_t* raw() { return storage_.data(); }
   const uint8_t* raw() const { return storage_.data(); }
   // The elements of a STRING tensor (which has no raw bytes); empty for other types.
@@ -62,7 +66,9 @@ class Tensor {
   // Bytes that resize() leaves uninitialized; the zero-filling constructor clears them itself.
   struct ByteAllocator : std::allocator<uint8_t> {
     template <typename U>
-    struct rebind { using other = ByteAllocator; };
+    struct rebind {
+      using other = ByteAllocator;
+    };
     void construct(uint8_t*) {}
     void construct(uint8_t* p, uint8_t v) { *p = v; }
   };

@@ -73,6 +73,7 @@ std::string node_label(const onnx::NodeProto& node);
 int opset_of(const onnx::ModelProto& model, const std::string& domain = "");
 
 // Adds an opset import for `domain` at `version` unless the model has one.
-void ensure_opset(onnx::ModelProto& model, const std::string& domain, int version);  // "name (Op)" or "Op #output"
+void ensure_opset(onnx::ModelProto& model, const std::string& domain,
+                  int version);  // "name (Op)" or "Op #output"
 
 }  // namespace quantize

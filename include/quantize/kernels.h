@@ -41,8 +41,8 @@ enum class Isa { kScalar, kAvx2, kAvx512 };
 const char* isa_name(Isa isa);
 
 struct BlockFormat {
-  int bits = 4;          // 4 or 8
-  int block_size = 32;   // power of two, 16..256
+  int bits = 4;         // 4 or 8
+  int block_size = 32;  // power of two, 16..256
   bool symmetric = true;
 
   size_t blocks(size_t k) const { return (k + block_size - 1) / block_size; }
@@ -79,8 +79,8 @@ struct Kernels {
   void (*minmax_columns)(const float* x, size_t rows, size_t cols, float* mn, float* mx);
   // q for x[0..n) with one parameter set, or for a [rows, cols] matrix with one per column.
   void (*quantize_affine)(const float* x, size_t n, const AffineParams& p, uint8_t* q);
-  void (*quantize_affine_columns)(const float* x, size_t rows, size_t cols,
-                                  const AffineColumns& p, uint8_t* q);
+  void (*quantize_affine_columns)(const float* x, size_t rows, size_t cols, const AffineColumns& p,
+                                  uint8_t* q);
   void (*f32_to_f16)(const float* x, size_t n, uint16_t* y);
   void (*f16_to_f32)(const uint16_t* x, size_t n, float* y);
 };

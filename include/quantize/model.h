@@ -22,9 +22,9 @@ inline constexpr char kPayloadKey[] = "quantize.payload";
 struct Model {
   onnx::ModelProto proto;
   std::shared_ptr<std::vector<PayloadPtr>> payloads = std::make_shared<std::vector<PayloadPtr>>();
-  std::string source;                            // the model's path, for messages
-  std::vector<std::filesystem::path> files;      // every file the model was read from
-  uint64_t bytes = 0;                            // their total size
+  std::string source;                        // the model's path, for messages
+  std::vector<std::filesystem::path> files;  // every file the model was read from
+  uint64_t bytes = 0;                        // their total size
 };
 
 // Reads a model file; external data is resolved relative to its folder. Large tensor bytes stay

@@ -43,14 +43,14 @@ struct Options {
   bool per_channel = false;
   bool reduce_range = false;
   std::string op_types;  // comma-separated; empty: the mode's default
-  std::string format;  // "qoperator" or "qdq"; empty: the mode's default (dynamic: qoperator)
+  std::string format;    // "qoperator" or "qdq"; empty: the mode's default (dynamic: qoperator)
   // static INT8 (--static with --int8 / --uint8)
   bool static_quant = false;
   std::string calib;  // --calib PATH | random
   size_t calib_samples = 0;
   std::string calib_method = "minmax";
   double percentile = 99.999;
-  std::string keep_float;  // comma-separated tensor names
+  std::string keep_float;                              // comma-separated tensor names
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
 
   // Throws Error(kUsage) naming the bad option.
@@ -91,7 +91,7 @@ std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
 struct Calibration {
   std::unordered_map<std::string, Range> ranges;
   std::unordered_map<std::string, std::vector<double>> channel_power;  // mean square per channel
-  std::string description;  // what the samples were
+  std::string description;                                             // what the samples were
   bool synthetic = false;
 };
 using Calibrator =

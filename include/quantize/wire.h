@@ -29,8 +29,7 @@ struct Field {
 // Iterates the fields of one message. Malformed input throws quantize::Error (kInput).
 class Reader {
  public:
-  Reader(std::string_view message, uint64_t base_offset)
-      : data_(message), base_(base_offset) {}
+  Reader(std::string_view message, uint64_t base_offset) : data_(message), base_(base_offset) {}
   bool next(Field& field);
 
  private:
@@ -50,7 +49,7 @@ size_t varint_size(uint64_t value);
 class Segments {
  public:
   struct Piece {
-    std::string bytes;   // used when payload is null
+    std::string bytes;  // used when payload is null
     PayloadPtr payload;
   };
   void append(std::string_view bytes);
@@ -68,8 +67,7 @@ class Segments {
 
 // Writes the new encoding of one TensorProto (its fields only, without tag or length).
 // `offset` is where the tensor's bytes start in the model bytes given to rewrite_tensors.
-using TensorRewrite =
-    std::function<void(std::string_view tensor, uint64_t offset, Segments& out)>;
+using TensorRewrite = std::function<void(std::string_view tensor, uint64_t offset, Segments& out)>;
 
 // Re-encodes a ModelProto with every reachable TensorProto passed through `rewrite`.
 Segments rewrite_tensors(std::string_view model, const TensorRewrite& rewrite);

@@ -6,16 +6,16 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <cblas.h>
+
 #include <map>
 #include <optional>
 #include <unordered_set>
 
-#include <cblas.h>
-
 #include "ops.h"
-#include "quantize/threads.h"
-#include "quantize/kernels.h"
 #include "quantize/graph.h"
+#include "quantize/kernels.h"
+#include "quantize/threads.h"
 
 namespace quantize {
 namespace exec {
@@ -133,7 +133,8 @@ int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
-void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+           float* c) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     std::fill(c, c + m * n, 0.0f);
@@ -141,7 +142,8 @@ void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const 
   }
   // OpenBLAS runs single-threaded (its idle workers spin and starve the executor's own threads);
   // large products are split over the executor's threads by column blocks instead.
-  const int64_t block = n * m * k >= (1 << 18) && n >= 64 ? std::max<int64_t>(32, n / (4 * thread_count())) : n;
+  const int64_t block =
+      n * m * k >= (1 << 18) && n >= 64 ? std::max<int64_t>(32, n / (4 * thread_count())) : n;
   parallel_for(static_cast<size_t>((n + block - 1) / block), 1, [&](size_t b0, size_t b1) {
     for (size_t blk = b0; blk < b1; ++blk) {
       const int64_t j0 = static_cast<int64_t>(blk) * block, cols = std::min(block, n - j0);
@@ -173,13 +175,14 @@ namespace {
 
 // Ops that move bytes without arithmetic: they run on float16 tensors as they are.
 const std::unordered_set<std::string> kAnyType = {
-    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",    "Slice",
-    "Gather",  "Expand",    "Identity", "Shape",    "Size",   "Flatten", "Constant",
-    "ConstantOfShape", "Where", "Cast"};
+    "Reshape", "Transpose", "Squeeze",         "Unsqueeze", "Concat", "Split",
+    "Slice",   "Gather",    "Expand",          "Identity",  "Shape",  "Size",
+    "Flatten", "Constant",  "ConstantOfShape", "Where",     "Cast"};
 
 Tensor widen(const Tensor& half) {
   Tensor t(onnx::TensorProto::FLOAT, half.shape());
-  for (int64_t i = 0; i < half.size(); ++i) t.data<float>()[i] = f16_to_f32_scalar(half.data<uint16_t>()[i]);
+  for (int64_t i = 0; i < half.size(); ++i)
+    t.data<float>()[i] = f16_to_f32_scalar(half.data<uint16_t>()[i]);
   return t;
 }
 
@@ -189,17 +192,28 @@ Tensor narrow(const Tensor& full) {
   for (int64_t i = 0; i < full.size(); ++i) {
     const float x = full.data<float>()[i];
     uint16_t h = f32_to_f16_scalar(x);
-    if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f) h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
+    if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f)
+      h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
     t.data<uint16_t>()[i] = h;
   }
   return t;
 }
 
 // Ops that take sequence and optional values; the others refuse them by name.
-const std::unordered_set<std::string> kTakesContainers = {
-    "Identity", "If", "Loop", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceErase",
-    "SequenceLength", "ConcatFromSequence", "SplitToSequence", "SequenceMap", "Optional",
-    "OptionalHasElement", "OptionalGetElement"};
+const std::unordered_set<std::string> kTakesContainers = {"Identity",
+                                                          "If",
+                                                          "Loop",
+                                                          "SequenceConstruct",
+                                                          "SequenceAt",
+                                                          "SequenceInsert",
+                                                          "SequenceErase",
+                                                          "SequenceLength",
+                                                          "ConcatFromSequence",
+                                                          "SplitToSequence",
+                                                          "SequenceMap",
+                                                          "Optional",
+                                                          "OptionalHasElement",
+                                                          "OptionalGetElement"};
 
 // Why a node of an opset 1-6 model cannot run as its opset 7+ form, or "" when it can: most ops
 // only lost the consumed_inputs hint since, but these changed meaning.
@@ -211,10 +225,15 @@ std::string legacy_refusal(const onnx::NodeProto& node, int opset) {
   static const std::unordered_set<std::string> changed = {
       "Cast",  // 'to' was a type name
       "Pad",   // 'paddings'
-      "Reshape", "Tile", "Upsample",  // attributes that became inputs, or other semantics
-      "GRU", "LSTM", "RNN",  // output_sequence, linear_before_reset
-      "BatchNormalization", "Dropout",  // spatial / is_test outputs
-      "PRelu"};  // slope broadcasting
+      "Reshape",
+      "Tile",
+      "Upsample",  // attributes that became inputs, or other semantics
+      "GRU",
+      "LSTM",
+      "RNN",  // output_sequence, linear_before_reset
+      "BatchNormalization",
+      "Dropout",  // spatial / is_test outputs
+      "PRelu"};   // slope broadcasting
   if (changed.count(node.op_type())) return "its opset 7 form differs";
   if (node.op_type() == "Concat" && opset < 4) {
     for (const auto& a : node.attribute()) {
@@ -272,8 +291,8 @@ Executor::Executor(const Model& model) : model_(model) {
   const int default_opset = opset_of(model.proto, "");
   for_each_node(graph, [&](const onnx::NodeProto& node) {
     if (!exec::registry().count(op_key(node))) {
-      fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run",
-           model.source, node_label(node), op_key(node));
+      fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run", model.source,
+           node_label(node), op_key(node));
     }
     const std::string reason = default_opset < 7 ? legacy_refusal(node, default_opset) : "";
     if (!reason.empty()) {
@@ -302,7 +321,8 @@ void Executor::plan_fusions() {
   auto bound = [&](const onnx::NodeProto& clip, int i, float fallback) -> std::optional<float> {
     if (clip.input_size() <= i || clip.input(i).empty()) return fallback;
     auto it = constants_.find(clip.input(i));
-    if (it == constants_.end() || it->second->dtype() != onnx::TensorProto::FLOAT || it->second->size() != 1) {
+    if (it == constants_.end() || it->second->dtype() != onnx::TensorProto::FLOAT ||
+        it->second->size() != 1) {
       return std::nullopt;
     }
     return it->second->data<float>()[0];
@@ -313,7 +333,8 @@ void Executor::plan_fusions() {
     const auto& users = readers[node.output(0)];
     if (users.size() != 1 || users[0] == SIZE_MAX) continue;
     const auto& next = graph.node(users[0]);
-    if (!next.domain().empty() || next.input(0) != node.output(0) || next.output_size() != 1) continue;
+    if (!next.domain().empty() || next.input(0) != node.output(0) || next.output_size() != 1)
+      continue;
     if (next.op_type() == "Relu") {
       fusions_[k] = {users[0], 0.0f, INFINITY};
     } else if (next.op_type() == "Clip") {
@@ -338,9 +359,12 @@ std::vector<std::string> fed_inputs(const Model& model) {
   std::vector<std::string> inputs;
   for (const auto& v : graph.input()) {
     if (initializers.count(v.name())) continue;
-    if (!v.type().has_tensor_type() && !v.type().has_sequence_type() && !v.type().has_optional_type()) {
-      fail(ExitCode::kInput, "{}: input '{}' is not a tensor, a sequence or an optional (maps and "
-           "sparse tensors are not supported)", model.source, v.name());
+    if (!v.type().has_tensor_type() && !v.type().has_sequence_type() &&
+        !v.type().has_optional_type()) {
+      fail(ExitCode::kInput,
+           "{}: input '{}' is not a tensor, a sequence or an optional (maps and "
+           "sparse tensors are not supported)",
+           model.source, v.name());
     }
     inputs.push_back(v.name());
   }
@@ -359,8 +383,8 @@ const Tensor* Executor::Scope::find(const std::string& name) const {
 
 std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Observer& observer) {
   if (inputs.size() != inputs_.size()) {
-    fail(ExitCode::kInput, "{}: {} inputs given, the model takes {}", model_.source,
-         inputs.size(), inputs_.size());
+    fail(ExitCode::kInput, "{}: {} inputs given, the model takes {}", model_.source, inputs.size(),
+         inputs_.size());
   }
   Scope scope;
   scope.values = constants_;
@@ -371,7 +395,8 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs, const Obser
   return results_of(scope, outputs_);
 }
 
-std::vector<Tensor> Executor::results_of(const Scope& scope, const std::vector<std::string>& names) const {
+std::vector<Tensor> Executor::results_of(const Scope& scope,
+                                         const std::vector<std::string>& names) const {
   std::vector<Tensor> results;
   for (const auto& name : names) {
     const Tensor* t = scope.find(name);
@@ -389,11 +414,12 @@ std::vector<Tensor> Executor::run_subgraph(const onnx::GraphProto& graph, const 
     scope.values[t.name()] = std::make_shared<const Tensor>(tensor_from_proto(model_, t));
   }
   if (inputs.size() != static_cast<size_t>(graph.input_size())) {
-    fail(ExitCode::kInput, "{}: subgraph '{}' takes {} inputs, {} given", model_.source, graph.name(),
-         graph.input_size(), inputs.size());
+    fail(ExitCode::kInput, "{}: subgraph '{}' takes {} inputs, {} given", model_.source,
+         graph.name(), graph.input_size(), inputs.size());
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
-    scope.values[graph.input(static_cast<int>(i)).name()] = std::make_shared<const Tensor>(inputs[i]);
+    scope.values[graph.input(static_cast<int>(i)).name()] =
+        std::make_shared<const Tensor>(inputs[i]);
   }
   std::vector<std::string> outputs;
   for (const auto& o : graph.output()) outputs.push_back(o.name());
@@ -444,12 +470,14 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
     for (const Tensor* t : in) {
       if (t && t->dtype() == onnx::TensorProto::STRING && node.op_type() != "Cast" &&
           node.op_type() != "CastLike" && node.op_type() != "Identity") {
-        fail(ExitCode::kInput, "{}: node {}: string tensors are supported by Cast, CastLike and "
-             "Identity only", model_.source, node_label(node));
+        fail(ExitCode::kInput,
+             "{}: node {}: string tensors are supported by Cast, CastLike and "
+             "Identity only",
+             model_.source, node_label(node));
       }
       if (t && t->is_container() && !kTakesContainers.count(node.op_type())) {
-        fail(ExitCode::kInput, "{}: node {}: {} does not take sequences or optionals", model_.source,
-             node_label(node), node.op_type());
+        fail(ExitCode::kInput, "{}: node {}: {} does not take sequences or optionals",
+             model_.source, node_label(node), node.op_type());
       }
     }
     // float16 arithmetic runs in float32, its float results rounded back to float16.
@@ -469,7 +497,8 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
     std::vector<Tensor> out(node.output_size());
     const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
     exec::OpContext ctx(model_, node, opset, in, out);
-    ctx.run_subgraph = [this, &scope](const onnx::GraphProto& g, const std::vector<Tensor>& inputs) {
+    ctx.run_subgraph = [this, &scope](const onnx::GraphProto& g,
+                                      const std::vector<Tensor>& inputs) {
       return run_subgraph(g, scope, inputs);
     };
     // The reader this node absorbs, for float32 runs nobody observes (float16 results are
@@ -488,14 +517,18 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       if (key == "Conv" && in.size() > 1 && in[1]) {  // by kind: depthwise, grouped, 1x1, k x k
         const auto& ws = in[1]->shape();
         const int64_t group = ctx.attr_int("group", 1);
-        key += group > 1 && ws[1] == 1 ? " depthwise" : group > 1 ? " grouped"
-               : ws.size() == 4 && ws[2] * ws[3] == 1 ? " 1x1" : " kxk";
+        key += group > 1 && ws[1] == 1                ? " depthwise"
+               : group > 1                            ? " grouped"
+               : ws.size() == 4 && ws[2] * ws[3] == 1 ? " 1x1"
+                                                      : " kxk";
       }
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
       profile_time[key] += seconds;
       if (profile_nodes) {
-        std::fprintf(stderr, "node %-40s %-16s %8.3f ms [%s]\n", node_label(node).c_str(), key.c_str(),
-                     seconds * 1e3, out.empty() ? "" : fmt::format("{}", fmt::join(out[0].shape(), "x")).c_str());
+        std::fprintf(stderr, "node %-40s %-16s %8.3f ms [%s]\n", node_label(node).c_str(),
+                     key.c_str(), seconds * 1e3,
+                     out.empty() ? "" : fmt::format("{}", fmt::join(out[0].shape(), "x")).c_str());
       }
       profile_elements[key] += out.empty() ? 0 : out[0].size();
     }
@@ -509,15 +542,16 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       auto value = std::make_shared<const Tensor>(std::move(out[i]));
       if (observer && !value->is_container()) observer(node.output(i), *value);
       const bool absorbed = fusion != fusions_.end() && i == 0;
-      values[absorbed ? graph.node(fusion->second.reader).output(0) : node.output(i)] = std::move(value);
+      values[absorbed ? graph.node(fusion->second.reader).output(0) : node.output(i)] =
+          std::move(value);
     }
     for (const auto& name : node.input()) release(name);
     for (const auto& name : implicit[k]) release(name);
   }
   if (profile) {
     for (const auto& [op, seconds] : profile_time) {
-      std::fprintf(stderr, "profile %-22s %8.2f ms %12lld elements out\n", op.c_str(), seconds * 1e3,
-                   static_cast<long long>(profile_elements[op]));
+      std::fprintf(stderr, "profile %-22s %8.2f ms %12lld elements out\n", op.c_str(),
+                   seconds * 1e3, static_cast<long long>(profile_elements[op]));
     }
   }
 }

@@ -4,7 +4,6 @@
 #include <onnx/onnx_pb.h>
 
 #include <cstring>
-
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -34,7 +33,8 @@ class OpContext {
   const Clamp* fused = nullptr;
   // Runs a graph attribute (If branch, Loop body) in the scope of this node: inputs bound by
   // position, outputs returned in order.
-  std::function<std::vector<Tensor>(const onnx::GraphProto&, const std::vector<Tensor>&)> run_subgraph;
+  std::function<std::vector<Tensor>(const onnx::GraphProto&, const std::vector<Tensor>&)>
+      run_subgraph;
 
   int input_count() const { return static_cast<int>(inputs_.size()); }
   bool has_input(int i) const { return i < input_count() && inputs_[i] != nullptr; }
@@ -98,7 +98,7 @@ inline float exp_poly(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest, no libm call
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split for exact n*ln2
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;    // ln2 split for exact n*ln2
   float p = 1.0f / 720;
   p = p * r + 1.0f / 120;
   p = p * r + 1.0f / 24;
@@ -138,17 +138,29 @@ void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, 
 template <typename F>
 void with_type(const OpContext& c, int dtype, F f) {
   switch (dtype) {
-    case onnx::TensorProto::FLOAT: return f(float{});
-    case onnx::TensorProto::DOUBLE: return f(double{});
-    case onnx::TensorProto::INT64: return f(int64_t{});
-    case onnx::TensorProto::INT32: return f(int32_t{});
-    case onnx::TensorProto::INT16: return f(int16_t{});
-    case onnx::TensorProto::INT8: return f(int8_t{});
-    case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: return f(uint8_t{});
-    case onnx::TensorProto::UINT16: return f(uint16_t{});
-    case onnx::TensorProto::UINT32: return f(uint32_t{});
-    case onnx::TensorProto::UINT64: return f(uint64_t{});
-    default: c.fail("data type {} is not supported", dtype);
+    case onnx::TensorProto::FLOAT:
+      return f(float{});
+    case onnx::TensorProto::DOUBLE:
+      return f(double{});
+    case onnx::TensorProto::INT64:
+      return f(int64_t{});
+    case onnx::TensorProto::INT32:
+      return f(int32_t{});
+    case onnx::TensorProto::INT16:
+      return f(int16_t{});
+    case onnx::TensorProto::INT8:
+      return f(int8_t{});
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL:
+      return f(uint8_t{});
+    case onnx::TensorProto::UINT16:
+      return f(uint16_t{});
+    case onnx::TensorProto::UINT32:
+      return f(uint32_t{});
+    case onnx::TensorProto::UINT64:
+      return f(uint64_t{});
+    default:
+      c.fail("data type {} is not supported", dtype);
   }
 }
 

@@ -1,5 +1,5 @@
-// Control flow: If, Loop and Scan, their branches and bodies run as subgraphs that read the enclosing
-// graph's values by name.
+// Control flow: If, Loop and Scan, their branches and bodies run as subgraphs that read the
+// enclosing graph's values by name.
 #include <cstring>
 
 #include "ops.h"
@@ -42,9 +42,11 @@ void loop(OpContext& c) {
   const int64_t trips = bounded ? c.input(0).to_int64().at(0) : 0;
   bool cond = c.has_input(1) ? truth(c, c.input(1), "cond") : true;
   const int carried = c.input_count() - 2;
-  if (carried < 0 || body->input_size() != carried + 2) c.fail("the body takes {} inputs for {} loop-carried values", body->input_size(), carried);
+  if (carried < 0 || body->input_size() != carried + 2)
+    c.fail("the body takes {} inputs for {} loop-carried values", body->input_size(), carried);
   const int scans = body->output_size() - 1 - carried;
-  if (scans < 0 || c.output_count() > carried + scans) c.fail("the body's outputs do not match the node's");
+  if (scans < 0 || c.output_count() > carried + scans)
+    c.fail("the body's outputs do not match the node's");
   std::vector<Tensor> state;
   for (int i = 0; i < carried; ++i) state.push_back(c.input(2 + i));
   std::vector<std::vector<Tensor>> stacked(static_cast<size_t>(scans));
@@ -90,12 +92,14 @@ void scan(OpContext& c) {
   auto ints = [&](const char* name, int64_t count) {
     std::vector<int64_t> v = c.attr_ints(name);
     if (v.empty()) v.assign(static_cast<size_t>(count), 0);
-    if (static_cast<int64_t>(v.size()) != count) c.fail("{} has {} values for {}", name, v.size(), count);
+    if (static_cast<int64_t>(v.size()) != count)
+      c.fail("{} has {} values for {}", name, v.size(), count);
     return v;
   };
   const int64_t k_outputs = c.output_count() - n;
   auto in_axes = ints("scan_input_axes", m), in_dirs = ints("scan_input_directions", m);
-  auto out_axes = ints("scan_output_axes", k_outputs), out_dirs = ints("scan_output_directions", k_outputs);
+  auto out_axes = ints("scan_output_axes", k_outputs),
+       out_dirs = ints("scan_output_directions", k_outputs);
   int64_t length = -1;
   for (int64_t j = 0; j < m; ++j) {
     const Tensor& x = c.input(static_cast<int>(n + j));
@@ -112,7 +116,8 @@ void scan(OpContext& c) {
     int64_t outer = 1, inner = static_cast<int64_t>(element_size(x.dtype()));
     for (int64_t d = 0; d < axis; ++d) outer *= x.shape()[d];
     for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= x.shape()[d];
-    for (int64_t o = 0; o < outer; ++o) std::memcpy(out.raw() + o * inner, x.raw() + (o * len + i) * inner, inner);
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(out.raw() + o * inner, x.raw() + (o * len + i) * inner, inner);
     return out;
   };
   std::vector<Tensor> states;
@@ -121,10 +126,12 @@ void scan(OpContext& c) {
   for (int64_t t = 0; t < length; ++t) {
     std::vector<Tensor> args = states;
     for (int64_t j = 0; j < m; ++j) {
-      args.push_back(slice(c.input(static_cast<int>(n + j)), in_axes[j], in_dirs[j] ? length - 1 - t : t));
+      args.push_back(
+          slice(c.input(static_cast<int>(n + j)), in_axes[j], in_dirs[j] ? length - 1 - t : t));
     }
     auto out = c.run_subgraph(*body, args);
-    if (static_cast<int64_t>(out.size()) != n + k_outputs) c.fail("the body gives {} outputs for {}", out.size(), n + k_outputs);
+    if (static_cast<int64_t>(out.size()) != n + k_outputs)
+      c.fail("the body gives {} outputs for {}", out.size(), n + k_outputs);
     for (int64_t i = 0; i < n; ++i) states[i] = std::move(out[i]);
     for (int64_t k = 0; k < k_outputs; ++k) parts[k].push_back(std::move(out[n + k]));
   }
@@ -141,8 +148,10 @@ void scan(OpContext& c) {
     for (int64_t d = axis + 1; d < static_cast<int64_t>(shape.size()); ++d) inner *= shape[d];
     for (int64_t t = 0; t < length; ++t) {
       const Tensor& part = parts[k][out_dirs[k] ? length - 1 - t : t];
-      if (part.shape() != first.shape()) c.fail("scan output {} changes shape between iterations", k);
-      for (int64_t o = 0; o < outer; ++o) std::memcpy(out.raw() + (o * length + t) * inner, part.raw() + o * inner, inner);
+      if (part.shape() != first.shape())
+        c.fail("scan output {} changes shape between iterations", k);
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(out.raw() + (o * length + t) * inner, part.raw() + o * inner, inner);
     }
     c.output(static_cast<int>(n + k)) = std::move(out);
   }

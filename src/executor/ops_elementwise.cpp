@@ -1,14 +1,14 @@
 // Element-wise ops with numpy broadcasting: arithmetic, comparisons, logic, activations, Cast.
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 
 #include "ops.h"
-#include "quantize/threads.h"
 #include "quantize/kernels.h"
+#include "quantize/threads.h"
 
 namespace quantize::exec {
 namespace {
@@ -47,7 +47,8 @@ void binary_typed(OpContext& ctx, const Tensor& a, const Tensor& b, int out_type
     };
     size_t k = rank;
     int64_t inner = 1;
-    while (k > 0 && fits(whole_a, sa[k - 1], shape[k - 1]) && fits(whole_b, sb[k - 1], shape[k - 1])) {
+    while (k > 0 && fits(whole_a, sa[k - 1], shape[k - 1]) &&
+           fits(whole_b, sb[k - 1], shape[k - 1])) {
       --k;
       inner *= shape[k];
     }
@@ -81,17 +82,28 @@ void arithmetic(OpContext& ctx, F f) {
   const Tensor& b = ctx.input(1);
   if (a.dtype() != b.dtype()) ctx.fail("input types {} and {} differ", a.dtype(), b.dtype());
   switch (a.dtype()) {
-    case TensorProto::FLOAT: return binary_typed<float, float>(ctx, a, b, a.dtype(), f);
-    case TensorProto::DOUBLE: return binary_typed<double, double>(ctx, a, b, a.dtype(), f);
-    case TensorProto::INT64: return binary_typed<int64_t, int64_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::INT32: return binary_typed<int32_t, int32_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::INT16: return binary_typed<int16_t, int16_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::INT8: return binary_typed<int8_t, int8_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::UINT8: return binary_typed<uint8_t, uint8_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::UINT16: return binary_typed<uint16_t, uint16_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::UINT32: return binary_typed<uint32_t, uint32_t>(ctx, a, b, a.dtype(), f);
-    case TensorProto::UINT64: return binary_typed<uint64_t, uint64_t>(ctx, a, b, a.dtype(), f);
-    default: ctx.fail("data type {} is not supported", a.dtype());
+    case TensorProto::FLOAT:
+      return binary_typed<float, float>(ctx, a, b, a.dtype(), f);
+    case TensorProto::DOUBLE:
+      return binary_typed<double, double>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT64:
+      return binary_typed<int64_t, int64_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT32:
+      return binary_typed<int32_t, int32_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT16:
+      return binary_typed<int16_t, int16_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::INT8:
+      return binary_typed<int8_t, int8_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT8:
+      return binary_typed<uint8_t, uint8_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT16:
+      return binary_typed<uint16_t, uint16_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT32:
+      return binary_typed<uint32_t, uint32_t>(ctx, a, b, a.dtype(), f);
+    case TensorProto::UINT64:
+      return binary_typed<uint64_t, uint64_t>(ctx, a, b, a.dtype(), f);
+    default:
+      ctx.fail("data type {} is not supported", a.dtype());
   }
 }
 
@@ -108,8 +120,10 @@ void variadic(OpContext& ctx, F f, bool mean = false) {
     acc = std::move(out[0]);
   }
   if (mean) {
-    if (acc.dtype() != TensorProto::FLOAT) ctx.fail("Mean of data type {} is not supported", acc.dtype());
-    for (int64_t i = 0; i < acc.size(); ++i) acc.data<float>()[i] /= static_cast<float>(ctx.input_count());
+    if (acc.dtype() != TensorProto::FLOAT)
+      ctx.fail("Mean of data type {} is not supported", acc.dtype());
+    for (int64_t i = 0; i < acc.size(); ++i)
+      acc.data<float>()[i] /= static_cast<float>(ctx.input_count());
   }
   ctx.output(0) = std::move(acc);
 }
@@ -120,12 +134,18 @@ void comparison(OpContext& ctx, F f) {
   const Tensor& b = ctx.input(1);
   if (a.dtype() != b.dtype()) ctx.fail("input types {} and {} differ", a.dtype(), b.dtype());
   switch (a.dtype()) {
-    case TensorProto::FLOAT: return binary_typed<float, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
-    case TensorProto::DOUBLE: return binary_typed<double, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
-    case TensorProto::INT64: return binary_typed<int64_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
-    case TensorProto::INT32: return binary_typed<int32_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
-    case TensorProto::BOOL: return binary_typed<uint8_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
-    default: ctx.fail("data type {} is not supported", a.dtype());
+    case TensorProto::FLOAT:
+      return binary_typed<float, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::DOUBLE:
+      return binary_typed<double, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::INT64:
+      return binary_typed<int64_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::INT32:
+      return binary_typed<int32_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    case TensorProto::BOOL:
+      return binary_typed<uint8_t, uint8_t>(ctx, a, b, TensorProto::BOOL, f);
+    default:
+      ctx.fail("data type {} is not supported", a.dtype());
   }
 }
 
@@ -149,11 +169,18 @@ void unary_float(OpContext& ctx, F f) {
   ctx.output(0) = std::move(out);
 }
 
-void add(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a + b; }); }
-void sub(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a - b; }); }
-void mul(OpContext& c) { arithmetic(c, [](auto a, auto b) { return a * b; }); }
+void add(OpContext& c) {
+  arithmetic(c, [](auto a, auto b) { return a + b; });
+}
+void sub(OpContext& c) {
+  arithmetic(c, [](auto a, auto b) { return a - b; });
+}
+void mul(OpContext& c) {
+  arithmetic(c, [](auto a, auto b) { return a * b; });
+}
 void div(OpContext& c) {
-  arithmetic(c, [](auto a, auto b) { return b == 0 && std::is_integral_v<decltype(a)> ? 0 : a / b; });
+  arithmetic(c,
+             [](auto a, auto b) { return b == 0 && std::is_integral_v<decltype(a)> ? 0 : a / b; });
 }
 // Pow: float bases with any numeric exponent; integer bases (int32, int64) computed in double
 // and converted back, as the result type is the base's.
@@ -167,42 +194,72 @@ void pow(OpContext& c) {
     std::vector<Tensor> out(1);
     std::vector<const Tensor*> in{&xd, &ed};
     OpContext step(c.model, c.node, c.opset, in, out);
-    binary_typed<double, double>(step, xd, ed, TensorProto::DOUBLE, [](double a, double b) { return std::pow(a, b); });
+    binary_typed<double, double>(step, xd, ed, TensorProto::DOUBLE,
+                                 [](double a, double b) { return std::pow(a, b); });
     Tensor result(x.dtype(), out[0].shape());
     for (int64_t i = 0; i < result.size(); ++i) {
       const double v = out[0].data<double>()[i];
-      if (x.dtype() == TensorProto::INT32) result.data<int32_t>()[i] = static_cast<int32_t>(v);
-      else result.data<int64_t>()[i] = static_cast<int64_t>(v);
+      if (x.dtype() == TensorProto::INT32)
+        result.data<int32_t>()[i] = static_cast<int32_t>(v);
+      else
+        result.data<int64_t>()[i] = static_cast<int64_t>(v);
     }
     c.output(0) = std::move(result);
     return;
   }
   if (x.dtype() != TensorProto::FLOAT) c.fail("base type {} is not supported", x.dtype());
   Tensor y(TensorProto::FLOAT, e.shape());
-  for (int64_t i = 0; i < y.size(); ++i) y.data<float>()[i] = static_cast<float>(e.element_as_double(i));
-  binary_typed<float, float>(c, x, y, TensorProto::FLOAT, [](float a, float b) {
-    return b == 2.0f ? a * a : std::pow(a, b);
-  });
+  for (int64_t i = 0; i < y.size(); ++i)
+    y.data<float>()[i] = static_cast<float>(e.element_as_double(i));
+  binary_typed<float, float>(c, x, y, TensorProto::FLOAT,
+                             [](float a, float b) { return b == 2.0f ? a * a : std::pow(a, b); });
 }
-void max_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a > b || a != a ? a : b; }); }
-void min_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a < b || a != a ? a : b; }); }
-void sum_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }); }
-void mean_op(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }, true); }
-void equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a == b; }); }
-void less(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a < b; }); }
-void greater(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a > b; }); }
-void less_equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a <= b; }); }
-void greater_equal(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a >= b; }); }
-void logical_and(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a && b; }); }
-void logical_or(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return a || b; }); }
-void logical_xor(OpContext& c) { comparison(c, [](auto a, auto b) -> uint8_t { return !a != !b; }); }
+void max_op(OpContext& c) {
+  variadic(c, [](auto a, auto b) { return a > b || a != a ? a : b; });
+}
+void min_op(OpContext& c) {
+  variadic(c, [](auto a, auto b) { return a < b || a != a ? a : b; });
+}
+void sum_op(OpContext& c) {
+  variadic(c, [](auto a, auto b) { return a + b; });
+}
+void mean_op(OpContext& c) {
+  variadic(
+      c, [](auto a, auto b) { return a + b; }, true);
+}
+void equal(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a == b; });
+}
+void less(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a < b; });
+}
+void greater(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a > b; });
+}
+void less_equal(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a <= b; });
+}
+void greater_equal(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a >= b; });
+}
+void logical_and(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a && b; });
+}
+void logical_or(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return a || b; });
+}
+void logical_xor(OpContext& c) {
+  comparison(c, [](auto a, auto b) -> uint8_t { return !a != !b; });
+}
 
 // BitShift of unsigned integers; shifting by the type's width or more gives 0.
 void bit_shift(OpContext& c) {
   const std::string direction = c.attr_string("direction", "");
-  if (direction != "LEFT" && direction != "RIGHT") c.fail("direction '{}' is not LEFT or RIGHT", direction);
+  if (direction != "LEFT" && direction != "RIGHT")
+    c.fail("direction '{}' is not LEFT or RIGHT", direction);
   const int type = c.input(0).dtype();
-  if (type != TensorProto::UINT8 && type != TensorProto::UINT16 && type != TensorProto::UINT32 && type != TensorProto::UINT64) {
+  if (type != TensorProto::UINT8 && type != TensorProto::UINT16 && type != TensorProto::UINT32 &&
+      type != TensorProto::UINT64) {
     c.fail("data type {} is not an unsigned integer type", type);
   }
   const bool left = direction == "LEFT";
@@ -224,9 +281,15 @@ void logical_not(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
-void sqrt_op(OpContext& c) { unary_float(c, [](auto x) { return std::sqrt(x); }); }
-void exp_op(OpContext& c) { unary_float(c, [](auto x) { return std::exp(x); }); }
-void log_op(OpContext& c) { unary_float(c, [](auto x) { return std::log(x); }); }
+void sqrt_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::sqrt(x); });
+}
+void exp_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::exp(x); });
+}
+void log_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::log(x); });
+}
 // tanh over a row of floats: for |x| >= 0.5, (1 - e) / (1 + e) with e = e^(-2|x|) by exp_poly;
 // below, where 1 - e would cancel, the odd Taylor series to x^13 (relative error < 1e-7 there).
 QUANTIZE_CLONES_NO_FMA
@@ -258,13 +321,25 @@ void tanh_op(OpContext& c) {
   }
   unary_float(c, [](auto v) { return std::tanh(v); });
 }
-void erf_op(OpContext& c) { unary_float(c, [](auto x) { return std::erf(x); }); }
-void abs_op(OpContext& c) { unary_float(c, [](auto x) { return std::fabs(x); }); }
-void floor_op(OpContext& c) { unary_float(c, [](auto x) { return std::floor(x); }); }
-void ceil_op(OpContext& c) { unary_float(c, [](auto x) { return std::ceil(x); }); }
-void reciprocal(OpContext& c) { unary_float(c, [](auto x) { return decltype(x)(1) / x; }); }
+void erf_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::erf(x); });
+}
+void abs_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::fabs(x); });
+}
+void floor_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::floor(x); });
+}
+void ceil_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::ceil(x); });
+}
+void reciprocal(OpContext& c) {
+  unary_float(c, [](auto x) { return decltype(x)(1) / x; });
+}
 // NaN stays NaN, as in Clip(x, 0): the executor fuses Relu into Conv as that clamp.
-void relu(OpContext& c) { unary_float(c, [](auto x) { return x < 0 ? decltype(x)(0) : x; }); }
+void relu(OpContext& c) {
+  unary_float(c, [](auto x) { return x < 0 ? decltype(x)(0) : x; });
+}
 // y = 1 / (1 + e^-x) over a row; compiled for AVX2 too and chosen at run time (GCC
 // target_clones), no FMA contraction, so every ISA computes the same floats.
 QUANTIZE_CLONES_NO_FMA
@@ -299,33 +374,51 @@ void selu(OpContext& c) {
 }
 void hard_sigmoid(OpContext& c) {
   const float alpha = c.attr_float("alpha", 0.2f), beta = c.attr_float("beta", 0.5f);
-  unary_float(c, [=](auto x) { return std::max<decltype(x)>(0, std::min<decltype(x)>(1, alpha * x + beta)); });
+  unary_float(c, [=](auto x) {
+    return std::max<decltype(x)>(0, std::min<decltype(x)>(1, alpha * x + beta));
+  });
 }
 void hard_swish(OpContext& c) {
   unary_float(c, [](auto x) {
     return x * std::max<decltype(x)>(0, std::min<decltype(x)>(1, x / 6 + decltype(x)(0.5)));
   });
 }
-void softplus(OpContext& c) { unary_float(c, [](auto x) { return std::log1p(std::exp(x)); }); }
-void softsign(OpContext& c) { unary_float(c, [](auto x) { return x / (1 + std::fabs(x)); }); }
+void softplus(OpContext& c) {
+  unary_float(c, [](auto x) { return std::log1p(std::exp(x)); });
+}
+void softsign(OpContext& c) {
+  unary_float(c, [](auto x) { return x / (1 + std::fabs(x)); });
+}
 void thresholded_relu(OpContext& c) {
   const float alpha = c.attr_float("alpha", 1.0f);
   unary_float(c, [alpha](auto x) { return x > alpha ? x : decltype(x)(0); });
 }
-void mish(OpContext& c) { unary_float(c, [](auto x) { return x * std::tanh(std::log1p(std::exp(x))); }); }
-void sin_op(OpContext& c) { unary_float(c, [](auto x) { return std::sin(x); }); }
-void cos_op(OpContext& c) { unary_float(c, [](auto x) { return std::cos(x); }); }
-void round_op(OpContext& c) { unary_float(c, [](auto x) { return std::nearbyint(x); }); }
+void mish(OpContext& c) {
+  unary_float(c, [](auto x) { return x * std::tanh(std::log1p(std::exp(x))); });
+}
+void sin_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::sin(x); });
+}
+void cos_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::cos(x); });
+}
+void round_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::nearbyint(x); });
+}
 void sign_op(OpContext& c) {
   unary_float(c, [](auto x) { return decltype(x)(x > 0) - decltype(x)(x < 0); });
 }
 void gelu(OpContext& c) {
   if (c.attr_string("approximate", "none") == "tanh") {
     unary_float(c, [](auto x) {
-      return decltype(x)(0.5) * x * (1 + std::tanh(decltype(x)(0.7978845608028654) * (x + decltype(x)(0.044715) * x * x * x)));
+      return decltype(x)(0.5) * x *
+             (1 +
+              std::tanh(decltype(x)(0.7978845608028654) * (x + decltype(x)(0.044715) * x * x * x)));
     });
   } else {
-    unary_float(c, [](auto x) { return decltype(x)(0.5) * x * (1 + std::erf(x * decltype(x)(0.7071067811865476))); });
+    unary_float(c, [](auto x) {
+      return decltype(x)(0.5) * x * (1 + std::erf(x * decltype(x)(0.7071067811865476)));
+    });
   }
 }
 // Clip of integer tensors: bounds of the input's type, compared exactly.
@@ -346,18 +439,28 @@ void clip_integer(OpContext& c) {
 void clip(OpContext& c) {
   if (c.opset >= 11) {
     for (int i = 1; i < 3; ++i) {
-      if (c.has_input(i) && c.input(i).dtype() != c.input(0).dtype()) c.fail("bound {} is not of X's type", i);
+      if (c.has_input(i) && c.input(i).dtype() != c.input(0).dtype())
+        c.fail("bound {} is not of X's type", i);
     }
     switch (c.input(0).dtype()) {
-      case TensorProto::INT8: return clip_integer<int8_t>(c);
-      case TensorProto::UINT8: return clip_integer<uint8_t>(c);
-      case TensorProto::INT16: return clip_integer<int16_t>(c);
-      case TensorProto::UINT16: return clip_integer<uint16_t>(c);
-      case TensorProto::INT32: return clip_integer<int32_t>(c);
-      case TensorProto::UINT32: return clip_integer<uint32_t>(c);
-      case TensorProto::INT64: return clip_integer<int64_t>(c);
-      case TensorProto::UINT64: return clip_integer<uint64_t>(c);
-      default: break;
+      case TensorProto::INT8:
+        return clip_integer<int8_t>(c);
+      case TensorProto::UINT8:
+        return clip_integer<uint8_t>(c);
+      case TensorProto::INT16:
+        return clip_integer<int16_t>(c);
+      case TensorProto::UINT16:
+        return clip_integer<uint16_t>(c);
+      case TensorProto::INT32:
+        return clip_integer<int32_t>(c);
+      case TensorProto::UINT32:
+        return clip_integer<uint32_t>(c);
+      case TensorProto::INT64:
+        return clip_integer<int64_t>(c);
+      case TensorProto::UINT64:
+        return clip_integer<uint64_t>(c);
+      default:
+        break;
     }
   }
   float lo = -INFINITY, hi = INFINITY;
@@ -395,7 +498,8 @@ void where(OpContext& c) {
              oy = broadcast_offsets(y.shape(), shape);
   const size_t size = element_size(x.dtype());
   for (int64_t i = 0; i < out.size(); ++i) {
-    const uint8_t* src = cond.data<uint8_t>()[oc[i]] ? x.raw() + ox[i] * size : y.raw() + oy[i] * size;
+    const uint8_t* src =
+        cond.data<uint8_t>()[oc[i]] ? x.raw() + ox[i] * size : y.raw() + oy[i] * size;
     std::memcpy(out.raw() + i * size, src, size);
   }
   c.output(0) = std::move(out);
@@ -421,11 +525,13 @@ Tensor cast_text(OpContext& c, const Tensor& x, int to) {
         out.strings()[i] = v < 0 ? "-INF" : "INF";
       } else if (integral) {
         out.strings()[i] = x.dtype() == TensorProto::INT64 ? std::to_string(x.data<int64_t>()[i])
-                           : x.dtype() == TensorProto::UINT64 ? std::to_string(x.data<uint64_t>()[i])
-                                                              : std::to_string(static_cast<int64_t>(v));
+                           : x.dtype() == TensorProto::UINT64
+                               ? std::to_string(x.data<uint64_t>()[i])
+                               : std::to_string(static_cast<int64_t>(v));
       } else {
-        const auto r = x.dtype() == TensorProto::DOUBLE ? std::to_chars(buf, buf + sizeof buf, v)
-                                                         : std::to_chars(buf, buf + sizeof buf, static_cast<float>(v));
+        const auto r = x.dtype() == TensorProto::DOUBLE
+                           ? std::to_chars(buf, buf + sizeof buf, v)
+                           : std::to_chars(buf, buf + sizeof buf, static_cast<float>(v));
         out.strings()[i].assign(buf, r.ptr);
       }
     }
@@ -447,8 +553,8 @@ Tensor cast_text(OpContext& c, const Tensor& x, int to) {
 }
 
 bool plain_number(int dtype) {
-  return dtype != TensorProto::FLOAT16 && dtype != TensorProto::BFLOAT16 && dtype != TensorProto::STRING &&
-         dtype != TensorProto::BOOL && element_size(dtype) != 0;
+  return dtype != TensorProto::FLOAT16 && dtype != TensorProto::BFLOAT16 &&
+         dtype != TensorProto::STRING && dtype != TensorProto::BOOL && element_size(dtype) != 0;
 }
 
 void cast_to(OpContext& c, int to) {
@@ -487,19 +593,35 @@ void cast_to(OpContext& c, int to) {
       case TensorProto::FLOAT16:
         out.data<uint16_t>()[i] = f32_to_f16_scalar(static_cast<float>(x.element_as_double(i)));
         break;
-      case TensorProto::DOUBLE: out.data<double>()[i] = x.element_as_double(i); break;
+      case TensorProto::DOUBLE:
+        out.data<double>()[i] = x.element_as_double(i);
+        break;
       case TensorProto::INT64:
         out.data<int64_t>()[i] = x.dtype() == TensorProto::INT64
                                      ? x.data<int64_t>()[i]
                                      : static_cast<int64_t>(x.element_as_double(i));
         break;
-      case TensorProto::INT32: out.data<int32_t>()[i] = static_cast<int32_t>(x.element_as_double(i)); break;
-      case TensorProto::BOOL: out.data<uint8_t>()[i] = x.element_as_double(i) != 0; break;
-      case TensorProto::UINT8: out.data<uint8_t>()[i] = static_cast<uint8_t>(x.element_as_double(i)); break;
-      case TensorProto::INT8: out.data<int8_t>()[i] = static_cast<int8_t>(x.element_as_double(i)); break;
-      case TensorProto::INT16: out.data<int16_t>()[i] = static_cast<int16_t>(x.element_as_double(i)); break;
-      case TensorProto::UINT16: out.data<uint16_t>()[i] = static_cast<uint16_t>(x.element_as_double(i)); break;
-      case TensorProto::UINT32: out.data<uint32_t>()[i] = static_cast<uint32_t>(x.element_as_double(i)); break;
+      case TensorProto::INT32:
+        out.data<int32_t>()[i] = static_cast<int32_t>(x.element_as_double(i));
+        break;
+      case TensorProto::BOOL:
+        out.data<uint8_t>()[i] = x.element_as_double(i) != 0;
+        break;
+      case TensorProto::UINT8:
+        out.data<uint8_t>()[i] = static_cast<uint8_t>(x.element_as_double(i));
+        break;
+      case TensorProto::INT8:
+        out.data<int8_t>()[i] = static_cast<int8_t>(x.element_as_double(i));
+        break;
+      case TensorProto::INT16:
+        out.data<int16_t>()[i] = static_cast<int16_t>(x.element_as_double(i));
+        break;
+      case TensorProto::UINT16:
+        out.data<uint16_t>()[i] = static_cast<uint16_t>(x.element_as_double(i));
+        break;
+      case TensorProto::UINT32:
+        out.data<uint32_t>()[i] = static_cast<uint32_t>(x.element_as_double(i));
+        break;
       case TensorProto::UINT64:
         out.data<uint64_t>()[i] = x.dtype() == TensorProto::UINT64
                                       ? x.data<uint64_t>()[i]
@@ -509,11 +631,13 @@ void cast_to(OpContext& c, int to) {
         const float f = static_cast<float>(x.element_as_double(i));
         uint32_t bits;
         std::memcpy(&bits, &f, sizeof bits);
-        out.data<uint16_t>()[i] = std::isnan(f) ? static_cast<uint16_t>((bits >> 16) | 0x40)
-                                                : static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+        out.data<uint16_t>()[i] =
+            std::isnan(f) ? static_cast<uint16_t>((bits >> 16) | 0x40)
+                          : static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
         break;
       }
-      default: c.fail("Cast to data type {} is not supported", to);
+      default:
+        c.fail("Cast to data type {} is not supported", to);
     }
   }
   c.output(0) = std::move(out);
@@ -522,15 +646,33 @@ void cast_to(OpContext& c, int to) {
 void cast(OpContext& c) { cast_to(c, static_cast<int>(c.attr_int("to", 0))); }
 void cast_like(OpContext& c) { cast_to(c, c.input(1).dtype()); }
 
-void tan_op(OpContext& c) { unary_float(c, [](auto x) { return std::tan(x); }); }
-void sinh_op(OpContext& c) { unary_float(c, [](auto x) { return std::sinh(x); }); }
-void cosh_op(OpContext& c) { unary_float(c, [](auto x) { return std::cosh(x); }); }
-void asin_op(OpContext& c) { unary_float(c, [](auto x) { return std::asin(x); }); }
-void acos_op(OpContext& c) { unary_float(c, [](auto x) { return std::acos(x); }); }
-void atan_op(OpContext& c) { unary_float(c, [](auto x) { return std::atan(x); }); }
-void asinh_op(OpContext& c) { unary_float(c, [](auto x) { return std::asinh(x); }); }
-void acosh_op(OpContext& c) { unary_float(c, [](auto x) { return std::acosh(x); }); }
-void atanh_op(OpContext& c) { unary_float(c, [](auto x) { return std::atanh(x); }); }
+void tan_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::tan(x); });
+}
+void sinh_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::sinh(x); });
+}
+void cosh_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::cosh(x); });
+}
+void asin_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::asin(x); });
+}
+void acos_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::acos(x); });
+}
+void atan_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::atan(x); });
+}
+void asinh_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::asinh(x); });
+}
+void acosh_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::acosh(x); });
+}
+void atanh_op(OpContext& c) {
+  unary_float(c, [](auto x) { return std::atanh(x); });
+}
 void celu(OpContext& c) {
   const float alpha = c.attr_float("alpha", 1.0f);
   unary_float(c, [alpha](auto x) {
@@ -550,20 +692,25 @@ void shrink(OpContext& c) {
 template <bool kNaN>
 void float_class(OpContext& c) {
   const Tensor& x = c.input(0);
-  if (x.dtype() != TensorProto::FLOAT && x.dtype() != TensorProto::DOUBLE) c.fail("input data type {} is not supported", x.dtype());
-  const bool neg = c.attr_int("detect_negative", 1) != 0, pos = c.attr_int("detect_positive", 1) != 0;
+  if (x.dtype() != TensorProto::FLOAT && x.dtype() != TensorProto::DOUBLE)
+    c.fail("input data type {} is not supported", x.dtype());
+  const bool neg = c.attr_int("detect_negative", 1) != 0,
+             pos = c.attr_int("detect_positive", 1) != 0;
   Tensor out(TensorProto::BOOL, x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
     const double v = x.element_as_double(i);
-    out.data<uint8_t>()[i] = kNaN ? std::isnan(v) : std::isinf(v) && ((v < 0 && neg) || (v > 0 && pos));
+    out.data<uint8_t>()[i] =
+        kNaN ? std::isnan(v) : std::isinf(v) && ((v < 0 && neg) || (v > 0 && pos));
   }
   c.output(0) = std::move(out);
 }
 
-// Mod: fmod = 1, C's fmod (sign of the dividend); fmod = 0 (integers only), the sign of the divisor.
+// Mod: fmod = 1, C's fmod (sign of the dividend); fmod = 0 (integers only), the sign of the
+// divisor.
 void mod(OpContext& c) {
   const bool fmod = c.attr_int("fmod", 0) != 0;
-  if (!fmod && (c.input(0).dtype() == TensorProto::FLOAT || c.input(0).dtype() == TensorProto::DOUBLE)) {
+  if (!fmod &&
+      (c.input(0).dtype() == TensorProto::FLOAT || c.input(0).dtype() == TensorProto::DOUBLE)) {
     c.fail("fmod = 0 on floating-point inputs is not defined");
   }
   arithmetic(c, [fmod](auto a, auto b) {
@@ -581,7 +728,8 @@ void mod(OpContext& c) {
 
 // Dropout at inference: the input unchanged, the mask all true. Training mode is refused.
 void dropout(OpContext& c) {
-  if (c.has_input(2) && c.input(2).element_as_double(0) != 0) c.fail("training_mode is not supported");
+  if (c.has_input(2) && c.input(2).element_as_double(0) != 0)
+    c.fail("training_mode is not supported");
   c.output(0) = c.input(0);
   if (c.output_count() > 1) {
     Tensor mask(TensorProto::BOOL, c.input(0).shape());

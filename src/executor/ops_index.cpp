@@ -14,7 +14,8 @@ using onnx::TensorProto;
 
 int64_t checked_index(const OpContext& c, int64_t k, int64_t dim) {
   if (k < 0) k += dim;
-  if (k < 0 || k >= dim) c.fail("index {} is out of range for a dimension of {}", k < 0 ? k - dim : k, dim);
+  if (k < 0 || k >= dim)
+    c.fail("index {} is out of range for a dimension of {}", k < 0 ? k - dim : k, dim);
   return k;
 }
 
@@ -29,7 +30,8 @@ T combine(const std::string& reduction, T old, T update) {
 }
 
 void check_reduction(const OpContext& c, const std::string& reduction) {
-  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" && reduction != "min") {
+  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" &&
+      reduction != "min") {
     c.fail("reduction '{}' is not supported", reduction);
   }
 }
@@ -41,9 +43,11 @@ void gather_nd(OpContext& c) {
   const Tensor& indices = c.input(1);
   const auto idx = indices.to_int64();
   const int64_t b = c.attr_int("batch_dims", 0), r = data.rank(), q = indices.rank();
-  if (q < 1 || b < 0 || b >= std::min(r, q)) c.fail("batch_dims {} does not fit ranks {} and {}", b, r, q);
+  if (q < 1 || b < 0 || b >= std::min(r, q))
+    c.fail("batch_dims {} does not fit ranks {} and {}", b, r, q);
   const int64_t k = indices.shape().back();
-  if (k < 1 || k > r - b) c.fail("index tuples of {} for data of rank {} and batch_dims {}", k, r, b);
+  if (k < 1 || k > r - b)
+    c.fail("index tuples of {} for data of rank {} and batch_dims {}", k, r, b);
   std::vector<int64_t> shape(indices.shape().begin(), indices.shape().end() - 1);
   shape.insert(shape.end(), data.shape().begin() + b + k, data.shape().end());
   Tensor out(data.dtype(), shape);
@@ -56,7 +60,8 @@ void gather_nd(OpContext& c) {
   const size_t size = element_size(data.dtype());
   for (int64_t t = 0; t < tuples; ++t) {
     int64_t src = (per ? t / per : 0) * per_batch;
-    for (int64_t j = 0; j < k; ++j) src += checked_index(c, idx[t * k + j], data.shape()[b + j]) * st[b + j];
+    for (int64_t j = 0; j < k; ++j)
+      src += checked_index(c, idx[t * k + j], data.shape()[b + j]) * st[b + j];
     std::memcpy(out.raw() + t * slice * size, data.raw() + src * size, slice * size);
   }
   c.output(0) = std::move(out);
@@ -76,14 +81,16 @@ void scatter_nd(OpContext& c) {
   int64_t slice = 1;
   for (int64_t i = k; i < data.rank(); ++i) slice *= data.shape()[i];
   const int64_t tuples = static_cast<int64_t>(idx.size()) / k;
-  if (updates.size() != tuples * slice) c.fail("updates hold {} values, {} expected", updates.size(), tuples * slice);
+  if (updates.size() != tuples * slice)
+    c.fail("updates hold {} values, {} expected", updates.size(), tuples * slice);
   const auto st = strides_of(data.shape());
   Tensor out = data;
   with_type(c, data.dtype(), [&](auto zero) {
     using T = decltype(zero);
     for (int64_t t = 0; t < tuples; ++t) {
       int64_t dst = 0;
-      for (int64_t j = 0; j < k; ++j) dst += checked_index(c, idx[t * k + j], data.shape()[j]) * st[j];
+      for (int64_t j = 0; j < k; ++j)
+        dst += checked_index(c, idx[t * k + j], data.shape()[j]) * st[j];
       for (int64_t e = 0; e < slice; ++e) {
         T& v = out.data<T>()[dst + e];
         v = combine(reduction, v, updates.data<T>()[t * slice + e]);
@@ -264,23 +271,27 @@ void unique(OpContext& c) {
     }
     order.resize(first.size());
     std::iota(order.begin(), order.end(), 0);
-    if (sorted) std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return less(first[a], first[b]); });
+    if (sorted)
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t a, int64_t b) { return less(first[a], first[b]); });
     std::vector<int64_t> out_shape = shape;
     out_shape[axis] = static_cast<int64_t>(first.size());
     y = Tensor(x.dtype(), out_shape);
     for (int64_t o = 0; o < outer; ++o) {
       for (size_t u = 0; u < order.size(); ++u) {
         for (int64_t in = 0; in < inner; ++in) {
-          y.data<T>()[(o * static_cast<int64_t>(order.size()) + static_cast<int64_t>(u)) * inner + in] =
-              px[(o * n + first[order[u]]) * inner + in];
+          y.data<T>()[(o * static_cast<int64_t>(order.size()) + static_cast<int64_t>(u)) * inner +
+                      in] = px[(o * n + first[order[u]]) * inner + in];
         }
       }
     }
   });
   std::vector<int64_t> rank_of(order.size());  // position in the output of each unique value
   for (size_t u = 0; u < order.size(); ++u) rank_of[order[u]] = static_cast<int64_t>(u);
-  std::vector<int64_t> out_first(order.size()), out_counts(order.size()), out_inverse(inverse.size());
-  for (size_t u = 0; u < order.size(); ++u) out_first[u] = first[order[u]], out_counts[u] = counts[order[u]];
+  std::vector<int64_t> out_first(order.size()), out_counts(order.size()),
+      out_inverse(inverse.size());
+  for (size_t u = 0; u < order.size(); ++u)
+    out_first[u] = first[order[u]], out_counts[u] = counts[order[u]];
   for (size_t i = 0; i < inverse.size(); ++i) out_inverse[i] = rank_of[inverse[i]];
   const int64_t m = static_cast<int64_t>(order.size());
   c.output(0) = std::move(y);
@@ -317,12 +328,15 @@ void reverse_sequence(OpContext& c) {
     c.fail("batch_axis and time_axis must be 0 and 1");
   }
   const int64_t steps = x.shape()[time_axis], batch = x.shape()[batch_axis];
-  if (static_cast<int64_t>(lens.size()) != batch) c.fail("{} sequence lengths for a batch of {}", lens.size(), batch);
+  if (static_cast<int64_t>(lens.size()) != batch)
+    c.fail("{} sequence lengths for a batch of {}", lens.size(), batch);
   int64_t inner = 1;
   for (int64_t i = 2; i < x.rank(); ++i) inner *= x.shape()[i];
   const size_t size = element_size(x.dtype()) * inner;
   Tensor out(x.dtype(), x.shape());
-  auto at = [&](int64_t t, int64_t b) { return (time_axis == 0 ? t * batch + b : b * steps + t) * size; };
+  auto at = [&](int64_t t, int64_t b) {
+    return (time_axis == 0 ? t * batch + b : b * steps + t) * size;
+  };
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t len = lens[b];
     if (len < 0 || len > steps) c.fail("sequence length {} for {} steps", len, steps);
@@ -347,7 +361,8 @@ void non_max_suppression(OpContext& c) {
     c.fail("boxes must be [B, N, 4] and scores [B, C, N]");
   }
   const int64_t limit = c.has_input(2) && c.input(2).size() > 0 ? c.input(2).to_int64()[0] : 0;
-  const float iou_threshold = c.has_input(3) && c.input(3).size() > 0 ? c.input(3).data<float>()[0] : 0.0f;
+  const float iou_threshold =
+      c.has_input(3) && c.input(3).size() > 0 ? c.input(3).data<float>()[0] : 0.0f;
   const bool thresholded = c.has_input(4) && c.input(4).size() > 0;
   const float score_threshold = thresholded ? c.input(4).data<float>()[0] : 0.0f;
   const bool center = c.attr_int("center_point_box", 0) != 0;
@@ -381,7 +396,8 @@ void non_max_suppression(OpContext& c) {
       for (int64_t i = 0; i < n; ++i) {
         if (!thresholded || sc[i] > score_threshold) order.push_back(i);
       }
-      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return sc[x] > sc[y]; });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t x, int64_t y) { return sc[x] > sc[y]; });
       kept.clear();
       for (int64_t i : order) {
         if (static_cast<int64_t>(kept.size()) >= limit) break;

@@ -2,14 +2,14 @@
 // com.microsoft.MatMulNBits. Float types unless noted: others are refused with the node's name.
 #include <algorithm>
 #include <cctype>
-#include <map>
-#include <type_traits>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <type_traits>
 
 #include "ops.h"
-#include "quantize/threads.h"
 #include "quantize/kernels.h"
+#include "quantize/threads.h"
 
 namespace quantize::exec {
 namespace {
@@ -132,18 +132,22 @@ void softmax(OpContext& c) {
   // opset >= 13: along one axis; before: over all dimensions from `axis` on.
   int64_t outer = 1, len = 1, inner = 1;
   for (int64_t i = 0; i < x.rank(); ++i) {
-    if (i < axis) outer *= x.shape()[i];
-    else if (i == axis || c.opset < 13) len *= x.shape()[i];
-    else inner *= x.shape()[i];
+    if (i < axis)
+      outer *= x.shape()[i];
+    else if (i == axis || c.opset < 13)
+      len *= x.shape()[i];
+    else
+      inner *= x.shape()[i];
   }
   Tensor out(TensorProto::FLOAT, x.shape());
   const float* px = x.data<float>();
   float* py = out.data<float>();
   if (kind == SoftmaxKind::kSoftmax && inner == 1) {  // contiguous rows, vectorized
-    parallel_for(static_cast<size_t>(outer), std::max<size_t>(1, 16384 / static_cast<size_t>(std::max<int64_t>(len, 1))),
+    parallel_for(static_cast<size_t>(outer),
+                 std::max<size_t>(1, 16384 / static_cast<size_t>(std::max<int64_t>(len, 1))),
                  [&](size_t o0, size_t o1) {
-      for (size_t o = o0; o < o1; ++o) softmax_row(px + o * len, py + o * len, len);
-    });
+                   for (size_t o = o0; o < o1; ++o) softmax_row(px + o * len, py + o * len, len);
+                 });
     c.output(0) = std::move(out);
     return;
   }
@@ -163,7 +167,8 @@ void softmax(OpContext& c) {
         double total = 0;
         for (int64_t i = 0; i < len; ++i) total += std::exp(double(px[base + i * inner]) - mx);
         const double log_total = std::log(total);
-        for (int64_t i = 0; i < len; ++i) py[base + i * inner] = static_cast<float>(px[base + i * inner] - mx - log_total);
+        for (int64_t i = 0; i < len; ++i)
+          py[base + i * inner] = static_cast<float>(px[base + i * inner] - mx - log_total);
         continue;
       }
       double sum = 0;
@@ -171,7 +176,8 @@ void softmax(OpContext& c) {
         py[base + i * inner] = std::exp(px[base + i * inner] - mx);
         sum += py[base + i * inner];
       }
-      for (int64_t i = 0; i < len; ++i) py[base + i * inner] = static_cast<float>(py[base + i * inner] / sum);
+      for (int64_t i = 0; i < len; ++i)
+        py[base + i * inner] = static_cast<float>(py[base + i * inner] / sum);
     }
   }
   c.output(0) = std::move(out);
@@ -186,8 +192,9 @@ void reduce(OpContext& c) {
     c.fail("input is data type {}: float32 and float64 are supported", x.dtype());
   }
   const bool axes_input = c.opset >= 18 || (kind == Reduce::kSum && c.opset >= 13);
-  std::vector<int64_t> axes = axes_input ? (c.has_input(1) ? c.input(1).to_int64() : std::vector<int64_t>{})
-                                         : c.attr_ints("axes");
+  std::vector<int64_t> axes =
+      axes_input ? (c.has_input(1) ? c.input(1).to_int64() : std::vector<int64_t>{})
+                 : c.attr_ints("axes");
   const bool keep = c.attr_int("keepdims", 1) != 0;
   if (axes.empty() && c.attr_int("noop_with_empty_axes", 0) != 0) {
     c.output(0) = x;
@@ -203,32 +210,43 @@ void reduce(OpContext& c) {
   // Each input element's position in the (keepdims) output: broadcast offsets, backwards.
   const auto target = broadcast_offsets(kept_shape, x.shape());
   Tensor tmp(TensorProto::FLOAT, kept_shape);
-  std::vector<double> acc(static_cast<size_t>(tmp.size()),
-                          kind == Reduce::kMax   ? -INFINITY
-                          : kind == Reduce::kMin ? INFINITY
-                          : kind == Reduce::kProd ? 1.0
-                                                 : 0.0);
+  std::vector<double> acc(static_cast<size_t>(tmp.size()), kind == Reduce::kMax    ? -INFINITY
+                                                           : kind == Reduce::kMin  ? INFINITY
+                                                           : kind == Reduce::kProd ? 1.0
+                                                                                   : 0.0);
   const bool is_double = x.dtype() == TensorProto::DOUBLE;
   for (int64_t i = 0; i < x.size(); ++i) {
     double& a = acc[target[i]];
     const double v = is_double ? x.data<double>()[i] : x.data<float>()[i];
-    if (kind == Reduce::kMax) a = std::max<double>(a, v);
-    else if (kind == Reduce::kMin) a = std::min<double>(a, v);
-    else if (kind == Reduce::kProd) a *= v;
-    else if (kind == Reduce::kL1) a += std::fabs(v);
-    else if (kind == Reduce::kL2 || kind == Reduce::kSumSquare) a += v * v;
-    else if (kind == Reduce::kLogSumExp) a += std::exp(v);
-    else a += v;
+    if (kind == Reduce::kMax)
+      a = std::max<double>(a, v);
+    else if (kind == Reduce::kMin)
+      a = std::min<double>(a, v);
+    else if (kind == Reduce::kProd)
+      a *= v;
+    else if (kind == Reduce::kL1)
+      a += std::fabs(v);
+    else if (kind == Reduce::kL2 || kind == Reduce::kSumSquare)
+      a += v * v;
+    else if (kind == Reduce::kLogSumExp)
+      a += std::exp(v);
+    else
+      a += v;
   }
   const double count = tmp.size() ? static_cast<double>(x.size()) / tmp.size() : 1.0;
   Tensor out(x.dtype(), out_shape);
   for (int64_t i = 0; i < out.size(); ++i) {
     double v = acc[i];
-    if (kind == Reduce::kMean) v /= count;
-    else if (kind == Reduce::kL2) v = std::sqrt(v);
-    else if (kind == Reduce::kLogSum || kind == Reduce::kLogSumExp) v = std::log(v);
-    if (is_double) out.data<double>()[i] = v;
-    else out.data<float>()[i] = static_cast<float>(v);
+    if (kind == Reduce::kMean)
+      v /= count;
+    else if (kind == Reduce::kL2)
+      v = std::sqrt(v);
+    else if (kind == Reduce::kLogSum || kind == Reduce::kLogSumExp)
+      v = std::log(v);
+    if (is_double)
+      out.data<double>()[i] = v;
+    else
+      out.data<float>()[i] = static_cast<float>(v);
   }
   c.output(0) = std::move(out);
 }
@@ -246,8 +264,10 @@ void arg_extreme(OpContext& c) {
   for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
   std::vector<int64_t> shape;
   for (int64_t i = 0; i < x.rank(); ++i) {
-    if (i != axis) shape.push_back(x.shape()[i]);
-    else if (keep) shape.push_back(1);
+    if (i != axis)
+      shape.push_back(x.shape()[i]);
+    else if (keep)
+      shape.push_back(1);
   }
   Tensor out(TensorProto::INT64, shape);
   const float* px = x.data<float>();
@@ -276,7 +296,8 @@ void matmul_nbits(OpContext& c) {
   if ((fmt.bits != 4 && fmt.bits != 8) || fmt.block_size < 16 || a.shape().back() != k) {
     c.fail("unsupported attributes (bits {}, block_size {}, K {})", fmt.bits, fmt.block_size, k);
   }
-  const int64_t nb = static_cast<int64_t>(fmt.blocks(k)), blob = static_cast<int64_t>(fmt.blob_bytes());
+  const int64_t nb = static_cast<int64_t>(fmt.blocks(k)),
+                blob = static_cast<int64_t>(fmt.blob_bytes());
   const uint8_t* packed = c.input(1).data<uint8_t>();
   const float* scales = c.input(2).data<float>();
   std::vector<float> wt(static_cast<size_t>(n * k));  // [N, K]
@@ -284,7 +305,8 @@ void matmul_nbits(OpContext& c) {
   for (int64_t col = 0; col < n; ++col) {
     if (!fmt.symmetric) {
       const Tensor& z = c.input(3);
-      if (z.dtype() != TensorProto::UINT8) c.fail("zero_points of data type {} are not supported", z.dtype());
+      if (z.dtype() != TensorProto::UINT8)
+        c.fail("zero_points of data type {} are not supported", z.dtype());
       const int64_t row = (nb * fmt.bits + 7) / 8;
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t byte = z.data<uint8_t>()[col * row + b * fmt.bits / 8];
@@ -319,10 +341,13 @@ void einsum(OpContext& c) {
   const std::string lhs = eq.substr(0, arrow);
   std::vector<std::string> terms(1);
   for (char ch : lhs) {
-    if (ch == ',') terms.emplace_back();
-    else terms.back() += ch;
+    if (ch == ',')
+      terms.emplace_back();
+    else
+      terms.back() += ch;
   }
-  if (static_cast<int>(terms.size()) != c.input_count()) c.fail("equation '{}' has {} terms for {} inputs", eq, terms.size(), c.input_count());
+  if (static_cast<int>(terms.size()) != c.input_count())
+    c.fail("equation '{}' has {} terms for {} inputs", eq, terms.size(), c.input_count());
   const int dtype = c.input(0).dtype();
   // Labels: letters as themselves, broadcast axes as 256 + their position from the right.
   auto labels_of = [&](const std::string& term, int64_t rank, int64_t& ellipsis_rank) {
@@ -330,14 +355,16 @@ void einsum(OpContext& c) {
     const size_t dots = term.find("...");
     const int64_t letters = static_cast<int64_t>(term.size()) - (dots == std::string::npos ? 0 : 3);
     ellipsis_rank = dots == std::string::npos ? 0 : rank - letters;
-    if (ellipsis_rank < 0 || (dots == std::string::npos && letters != rank)) c.fail("term '{}' does not fit rank {}", term, rank);
+    if (ellipsis_rank < 0 || (dots == std::string::npos && letters != rank))
+      c.fail("term '{}' does not fit rank {}", term, rank);
     for (size_t i = 0; i < term.size(); ++i) {
       if (i == dots) {
         for (int64_t e = ellipsis_rank; e-- > 0;) labels.push_back(256 + static_cast<int>(e));
         i += 2;
         continue;
       }
-      if (!std::isalpha(static_cast<unsigned char>(term[i]))) c.fail("equation '{}' is not supported", eq);
+      if (!std::isalpha(static_cast<unsigned char>(term[i])))
+        c.fail("equation '{}' is not supported", eq);
       labels.push_back(term[i]);
     }
     return labels;
@@ -356,8 +383,11 @@ void einsum(OpContext& c) {
       const int l = in_labels.back()[i];
       const int64_t d = x.shape()[i];
       auto it = size.find(l);
-      if (it == size.end() || it->second == 1) size[l] = d;
-      else if (d != 1 && d != it->second) c.fail("label '{}' has sizes {} and {}", l < 256 ? std::string(1, static_cast<char>(l)) : "...", it->second, d);
+      if (it == size.end() || it->second == 1)
+        size[l] = d;
+      else if (d != 1 && d != it->second)
+        c.fail("label '{}' has sizes {} and {}",
+               l < 256 ? std::string(1, static_cast<char>(l)) : "...", it->second, d);
       if (l < 256) ++uses[l];
     }
   }
@@ -371,7 +401,9 @@ void einsum(OpContext& c) {
     int64_t ignored = 0;
     const std::string rhs = eq.substr(arrow + 2);
     const size_t dots = rhs.find("...");
-    out_labels = labels_of(rhs, static_cast<int64_t>(rhs.size()) - (dots == std::string::npos ? 0 : 3) + max_ellipsis, ignored);
+    out_labels = labels_of(
+        rhs, static_cast<int64_t>(rhs.size()) - (dots == std::string::npos ? 0 : 3) + max_ellipsis,
+        ignored);
   }
   std::vector<int> all = out_labels;
   for (const auto& [l, d] : size) {
@@ -420,7 +452,8 @@ void einsum(OpContext& c) {
 void det(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "X");
-  if (x.rank() < 2 || x.shape()[x.rank() - 1] != x.shape()[x.rank() - 2]) c.fail("X must be [..., M, M]");
+  if (x.rank() < 2 || x.shape()[x.rank() - 1] != x.shape()[x.rank() - 2])
+    c.fail("X must be [..., M, M]");
   const int64_t m = x.shape().back();
   const std::vector<int64_t> shape(x.shape().begin(), x.shape().end() - 2);
   Tensor out(TensorProto::FLOAT, shape);
@@ -455,16 +488,20 @@ void det(OpContext& c) {
 // NegativeLogLikelihoodLoss: loss[n, d...] = -input[n, target[n, d...], d...] * weight[target]
 // (0 where target == ignore_index); reduction none, sum, or mean (the sum over the summed
 // weights of the targets counted). In double.
-Tensor nll_loss(const OpContext& c, const Tensor& input, const Tensor& target, const Tensor* weight) {
-  if (input.rank() < 2 || target.rank() != input.rank() - 1 || target.shape()[0] != input.shape()[0]) {
+Tensor nll_loss(const OpContext& c, const Tensor& input, const Tensor& target,
+                const Tensor* weight) {
+  if (input.rank() < 2 || target.rank() != input.rank() - 1 ||
+      target.shape()[0] != input.shape()[0]) {
     c.fail("input must be [N, C, d...] and target [N, d...]");
   }
   const auto labels = target.to_int64();
   const std::string reduction = c.attr_string("reduction", "mean");
-  if (reduction != "mean" && reduction != "sum" && reduction != "none") c.fail("reduction '{}' is not supported", reduction);
+  if (reduction != "mean" && reduction != "sum" && reduction != "none")
+    c.fail("reduction '{}' is not supported", reduction);
   const bool ignoring = c.has_attr("ignore_index");
   const int64_t ignore = c.attr_int("ignore_index", 0);
-  const int64_t batch = input.shape()[0], classes = input.shape()[1], inner = target.size() / std::max<int64_t>(batch, 1);
+  const int64_t batch = input.shape()[0], classes = input.shape()[1],
+                inner = target.size() / std::max<int64_t>(batch, 1);
   std::vector<double> loss(static_cast<size_t>(target.size()));
   double total = 0, weights = 0;
   for (int64_t n = 0; n < batch; ++n) {
@@ -501,7 +538,8 @@ void softmax_cross_entropy_loss(OpContext& c) {
   require_float(c, scores, "scores");
   if (c.has_input(2)) require_float(c, c.input(2), "weights");
   if (scores.rank() < 2) c.fail("scores must be [N, C, d...]");
-  const int64_t batch = scores.shape()[0], classes = scores.shape()[1], inner = scores.size() / std::max<int64_t>(batch * classes, 1);
+  const int64_t batch = scores.shape()[0], classes = scores.shape()[1],
+                inner = scores.size() / std::max<int64_t>(batch * classes, 1);
   Tensor log_prob(TensorProto::FLOAT, scores.shape());
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t d = 0; d < inner; ++d) {
@@ -511,7 +549,8 @@ void softmax_cross_entropy_loss(OpContext& c) {
       for (int64_t k = 0; k < classes; ++k) sum += std::exp(x[k * inner] - top);
       const double log_sum = std::log(sum);
       for (int64_t k = 0; k < classes; ++k) {
-        log_prob.data<float>()[(n * classes + k) * inner + d] = static_cast<float>(x[k * inner] - top - log_sum);
+        log_prob.data<float>()[(n * classes + k) * inner + d] =
+            static_cast<float>(x[k * inner] - top - log_sum);
       }
     }
   }

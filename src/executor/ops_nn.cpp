@@ -47,9 +47,11 @@ Window window(const OpContext& c, const std::vector<int64_t>& x_shape, std::vect
   for (int64_t p : pads) {
     if (p < 0) c.fail("negative pads are not supported");
   }
-  if (w.stride.size() != n || w.dilation.size() != n) c.fail("strides or dilations do not have {} values", n);
+  if (w.stride.size() != n || w.dilation.size() != n)
+    c.fail("strides or dilations do not have {} values", n);
   for (size_t i = 0; i < n; ++i) {
-    if (w.stride[i] < 1 || w.dilation[i] < 1 || w.kernel[i] < 1) c.fail("kernel, strides and dilations must be positive");
+    if (w.stride[i] < 1 || w.dilation[i] < 1 || w.kernel[i] < 1)
+      c.fail("kernel, strides and dilations must be positive");
   }
   const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
   w.pad_begin.resize(n);
@@ -62,8 +64,10 @@ Window window(const OpContext& c, const std::vector<int64_t>& x_shape, std::vect
       w.pad_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       continue;
     }
-    if (auto_pad == "VALID") pads[i] = pads[i + n] = 0;
-    else if (auto_pad != "NOTSET") c.fail("auto_pad '{}' is not supported", auto_pad);
+    if (auto_pad == "VALID")
+      pads[i] = pads[i + n] = 0;
+    else if (auto_pad != "NOTSET")
+      c.fail("auto_pad '{}' is not supported", auto_pad);
     w.pad_begin[i] = pads[i];
     const int64_t span = w.in[i] + pads[i] + pads[i + n] - extent;
     w.out[i] = (ceil_mode ? (span + w.stride[i] - 1) / w.stride[i] : span / w.stride[i]) + 1;
@@ -112,7 +116,8 @@ std::vector<int64_t> tap_offsets(const Window& w) {
 
 bool pointwise(const Window& w) {
   for (size_t i = 0; i < w.in.size(); ++i) {
-    if (w.kernel[i] != 1 || w.stride[i] != 1 || w.pad_begin[i] != 0 || w.out[i] != w.in[i]) return false;
+    if (w.kernel[i] != 1 || w.stride[i] != 1 || w.pad_begin[i] != 0 || w.out[i] != w.in[i])
+      return false;
   }
   return true;
 }
@@ -126,8 +131,11 @@ struct PaddedPlane {
   int64_t size() const { return rows * width * phases; }
 
   explicit PaddedPlane(const Window& w) : phases(w.stride[1]) {
-    rows = std::max(w.in[0] + w.pad_begin[0], (w.out[0] - 1) * w.stride[0] + (w.kernel[0] - 1) * w.dilation[0] + 1);
-    const int64_t cols = std::max(w.in[1] + w.pad_begin[1], (w.out[1] - 1) * w.stride[1] + (w.kernel[1] - 1) * w.dilation[1] + 1);
+    rows = std::max(w.in[0] + w.pad_begin[0],
+                    (w.out[0] - 1) * w.stride[0] + (w.kernel[0] - 1) * w.dilation[0] + 1);
+    const int64_t cols =
+        std::max(w.in[1] + w.pad_begin[1],
+                 (w.out[1] - 1) * w.stride[1] + (w.kernel[1] - 1) * w.dilation[1] + 1);
     width = (cols + phases - 1) / phases;
   }
   // Floats to allocate per plane: size() and 8 more, which vector loops may read past a row's end.
@@ -176,7 +184,8 @@ void im2col_2d(const Window& w, const PaddedPlane& layout, const float* plane, i
       int64_t oy = o0 / ow, ox = o0 % ow;
       for (int64_t j = 0; j < n; ++oy, ox = 0) {  // one output row's run at a time
         const int64_t run = std::min(ow - ox, n - j);
-        const float* src = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+        const float* src =
+            layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
         std::memcpy(row + j, src + ox, static_cast<size_t>(run) * sizeof(float));
         j += run;
       }
@@ -206,7 +215,8 @@ void depthwise_2d(const Window& w, const PaddedPlane& layout, const float* plane
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ky = 0; ky < kh; ++ky) {
       for (int64_t kx = 0; kx < kw; ++kx) {
-        src[ky * kw + kx] = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+        src[ky * kw + kx] =
+            layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
       }
     }
     float* dst = out + oy * ow;
@@ -217,7 +227,8 @@ void depthwise_2d(const Window& w, const PaddedPlane& layout, const float* plane
         const float* p = src[t] + ox;
         const float kv = k[t];
         a0 += kv * *reinterpret_cast<const v8*>(p), a1 += kv * *reinterpret_cast<const v8*>(p + 8);
-        a2 += kv * *reinterpret_cast<const v8*>(p + 16), a3 += kv * *reinterpret_cast<const v8*>(p + 24);
+        a2 += kv * *reinterpret_cast<const v8*>(p + 16),
+            a3 += kv * *reinterpret_cast<const v8*>(p + 24);
       }
       *reinterpret_cast<v8*>(dst + ox) = finish(a0, bias, vlo, vhi);
       *reinterpret_cast<v8*>(dst + ox + 8) = finish(a1, bias, vlo, vhi);
@@ -252,7 +263,8 @@ struct ConvShape {
 ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
                      const std::vector<int64_t>& w_shape) {
   if (x_shape.size() < 3) c.fail("X must have spatial axes");
-  if (w_shape.size() != x_shape.size()) c.fail("W has rank {}, X rank {}", w_shape.size(), x_shape.size());
+  if (w_shape.size() != x_shape.size())
+    c.fail("W has rank {}, X rank {}", w_shape.size(), x_shape.size());
   ConvShape s;
   s.batch = x_shape[0], s.channels = x_shape[1], s.filters = w_shape[0];
   s.group = c.attr_int("group", 1);
@@ -279,18 +291,21 @@ struct Epilogue {
 // Float Conv: 1x1 convolutions as one GEMM on X itself, 2-D depthwise ones directly, the rest as
 // im2col + GEMM in tiles of output positions. Each block gets its bias and bounds on the thread
 // that computed it, while it is in cache.
-void conv_float(const ConvShape& s, const float* x, const float* weight,
-                const Epilogue& e, float* out) {
+void conv_float(const ConvShape& s, const float* x, const float* weight, const Epilogue& e,
+                float* out) {
   const Window& w = s.w;
   const int64_t taps = s.taps(), spatial = w.out_size(), rows = s.rows();
   // Convolutions under ~1M multiply-adds run on the calling thread: waking the pool would cost
   // more than it saves (MNIST's are 0.2M-0.6M).
   const bool small = s.batch * s.filters * spatial * s.cg * taps < (1 << 20);
-  auto grain = [small](int64_t n) { return small ? static_cast<size_t>(std::max<int64_t>(n, 1)) : size_t{1}; };
+  auto grain = [small](int64_t n) {
+    return small ? static_cast<size_t>(std::max<int64_t>(n, 1)) : size_t{1};
+  };
   if (pointwise(w)) {  // X [cg, spatial] per (image, group) is the column matrix
-    const int64_t block = s.mg * s.cg * spatial >= (1 << 18) && spatial >= 64
-                              ? std::max<int64_t>(32, (spatial / (4 * thread_count()) + 15) / 16 * 16)
-                              : spatial;
+    const int64_t block =
+        s.mg * s.cg * spatial >= (1 << 18) && spatial >= 64
+            ? std::max<int64_t>(32, (spatial / (4 * thread_count()) + 15) / 16 * 16)
+            : spatial;
     const int64_t blocks = (spatial + block - 1) / block;
     for (int64_t b = 0; b < s.batch; ++b) {
       for (int64_t g = 0; g < s.group; ++g) {
@@ -309,15 +324,17 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
   }
   if (s.cg == 1 && s.mg == 1 && w.in.size() == 2) {  // depthwise 2-D: one channel per task
     const PaddedPlane layout(w);
-    parallel_for(static_cast<size_t>(s.batch * s.channels), grain(s.batch * s.channels), [&](size_t c0, size_t c1) {
-      std::vector<float> plane(static_cast<size_t>(layout.allocation()));
-      for (size_t bc = c0; bc < c1; ++bc) {
-        const int64_t ch = static_cast<int64_t>(bc) % s.channels;
-        float* y = out + bc * spatial;
-        layout.fill(w, x + bc * w.in_size(), plane.data());
-        depthwise_2d(w, layout, plane.data(), weight + ch * taps, e.bias ? e.bias + ch : nullptr, e.lo, e.hi, y);
-      }
-    });
+    parallel_for(static_cast<size_t>(s.batch * s.channels), grain(s.batch * s.channels),
+                 [&](size_t c0, size_t c1) {
+                   std::vector<float> plane(static_cast<size_t>(layout.allocation()));
+                   for (size_t bc = c0; bc < c1; ++bc) {
+                     const int64_t ch = static_cast<int64_t>(bc) % s.channels;
+                     float* y = out + bc * spatial;
+                     layout.fill(w, x + bc * w.in_size(), plane.data());
+                     depthwise_2d(w, layout, plane.data(), weight + ch * taps,
+                                  e.bias ? e.bias + ch : nullptr, e.lo, e.hi, y);
+                   }
+                 });
     return;
   }
   // Tiles of output positions, each built and multiplied by one thread, so the column matrix
@@ -327,7 +344,8 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
   const std::vector<int64_t> offsets = two_d ? std::vector<int64_t>{} : tap_offsets(w);
   const std::optional<PaddedPlane> layout = two_d ? std::optional<PaddedPlane>(w) : std::nullopt;
   std::vector<float> padded(two_d ? static_cast<size_t>(layout->size() * s.cg + 8) : 0);
-  const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
+  const int64_t tile =
+      std::max<int64_t>(64, std::min<int64_t>(spatial, (1 << 16) / std::max<int64_t>(rows, 1)));
   const int64_t tiles = (spatial + tile - 1) / tile;
   for (int64_t b = 0; b < s.batch; ++b) {
     for (int64_t g = 0; g < s.group; ++g) {
@@ -335,7 +353,8 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
       float* y = out + (b * s.filters + g * s.mg) * spatial;
       if (two_d) {
         parallel_for(static_cast<size_t>(s.cg), grain(s.cg), [&](size_t c0, size_t c1) {
-          for (size_t ch = c0; ch < c1; ++ch) layout->fill(w, in + ch * w.in_size(), padded.data() + ch * layout->size());
+          for (size_t ch = c0; ch < c1; ++ch)
+            layout->fill(w, in + ch * w.in_size(), padded.data() + ch * layout->size());
         });
       }
       parallel_for(static_cast<size_t>(tiles), grain(tiles), [&](size_t t0, size_t t1) {
@@ -344,14 +363,16 @@ void conv_float(const ConvShape& s, const float* x, const float* weight,
           const int64_t o0 = static_cast<int64_t>(ti) * tile, n = std::min(tile, spatial - o0);
           for (int64_t ch = 0; ch < s.cg; ++ch) {
             if (two_d) {
-              im2col_2d(w, *layout, padded.data() + ch * layout->size(), o0, n, cols.data() + ch * taps * n);
+              im2col_2d(w, *layout, padded.data() + ch * layout->size(), o0, n,
+                        cols.data() + ch * taps * n);
               continue;
             }
             const float* src = in + ch * w.in_size();
             for (int64_t t = 0; t < taps; ++t) {
               float* row = cols.data() + (ch * taps + t) * n;
               const int64_t* off = offsets.data() + o0 * taps + t;
-              for (int64_t o = 0; o < n; ++o) row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
+              for (int64_t o = 0; o < n; ++o)
+                row[o] = off[o * taps] < 0 ? 0.0f : src[off[o * taps]];
             }
           }
           conv_gemm(s.mg, n, rows, weight + g * s.mg * rows, cols.data(), n, y + o0, spatial,
@@ -382,16 +403,16 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
       const T* in = x + (b * s.channels + g * s.cg) * w.in_size();
       parallel_for(static_cast<size_t>(s.cg), std::max<size_t>(1, 65536 / (taps * spatial + 1)),
                    [&](size_t c0, size_t c1) {
-        for (size_t ch = c0; ch < c1; ++ch) {
-          for (int64_t t = 0; t < taps; ++t) {
-            T* row = cols.data() + (ch * taps + t) * spatial;
-            for (int64_t o = 0; o < spatial; ++o) {
-              const int64_t off = offsets[o * taps + t];
-              row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
-            }
-          }
-        }
-      });
+                     for (size_t ch = c0; ch < c1; ++ch) {
+                       for (int64_t t = 0; t < taps; ++t) {
+                         T* row = cols.data() + (ch * taps + t) * spatial;
+                         for (int64_t o = 0; o < spatial; ++o) {
+                           const int64_t off = offsets[o * taps + t];
+                           row[o] = off < 0 ? T(0) : in[ch * w.in_size() + off];
+                         }
+                       }
+                     }
+                   });
       const T* wg = weight + g * s.mg * rows;
       T* y = out.data() + (b * s.filters + g * s.mg) * spatial;
       parallel_for(static_cast<size_t>(s.mg), 4, [&](size_t m0, size_t m1) {
@@ -410,8 +431,8 @@ std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape,
 }
 
 template std::vector<int32_t> convolve(const OpContext&, const std::vector<int64_t>&,
-                                       const int32_t*, const std::vector<int64_t>&,
-                                       const int32_t*, std::vector<int64_t>&);
+                                       const int32_t*, const std::vector<int64_t>&, const int32_t*,
+                                       std::vector<int64_t>&);
 
 namespace {
 
@@ -425,7 +446,8 @@ void conv(OpContext& c) {
   if (c.has_input(2)) {
     const Tensor& bias = c.input(2);
     require_float(c, bias, "B");
-    if (bias.size() != s.filters) c.fail("B has {} values for {} output channels", bias.size(), s.filters);
+    if (bias.size() != s.filters)
+      c.fail("B has {} values for {} output channels", bias.size(), s.filters);
     e.bias = bias.data<float>();
   }
   if (c.fused) e.lo = c.fused->lo, e.hi = c.fused->hi;
@@ -446,8 +468,10 @@ QUANTIZE_CLONES_NO_FMA void pool_2d(const Window& w, const PaddedPlane& layout, 
     std::fill(dst, dst + ow, kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
     for (int64_t ky = 0; ky < w.kernel[0]; ++ky) {
       for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
-        const float* __restrict src = layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
-        for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = kMax ? (dst[ox] < src[ox] ? src[ox] : dst[ox]) : dst[ox] + src[ox];
+        const float* __restrict src =
+            layout.run(plane, oy * w.stride[0] + ky * w.dilation[0], kx * w.dilation[1]);
+        for (int64_t ox = 0; ox < ow; ++ox)
+          dst[ox] = kMax ? (dst[ox] < src[ox] ? src[ox] : dst[ox]) : dst[ox] + src[ox];
       }
     }
     if (kMax) continue;
@@ -504,13 +528,16 @@ void max_unpool(OpContext& c) {
   const auto kernel = c.attr_ints("kernel_shape");
   auto strides = c.attr_ints("strides"), pads = c.attr_ints("pads");
   const size_t n = x.shape().size() - 2;
-  if (kernel.size() != n) c.fail("kernel_shape has {} values for {} spatial axes", kernel.size(), n);
+  if (kernel.size() != n)
+    c.fail("kernel_shape has {} values for {} spatial axes", kernel.size(), n);
   if (strides.empty()) strides.assign(n, 1);
   if (pads.empty()) pads.assign(2 * n, 0);
   std::vector<int64_t> pooled{x.shape()[0], x.shape()[1]};
-  for (size_t i = 0; i < n; ++i) pooled.push_back((x.shape()[i + 2] - 1) * strides[i] - pads[i] - pads[i + n] + kernel[i]);
+  for (size_t i = 0; i < n; ++i)
+    pooled.push_back((x.shape()[i + 2] - 1) * strides[i] - pads[i] - pads[i + n] + kernel[i]);
   const std::vector<int64_t> shape = c.has_input(2) ? c.input(2).to_int64() : pooled;
-  if (shape.size() != pooled.size()) c.fail("output_shape has rank {}, X {}", shape.size(), pooled.size());
+  if (shape.size() != pooled.size())
+    c.fail("output_shape has rank {}, X {}", shape.size(), pooled.size());
   Tensor out(x.dtype(), shape);
   const size_t size = element_size(x.dtype());
   const auto st = strides_of(shape);
@@ -518,7 +545,8 @@ void max_unpool(OpContext& c) {
   int64_t pooled_size = 1;
   for (int64_t d : pooled) pooled_size *= d;
   for (int64_t i = 0; i < x.size(); ++i) {
-    if (where[i] < 0 || where[i] >= pooled_size) c.fail("index {} is outside the pooled-from shape", where[i]);
+    if (where[i] < 0 || where[i] >= pooled_size)
+      c.fail("index {} is outside the pooled-from shape", where[i]);
     unflatten(where[i], pooled, at);
     int64_t flat = 0;
     for (size_t d = 0; d < at.size(); ++d) {
@@ -535,31 +563,41 @@ void pool(OpContext& c) {
   const Tensor& x = c.input(0);
   if (kMax && (c.output_count() > 1 || x.dtype() != TensorProto::FLOAT)) {
     if (x.rank() < 3) c.fail("X must have spatial axes");
-    const Window w = window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
+    const Window w =
+        window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
     std::vector<int64_t> shape{x.shape()[0], x.shape()[1]};
     shape.insert(shape.end(), w.out.begin(), w.out.end());
     switch (x.dtype()) {
-      case TensorProto::FLOAT: return max_pool_indexed<float>(c, w, shape);
-      case TensorProto::DOUBLE: return max_pool_indexed<double>(c, w, shape);
-      case TensorProto::INT8: return max_pool_indexed<int8_t>(c, w, shape);
-      case TensorProto::UINT8: return max_pool_indexed<uint8_t>(c, w, shape);
-      default: c.fail("X is data type {}: MaxPool takes float32, float64, int8 and uint8", x.dtype());
+      case TensorProto::FLOAT:
+        return max_pool_indexed<float>(c, w, shape);
+      case TensorProto::DOUBLE:
+        return max_pool_indexed<double>(c, w, shape);
+      case TensorProto::INT8:
+        return max_pool_indexed<int8_t>(c, w, shape);
+      case TensorProto::UINT8:
+        return max_pool_indexed<uint8_t>(c, w, shape);
+      default:
+        c.fail("X is data type {}: MaxPool takes float32, float64, int8 and uint8", x.dtype());
     }
   }
   require_float(c, x, "X");
-  const Window w = window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
+  const Window w =
+      window(c, x.shape(), c.attr_ints("kernel_shape"), c.attr_int("ceil_mode", 0) != 0);
   const bool count_pad = c.attr_int("count_include_pad", 0) != 0;
   std::vector<int64_t> shape{x.shape()[0], x.shape()[1]};
   shape.insert(shape.end(), w.out.begin(), w.out.end());
   Tensor out(TensorProto::FLOAT, shape);
   const int64_t planes = x.shape()[0] * x.shape()[1];
   // Pools under ~64K window reads run on the calling thread.
-  const size_t grain = planes * w.out_size() * w.kernel_size() < (1 << 16) ? static_cast<size_t>(std::max<int64_t>(planes, 1)) : 1;
+  const size_t grain = planes * w.out_size() * w.kernel_size() < (1 << 16)
+                           ? static_cast<size_t>(std::max<int64_t>(planes, 1))
+                           : 1;
   if (w.in.size() == 2) {  // from padded planes: -inf around a max pool, 0 around an average
     const PaddedPlane layout(w);
     // Per axis, the taps of each output position that fall inside the input: the divisor of an
     // average without count_include_pad is their product.
-    std::vector<float> valid_y(static_cast<size_t>(w.out[0])), valid_x(static_cast<size_t>(w.out[1]));
+    std::vector<float> valid_y(static_cast<size_t>(w.out[0])),
+        valid_x(static_cast<size_t>(w.out[1]));
     for (int a = 0; a < 2; ++a) {
       auto& valid = a == 0 ? valid_y : valid_x;
       for (int64_t o = 0; o < w.out[a]; ++o) {
@@ -597,7 +635,9 @@ void pool(OpContext& c) {
           acc = kMax ? std::max(acc, in[off]) : acc + in[off];
           ++n;
         }
-        y[o] = kMax ? acc : acc / static_cast<float>(count_pad ? w.kernel_size() : std::max<int64_t>(n, 1));
+        y[o] =
+            kMax ? acc
+                 : acc / static_cast<float>(count_pad ? w.kernel_size() : std::max<int64_t>(n, 1));
       }
     }
   });
@@ -636,11 +676,14 @@ void layer_norm(OpContext& c) {
   require_float(c, scale, "Scale");
   const int64_t axis = normalize_axis(c, c.attr_int("axis", -1), x.rank());
   const double epsilon = c.attr_float("epsilon", 1e-5f);
-  std::vector<int64_t> norm_shape(x.shape().begin() + axis, x.shape().end()), stat_shape = x.shape();
+  std::vector<int64_t> norm_shape(x.shape().begin() + axis, x.shape().end()),
+      stat_shape = x.shape();
   int64_t outer = 1, len = 1;
   for (int64_t i = 0; i < x.rank(); ++i) {
-    if (i < axis) outer *= x.shape()[i];
-    else len *= x.shape()[i], stat_shape[i] = 1;
+    if (i < axis)
+      outer *= x.shape()[i];
+    else
+      len *= x.shape()[i], stat_shape[i] = 1;
   }
   const auto scale_at = broadcast_offsets(scale.shape(), norm_shape);
   std::vector<int64_t> bias_at;
@@ -689,7 +732,8 @@ void conv_transpose(OpContext& c) {
   const int64_t batch = x.shape()[0], channels = x.shape()[1];
   const int64_t group = c.attr_int("group", 1), cg = channels / group;
   const int64_t mg = weight.shape()[1], filters = mg * group;
-  if (weight.shape()[0] != channels || cg * group != channels) c.fail("channels do not match W and group");
+  if (weight.shape()[0] != channels || cg * group != channels)
+    c.fail("channels do not match W and group");
   std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
   if (kernel.empty()) kernel.assign(weight.shape().begin() + 2, weight.shape().end());
   std::vector<int64_t> stride = c.attr_ints("strides"), dilation = c.attr_ints("dilations"),
@@ -705,12 +749,14 @@ void conv_transpose(OpContext& c) {
     const int64_t extent = (kernel[i] - 1) * dilation[i] + 1;
     const int64_t full = stride[i] * (in[i] - 1) + out_pad[i] + extent;
     if (!out_shape_attr.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      out[i] = !out_shape_attr.empty() ? out_shape_attr[out_shape_attr.size() - n + i] : in[i] * stride[i];
+      out[i] = !out_shape_attr.empty() ? out_shape_attr[out_shape_attr.size() - n + i]
+                                       : in[i] * stride[i];
       const int64_t total = full - out[i];  // may be negative: the output gets zeros at the end
       const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
       pad_begin[i] = auto_pad == "SAME_UPPER" ? half : total - half;
     } else {
-      if (auto_pad != "NOTSET" && auto_pad != "VALID") c.fail("auto_pad '{}' is not supported", auto_pad);
+      if (auto_pad != "NOTSET" && auto_pad != "VALID")
+        c.fail("auto_pad '{}' is not supported", auto_pad);
       if (auto_pad == "VALID") pads[i] = pads[i + n] = 0;
       pad_begin[i] = pads[i];
       out[i] = full - pads[i] - pads[i + n];
@@ -775,7 +821,8 @@ void conv_transpose(OpContext& c) {
 void space_to_depth(OpContext& c) {
   const Tensor& x = c.input(0);
   const int64_t b = c.attr_int("blocksize", 0);
-  if (x.rank() != 4 || b <= 0 || x.shape()[2] % b || x.shape()[3] % b) c.fail("needs a 4-D input divisible by blocksize");
+  if (x.rank() != 4 || b <= 0 || x.shape()[2] % b || x.shape()[3] % b)
+    c.fail("needs a 4-D input divisible by blocksize");
   const int64_t n = x.shape()[0], ch = x.shape()[1], h = x.shape()[2] / b, w = x.shape()[3] / b;
   Tensor y(x.dtype(), {n, ch * b * b, h, w});
   const size_t size = element_size(x.dtype());
@@ -816,7 +863,8 @@ void normalize_groups(const OpContext& c, const Tensor& x, const std::vector<int
     group_of[e] = g;
     sum[g] += x.data<float>()[e];
   }
-  const double count = static_cast<double>(x.size()) / static_cast<double>(std::max<int64_t>(groups, 1));
+  const double count =
+      static_cast<double>(x.size()) / static_cast<double>(std::max<int64_t>(groups, 1));
   for (int64_t e = 0; e < x.size(); ++e) {
     const double d = x.data<float>()[e] - sum[group_of[e]] / count;
     sq[group_of[e]] += d * d;
@@ -838,11 +886,13 @@ void instance_norm(OpContext& c) {
   require_float(c, c.input(1), "scale");
   require_float(c, c.input(2), "B");
   if (x.rank() < 3) c.fail("input must have spatial axes");
-  if (c.input(1).size() != x.shape()[1] || c.input(2).size() != x.shape()[1]) c.fail("scale and B must have one value per channel");
+  if (c.input(1).size() != x.shape()[1] || c.input(2).size() != x.shape()[1])
+    c.fail("scale and B must have one value per channel");
   std::vector<int64_t> axes;
   for (int64_t i = 2; i < x.rank(); ++i) axes.push_back(i);
   Tensor y(TensorProto::FLOAT, x.shape());
-  normalize_groups(c, x, axes, c.attr_float("epsilon", 1e-5f), c.input(1).data<float>(), c.input(2).data<float>(), y);
+  normalize_groups(c, x, axes, c.attr_float("epsilon", 1e-5f), c.input(1).data<float>(),
+                   c.input(2).data<float>(), y);
   c.output(0) = std::move(y);
 }
 
@@ -866,7 +916,8 @@ void lrn(OpContext& c) {
   if (size < 1) c.fail("size {} is not valid", size);
   const double alpha = c.attr_float("alpha", 1e-4f), beta = c.attr_float("beta", 0.75f),
                bias = c.attr_float("bias", 1.0f);
-  const int64_t batch = x.shape()[0], channels = x.shape()[1], spatial = x.size() / std::max<int64_t>(1, batch * channels);
+  const int64_t batch = x.shape()[0], channels = x.shape()[1],
+                spatial = x.size() / std::max<int64_t>(1, batch * channels);
   const int64_t before = (size - 1) / 2, after = size - 1 - before;
   Tensor y(TensorProto::FLOAT, x.shape());
   const float* px = x.data<float>();
@@ -874,12 +925,14 @@ void lrn(OpContext& c) {
     for (int64_t ch = 0; ch < channels; ++ch) {
       for (int64_t s = 0; s < spatial; ++s) {
         double sum = 0;
-        for (int64_t k = std::max<int64_t>(0, ch - before); k <= std::min(channels - 1, ch + after); ++k) {
+        for (int64_t k = std::max<int64_t>(0, ch - before); k <= std::min(channels - 1, ch + after);
+             ++k) {
           const double v = px[(b * channels + k) * spatial + s];
           sum += v * v;
         }
         const int64_t at = (b * channels + ch) * spatial + s;
-        y.data<float>()[at] = static_cast<float>(px[at] / std::pow(bias + alpha / size * sum, beta));
+        y.data<float>()[at] =
+            static_cast<float>(px[at] / std::pow(bias + alpha / size * sum, beta));
       }
     }
   }
@@ -894,8 +947,8 @@ void batch_norm(OpContext& c) {
   const int64_t channels = x.shape()[1], inner = x.size() / (x.shape()[0] * channels);
   Tensor out(TensorProto::FLOAT, x.shape());
   for (int64_t ch = 0; ch < channels; ++ch) {
-    const float scale = c.input(1).data<float>()[ch] /
-                        std::sqrt(c.input(4).data<float>()[ch] + eps);
+    const float scale =
+        c.input(1).data<float>()[ch] / std::sqrt(c.input(4).data<float>()[ch] + eps);
     const float shift = c.input(2).data<float>()[ch] - c.input(3).data<float>()[ch] * scale;
     for (int64_t b = 0; b < x.shape()[0]; ++b) {
       const int64_t base = (b * channels + ch) * inner;
@@ -931,9 +984,10 @@ void depth_to_space(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
-// Resize (opset 10+) and Upsample, one axis at a time (each mode is separable). How each axis maps: mode nearest / linear / cubic, the coordinate
-// transformation, nearest rounding, the cubic coefficient and exclude_outside, and for
-// tf_crop_and_resize the region of interest and the value outside it.
+// Resize (opset 10+) and Upsample, one axis at a time (each mode is separable). How each axis maps:
+// mode nearest / linear / cubic, the coordinate transformation, nearest rounding, the cubic
+// coefficient and exclude_outside, and for tf_crop_and_resize the region of interest and the value
+// outside it.
 struct ResizeMode {
   std::string mode, coord, nearest;
   double cubic_a = -0.75;
@@ -946,7 +1000,8 @@ struct ResizeMode {
 // as ONNX pads with edge values); with scales, or sizes when scales is empty.
 Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>& scales,
                    const std::vector<int64_t>& sizes, const ResizeMode& m) {
-  if (m.mode != "nearest" && m.mode != "linear" && m.mode != "cubic") c.fail("mode '{}' is not supported", m.mode);
+  if (m.mode != "nearest" && m.mode != "linear" && m.mode != "cubic")
+    c.fail("mode '{}' is not supported", m.mode);
   const int64_t rank = x.rank();
   if (static_cast<int64_t>(sizes.empty() ? scales.size() : sizes.size()) != rank) {
     c.fail("{} scales or sizes for rank {}", sizes.empty() ? scales.size() : sizes.size(), rank);
@@ -954,11 +1009,12 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
   Tensor cur = x;
   for (int64_t axis = 0; axis < rank; ++axis) {
     const int64_t in = cur.shape()[axis];
-    const int64_t out_len = sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis]))
-                                          : sizes[axis];
+    const int64_t out_len =
+        sizes.empty() ? static_cast<int64_t>(std::floor(in * scales[axis])) : sizes[axis];
     const float scale = sizes.empty() ? scales[axis] : static_cast<float>(out_len) / in;
     // The resized length in the coordinate formulas: in * scale when scales are given.
-    const double resized = sizes.empty() ? static_cast<double>(in) * scale : static_cast<double>(out_len);
+    const double resized =
+        sizes.empty() ? static_cast<double>(in) * scale : static_cast<double>(out_len);
     const bool crop = m.coord == "tf_crop_and_resize";
     if (out_len == in && scale == 1.0f && !crop) continue;
     std::vector<int64_t> shape = cur.shape();
@@ -975,11 +1031,16 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
       auto& taps = tap_lists[o];
       auto& weights = weight_lists[o];
       double pos;
-      if (m.coord == "half_pixel") pos = (o + 0.5) / scale - 0.5;
-      else if (m.coord == "pytorch_half_pixel") pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
-      else if (m.coord == "align_corners") pos = resized > 1 ? o * (in - 1.0) / (resized - 1) : 0;
-      else if (m.coord == "asymmetric") pos = o / scale;
-      else if (m.coord == "tf_half_pixel_for_nn") pos = (o + 0.5) / scale;
+      if (m.coord == "half_pixel")
+        pos = (o + 0.5) / scale - 0.5;
+      else if (m.coord == "pytorch_half_pixel")
+        pos = out_len > 1 ? (o + 0.5) / scale - 0.5 : 0;
+      else if (m.coord == "align_corners")
+        pos = resized > 1 ? o * (in - 1.0) / (resized - 1) : 0;
+      else if (m.coord == "asymmetric")
+        pos = o / scale;
+      else if (m.coord == "tf_half_pixel_for_nn")
+        pos = (o + 0.5) / scale;
       else if (crop) {
         const double start = m.roi.at(axis), end = m.roi.at(axis + rank);
         pos = out_len > 1 ? start * (in - 1) + o * (end - start) * (in - 1) / (out_len - 1)
@@ -990,10 +1051,14 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
       const bool outside = crop && (pos < 0 || pos > in - 1);
       if (m.mode == "nearest") {
         int64_t i0;
-        if (m.nearest == "floor") i0 = static_cast<int64_t>(std::floor(pos));
-        else if (m.nearest == "ceil") i0 = static_cast<int64_t>(std::ceil(pos));
-        else if (m.nearest == "round_prefer_ceil") i0 = static_cast<int64_t>(std::floor(pos + 0.5));
-        else i0 = static_cast<int64_t>(std::ceil(pos - 0.5));  // round_prefer_floor
+        if (m.nearest == "floor")
+          i0 = static_cast<int64_t>(std::floor(pos));
+        else if (m.nearest == "ceil")
+          i0 = static_cast<int64_t>(std::ceil(pos));
+        else if (m.nearest == "round_prefer_ceil")
+          i0 = static_cast<int64_t>(std::floor(pos + 0.5));
+        else
+          i0 = static_cast<int64_t>(std::ceil(pos - 0.5));  // round_prefer_floor
         taps = {std::clamp<int64_t>(i0, 0, in - 1)}, weights = {1.0};
       } else if (m.mode == "linear") {
         const double p = std::clamp(pos, 0.0, static_cast<double>(in - 1));
@@ -1002,8 +1067,10 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
       } else {  // cubic convolution (Keys), 4 taps around floor(pos)
         const int64_t i0 = static_cast<int64_t>(std::floor(pos));
         const double t = pos - i0, a = m.cubic_a;
-        auto near = [a](double d) { return ((a + 2) * d - (a + 3)) * d * d + 1; };          // |d| <= 1
-        auto far = [a](double d) { return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a; };     // 1 < |d| < 2
+        auto near = [a](double d) { return ((a + 2) * d - (a + 3)) * d * d + 1; };  // |d| <= 1
+        auto far = [a](double d) {
+          return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a;
+        };  // 1 < |d| < 2
         const double w[4] = {far(t + 1), near(t), near(1 - t), far(2 - t)};
         double sum = 0;
         for (int k = 0; k < 4; ++k) {
@@ -1044,7 +1111,8 @@ Tensor resize_axes(const OpContext& c, const Tensor& x, const std::vector<float>
         } else {
           for (int64_t i = 0; i < inner; ++i) {
             double acc = 0;
-            for (size_t k = 0; k < taps.size(); ++k) acc += weights[k] * in_block[taps[k] * inner + i];
+            for (size_t k = 0; k < taps.size(); ++k)
+              acc += weights[k] * in_block[taps[k] * inner + i];
             dst[i] = static_cast<float>(acc);
           }
         }
@@ -1072,17 +1140,21 @@ void resize(OpContext& c) {
   }
   if (c.attr_int("antialias", 0) != 0) c.fail("antialias is not supported");
   if (c.has_attr("axes")) c.fail("the axes attribute is not supported");
-  if (c.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") c.fail("keep_aspect_ratio_policy is not supported");
+  if (c.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+    c.fail("keep_aspect_ratio_policy is not supported");
   ResizeMode m;
   m.mode = c.attr_string("mode", "nearest");
-  m.coord = c.attr_string("coordinate_transformation_mode", c.opset >= 11 ? "half_pixel" : "asymmetric");
+  m.coord =
+      c.attr_string("coordinate_transformation_mode", c.opset >= 11 ? "half_pixel" : "asymmetric");
   m.nearest = c.attr_string("nearest_mode", "round_prefer_floor");
   m.cubic_a = c.attr_float("cubic_coeff_a", -0.75f);
   m.exclude_outside = c.attr_int("exclude_outside", 0) != 0;
   m.extrapolation = c.attr_float("extrapolation_value", 0.0f);
   if (m.coord == "tf_crop_and_resize") {
-    if (!c.has_input(1) || c.input(1).size() != 2 * x.rank()) c.fail("tf_crop_and_resize needs roi of 2 x rank values");
-    for (int64_t i = 0; i < c.input(1).size(); ++i) m.roi.push_back(c.input(1).element_as_double(i));
+    if (!c.has_input(1) || c.input(1).size() != 2 * x.rank())
+      c.fail("tf_crop_and_resize needs roi of 2 x rank values");
+    for (int64_t i = 0; i < c.input(1).size(); ++i)
+      m.roi.push_back(c.input(1).element_as_double(i));
   }
   c.output(0) = resize_axes(c, x, scales, sizes, m);
 }
@@ -1093,7 +1165,8 @@ void upsample(OpContext& c) {
   require_float(c, x, "X");
   std::vector<float> scales;
   if (c.opset >= 9) {
-    for (int64_t i = 0; i < c.input(1).size(); ++i) scales.push_back(static_cast<float>(c.input(1).element_as_double(i)));
+    for (int64_t i = 0; i < c.input(1).size(); ++i)
+      scales.push_back(static_cast<float>(c.input(1).element_as_double(i)));
   } else {
     for (const auto& a : c.node.attribute()) {
       if (a.name() == "scales") scales.assign(a.floats().begin(), a.floats().end());
@@ -1116,12 +1189,16 @@ void grid_sample(OpContext& c) {
   const Tensor& grid = c.input(1);
   require_float(c, x, "X");
   require_float(c, grid, "grid");
-  if (x.rank() != 4 || grid.rank() != 4 || grid.shape()[3] != 2 || grid.shape()[0] != x.shape()[0]) {
+  if (x.rank() != 4 || grid.rank() != 4 || grid.shape()[3] != 2 ||
+      grid.shape()[0] != x.shape()[0]) {
     c.fail("X must be [N, C, H, W] and grid [N, H_out, W_out, 2]");
   }
-  const std::string mode = c.attr_string("mode", "bilinear"), padding = c.attr_string("padding_mode", "zeros");
-  if (mode != "bilinear" && mode != "nearest" && mode != "bicubic") c.fail("mode '{}' is not supported", mode);
-  if (padding != "zeros" && padding != "border" && padding != "reflection") c.fail("padding_mode '{}' is not supported", padding);
+  const std::string mode = c.attr_string("mode", "bilinear"),
+                    padding = c.attr_string("padding_mode", "zeros");
+  if (mode != "bilinear" && mode != "nearest" && mode != "bicubic")
+    c.fail("mode '{}' is not supported", mode);
+  if (padding != "zeros" && padding != "border" && padding != "reflection")
+    c.fail("padding_mode '{}' is not supported", padding);
   const bool align = c.attr_int("align_corners", 0) != 0;
   const int64_t batch = x.shape()[0], channels = x.shape()[1], ih = x.shape()[2], iw = x.shape()[3];
   const int64_t oh = grid.shape()[1], ow = grid.shape()[2];
@@ -1142,7 +1219,8 @@ void grid_sample(OpContext& c) {
   };
   // The value of pixel (iy, ix) of a plane under the padding mode.
   auto pixel = [&](const float* plane, int64_t iy, int64_t ix) -> double {
-    if (padding == "zeros") return iy < 0 || iy >= ih || ix < 0 || ix >= iw ? 0.0 : plane[iy * iw + ix];
+    if (padding == "zeros")
+      return iy < 0 || iy >= ih || ix < 0 || ix >= iw ? 0.0 : plane[iy * iw + ix];
     double y = static_cast<double>(iy), xx = static_cast<double>(ix);
     if (padding == "reflection") {
       y = align ? reflect(y, 0, ih - 1) : reflect(y, -0.5, ih - 0.5);
@@ -1165,25 +1243,30 @@ void grid_sample(OpContext& c) {
         double px = unnormalize(g[0], iw), py = unnormalize(g[1], ih);
         if (mode != "bicubic") {  // coordinates themselves kept inside for border / reflection
           if (padding == "border") {
-            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)), py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
+            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)),
+            py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
           } else if (padding == "reflection") {
             px = align ? reflect(px, 0, iw - 1) : reflect(px, -0.5, iw - 0.5);
             py = align ? reflect(py, 0, ih - 1) : reflect(py, -0.5, ih - 0.5);
-            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)), py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
+            px = std::clamp(px, 0.0, static_cast<double>(iw - 1)),
+            py = std::clamp(py, 0.0, static_cast<double>(ih - 1));
           }
         }
         for (int64_t ch = 0; ch < channels; ++ch) {
           const float* plane = x.data<float>() + (n * channels + ch) * ih * iw;
           double v = 0;
           if (mode == "nearest") {
-            v = pixel(plane, static_cast<int64_t>(std::nearbyint(py)), static_cast<int64_t>(std::nearbyint(px)));
+            v = pixel(plane, static_cast<int64_t>(std::nearbyint(py)),
+                      static_cast<int64_t>(std::nearbyint(px)));
           } else if (mode == "bilinear") {
-            const int64_t x0 = static_cast<int64_t>(std::floor(px)), y0 = static_cast<int64_t>(std::floor(py));
+            const int64_t x0 = static_cast<int64_t>(std::floor(px)),
+                          y0 = static_cast<int64_t>(std::floor(py));
             const double tx = px - x0, ty = py - y0;
             v = (1 - ty) * ((1 - tx) * pixel(plane, y0, x0) + tx * pixel(plane, y0, x0 + 1)) +
                 ty * ((1 - tx) * pixel(plane, y0 + 1, x0) + tx * pixel(plane, y0 + 1, x0 + 1));
           } else {
-            const int64_t x0 = static_cast<int64_t>(std::floor(px)), y0 = static_cast<int64_t>(std::floor(py));
+            const int64_t x0 = static_cast<int64_t>(std::floor(px)),
+                          y0 = static_cast<int64_t>(std::floor(py));
             double wx[4], wy[4];
             cubic(px - x0, wx), cubic(py - y0, wy);
             for (int i = 0; i < 4; ++i) {
@@ -1211,18 +1294,22 @@ void roi_align(OpContext& c) {
   require_float(c, x, "X");
   require_float(c, rois, "rois");
   const auto batch_index = c.input(2).to_int64();
-  if (x.rank() != 4 || rois.rank() != 2 || rois.shape()[1] != 4 || static_cast<int64_t>(batch_index.size()) != rois.shape()[0]) {
+  if (x.rank() != 4 || rois.rank() != 2 || rois.shape()[1] != 4 ||
+      static_cast<int64_t>(batch_index.size()) != rois.shape()[0]) {
     c.fail("X must be [N, C, H, W], rois [R, 4] and batch_indices [R]");
   }
   const std::string mode = c.attr_string("mode", "avg");
   if (mode != "avg" && mode != "max") c.fail("mode '{}' is not supported", mode);
-  const std::string coord = c.attr_string("coordinate_transformation_mode", c.opset >= 16 ? "half_pixel" : "output_half_pixel");
-  if (coord != "half_pixel" && coord != "output_half_pixel") c.fail("coordinate_transformation_mode '{}' is not supported", coord);
+  const std::string coord = c.attr_string("coordinate_transformation_mode",
+                                          c.opset >= 16 ? "half_pixel" : "output_half_pixel");
+  if (coord != "half_pixel" && coord != "output_half_pixel")
+    c.fail("coordinate_transformation_mode '{}' is not supported", coord);
   const bool half = coord == "half_pixel";
   const int64_t out_h = c.attr_int("output_height", 1), out_w = c.attr_int("output_width", 1);
   const int64_t ratio = c.attr_int("sampling_ratio", 0);
   const double scale = c.attr_float("spatial_scale", 1.0f);
-  const int64_t channels = x.shape()[1], ih = x.shape()[2], iw = x.shape()[3], regions = rois.shape()[0];
+  const int64_t channels = x.shape()[1], ih = x.shape()[2], iw = x.shape()[3],
+                regions = rois.shape()[0];
   Tensor out(TensorProto::FLOAT, {regions, channels, out_h, out_w});
   for (int64_t r = 0; r < regions; ++r) {
     const float* box = rois.data<float>() + r * 4;
@@ -1250,13 +1337,19 @@ void roi_align(OpContext& c) {
               if (!(y < -1.0 || y > ih || xx < -1.0 || xx > iw)) {
                 y = std::max(y, 0.0), xx = std::max(xx, 0.0);
                 int64_t ylo = static_cast<int64_t>(y), xlo = static_cast<int64_t>(xx), yhi, xhi;
-                if (ylo >= ih - 1) yhi = ylo = ih - 1, y = static_cast<double>(ylo);
-                else yhi = ylo + 1;
-                if (xlo >= iw - 1) xhi = xlo = iw - 1, xx = static_cast<double>(xlo);
-                else xhi = xlo + 1;
+                if (ylo >= ih - 1)
+                  yhi = ylo = ih - 1, y = static_cast<double>(ylo);
+                else
+                  yhi = ylo + 1;
+                if (xlo >= iw - 1)
+                  xhi = xlo = iw - 1, xx = static_cast<double>(xlo);
+                else
+                  xhi = xlo + 1;
                 const double ly = y - ylo, lx = xx - xlo, hy = 1 - ly, hx = 1 - lx;
-                terms[0] = hy * hx * plane[ylo * iw + xlo], terms[1] = hy * lx * plane[ylo * iw + xhi];
-                terms[2] = ly * hx * plane[yhi * iw + xlo], terms[3] = ly * lx * plane[yhi * iw + xhi];
+                terms[0] = hy * hx * plane[ylo * iw + xlo],
+                terms[1] = hy * lx * plane[ylo * iw + xhi];
+                terms[2] = ly * hx * plane[yhi * iw + xlo],
+                terms[3] = ly * lx * plane[yhi * iw + xhi];
               }
               if (mode == "avg") {
                 acc += terms[0] + terms[1] + terms[2] + terms[3];

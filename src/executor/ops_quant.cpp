@@ -1,7 +1,8 @@
 // Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
-// ConvInteger, com.microsoft.DynamicQuantizeMatMul and com.microsoft.Quantize/DequantizeLinear. Formulas from the ONNX specification:
-// QuantizeLinear y = saturate(rne(x / scale) + zp); DequantizeLinear y = (x - zp) * scale;
-// DynamicQuantizeLinear: uint8 with the range of x widened to include 0.
+// ConvInteger, com.microsoft.DynamicQuantizeMatMul and com.microsoft.Quantize/DequantizeLinear.
+// Formulas from the ONNX specification: QuantizeLinear y = saturate(rne(x / scale) + zp);
+// DequantizeLinear y = (x - zp) * scale; DynamicQuantizeLinear: uint8 with the range of x widened
+// to include 0.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,10 +18,14 @@ bool is_8bit(int t) { return t == TensorProto::UINT8 || t == TensorProto::INT8; 
 
 int32_t value_at(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case TensorProto::UINT8: return t.data<uint8_t>()[i];
-    case TensorProto::INT8: return t.data<int8_t>()[i];
-    case TensorProto::INT32: return t.data<int32_t>()[i];
-    default: return 0;
+    case TensorProto::UINT8:
+      return t.data<uint8_t>()[i];
+    case TensorProto::INT8:
+      return t.data<int8_t>()[i];
+    case TensorProto::INT32:
+      return t.data<int32_t>()[i];
+    default:
+      return 0;
   }
 }
 
@@ -34,7 +39,8 @@ Broadcast along_axis(const OpContext& c, const Tensor& x, const Tensor& scale) {
   Broadcast b;
   if (scale.size() <= 1) return b;
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 1), x.rank());
-  if (scale.size() != x.shape()[axis]) c.fail("{} scales for axis {} of size {}", scale.size(), axis, x.shape()[axis]);
+  if (scale.size() != x.shape()[axis])
+    c.fail("{} scales for axis {} of size {}", scale.size(), axis, x.shape()[axis]);
   b.count = scale.size();
   for (int64_t i = axis + 1; i < x.rank(); ++i) b.inner *= x.shape()[i];
   return b;
@@ -43,7 +49,8 @@ Broadcast along_axis(const OpContext& c, const Tensor& x, const Tensor& scale) {
 void quantize_linear(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& scale = c.input(1);
-  if (x.dtype() != TensorProto::FLOAT || scale.dtype() != TensorProto::FLOAT) c.fail("only float32 x and scale are supported");
+  if (x.dtype() != TensorProto::FLOAT || scale.dtype() != TensorProto::FLOAT)
+    c.fail("only float32 x and scale are supported");
   const int type = c.has_input(2) ? c.input(2).dtype() : TensorProto::UINT8;
   if (!is_8bit(type)) c.fail("output type {} is not supported", type);
   const int lo = type == TensorProto::UINT8 ? 0 : -128, hi = type == TensorProto::UINT8 ? 255 : 127;
@@ -52,8 +59,10 @@ void quantize_linear(OpContext& c) {
   for (int64_t i = 0; i < x.size(); ++i) {
     const int64_t k = b.at(i);
     const int32_t zp = c.has_input(2) ? value_at(c.input(2), k) : 0;
-    const float q = std::nearbyint(x.data<float>()[i] / scale.data<float>()[k]) + static_cast<float>(zp);
-    y.raw()[i] = static_cast<uint8_t>(static_cast<int32_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi))));
+    const float q =
+        std::nearbyint(x.data<float>()[i] / scale.data<float>()[k]) + static_cast<float>(zp);
+    y.raw()[i] = static_cast<uint8_t>(
+        static_cast<int32_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi))));
   }
   c.output(0) = std::move(y);
 }
@@ -62,7 +71,8 @@ void dequantize_linear(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& scale = c.input(1);
   if (scale.dtype() != TensorProto::FLOAT) c.fail("only float32 scales are supported");
-  if (!is_8bit(x.dtype()) && x.dtype() != TensorProto::INT32) c.fail("x of data type {} is not supported", x.dtype());
+  if (!is_8bit(x.dtype()) && x.dtype() != TensorProto::INT32)
+    c.fail("x of data type {} is not supported", x.dtype());
   const Broadcast b = along_axis(c, x, scale);
   Tensor y(TensorProto::FLOAT, x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
@@ -164,8 +174,9 @@ void conv_integer(OpContext& c) {
 // acc * multiplier in float32 (as ONNX Runtime does; the specification leaves the precision
 // open), y = saturate(rint(acc * multiplier) + y_zp), c the output channel of
 // element i (channel = (i / inner) % channels; channels 1 for per-tensor scales).
-Tensor requantize(const OpContext& c, const Tensor& acc, const Tensor& x_scale, const Tensor& w_scale,
-                  const Tensor& y_scale, const Tensor* y_zp, int64_t inner, int64_t channels) {
+Tensor requantize(const OpContext& c, const Tensor& acc, const Tensor& x_scale,
+                  const Tensor& w_scale, const Tensor& y_scale, const Tensor* y_zp, int64_t inner,
+                  int64_t channels) {
   const int type = y_zp ? y_zp->dtype() : TensorProto::UINT8;
   if (!is_8bit(type)) c.fail("output type {} is not supported", type);
   const int lo = type == TensorProto::UINT8 ? 0 : -128, hi = lo + 255;
@@ -174,7 +185,8 @@ Tensor requantize(const OpContext& c, const Tensor& acc, const Tensor& x_scale, 
   for (int64_t i = 0; i < acc.size(); ++i) {
     const int64_t ch = w_scale.size() > 1 ? (i / inner) % channels : 0;
     const float m = x_scale.data<float>()[0] * w_scale.data<float>()[ch] / y_scale.data<float>()[0];
-    const float v = std::nearbyint(static_cast<float>(acc.data<int32_t>()[i]) * m) + static_cast<float>(zy);
+    const float v =
+        std::nearbyint(static_cast<float>(acc.data<int32_t>()[i]) * m) + static_cast<float>(zy);
     y.raw()[i] = static_cast<uint8_t>(static_cast<int32_t>(std::clamp(v, float(lo), float(hi))));
   }
   return y;
@@ -190,16 +202,18 @@ void qlinear_conv(OpContext& c) {
   const int64_t filters = w.shape()[0], per = w.size() / filters;
   std::vector<int32_t> xi(static_cast<size_t>(x.size())), wi(static_cast<size_t>(w.size()));
   for (int64_t i = 0; i < x.size(); ++i) xi[i] = value_at(x, i) - xz;
-  for (int64_t i = 0; i < w.size(); ++i) wi[i] = value_at(w, i) - value_at(wz, wz.size() > 1 ? i / per : 0);
+  for (int64_t i = 0; i < w.size(); ++i)
+    wi[i] = value_at(w, i) - value_at(wz, wz.size() > 1 ? i / per : 0);
   std::vector<int64_t> shape;
   std::vector<int32_t> acc = convolve(c, x.shape(), xi.data(), w.shape(), wi.data(), shape);
   Tensor sum(TensorProto::INT32, shape);
   const int64_t spatial = sum.size() / (shape[0] * filters);
   for (int64_t i = 0; i < sum.size(); ++i) {
-    sum.data<int32_t>()[i] = acc[i] + (c.has_input(8) ? c.input(8).data<int32_t>()[(i / spatial) % filters] : 0);
+    sum.data<int32_t>()[i] =
+        acc[i] + (c.has_input(8) ? c.input(8).data<int32_t>()[(i / spatial) % filters] : 0);
   }
-  c.output(0) = requantize(c, sum, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr,
-                           spatial, filters);
+  c.output(0) = requantize(c, sum, c.input(1), c.input(4), c.input(6),
+                           c.has_input(7) ? &c.input(7) : nullptr, spatial, filters);
 }
 
 // QLinearMatMul: (a - a_zp)(b - b_zp) in int32 (b's parameters per tensor or per column),
@@ -208,10 +222,12 @@ void qlinear_matmul(OpContext& c) {
   const Tensor& a = c.input(0);
   const Tensor& b = c.input(3);
   if (b.rank() > 2) {  // batched B [..., K, N] with A [..., M, K] of the same batch: one pair each
-    if (a.rank() != b.rank() || !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())) {
+    if (a.rank() != b.rank() ||
+        !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())) {
       c.fail("batched B needs A with the same batch dimensions");
     }
-    if (c.input(4).size() > 1 || c.input(5).size() > 1) c.fail("batched B takes per-tensor parameters");
+    if (c.input(4).size() > 1 || c.input(5).size() > 1)
+      c.fail("batched B takes per-tensor parameters");
     const int64_t m = a.shape()[a.rank() - 2], k = a.shape().back(), n = b.shape().back();
     const int64_t batches = a.size() / (m * k);
     std::vector<int64_t> shape = a.shape();
@@ -224,13 +240,14 @@ void qlinear_matmul(OpContext& c) {
       Tensor yt = integer_matmul(c, at, bt, &c.input(2), &c.input(5));
       std::memcpy(acc.data<int32_t>() + t * m * n, yt.raw(), yt.bytes());
     }
-    c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr, 1, 1);
+    c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6),
+                             c.has_input(7) ? &c.input(7) : nullptr, 1, 1);
     return;
   }
   Tensor acc = integer_matmul(c, a, b, &c.input(2), &c.input(5));
   const int64_t n = b.shape().back();
-  c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6), c.has_input(7) ? &c.input(7) : nullptr,
-                           1, n);
+  c.output(0) = requantize(c, acc, c.input(1), c.input(4), c.input(6),
+                           c.has_input(7) ? &c.input(7) : nullptr, 1, n);
 }
 
 // com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
@@ -241,7 +258,8 @@ void dynamic_quantize_matmul(OpContext& c) {
   const int64_t n = c.input(1).shape()[1];
   Tensor out(TensorProto::FLOAT, y.shape());
   for (int64_t i = 0; i < y.size(); ++i) {
-    const float s = a.scale.data<float>()[0] * b_scale.data<float>()[b_scale.size() > 1 ? i % n : 0];
+    const float s =
+        a.scale.data<float>()[0] * b_scale.data<float>()[b_scale.size() > 1 ? i % n : 0];
     out.data<float>()[i] = static_cast<float>(y.data<int32_t>()[i]) * s +
                            (c.has_input(4) ? c.input(4).data<float>()[i % n] : 0.0f);
   }

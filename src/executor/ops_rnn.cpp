@@ -42,7 +42,8 @@ Rnn check(OpContext& c, int gates) {
       for (int i = 0; i < attr.strings_size(); ++i) {
         const std::string& f = attr.strings(i);
         if (gates == 1) {
-          if (f != "Tanh" && f != "Relu" && f != "Sigmoid") c.fail("activation {} is not supported", f);
+          if (f != "Tanh" && f != "Relu" && f != "Sigmoid")
+            c.fail("activation {} is not supported", f);
           continue;
         }
         const bool first = gates == 3 ? i % 2 == 0 : i % 3 == 0;
@@ -80,8 +81,8 @@ std::vector<float> transposed(const float* w, int64_t rows, int64_t cols) {
 // that order keep the dynamic-INT8 GRU's requantized outputs where ONNX Runtime puts them; a
 // BLAS's blocked order moved one across a rounding step.)
 QUANTIZE_CLONES_NO_FMA
-void project_t(const float* in, int64_t batch, int64_t cols, const float* wt, int64_t ld, int64_t rows,
-               float* out) {
+void project_t(const float* in, int64_t batch, int64_t cols, const float* wt, int64_t ld,
+               int64_t rows, float* out) {
   for (int64_t b = 0; b < batch; ++b) {
     float* __restrict o = out + b * rows;
     std::fill(o, o + rows, 0.0f);
@@ -105,7 +106,8 @@ Projections projections(const OpContext& c, const Rnn& r, int64_t gates, int64_t
   p.rt = transposed(c.input(2).data<float>() + d * g * r.hidden, g, r.hidden);
   p.xw_all.resize(static_cast<size_t>(r.seq * r.batch * g));
   project_t(c.input(0).data<float>(), r.seq * r.batch, r.input,
-            transposed(c.input(1).data<float>() + d * g * r.input, g, r.input).data(), g, g, p.xw_all.data());
+            transposed(c.input(1).data<float>() + d * g * r.input, g, r.input).data(), g, g,
+            p.xw_all.data());
   return p;
 }
 
@@ -125,60 +127,65 @@ void gru(OpContext& c) {
   const bool before_reset = c.attr_int("linear_before_reset", 0) != 0;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
   Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
-    std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h), gated(r.batch * h);
-    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const auto [rt, xw_all] = projections(c, r, 3, d);
-      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
-      initial_state(c, 5, d, state);
-      const bool reverse = d == 1 || r.reverse_only;
-      for (int64_t step = 0; step < r.seq; ++step) {
-        const int64_t t = reverse ? r.seq - 1 - step : step;
-        std::copy(xw_all.begin() + t * r.batch * 3 * h, xw_all.begin() + (t + 1) * r.batch * 3 * h, xw.begin());
-        project_t(state.data(), r.batch, h, rt.data(), 3 * h, 3 * h, hr.data());  // z and r parts used below
-        for (int64_t b = 0; b < r.batch; ++b) {
-          for (int64_t j = 0; j < h; ++j) {
-            auto wb = [&](int g) { return bias ? bias[g * h + j] : 0.0f; };
-            auto rb = [&](int g) { return bias ? bias[3 * h + g * h + j] : 0.0f; };
-            const int64_t i = b * 3 * h;
-            const float z = sigmoid(xw[i + j] + hr[i + j] + wb(0) + rb(0));
-            const float rr = sigmoid(xw[i + h + j] + hr[i + h + j] + wb(1) + rb(1));
-            gated[b * h + j] = rr;  // kept for the candidate below
-            xw[i + j] = z;
-          }
-        }
-        // Candidate: needs r . H (default) projected through Rh, or r . (H Rh + Rbh).
-        std::vector<float> cand(r.batch * h);
-        if (before_reset) {
-          for (int64_t b = 0; b < r.batch; ++b) {
-            for (int64_t j = 0; j < h; ++j) {
-              const float rbh = bias ? bias[3 * h + 2 * h + j] : 0.0f;
-              cand[b * h + j] = gated[b * h + j] * (hr[b * 3 * h + 2 * h + j] + rbh);
-            }
-          }
-        } else {
-          std::vector<float> rh(r.batch * h);
-          for (int64_t k = 0; k < r.batch * h; ++k) rh[k] = gated[k] * state[k];
-          project_t(rh.data(), r.batch, h, rt.data() + 2 * h, 3 * h, h, cand.data());
-          if (bias) {
+  parallel_for(
+      static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+        std::vector<float> xw(r.batch * 3 * h), hr(r.batch * 3 * h), state(r.batch * h),
+            gated(r.batch * h);
+        for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+          const auto [rt, xw_all] = projections(c, r, 3, d);
+          const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 6 * h : nullptr;
+          initial_state(c, 5, d, state);
+          const bool reverse = d == 1 || r.reverse_only;
+          for (int64_t step = 0; step < r.seq; ++step) {
+            const int64_t t = reverse ? r.seq - 1 - step : step;
+            std::copy(xw_all.begin() + t * r.batch * 3 * h,
+                      xw_all.begin() + (t + 1) * r.batch * 3 * h, xw.begin());
+            project_t(state.data(), r.batch, h, rt.data(), 3 * h, 3 * h,
+                      hr.data());  // z and r parts used below
             for (int64_t b = 0; b < r.batch; ++b) {
-              for (int64_t j = 0; j < h; ++j) cand[b * h + j] += bias[3 * h + 2 * h + j];
+              for (int64_t j = 0; j < h; ++j) {
+                auto wb = [&](int g) { return bias ? bias[g * h + j] : 0.0f; };
+                auto rb = [&](int g) { return bias ? bias[3 * h + g * h + j] : 0.0f; };
+                const int64_t i = b * 3 * h;
+                const float z = sigmoid(xw[i + j] + hr[i + j] + wb(0) + rb(0));
+                const float rr = sigmoid(xw[i + h + j] + hr[i + h + j] + wb(1) + rb(1));
+                gated[b * h + j] = rr;  // kept for the candidate below
+                xw[i + j] = z;
+              }
             }
+            // Candidate: needs r . H (default) projected through Rh, or r . (H Rh + Rbh).
+            std::vector<float> cand(r.batch * h);
+            if (before_reset) {
+              for (int64_t b = 0; b < r.batch; ++b) {
+                for (int64_t j = 0; j < h; ++j) {
+                  const float rbh = bias ? bias[3 * h + 2 * h + j] : 0.0f;
+                  cand[b * h + j] = gated[b * h + j] * (hr[b * 3 * h + 2 * h + j] + rbh);
+                }
+              }
+            } else {
+              std::vector<float> rh(r.batch * h);
+              for (int64_t k = 0; k < r.batch * h; ++k) rh[k] = gated[k] * state[k];
+              project_t(rh.data(), r.batch, h, rt.data() + 2 * h, 3 * h, h, cand.data());
+              if (bias) {
+                for (int64_t b = 0; b < r.batch; ++b) {
+                  for (int64_t j = 0; j < h; ++j) cand[b * h + j] += bias[3 * h + 2 * h + j];
+                }
+              }
+            }
+            for (int64_t b = 0; b < r.batch; ++b) {
+              for (int64_t j = 0; j < h; ++j) {
+                const float wbh = bias ? bias[2 * h + j] : 0.0f;
+                const float hh = std::tanh(xw[b * 3 * h + 2 * h + j] + cand[b * h + j] + wbh);
+                const float z = xw[b * 3 * h + j];
+                state[b * h + j] = (1.0f - z) * hh + z * state[b * h + j];
+              }
+            }
+            std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(),
+                        state.size() * 4);
           }
+          std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
         }
-        for (int64_t b = 0; b < r.batch; ++b) {
-          for (int64_t j = 0; j < h; ++j) {
-            const float wbh = bias ? bias[2 * h + j] : 0.0f;
-            const float hh = std::tanh(xw[b * 3 * h + 2 * h + j] + cand[b * h + j] + wbh);
-            const float z = xw[b * 3 * h + j];
-            state[b * h + j] = (1.0f - z) * hh + z * state[b * h + j];
-          }
-        }
-        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
-      }
-      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-    }
-  });
+      });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
 }
@@ -187,42 +194,47 @@ void lstm(OpContext& c) {
   const Rnn r = check(c, 4);
   const int64_t h = r.hidden;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
-  Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h}), y_c(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
-    std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h), cell(r.batch * h);
-    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const auto [rt, xw_all] = projections(c, r, 4, d);
-      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
-      const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
-      initial_state(c, 5, d, state);
-      initial_state(c, 6, d, cell);
-      const bool reverse = d == 1 || r.reverse_only;
-      for (int64_t step = 0; step < r.seq; ++step) {
-        const int64_t t = reverse ? r.seq - 1 - step : step;
-        std::copy(xw_all.begin() + t * r.batch * 4 * h, xw_all.begin() + (t + 1) * r.batch * 4 * h, xw.begin());
-        project_t(state.data(), r.batch, h, rt.data(), 4 * h, 4 * h, hr.data());
-        for (int64_t b = 0; b < r.batch; ++b) {
-          for (int64_t j = 0; j < h; ++j) {
-            const int64_t base = b * 4 * h;
-            auto pre = [&](int g) {
-              return xw[base + g * h + j] + hr[base + g * h + j] +
-                     (bias ? bias[g * h + j] + bias[4 * h + g * h + j] : 0.0f);
-            };
-            float& cs = cell[b * h + j];
-            const float i = sigmoid(pre(0) + (peep ? peep[j] * cs : 0.0f));
-            const float f = sigmoid(pre(2) + (peep ? peep[2 * h + j] * cs : 0.0f));
-            const float cc = std::tanh(pre(3));
-            cs = f * cs + i * cc;
-            const float o = sigmoid(pre(1) + (peep ? peep[h + j] * cs : 0.0f));
-            state[b * h + j] = o * std::tanh(cs);
+  Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h}),
+      y_c(TensorProto::FLOAT, {r.dirs, r.batch, h});
+  parallel_for(
+      static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+        std::vector<float> xw(r.batch * 4 * h), hr(r.batch * 4 * h), state(r.batch * h),
+            cell(r.batch * h);
+        for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+          const auto [rt, xw_all] = projections(c, r, 4, d);
+          const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 8 * h : nullptr;
+          const float* peep = c.has_input(7) ? c.input(7).data<float>() + d * 3 * h : nullptr;
+          initial_state(c, 5, d, state);
+          initial_state(c, 6, d, cell);
+          const bool reverse = d == 1 || r.reverse_only;
+          for (int64_t step = 0; step < r.seq; ++step) {
+            const int64_t t = reverse ? r.seq - 1 - step : step;
+            std::copy(xw_all.begin() + t * r.batch * 4 * h,
+                      xw_all.begin() + (t + 1) * r.batch * 4 * h, xw.begin());
+            project_t(state.data(), r.batch, h, rt.data(), 4 * h, 4 * h, hr.data());
+            for (int64_t b = 0; b < r.batch; ++b) {
+              for (int64_t j = 0; j < h; ++j) {
+                const int64_t base = b * 4 * h;
+                auto pre = [&](int g) {
+                  return xw[base + g * h + j] + hr[base + g * h + j] +
+                         (bias ? bias[g * h + j] + bias[4 * h + g * h + j] : 0.0f);
+                };
+                float& cs = cell[b * h + j];
+                const float i = sigmoid(pre(0) + (peep ? peep[j] * cs : 0.0f));
+                const float f = sigmoid(pre(2) + (peep ? peep[2 * h + j] * cs : 0.0f));
+                const float cc = std::tanh(pre(3));
+                cs = f * cs + i * cc;
+                const float o = sigmoid(pre(1) + (peep ? peep[h + j] * cs : 0.0f));
+                state[b * h + j] = o * std::tanh(cs);
+              }
+            }
+            std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(),
+                        state.size() * 4);
           }
+          std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
+          std::memcpy(y_c.data<float>() + d * r.batch * h, cell.data(), cell.size() * 4);
         }
-        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
-      }
-      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-      std::memcpy(y_c.data<float>() + d * r.batch * h, cell.data(), cell.size() * 4);
-    }
-  });
+      });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
   if (c.output_count() > 2) c.output(2) = std::move(y_c);
@@ -231,7 +243,8 @@ void lstm(OpContext& c) {
 // The activation of RNN direction d: "Tanh" unless the activations attribute names another.
 std::string rnn_activation(const OpContext& c, int64_t d) {
   for (const auto& attr : c.node.attribute()) {
-    if (attr.name() == "activations" && attr.strings_size() > d) return attr.strings(static_cast<int>(d));
+    if (attr.name() == "activations" && attr.strings_size() > d)
+      return attr.strings(static_cast<int>(d));
   }
   return "Tanh";
 }
@@ -241,29 +254,35 @@ void rnn(OpContext& c) {
   const int64_t h = r.hidden;
   Tensor y(TensorProto::FLOAT, {r.seq, r.dirs, r.batch, h});
   Tensor y_h(TensorProto::FLOAT, {r.dirs, r.batch, h});
-  parallel_for(static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
-    std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
-    for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
-      const auto [rt, xw_all] = projections(c, r, 1, d);
-      const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
-      const std::string f = rnn_activation(c, d);
-      initial_state(c, 5, d, state);
-      const bool reverse = d == 1 || r.reverse_only;
-      for (int64_t step = 0; step < r.seq; ++step) {
-        const int64_t t = reverse ? r.seq - 1 - step : step;
-        std::copy(xw_all.begin() + t * r.batch * h, xw_all.begin() + (t + 1) * r.batch * h, xw.begin());
-        project_t(state.data(), r.batch, h, rt.data(), h, h, hr.data());
-        for (int64_t b = 0; b < r.batch; ++b) {
-          for (int64_t j = 0; j < h; ++j) {
-            const float v = xw[b * h + j] + hr[b * h + j] + (bias ? bias[j] + bias[h + j] : 0.0f);
-            state[b * h + j] = f == "Relu" ? std::max(v, 0.0f) : f == "Sigmoid" ? sigmoid(v) : std::tanh(v);
+  parallel_for(
+      static_cast<size_t>(r.dirs), 1, [&](size_t d0, size_t d1) {  // directions side by side
+        std::vector<float> xw(r.batch * h), hr(r.batch * h), state(r.batch * h);
+        for (int64_t d = static_cast<int64_t>(d0); d < static_cast<int64_t>(d1); ++d) {
+          const auto [rt, xw_all] = projections(c, r, 1, d);
+          const float* bias = c.has_input(3) ? c.input(3).data<float>() + d * 2 * h : nullptr;
+          const std::string f = rnn_activation(c, d);
+          initial_state(c, 5, d, state);
+          const bool reverse = d == 1 || r.reverse_only;
+          for (int64_t step = 0; step < r.seq; ++step) {
+            const int64_t t = reverse ? r.seq - 1 - step : step;
+            std::copy(xw_all.begin() + t * r.batch * h, xw_all.begin() + (t + 1) * r.batch * h,
+                      xw.begin());
+            project_t(state.data(), r.batch, h, rt.data(), h, h, hr.data());
+            for (int64_t b = 0; b < r.batch; ++b) {
+              for (int64_t j = 0; j < h; ++j) {
+                const float v =
+                    xw[b * h + j] + hr[b * h + j] + (bias ? bias[j] + bias[h + j] : 0.0f);
+                state[b * h + j] = f == "Relu"      ? std::max(v, 0.0f)
+                                   : f == "Sigmoid" ? sigmoid(v)
+                                                    : std::tanh(v);
+              }
+            }
+            std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(),
+                        state.size() * 4);
           }
+          std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
         }
-        std::memcpy(y.data<float>() + ((t * r.dirs + d) * r.batch) * h, state.data(), state.size() * 4);
-      }
-      std::memcpy(y_h.data<float>() + d * r.batch * h, state.data(), state.size() * 4);
-    }
-  });
+      });
   c.output(0) = std::move(y);
   if (c.output_count() > 1) c.output(1) = std::move(y_h);
 }
@@ -280,7 +299,8 @@ Tensor swap_leading(const Tensor& t, int64_t first = 0) {
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < a; ++i) {
       for (int64_t j = 0; j < b; ++j) {
-        std::memcpy(out.raw() + ((o * b + j) * a + i) * inner, t.raw() + ((o * a + i) * b + j) * inner, inner);
+        std::memcpy(out.raw() + ((o * b + j) * a + i) * inner,
+                    t.raw() + ((o * a + i) * b + j) * inner, inner);
       }
     }
   }
@@ -309,7 +329,8 @@ void with_layout(OpContext& c) {
   kOp(inner);
   for (int i = 0; i < c.output_count(); ++i) {
     if (out[i].rank() == 0) continue;
-    // Y [seq, dirs, batch, h] -> [batch, seq, dirs, h]; Y_h, Y_c [dirs, batch, h] -> [batch, dirs, h].
+    // Y [seq, dirs, batch, h] -> [batch, seq, dirs, h]; Y_h, Y_c [dirs, batch, h] -> [batch, dirs,
+    // h].
     c.output(i) = i == 0 ? swap_leading(swap_leading(out[i], 1)) : swap_leading(out[i]);
   }
 }

@@ -22,7 +22,8 @@ const Tensor& sequence_input(const OpContext& c, int i) {
 int64_t position(const OpContext& c, int input, int64_t length, int64_t fallback, bool end) {
   int64_t p = c.has_input(input) ? c.input(input).to_int64().at(0) : fallback;
   if (p < 0) p += length;
-  if (p < 0 || p > length || (p == length && !end)) c.fail("position {} is outside a sequence of {}", p, length);
+  if (p < 0 || p > length || (p == length && !end))
+    c.fail("position {} is outside a sequence of {}", p, length);
   return p;
 }
 
@@ -36,7 +37,8 @@ void sequence_construct(OpContext& c) {
 }
 
 void sequence_empty(OpContext& c) {
-  c.output(0) = Tensor::container(Tensor::kSequence, {}, static_cast<int>(c.attr_int("dtype", TensorProto::FLOAT)));
+  c.output(0) = Tensor::container(Tensor::kSequence, {},
+                                  static_cast<int>(c.attr_int("dtype", TensorProto::FLOAT)));
 }
 
 void sequence_at(OpContext& c) {
@@ -47,7 +49,8 @@ void sequence_at(OpContext& c) {
 void sequence_insert(OpContext& c) {
   const Tensor& s = sequence_input(c, 0);
   std::vector<Tensor> items = s.items();
-  if (s.elem_type() != 0 && c.input(1).dtype() != s.elem_type()) c.fail("the tensor is not of the sequence's type");
+  if (s.elem_type() != 0 && c.input(1).dtype() != s.elem_type())
+    c.fail("the tensor is not of the sequence's type");
   items.insert(items.begin() + position(c, 2, s.size(), s.size(), true), c.input(1));
   c.output(0) = Tensor::container(Tensor::kSequence, std::move(items), s.elem_type());
 }
@@ -60,7 +63,9 @@ void sequence_erase(OpContext& c) {
   c.output(0) = Tensor::container(Tensor::kSequence, std::move(items), s.elem_type());
 }
 
-void sequence_length(OpContext& c) { c.output(0) = int64_tensor({sequence_input(c, 0).size()}, {}); }
+void sequence_length(OpContext& c) {
+  c.output(0) = int64_tensor({sequence_input(c, 0).size()}, {});
+}
 
 // ConcatFromSequence: the tensors joined along `axis`, or stacked on a new axis there (new_axis).
 void concat_from_sequence(OpContext& c) {
@@ -70,13 +75,16 @@ void concat_from_sequence(OpContext& c) {
   const Tensor& first = s.items()[0];
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), first.rank() + (stack ? 1 : 0));
   std::vector<int64_t> shape = first.shape();
-  if (stack) shape.insert(shape.begin() + axis, 0);
-  else shape[axis] = 0;  // summed below
+  if (stack)
+    shape.insert(shape.begin() + axis, 0);
+  else
+    shape[axis] = 0;  // summed below
   int64_t outer = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
   std::vector<int64_t> chunk;  // bytes of each item per outer index
   for (const Tensor& t : s.items()) {
-    if (t.dtype() != first.dtype() || t.rank() != first.rank()) c.fail("the tensors differ in type or rank");
+    if (t.dtype() != first.dtype() || t.rank() != first.rank())
+      c.fail("the tensors differ in type or rank");
     for (int64_t i = 0; i < t.rank(); ++i) {
       if ((stack || i != axis) && t.shape()[i] != first.shape()[i]) {
         c.fail("the tensors' shapes do not concatenate");
@@ -155,7 +163,8 @@ void sequence_map(OpContext& c) {
       }
     }
     auto result = c.run_subgraph(*body, args);
-    if (static_cast<int>(result.size()) != c.output_count()) c.fail("the body gives {} outputs", result.size());
+    if (static_cast<int>(result.size()) != c.output_count())
+      c.fail("the body gives {} outputs", result.size());
     for (size_t k = 0; k < result.size(); ++k) outs[k].push_back(std::move(result[k]));
   }
   for (int k = 0; k < c.output_count(); ++k) {
@@ -172,7 +181,8 @@ void optional_op(OpContext& c) {
 
 void optional_has_element(OpContext& c) {
   Tensor out(TensorProto::BOOL, {});
-  out.data<uint8_t>()[0] = c.has_input(0) && (c.input(0).dtype() != Tensor::kOptional || !c.input(0).items().empty());
+  out.data<uint8_t>()[0] =
+      c.has_input(0) && (c.input(0).dtype() != Tensor::kOptional || !c.input(0).items().empty());
   c.output(0) = std::move(out);
 }
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <numeric>
+#include <type_traits>
 
 #include "ops.h"
 
@@ -80,7 +80,8 @@ void reshape(OpContext& c) {
 void flatten(OpContext& c) {
   const Tensor& x = c.input(0);
   int64_t axis = c.attr_int("axis", 1);  // in [-rank, rank]
-  if (axis < -x.rank() || axis > x.rank()) c.fail("axis {} is out of range for rank {}", axis, x.rank());
+  if (axis < -x.rank() || axis > x.rank())
+    c.fail("axis {} is out of range for rank {}", axis, x.rank());
   if (axis < 0) axis += x.rank();
   int64_t outer = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
@@ -102,10 +103,18 @@ void gather_row(uint8_t* dst, const uint8_t* src, int64_t n, int64_t step, size_
     return;
   }
   switch (size) {
-    case 4: copy_strided<uint32_t>(dst, src, n, step); break;
-    case 8: copy_strided<uint64_t>(dst, src, n, step); break;
-    case 2: copy_strided<uint16_t>(dst, src, n, step); break;
-    case 1: copy_strided<uint8_t>(dst, src, n, step); break;
+    case 4:
+      copy_strided<uint32_t>(dst, src, n, step);
+      break;
+    case 8:
+      copy_strided<uint64_t>(dst, src, n, step);
+      break;
+    case 2:
+      copy_strided<uint16_t>(dst, src, n, step);
+      break;
+    case 1:
+      copy_strided<uint8_t>(dst, src, n, step);
+      break;
     default:
       for (int64_t k = 0; k < n; ++k) std::memcpy(dst + k * size, src + k * step * size, size);
   }
@@ -119,7 +128,8 @@ void transpose(OpContext& c) {
     perm.resize(rank);
     for (int64_t i = 0; i < rank; ++i) perm[i] = rank - 1 - i;
   }
-  if (static_cast<int64_t>(perm.size()) != rank) c.fail("perm has {} entries for rank {}", perm.size(), rank);
+  if (static_cast<int64_t>(perm.size()) != rank)
+    c.fail("perm has {} entries for rank {}", perm.size(), rank);
   std::vector<int64_t> shape(rank), in_strides(rank), strides(rank);
   int64_t s = 1;
   for (int64_t i = rank; i-- > 0;) {
@@ -191,7 +201,8 @@ void squeeze(OpContext& c) {
 // Copies `count` blocks of `inner` bytes between strided positions.
 void copy_blocks(uint8_t* dst, int64_t dst_stride, const uint8_t* src, int64_t src_stride,
                  int64_t count, int64_t inner) {
-  for (int64_t i = 0; i < count; ++i) std::memcpy(dst + i * dst_stride, src + i * src_stride, inner);
+  for (int64_t i = 0; i < count; ++i)
+    std::memcpy(dst + i * dst_stride, src + i * src_stride, inner);
 }
 
 void concat(OpContext& c) {
@@ -217,15 +228,16 @@ void concat(OpContext& c) {
 void split(OpContext& c) {
   const Tensor& x = c.input(0);
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
-  std::vector<int64_t> sizes = c.opset >= 13 ? (c.has_input(1) ? c.input(1).to_int64()
-                                                               : std::vector<int64_t>{})
-                                             : c.attr_ints("split");
+  std::vector<int64_t> sizes =
+      c.opset >= 13 ? (c.has_input(1) ? c.input(1).to_int64() : std::vector<int64_t>{})
+                    : c.attr_ints("split");
   const int64_t n = c.output_count(), dim = x.shape()[axis];
   if (sizes.empty()) {
     const int64_t each = (dim + n - 1) / n;
     for (int64_t i = 0; i < n; ++i) sizes.push_back(std::min(each, dim - i * each));
   }
-  if (static_cast<int64_t>(sizes.size()) != n) c.fail("{} split sizes for {} outputs", sizes.size(), n);
+  if (static_cast<int64_t>(sizes.size()) != n)
+    c.fail("{} split sizes for {} outputs", sizes.size(), n);
   int64_t outer = 1, inner = element_size(x.dtype());
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
@@ -292,7 +304,8 @@ void slice(OpContext& c) {
   // Trailing axes taken whole form one unit of `unit` elements; then row by row along the last
   // sliced axis: the row's start from the outer indices, then a strided copy of units.
   int64_t k = rank, unit = 1;
-  while (k > 0 && begin[k - 1] == 0 && step[k - 1] == 1 && shape[k - 1] == x.shape()[k - 1]) unit *= shape[--k];
+  while (k > 0 && begin[k - 1] == 0 && step[k - 1] == 1 && shape[k - 1] == x.shape()[k - 1])
+    unit *= shape[--k];
   if (k == 0) {
     std::memcpy(out.raw(), x.raw(), x.bytes());
     c.output(0) = std::move(out);
@@ -358,11 +371,20 @@ void range(OpContext& c) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = s + static_cast<double>(i) * delta;
     switch (start.dtype()) {
-      case TensorProto::FLOAT: out.data<float>()[i] = static_cast<float>(v); break;
-      case TensorProto::INT64: out.data<int64_t>()[i] = static_cast<int64_t>(v); break;
-      case TensorProto::INT32: out.data<int32_t>()[i] = static_cast<int32_t>(v); break;
-      case TensorProto::DOUBLE: out.data<double>()[i] = v; break;
-      default: c.fail("data type {} is not supported", start.dtype());
+      case TensorProto::FLOAT:
+        out.data<float>()[i] = static_cast<float>(v);
+        break;
+      case TensorProto::INT64:
+        out.data<int64_t>()[i] = static_cast<int64_t>(v);
+        break;
+      case TensorProto::INT32:
+        out.data<int32_t>()[i] = static_cast<int32_t>(v);
+        break;
+      case TensorProto::DOUBLE:
+        out.data<double>()[i] = v;
+        break;
+      default:
+        c.fail("data type {} is not supported", start.dtype());
     }
   }
   c.output(0) = std::move(out);
@@ -398,7 +420,8 @@ void constant_of_shape(OpContext& c) {
 void tile(OpContext& c) {
   const Tensor& x = c.input(0);
   const auto repeats = c.input(1).to_int64();
-  if (static_cast<int64_t>(repeats.size()) != x.rank()) c.fail("repeats has {} entries for rank {}", repeats.size(), x.rank());
+  if (static_cast<int64_t>(repeats.size()) != x.rank())
+    c.fail("repeats has {} entries for rank {}", repeats.size(), x.rank());
   std::vector<int64_t> shape = x.shape();
   for (int64_t i = 0; i < x.rank(); ++i) shape[i] *= repeats[i];
   Tensor out(x.dtype(), shape);
@@ -425,7 +448,8 @@ void pad(OpContext& c) {
   if (c.opset >= 18 && c.has_input(3)) axes = c.input(3).to_int64();
   std::vector<int64_t> begin(rank, 0), end(rank, 0);
   if (axes.empty()) {
-    if (static_cast<int64_t>(pads.size()) != 2 * rank) c.fail("pads has {} entries for rank {}", pads.size(), rank);
+    if (static_cast<int64_t>(pads.size()) != 2 * rank)
+      c.fail("pads has {} entries for rank {}", pads.size(), rank);
     for (int64_t i = 0; i < rank; ++i) begin[i] = pads[i], end[i] = pads[i + rank];
   } else {
     for (size_t k = 0; k < axes.size(); ++k) {
@@ -443,7 +467,8 @@ void pad(OpContext& c) {
       std::memcpy(fill.raw(), c.input(2).raw(), size);
     } else if (c.opset < 11) {
       const float v = c.attr_float("value", 0.0f);
-      if (x.dtype() != TensorProto::FLOAT) c.fail("Pad value on data type {} is not supported", x.dtype());
+      if (x.dtype() != TensorProto::FLOAT)
+        c.fail("Pad value on data type {} is not supported", x.dtype());
       std::memcpy(fill.raw(), &v, 4);
     }
   } else if (mode != "reflect" && mode != "edge" && mode != "wrap") {
@@ -463,9 +488,12 @@ void pad(OpContext& c) {
           outside = true;
           break;
         }
-        if (mode == "edge") p = std::clamp<int64_t>(p, 0, dim - 1);
-        else if (mode == "wrap") p = ((p % dim) + dim) % dim;
-        else if (dim == 1) p = 0;
+        if (mode == "edge")
+          p = std::clamp<int64_t>(p, 0, dim - 1);
+        else if (mode == "wrap")
+          p = ((p % dim) + dim) % dim;
+        else if (dim == 1)
+          p = 0;
         else {  // reflect, without repeating the edge
           const int64_t period = 2 * (dim - 1);
           p = ((p % period) + period) % period;
@@ -528,11 +556,20 @@ void cumsum(OpContext& c) {
     }
   };
   switch (x.dtype()) {
-    case TensorProto::FLOAT: run(x.data<float>(), out.data<float>()); break;
-    case TensorProto::DOUBLE: run(x.data<double>(), out.data<double>()); break;
-    case TensorProto::INT32: run(x.data<int32_t>(), out.data<int32_t>()); break;
-    case TensorProto::INT64: run(x.data<int64_t>(), out.data<int64_t>()); break;
-    default: c.fail("data type {} is not supported", x.dtype());
+    case TensorProto::FLOAT:
+      run(x.data<float>(), out.data<float>());
+      break;
+    case TensorProto::DOUBLE:
+      run(x.data<double>(), out.data<double>());
+      break;
+    case TensorProto::INT32:
+      run(x.data<int32_t>(), out.data<int32_t>());
+      break;
+    case TensorProto::INT64:
+      run(x.data<int64_t>(), out.data<int64_t>());
+      break;
+    default:
+      c.fail("data type {} is not supported", x.dtype());
   }
   c.output(0) = std::move(out);
 }
@@ -580,7 +617,8 @@ void one_hot(OpContext& c) {
         int64_t k = static_cast<int64_t>(indices.element_as_double(o * inner + in));
         if (k < 0) k += depth;
         const int64_t which = k == d ? 1 : 0;
-        std::memcpy(out.raw() + ((o * depth + d) * inner + in) * size, values.raw() + which * size, size);
+        std::memcpy(out.raw() + ((o * depth + d) * inner + in) * size, values.raw() + which * size,
+                    size);
       }
     }
   }

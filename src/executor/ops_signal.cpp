@@ -23,7 +23,8 @@ void window_op(OpContext& c) {
   const int64_t size = c.input(0).to_int64().at(0);
   if (size < 0) c.fail("size {} is negative", size);
   const int dtype = static_cast<int>(c.attr_int("output_datatype", TensorProto::FLOAT));
-  const double n_total = c.attr_int("periodic", 1) != 0 ? static_cast<double>(size) : static_cast<double>(size - 1);
+  const double n_total =
+      c.attr_int("periodic", 1) != 0 ? static_cast<double>(size) : static_cast<double>(size - 1);
   Tensor out(dtype, {size});
   with_type(c, dtype, [&](auto zero) {
     using T = decltype(zero);
@@ -44,7 +45,8 @@ void transform(const std::vector<std::complex<double>>& x, int64_t bins, bool in
   for (int64_t k = 0; k < bins; ++k) {
     std::complex<double> acc = 0.0;
     for (int64_t j = 0; j < n; ++j) {
-      const double angle = sign * 2.0 * M_PI * static_cast<double>((k * j) % n) / static_cast<double>(n);
+      const double angle =
+          sign * 2.0 * M_PI * static_cast<double>((k * j) % n) / static_cast<double>(n);
       acc += x[j] * std::complex<double>(std::cos(angle), std::sin(angle));
     }
     if (inverse) acc /= static_cast<double>(n);
@@ -59,12 +61,14 @@ void dft(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "input");
   const int64_t rank = x.rank();
-  if (rank < 3 || (x.shape().back() != 1 && x.shape().back() != 2)) c.fail("input must be [batch, ..., 1 or 2]");
+  if (rank < 3 || (x.shape().back() != 1 && x.shape().back() != 2))
+    c.fail("input must be [batch, ..., 1 or 2]");
   int64_t axis = c.attr_int("axis", 1);
   if (axis < 0) axis += rank - 1;
   if (axis < 1 || axis >= rank - 1) c.fail("axis {} is not a signal axis", c.attr_int("axis", 1));
   const int64_t in_len = x.shape()[axis];
-  const int64_t length = c.has_input(1) && c.input(1).size() > 0 ? c.input(1).to_int64().at(0) : in_len;
+  const int64_t length =
+      c.has_input(1) && c.input(1).size() > 0 ? c.input(1).to_int64().at(0) : in_len;
   const bool inverse = c.attr_int("inverse", 0) != 0, onesided = c.attr_int("onesided", 0) != 0;
   if (length < 1) c.fail("dft_length {} is not positive", length);
   const int64_t bins = onesided ? length / 2 + 1 : length;
@@ -97,14 +101,18 @@ void dft(OpContext& c) {
 void stft(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "signal");
-  if (x.rank() != 3 || (x.shape()[2] != 1 && x.shape()[2] != 2)) c.fail("signal must be [batch, length, 1 or 2]");
+  if (x.rank() != 3 || (x.shape()[2] != 1 && x.shape()[2] != 2))
+    c.fail("signal must be [batch, length, 1 or 2]");
   const int64_t step = c.input(1).to_int64().at(0);
   const Tensor* window = c.has_input(2) && c.input(2).size() > 0 ? &c.input(2) : nullptr;
   if (window) require_float(c, *window, "window");
   const int64_t frame = c.has_input(3) && c.input(3).size() > 0 ? c.input(3).to_int64().at(0)
-                        : window ? window->size() : 0;
-  if (frame < 1 || step < 1) c.fail("frame_length {} and frame_step {} must be positive", frame, step);
-  if (window && window->size() != frame) c.fail("the window has {} values for frames of {}", window->size(), frame);
+                        : window                                ? window->size()
+                                                                : 0;
+  if (frame < 1 || step < 1)
+    c.fail("frame_length {} and frame_step {} must be positive", frame, step);
+  if (window && window->size() != frame)
+    c.fail("the window has {} values for frames of {}", window->size(), frame);
   const int64_t batch = x.shape()[0], len = x.shape()[1], cw = x.shape()[2];
   if (len < frame) c.fail("the signal ({}) is shorter than a frame ({})", len, frame);
   const bool onesided = c.attr_int("onesided", 1) != 0;

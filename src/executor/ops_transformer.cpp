@@ -30,20 +30,23 @@ void rotate(float* x, int64_t half, const float* cos, const float* sin, bool int
 // total_sequence_length, optional rotary caches [max, rotary/2], position_ids, attention_bias.
 // Per entry b: past = seqlens_k[b] + 1 - S (0 for a first prompt), query s sits at position
 // past + s and attends to keys 0 .. past + s, the last local_window_size of them when a window
-// is set (as ONNX Runtime counts it); scores scaled (default 1/sqrt(H)), soft-capped (softcap * tanh(x / softcap)),
-// biased, softmaxed. Query head n reads key / value head n / (N / Nkv). Outputs: [B, S, N*H] and
-// the present key / value [B, Nkv, T, H], T = max(total_sequence_length, P).
+// is set (as ONNX Runtime counts it); scores scaled (default 1/sqrt(H)), soft-capped (softcap *
+// tanh(x / softcap)), biased, softmaxed. Query head n reads key / value head n / (N / Nkv).
+// Outputs: [B, S, N*H] and the present key / value [B, Nkv, T, H], T = max(total_sequence_length,
+// P).
 void group_query_attention(OpContext& c) {
   const Tensor& query = c.input(0);
   require_float(c, query, "query");
   const int64_t heads = c.attr_int("num_heads", 0), kv_heads = c.attr_int("kv_num_heads", 0);
-  if (heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0) c.fail("num_heads {} and kv_num_heads {} do not group", heads, kv_heads);
+  if (heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0)
+    c.fail("num_heads {} and kv_num_heads {} do not group", heads, kv_heads);
   if (c.has_input(11)) c.fail("head_sink is not supported");
   if (c.output_count() > 3) c.fail("the output_qk output is not supported");
   if (query.rank() != 3) c.fail("query has rank {}, 3 expected", query.rank());
   const int64_t batch = query.shape()[0], seq = query.shape()[1];
   const bool packed = !c.has_input(1);
-  const int64_t head = packed ? query.shape()[2] / (heads + 2 * kv_heads) : query.shape()[2] / heads;
+  const int64_t head =
+      packed ? query.shape()[2] / (heads + 2 * kv_heads) : query.shape()[2] / heads;
   if (head <= 0 || (packed ? head * (heads + 2 * kv_heads) : head * heads) != query.shape()[2]) {
     c.fail("query width {} does not split into heads", query.shape()[2]);
   }
@@ -54,12 +57,14 @@ void group_query_attention(OpContext& c) {
     return packed ? q_at(b, s) + q_width : c.input(1).data<float>() + (b * seq + s) * kv_width;
   };
   auto v_at = [&](int64_t b, int64_t s) {
-    return packed ? q_at(b, s) + q_width + kv_width : c.input(2).data<float>() + (b * seq + s) * kv_width;
+    return packed ? q_at(b, s) + q_width + kv_width
+                  : c.input(2).data<float>() + (b * seq + s) * kv_width;
   };
   if (!packed) {
     require_float(c, c.input(1), "key");
     require_float(c, c.input(2), "value");
-    if (c.input(1).shape() != std::vector<int64_t>{batch, seq, kv_width} || c.input(2).shape() != c.input(1).shape()) {
+    if (c.input(1).shape() != std::vector<int64_t>{batch, seq, kv_width} ||
+        c.input(2).shape() != c.input(1).shape()) {
       c.fail("key and value must be [{}, {}, {}]", batch, seq, kv_width);
     }
   }
@@ -68,13 +73,15 @@ void group_query_attention(OpContext& c) {
   if (has_past) {
     require_float(c, c.input(3), "past_key");
     require_float(c, c.input(4), "past_value");
-    if (c.input(3).shape() != std::vector<int64_t>{batch, kv_heads, past_len, head} || c.input(4).shape() != c.input(3).shape()) {
+    if (c.input(3).shape() != std::vector<int64_t>{batch, kv_heads, past_len, head} ||
+        c.input(4).shape() != c.input(3).shape()) {
       c.fail("past_key and past_value must be [{}, {}, P, {}]", batch, kv_heads, head);
     }
   }
   const auto seqlens = c.input(5).to_int64();
   const int64_t total = c.input(6).to_int64().at(0);
-  if (static_cast<int64_t>(seqlens.size()) != batch) c.fail("seqlens_k has {} values for a batch of {}", seqlens.size(), batch);
+  if (static_cast<int64_t>(seqlens.size()) != batch)
+    c.fail("seqlens_k has {} values for a batch of {}", seqlens.size(), batch);
   const bool first_prompt = !has_past || past_len == 0 ? seq == total : false;
   const int64_t present_len = std::max(total, past_len);
 
@@ -87,17 +94,22 @@ void group_query_attention(OpContext& c) {
     require_float(c, c.input(8), "sin_cache");
     if (c.input(7).rank() != 2) c.fail("cos_cache must be [max_length, rotary_dim / 2]");
     cache_rows = c.input(7).shape()[0], half = c.input(7).shape()[1];
-    if (2 * half > head || c.input(8).shape() != c.input(7).shape()) c.fail("rotary caches do not fit the head size {}", head);
+    if (2 * half > head || c.input(8).shape() != c.input(7).shape())
+      c.fail("rotary caches do not fit the head size {}", head);
   }
-  const std::vector<int64_t> positions = c.has_input(9) ? c.input(9).to_int64() : std::vector<int64_t>{};
-  const float scale = c.attr_float("scale", 0.0f) != 0.0f ? c.attr_float("scale", 0.0f) : 1.0f / std::sqrt(static_cast<float>(head));
+  const std::vector<int64_t> positions =
+      c.has_input(9) ? c.input(9).to_int64() : std::vector<int64_t>{};
+  const float scale = c.attr_float("scale", 0.0f) != 0.0f
+                          ? c.attr_float("scale", 0.0f)
+                          : 1.0f / std::sqrt(static_cast<float>(head));
   const float softcap = c.attr_float("softcap", 0.0f);
   const int64_t window = c.attr_int("local_window_size", -1);
   const Tensor* bias = c.has_input(10) ? &c.input(10) : nullptr;
   if (bias) {
     require_float(c, *bias, "attention_bias");
     if (bias->rank() != 4 || bias->shape()[2] != seq || bias->shape()[3] < total ||
-        (bias->shape()[0] != 1 && bias->shape()[0] != batch) || (bias->shape()[1] != 1 && bias->shape()[1] != heads)) {
+        (bias->shape()[0] != 1 && bias->shape()[0] != batch) ||
+        (bias->shape()[1] != 1 && bias->shape()[1] != heads)) {
       c.fail("attention_bias must be [B or 1, N or 1, {}, >= {}]", seq, total);
     }
   }
@@ -110,11 +122,13 @@ void group_query_attention(OpContext& c) {
     const int64_t total_b = seqlens[b] + 1;
     const int64_t past_b = first_prompt ? 0 : total_b - seq;
     if (past_b < 0 || past_b > past_len || past_b + seq > present_len) {
-      c.fail("seqlens_k[{}] = {} does not fit a past of {} and {} new tokens", b, seqlens[b], past_len, seq);
+      c.fail("seqlens_k[{}] = {} does not fit a past of {} and {} new tokens", b, seqlens[b],
+             past_len, seq);
     }
     auto position = [&](int64_t s) {
       const int64_t p = positions.empty() ? past_b + s : positions[b * seq + s];
-      if (rotary && (p < 0 || p >= cache_rows)) c.fail("position {} is outside the rotary caches", p);
+      if (rotary && (p < 0 || p >= cache_rows))
+        c.fail("position {} is outside the rotary caches", p);
       return p;
     };
     // Present = the first past_b steps of the past, then the new keys (rotated) and values.
@@ -133,7 +147,8 @@ void group_query_attention(OpContext& c) {
         std::copy(v_at(b, s) + n * head, v_at(b, s) + (n + 1) * head, pv + (past_b + s) * head);
         if (rotary) {
           const int64_t p = position(s);
-          rotate(dk, half, c.input(7).data<float>() + p * half, c.input(8).data<float>() + p * half, interleaved);
+          rotate(dk, half, c.input(7).data<float>() + p * half, c.input(8).data<float>() + p * half,
+                 interleaved);
         }
       }
     }
@@ -145,7 +160,8 @@ void group_query_attention(OpContext& c) {
         std::copy(q_at(b, s) + n * head, q_at(b, s) + (n + 1) * head, q.begin());
         if (rotary) {
           const int64_t p = position(s);
-          rotate(q.data(), half, c.input(7).data<float>() + p * half, c.input(8).data<float>() + p * half, interleaved);
+          rotate(q.data(), half, c.input(7).data<float>() + p * half,
+                 c.input(8).data<float>() + p * half, interleaved);
         }
         const int64_t end = past_b + s + 1;  // keys 0 .. past_b + s
         const int64_t begin = window >= 0 ? std::max<int64_t>(0, end - window) : 0;
@@ -158,7 +174,8 @@ void group_query_attention(OpContext& c) {
           if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
           if (bias) {
             const int64_t bb = bias->shape()[0] == 1 ? 0 : b, bn = bias->shape()[1] == 1 ? 0 : n;
-            v += bias->data<float>()[((bb * bias->shape()[1] + bn) * seq + s) * bias->shape()[3] + j];
+            v += bias->data<float>()[((bb * bias->shape()[1] + bn) * seq + s) * bias->shape()[3] +
+                                     j];
           }
           scores[j - begin] = v;
           top = std::max(top, v);
@@ -182,7 +199,8 @@ void group_query_attention(OpContext& c) {
 // GatherBlockQuantized: Gather along gather_axis of block-quantized data, dequantized:
 // (q - zero_point) * scale, one scale and zero point per block_size values along
 // quantize_axis. bits = 4: uint8 data holds two values per byte (low nibble first), zero points
-// likewise (pairs along their last axis), 8 when absent; bits = 8: uint8 data with zero point 128 when absent, int8 with 0.
+// likewise (pairs along their last axis), 8 when absent; bits = 8: uint8 data with zero point 128
+// when absent, int8 with 0.
 void gather_block_quantized(OpContext& c) {
   const Tensor& data = c.input(0);
   const auto indices = c.input(1).to_int64();
@@ -200,7 +218,8 @@ void gather_block_quantized(OpContext& c) {
   const int64_t rank = static_cast<int64_t>(shape.size());
   const int64_t gather_axis = normalize_axis(c, c.attr_int("gather_axis", 0), rank);
   const int64_t quantize_axis = normalize_axis(c, c.attr_int("quantize_axis", rank - 1), rank);
-  if (block < 16 || (block & (block - 1)) != 0) c.fail("block_size {} is not a power of two >= 16", block);
+  if (block < 16 || (block & (block - 1)) != 0)
+    c.fail("block_size {} is not a power of two >= 16", block);
   std::vector<int64_t> scale_shape = shape;
   scale_shape[quantize_axis] = (shape[quantize_axis] + block - 1) / block;
   if (scales.shape() != scale_shape) c.fail("scales must be [{}]", fmt::join(scale_shape, ", "));
@@ -210,7 +229,8 @@ void gather_block_quantized(OpContext& c) {
       const uint8_t byte = data.data<uint8_t>()[flat / 2];
       return flat % 2 ? byte >> 4 : byte & 15;
     }
-    return data.dtype() == TensorProto::INT8 ? data.data<int8_t>()[flat] : data.data<uint8_t>()[flat];
+    return data.dtype() == TensorProto::INT8 ? data.data<int8_t>()[flat]
+                                             : data.data<uint8_t>()[flat];
   };
   // 4-bit zero points pack pairs along the last axis of the scales' shape, each row padded to
   // whole bytes.

@@ -5,7 +5,8 @@
 
 namespace quantize {
 
-Tensor::Tensor(int dtype, std::vector<int64_t> shape) : Tensor(dtype, std::move(shape), Uninitialized{}) {
+Tensor::Tensor(int dtype, std::vector<int64_t> shape)
+    : Tensor(dtype, std::move(shape), Uninitialized{}) {
   if (!storage_.empty()) std::memset(storage_.data(), 0, storage_.size());
 }
 
@@ -13,7 +14,8 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
     : dtype_(dtype), shape_(std::move(shape)) {
   const bool text = dtype == onnx::TensorProto::STRING;
   const size_t size = text ? 0 : element_size(dtype);
-  if (size == 0 && !text) fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
+  if (size == 0 && !text)
+    fail(ExitCode::kInput, "tensors of data type {} are not supported", dtype);
   int64_t count = 1;
   for (int64_t d : shape_) {
     if (d < 0 || (d > 0 && count > (int64_t{1} << 40) / d)) {
@@ -25,7 +27,6 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
   storage_.resize(static_cast<size_t>(count) * size);
   if (text) strings_.resize(static_cast<size_t>(count));
 }
-
 
 Tensor Tensor::container(int kind, std::vector<Tensor> items, int elem_type) {
   Tensor t;
@@ -39,24 +40,37 @@ Tensor Tensor::container(int kind, std::vector<Tensor> items, int elem_type) {
 
 double Tensor::element_as_double(int64_t i) const {
   switch (dtype_) {
-    case onnx::TensorProto::FLOAT: return data<float>()[i];
-    case onnx::TensorProto::DOUBLE: return data<double>()[i];
-    case onnx::TensorProto::INT64: return static_cast<double>(data<int64_t>()[i]);
-    case onnx::TensorProto::INT32: return data<int32_t>()[i];
-    case onnx::TensorProto::INT8: return data<int8_t>()[i];
-    case onnx::TensorProto::INT16: return data<int16_t>()[i];
-    case onnx::TensorProto::UINT16: return data<uint16_t>()[i];
-    case onnx::TensorProto::UINT32: return data<uint32_t>()[i];
-    case onnx::TensorProto::UINT64: return static_cast<double>(data<uint64_t>()[i]);
+    case onnx::TensorProto::FLOAT:
+      return data<float>()[i];
+    case onnx::TensorProto::DOUBLE:
+      return data<double>()[i];
+    case onnx::TensorProto::INT64:
+      return static_cast<double>(data<int64_t>()[i]);
+    case onnx::TensorProto::INT32:
+      return data<int32_t>()[i];
+    case onnx::TensorProto::INT8:
+      return data<int8_t>()[i];
+    case onnx::TensorProto::INT16:
+      return data<int16_t>()[i];
+    case onnx::TensorProto::UINT16:
+      return data<uint16_t>()[i];
+    case onnx::TensorProto::UINT32:
+      return data<uint32_t>()[i];
+    case onnx::TensorProto::UINT64:
+      return static_cast<double>(data<uint64_t>()[i]);
     case onnx::TensorProto::BFLOAT16: {  // the high half of a float32
       const uint32_t bits = static_cast<uint32_t>(data<uint16_t>()[i]) << 16;
       float f;
       std::memcpy(&f, &bits, sizeof f);
       return f;
     }
-    case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: return data<uint8_t>()[i];
-    case onnx::TensorProto::FLOAT16: return f16_to_f32_scalar(data<uint16_t>()[i]);
-    default: fail(ExitCode::kInput, "data type {} is not numeric here", dtype_);
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL:
+      return data<uint8_t>()[i];
+    case onnx::TensorProto::FLOAT16:
+      return f16_to_f32_scalar(data<uint16_t>()[i]);
+    default:
+      fail(ExitCode::kInput, "data type {} is not numeric here", dtype_);
   }
 }
 
@@ -74,7 +88,8 @@ Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
   Tensor t(proto.data_type(), {proto.dims().begin(), proto.dims().end()});
   if (proto.data_type() == onnx::TensorProto::STRING) {
     if (proto.string_data_size() != t.size()) {
-      fail(ExitCode::kInput, "tensor '{}': {} strings for {} elements", proto.name(), proto.string_data_size(), t.size());
+      fail(ExitCode::kInput, "tensor '{}': {} strings for {} elements", proto.name(),
+           proto.string_data_size(), t.size());
     }
     std::copy(proto.string_data().begin(), proto.string_data().end(), t.strings().begin());
     return t;
@@ -89,4 +104,3 @@ Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
 }
 
 }  // namespace quantize
-

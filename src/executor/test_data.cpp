@@ -33,7 +33,8 @@ template <typename Proto>
 Proto parse_pb(const fs::path& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   Proto proto;
-  if (!in || !proto.ParseFromIstream(&in)) fail(ExitCode::kInput, "{}: not a serialized {}", path.string(), what);
+  if (!in || !proto.ParseFromIstream(&in))
+    fail(ExitCode::kInput, "{}: not a serialized {}", path.string(), what);
   return proto;
 }
 
@@ -42,11 +43,15 @@ Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path);
 // An OptionalProto's value: empty, a tensor or a sequence.
 Tensor from_optional(const onnx::OptionalProto& opt, const fs::path& path) {
   std::vector<Tensor> item;
-  if (opt.has_tensor_value()) item.push_back(tensor_from_proto(Model{}, opt.tensor_value()));
-  else if (opt.has_sequence_value()) item.push_back(from_sequence(opt.sequence_value(), path));
-  else if (opt.elem_type() != onnx::OptionalProto::UNDEFINED && opt.elem_type() != onnx::OptionalProto::TENSOR &&
+  if (opt.has_tensor_value())
+    item.push_back(tensor_from_proto(Model{}, opt.tensor_value()));
+  else if (opt.has_sequence_value())
+    item.push_back(from_sequence(opt.sequence_value(), path));
+  else if (opt.elem_type() != onnx::OptionalProto::UNDEFINED &&
+           opt.elem_type() != onnx::OptionalProto::TENSOR &&
            opt.elem_type() != onnx::OptionalProto::SEQUENCE) {
-    fail(ExitCode::kInput, "{}: optional of element type {} is not supported", path.string(), opt.elem_type());
+    fail(ExitCode::kInput, "{}: optional of element type {} is not supported", path.string(),
+         opt.elem_type());
   }
   return Tensor::container(Tensor::kOptional, std::move(item));
 }
@@ -57,7 +62,8 @@ Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path) {
   for (const auto& s : seq.sequence_values()) items.push_back(from_sequence(s, path));
   for (const auto& o : seq.optional_values()) items.push_back(from_optional(o, path));
   if (seq.sparse_tensor_values_size() > 0 || seq.map_values_size() > 0) {
-    fail(ExitCode::kInput, "{}: sequences of sparse tensors or maps are not supported", path.string());
+    fail(ExitCode::kInput, "{}: sequences of sparse tensors or maps are not supported",
+         path.string());
   }
   return Tensor::container(Tensor::kSequence, std::move(items));
 }
@@ -66,8 +72,10 @@ Tensor from_sequence(const onnx::SequenceProto& seq, const fs::path& path) {
 // bfloat16 tensors stored as uint16 (as ONNX writes them: numpy has no bfloat16) are read as
 // the bfloat16 the graph declares.
 Tensor read_value(const fs::path& path, const onnx::TypeProto* type) {
-  if (type && type->has_sequence_type()) return from_sequence(parse_pb<onnx::SequenceProto>(path, "SequenceProto"), path);
-  if (type && type->has_optional_type()) return from_optional(parse_pb<onnx::OptionalProto>(path, "OptionalProto"), path);
+  if (type && type->has_sequence_type())
+    return from_sequence(parse_pb<onnx::SequenceProto>(path, "SequenceProto"), path);
+  if (type && type->has_optional_type())
+    return from_optional(parse_pb<onnx::OptionalProto>(path, "OptionalProto"), path);
   auto proto = parse_pb<onnx::TensorProto>(path, "TensorProto");
   if (type && type->tensor_type().elem_type() == onnx::TensorProto::BFLOAT16 &&
       proto.data_type() == onnx::TensorProto::UINT16) {
@@ -98,23 +106,27 @@ std::vector<Tensor> read_test_inputs(const fs::path& dir, size_t count,
   std::vector<Tensor> inputs;
   for (size_t i = 0; i < count; ++i) {
     fs::path p = dir / fmt::format("input_{}.pb", i);
-    if (!fs::exists(p)) fail(ExitCode::kInput, "{}: missing (the model has {} inputs)", p.string(), count);
+    if (!fs::exists(p))
+      fail(ExitCode::kInput, "{}: missing (the model has {} inputs)", p.string(), count);
     inputs.push_back(read_value(p, i < types.size() ? types[i] : nullptr));
   }
   return inputs;
 }
 
-std::vector<Tensor> read_test_outputs(const fs::path& dir, const std::vector<const onnx::TypeProto*>& types) {
+std::vector<Tensor> read_test_outputs(const fs::path& dir,
+                                      const std::vector<const onnx::TypeProto*>& types) {
   std::vector<Tensor> outputs;
   for (size_t i = 0; fs::exists(dir / fmt::format("output_{}.pb", i)); ++i) {
-    outputs.push_back(read_value(dir / fmt::format("output_{}.pb", i), i < types.size() ? types[i] : nullptr));
+    outputs.push_back(
+        read_value(dir / fmt::format("output_{}.pb", i), i < types.size() ? types[i] : nullptr));
   }
   return outputs;
 }
 
 void write_tensor_pb(const fs::path& path, const Tensor& tensor, const std::string& name) {
   if (tensor.is_container()) {
-    fail(ExitCode::kOutput, "{}: writing sequence or optional values is not supported", path.string());
+    fail(ExitCode::kOutput, "{}: writing sequence or optional values is not supported",
+         path.string());
   }
   onnx::TensorProto proto;
   proto.set_name(name);

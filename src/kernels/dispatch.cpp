@@ -9,9 +9,12 @@ namespace quantize {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -51,7 +54,7 @@ const Kernels& kernels_for(Isa isa) {
 }
 
 const Kernels& kernels() {
-  static const Kernels& chosen = [] () -> const Kernels& {
+  static const Kernels& chosen = []() -> const Kernels& {
     std::vector<Isa> isas = supported_isas();
     Isa best = isas.back();
     if (const char* want = std::getenv("QUANTIZE_ISA")) {
@@ -67,9 +70,12 @@ const Kernels& kernels() {
 ChannelLayout channel_layout(const std::vector<int64_t>& dims, int axis) {
   ChannelLayout l;
   for (int i = 0; i < static_cast<int>(dims.size()); ++i) {
-    if (axis < 0 || i > axis) l.inner *= dims[i];
-    else if (i < axis) l.outer *= dims[i];
-    else l.channels = dims[i];
+    if (axis < 0 || i > axis)
+      l.inner *= dims[i];
+    else if (i < axis)
+      l.outer *= dims[i];
+    else
+      l.channels = dims[i];
   }
   return l;
 }

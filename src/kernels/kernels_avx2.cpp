@@ -44,7 +44,8 @@ inline __m128i pack_nibbles(__m128i b) {
 }
 
 inline __m256 load(const float* x, size_t j, size_t k) {
-  return j + 8 <= k ? _mm256_loadu_ps(x + j) : _mm256_maskload_ps(x + j, tail_mask(j < k ? k - j : 0));
+  return j + 8 <= k ? _mm256_loadu_ps(x + j)
+                    : _mm256_maskload_ps(x + j, tail_mask(j < k ? k - j : 0));
 }
 
 // Lane j of the result = op over the 8 lanes of v[j] (a transposing reduction tree).
@@ -116,9 +117,9 @@ void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* 
       mx[j] = vmx;
       mn[j] = vmn;
     }
-    const Params8 p = block_params8(reduce8(mx, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); }),
-                                    reduce8(mn, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); }),
-                                    fmt);
+    const Params8 p =
+        block_params8(reduce8(mx, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); }),
+                      reduce8(mn, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); }), fmt);
     _mm256_store_ps(scale_a, p.scale);
     _mm256_store_ps(inv_a, p.inv);
     _mm256_store_ps(lo_a, p.lo);
@@ -198,7 +199,8 @@ inline void store_bytes(uint8_t* q, size_t count, __m128i bytes) {
 void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q) {
   const __m256 inv = _mm256_set1_ps(p.inv), lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
   const __m256i zp = _mm256_set1_epi32(p.zp);
-  for (size_t i = 0; i < n; i += 8) store_bytes(q + i, n - i, affine8(load(x, i, n), inv, lo, hi, zp));
+  for (size_t i = 0; i < n; i += 8)
+    store_bytes(q + i, n - i, affine8(load(x, i, n), inv, lo, hi, zp));
 }
 
 void quantize_affine_columns(const float* x, size_t rows, size_t cols, const AffineColumns& p,
@@ -237,7 +239,8 @@ void f32_to_f16(const float* x, size_t n, uint16_t* y) {
 void f16_to_f32(const uint16_t* x, size_t n, float* y) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+    _mm256_storeu_ps(y + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
   }
   for (; i < n; ++i) y[i] = f16_to_f32_scalar(x[i]);
 }
@@ -245,9 +248,15 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{Isa::kAvx2,    quantize_blocks, scalar_kernels().dequantize_blocks,
-                         minmax,        minmax_columns,  quantize_affine,
-                         quantize_affine_columns, f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kAvx2,
+                         quantize_blocks,
+                         scalar_kernels().dequantize_blocks,
+                         minmax,
+                         minmax_columns,
+                         quantize_affine,
+                         quantize_affine_columns,
+                         f32_to_f16,
+                         f16_to_f32};
   return k;
 }
 

@@ -21,7 +21,8 @@ inline __mmask16 tail_mask(size_t remaining) {
 }
 
 inline __m512 load(const float* x, size_t j, size_t k) {
-  return j + 16 <= k ? _mm512_loadu_ps(x + j) : _mm512_maskz_loadu_ps(tail_mask(j < k ? k - j : 0), x + j);
+  return j + 16 <= k ? _mm512_loadu_ps(x + j)
+                     : _mm512_maskz_loadu_ps(tail_mask(j < k ? k - j : 0), x + j);
 }
 
 // Lane j of the result = op over the 16 lanes of v[j] (a transposing reduction tree).
@@ -101,9 +102,9 @@ void quantize_blocks(const float* x, size_t k, const BlockFormat& fmt, uint8_t* 
       mx[j] = vmx;
       mn[j] = vmn;
     }
-    const Params16 p = block_params16(reduce16(mx, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }),
-                                      reduce16(mn, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }),
-                                      fmt);
+    const Params16 p =
+        block_params16(reduce16(mx, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }),
+                       reduce16(mn, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }), fmt);
     _mm512_mask_storeu_ps(scales + b0, lanes, p.scale);
     if (!fmt.symmetric) _mm_mask_storeu_epi8(zero_points + b0, lanes, _mm512_cvtepi32_epi8(p.zp));
     _mm512_store_ps(inv_a, p.inv);
@@ -173,7 +174,8 @@ void quantize_affine_columns(const float* x, size_t rows, size_t cols, const Aff
   for (size_t r = 0; r < rows; ++r) {  // row by row: x streams, the parameters stay in cache
     for (size_t c = 0; c < cols; c += 16) {
       const __mmask16 m = tail_mask(cols - c);
-      const __m512 inv = _mm512_maskz_loadu_ps(m, p.inv + c), lo = _mm512_maskz_loadu_ps(m, p.lo + c);
+      const __m512 inv = _mm512_maskz_loadu_ps(m, p.inv + c),
+                   lo = _mm512_maskz_loadu_ps(m, p.lo + c);
       const __m512 hi = _mm512_maskz_loadu_ps(m, p.hi + c);
       const __m512i zp = _mm512_maskz_loadu_epi32(m, p.zp + c);
       const __m512 v = _mm512_maskz_loadu_ps(m, x + r * cols + c);
@@ -207,7 +209,8 @@ void f32_to_f16(const float* x, size_t n, uint16_t* y) {
 void f16_to_f32(const uint16_t* x, size_t n, float* y) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
+    _mm512_storeu_ps(y + i,
+                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
   }
   if (i < n) {
     const __mmask16 m = tail_mask(n - i);
@@ -218,9 +221,15 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
 }  // namespace
 
 const Kernels& avx512_kernels() {
-  static const Kernels k{Isa::kAvx512,  quantize_blocks, scalar_kernels().dequantize_blocks,
-                         minmax,        minmax_columns,  quantize_affine,
-                         quantize_affine_columns, f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kAvx512,
+                         quantize_blocks,
+                         scalar_kernels().dequantize_blocks,
+                         minmax,
+                         minmax_columns,
+                         quantize_affine,
+                         quantize_affine_columns,
+                         f32_to_f16,
+                         f16_to_f32};
   return k;
 }
 

@@ -102,7 +102,8 @@ void minmax_columns(const float* x, size_t rows, size_t cols, float* mn, float* 
 }
 
 inline uint8_t affine(float x, float inv, float lo, float hi, int32_t zp) {
-  return static_cast<uint8_t>(static_cast<int>(std::nearbyint(min_ps(max_ps(x * inv, lo), hi))) + zp);
+  return static_cast<uint8_t>(static_cast<int>(std::nearbyint(min_ps(max_ps(x * inv, lo), hi))) +
+                              zp);
 }
 
 void quantize_affine(const float* x, size_t n, const AffineParams& p, uint8_t* q) {
@@ -193,9 +194,9 @@ float f16_to_f32_scalar(uint16_t h) {
 namespace detail {
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{Isa::kScalar,   quantize_blocks, dequantize_blocks,
-                         minmax,         minmax_columns,  quantize_affine,
-                         quantize_affine_columns, f32_to_f16, f16_to_f32};
+  static const Kernels k{Isa::kScalar,   quantize_blocks, dequantize_blocks,       minmax,
+                         minmax_columns, quantize_affine, quantize_affine_columns, f32_to_f16,
+                         f16_to_f32};
   return k;
 }
 

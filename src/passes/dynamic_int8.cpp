@@ -126,7 +126,8 @@ class DynamicInt8Pass final : public Pass {
     }
     if (signed_ && integer_ops_ > 0 && !config_.reduce_range) {
       result_.warnings.push_back(fmt::format(
-          "{} MatMulInteger op(s) multiply uint8 activations by int8 weights: on x86 CPUs without VNNI "
+          "{} MatMulInteger op(s) multiply uint8 activations by int8 weights: on x86 CPUs without "
+          "VNNI "
           "ONNX Runtime adds their products pairwise in 16 bits, which saturates and costs "
           "accuracy{}; --reduce-range (7-bit weights) or --uint8 avoid it",
           integer_ops_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
@@ -166,12 +167,14 @@ class DynamicInt8Pass final : public Pass {
     if (!ref) return "the weight is computed at run time, not a constant";
     const TensorProto& w = *ref->tensor;
     if (w.data_type() != TensorProto::FLOAT) {
-      return fmt::format("the weight is {}, not float32",
-                         TensorProto::DataType_Name(static_cast<TensorProto::DataType>(w.data_type())));
+      return fmt::format(
+          "the weight is {}, not float32",
+          TensorProto::DataType_Name(static_cast<TensorProto::DataType>(w.data_type())));
     }
     std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
     const bool qdq = config_.format == DynamicInt8Config::Format::kQdq;
-    if (qdq && opset_ < 10) return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
+    if (qdq && opset_ < 10)
+      return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
     if (op == "MatMul") return rewrite_matmul(node, *ref, dims, qdq);
     if (op == "Gemm") return rewrite_gemm(node, *ref, dims, qdq);
     if (op == "Conv") return rewrite_conv(node, *ref, dims, qdq);
@@ -321,9 +324,9 @@ class DynamicInt8Pass final : public Pass {
       m->add_output(node.output(0));
       uses_ms_ = true;
       ++integer_ops_;
-      done_ = fmt::format("DynamicQuantizeMatMul ({}{}; opset {} has no DynamicQuantizeLinear)",
-                          signed_ ? "int8" : "uint8", qw.channels > 1 ? ", per channel" : "",
-                          opset_);
+      done_ =
+          fmt::format("DynamicQuantizeMatMul ({}{}; opset {} has no DynamicQuantizeLinear)",
+                      signed_ ? "int8" : "uint8", qw.channels > 1 ? ", per channel" : "", opset_);
       return {};
     }
     const auto x = quantized_activation(a);
@@ -435,9 +438,8 @@ class DynamicInt8Pass final : public Pass {
   // the writer. `scale_factor` multiplies the stored scales (Gemm's alpha).
   QuantizedWeight quantize(const ConstantRef& ref, const Layout& layout, float scale_factor) {
     const TensorProto& w = *ref.tensor;
-    const std::string key = fmt::format("{}|{}|{}|{}|{}", static_cast<const void*>(&w),
-                                        layout.axis, layout.transpose, layout.centered_uint8,
-                                        scale_factor);
+    const std::string key = fmt::format("{}|{}|{}|{}|{}", static_cast<const void*>(&w), layout.axis,
+                                        layout.transpose, layout.centered_uint8, scale_factor);
     auto cached = weights_.find(key);
     if (cached != weights_.end()) return cached->second;
 
@@ -507,14 +509,15 @@ class DynamicInt8Pass final : public Pass {
     const bool per_channel = layout.axis >= 0;
     // One zero point when they are all equal (ConvInteger accepts no other), except in QDQ form,
     // where DequantizeLinear's per-axis zero point must match the scale's shape.
-    const bool same_zps = std::all_of(zps.begin(), zps.end(), [&](uint8_t z) { return z == zps[0]; });
+    const bool same_zps =
+        std::all_of(zps.begin(), zps.end(), [&](uint8_t z) { return z == zps[0]; });
     const bool scalar_zp = !per_channel || (same_zps && !qdq_mode());
-    std::vector<int64_t> cdims = per_channel ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    std::vector<int64_t> cdims =
+        per_channel ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
     qw.scale = add_initializer(base + "_scale", TensorProto::FLOAT, cdims, floats_payload(scales),
                                ref.graph);
     std::vector<uint8_t> zp_bytes = scalar_zp ? std::vector<uint8_t>{zps[0]} : zps;
-    qw.zp = add_initializer(base + "_zero_point", qtype,
-                            scalar_zp ? std::vector<int64_t>{} : cdims,
+    qw.zp = add_initializer(base + "_zero_point", qtype, scalar_zp ? std::vector<int64_t>{} : cdims,
                             make_owned_payload(std::move(zp_bytes)), ref.graph);
     qw.scales = std::move(scales);
     TensorChange change;
@@ -540,7 +543,8 @@ class DynamicInt8Pass final : public Pass {
   int integer_ops_ = 0;  // MatMulInteger / DynamicQuantizeMatMul written
   bool uses_ms_ = false;
   bool added_ = false;
-  bool per_tensor_fallback_ = false;  // initializers were added (some perhaps for a node then left alone)
+  bool per_tensor_fallback_ =
+      false;  // initializers were added (some perhaps for a node then left alone)
   std::optional<NameSet> names_;
   onnx::GraphProto* graph_ = nullptr;
   const Scope* scope_ = nullptr;

@@ -8,8 +8,9 @@
 // disagree, once per value and direction, so no redundant cast pairs appear. Kept:
 //  - ops ONNX Runtime's CPU provider has no float16 kernel for (TopK, Range, CumSum, ...),
 //    recurrent ops (GRU/LSTM/RNN: ORT 1.30 crashes on them in float16), quantization ops,
-//    MatMuls reading a batch-transposing Transpose (ORT 1.30's fusion of them crashes), ops of other domains, and nodes with subgraphs (their bodies stay float32;
-//    float16 values they read from outside are cast back for them);
+//    MatMuls reading a batch-transposing Transpose (ORT 1.30's fusion of them crashes), ops of
+//    other domains, and nodes with subgraphs (their bodies stay float32; float16 values they read
+//    from outside are cast back for them);
 //  - float values computed from tensor shapes (shape arithmetic loses integers in float16);
 //  - x^2 reductions (RMSNorm / variance: Pow or Mul(x, x) -> ReduceMean and the few nodes after
 //    it), which overflow float16 as soon as |x| > 256;
@@ -35,12 +36,23 @@ using onnx::TensorProto;
 constexpr int kF32 = TensorProto::FLOAT;
 constexpr int kF16 = TensorProto::FLOAT16;
 
-const std::unordered_set<std::string> kNoFloat16Ops = {
-    "TopK",          "NonMaxSuppression",  "RoiAlign",        "Range",
-    "CumSum",        "RandomUniformLike",  "RandomNormalLike", "RandomUniform",
-    "RandomNormal",  "Multinomial",        "EyeLike",         "QuantizeLinear",
-    "DequantizeLinear", "DynamicQuantizeLinear", "ReduceSumSquare", "ReduceL2",
-    "ReduceLogSumExp"};
+const std::unordered_set<std::string> kNoFloat16Ops = {"TopK",
+                                                       "NonMaxSuppression",
+                                                       "RoiAlign",
+                                                       "Range",
+                                                       "CumSum",
+                                                       "RandomUniformLike",
+                                                       "RandomNormalLike",
+                                                       "RandomUniform",
+                                                       "RandomNormal",
+                                                       "Multinomial",
+                                                       "EyeLike",
+                                                       "QuantizeLinear",
+                                                       "DequantizeLinear",
+                                                       "DynamicQuantizeLinear",
+                                                       "ReduceSumSquare",
+                                                       "ReduceL2",
+                                                       "ReduceLogSumExp"};
 const std::unordered_set<std::string> kRecurrentOps = {"GRU", "LSTM", "RNN"};
 // com.microsoft ops with float16 kernels that this tool emits.
 const std::unordered_set<std::string> kMsFloat16Ops = {"MatMulNBits", "GatherBlockQuantized"};
@@ -113,7 +125,8 @@ PayloadPtr to_float16(PayloadPtr source) {
     PayloadBytes in(source);
     const float* x = reinterpret_cast<const float*>(in.data());
     uint16_t* y = reinterpret_cast<uint16_t*>(out);
-    parallel_for(n, 1 << 18, [&](size_t b, size_t e) { kernels().f32_to_f16(x + b, e - b, y + b); });
+    parallel_for(n, 1 << 18,
+                 [&](size_t b, size_t e) { kernels().f32_to_f16(x + b, e - b, y + b); });
   });
 }
 
@@ -207,12 +220,14 @@ class Float16Pass final : public Pass {
       const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
       if (has_subgraph(node)) {
         keep(i, "has a subgraph (its body stays float32)");
-      } else if (!default_domain && !(node.domain() == "com.microsoft" && kMsFloat16Ops.count(op))) {
+      } else if (!default_domain &&
+                 !(node.domain() == "com.microsoft" && kMsFloat16Ops.count(op))) {
         keep(i, fmt::format("op of domain '{}' without known float16 support", node.domain()));
       } else if (kNoFloat16Ops.count(op)) {
         keep(i, "no float16 kernel in ONNX Runtime's CPU provider");
       } else if (op == "MatMul" && reads_batch_transpose(node, producer)) {
-        const std::string why = "ONNX Runtime 1.30 crashes on float16 batch-transpose MatMul fusion";
+        const std::string why =
+            "ONNX Runtime 1.30 crashes on float16 batch-transpose MatMul fusion";
         keep(i, why);
         for (const auto& in : node.input()) {  // its optimizer moves casts past the Transpose
           auto it = producer.find(in);
@@ -382,7 +397,8 @@ class Float16Pass final : public Pass {
     reason_.push_back("inserted cast");
   }
 
-  static void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to) {
+  static void rename_reads(onnx::GraphProto& graph, const std::string& from,
+                           const std::string& to) {
     for (auto& node : *graph.mutable_node()) {
       for (auto& in : *node.mutable_input()) {
         if (in == from) in = to;
@@ -450,7 +466,7 @@ class Float16Pass final : public Pass {
   void convert_constant(TensorProto& t) {
     PayloadPtr source = tensor_payload(*model_, t);
     const uint64_t before = source->size();
-    TensorChange change{t.name(), {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
+    TensorChange change{t.name(),  {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
                         before / 2};
     if (has_payload(t)) {
       set_tensor_payload(*model_, t, to_float16(source));
@@ -474,9 +490,8 @@ class Float16Pass final : public Pass {
       convert_constant(*c.tensor);
     }
     if (flushed) {
-      result_.warnings.push_back(
-          fmt::format("{} nonzero weight values below float16's smallest subnormal became 0",
-                      flushed));
+      result_.warnings.push_back(fmt::format(
+          "{} nonzero weight values below float16's smallest subnormal became 0", flushed));
     }
     for (int i = 0; i < graph_->node_size(); ++i) {
       auto& node = *graph_->mutable_node(i);
@@ -540,8 +555,8 @@ class Float16Pass final : public Pass {
   TypeMap types_;
   std::optional<NameSet> names_;
   std::unordered_map<std::string, ConstantInfo> constants_;  // float32 constants
-  std::unordered_set<std::string> all_constants_;             // constants of any type
-  std::vector<std::string> reason_;  // per node: why it stays float32; empty when converted
+  std::unordered_set<std::string> all_constants_;            // constants of any type
+  std::vector<std::string> reason_;      // per node: why it stays float32; empty when converted
   std::unordered_set<std::string> f16_;  // float values that hold float16 after the pass
   std::unordered_map<std::string, std::string> cast_f16_, cast_f32_;
 };

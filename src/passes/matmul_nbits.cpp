@@ -244,8 +244,8 @@ class MatMulNBitsPass final : public Pass {
           adds.push_back(std::move(add));
         }
         rewrite_node(node, it->second, bias, names);
-        result.changed.push_back({label, fmt::format("MatMulNBits {}-bit block {}", config_.bits,
-                                                     config_.block_size)});
+        result.changed.push_back(
+            {label, fmt::format("MatMulNBits {}-bit block {}", config_.bits, config_.block_size)});
       }
       if (!adds.empty()) {  // appended after the loop over the graph's nodes
         for (auto& add : adds) *graph.add_node() = std::move(add);
@@ -327,9 +327,8 @@ class MatMulNBitsPass final : public Pass {
       t->set_name(name);
       t->set_data_type(type);
       for (int64_t d : dims) t->add_dims(d);
-      set_tensor_payload(model, *t, make_lazy_payload(size, [job, read](uint8_t* out) {
-                           ((*job).*read)(out);
-                         }));
+      set_tensor_payload(
+          model, *t, make_lazy_payload(size, [job, read](uint8_t* out) { ((*job).*read)(out); }));
     };
     const int64_t nb = static_cast<int64_t>(job->blocks());
     q.packed = names.unique(base + tag);
@@ -359,9 +358,9 @@ class MatMulNBitsPass final : public Pass {
   void rewrite_node(onnx::NodeProto& node, const Quantized& q, const std::string& bias,
                     NameSet& names) const {
     onnx::NodeProto out;
-    out.set_name(names.unique(node.name().empty() ? "MatMul_Q" + std::to_string(config_.bits)
-                                                  : node.name() + "_Q" +
-                                                        std::to_string(config_.bits)));
+    out.set_name(names.unique(node.name().empty()
+                                  ? "MatMul_Q" + std::to_string(config_.bits)
+                                  : node.name() + "_Q" + std::to_string(config_.bits)));
     out.set_op_type("MatMulNBits");
     out.set_domain(kMsDomain);
     out.add_input(node.input(0));

@@ -44,24 +44,34 @@ enum class Kind { kWeighted, kElementwise, kOwnRange, kShares, kActivation };
 
 const std::map<std::string, Kind>& op_kinds() {
   static const std::map<std::string, Kind> kinds = {
-      {"Conv", Kind::kWeighted},         {"ConvTranspose", Kind::kWeighted},
-      {"Gemm", Kind::kWeighted},         {"MatMul", Kind::kWeighted},
-      {"Add", Kind::kElementwise},       {"Mul", Kind::kElementwise},
-      {"Concat", Kind::kElementwise},    {"AveragePool", Kind::kOwnRange},
-      {"GlobalAveragePool", Kind::kOwnRange}, {"Sigmoid", Kind::kOwnRange},
-      {"Softmax", Kind::kOwnRange},      {"MaxPool", Kind::kShares},
-      {"GlobalMaxPool", Kind::kShares},  {"Resize", Kind::kShares},
-      {"Reshape", Kind::kShares},        {"Transpose", Kind::kShares},
-      {"Squeeze", Kind::kShares},        {"Unsqueeze", Kind::kShares},
-      {"Flatten", Kind::kShares},        {"Relu", Kind::kActivation},
+      {"Conv", Kind::kWeighted},
+      {"ConvTranspose", Kind::kWeighted},
+      {"Gemm", Kind::kWeighted},
+      {"MatMul", Kind::kWeighted},
+      {"Add", Kind::kElementwise},
+      {"Mul", Kind::kElementwise},
+      {"Concat", Kind::kElementwise},
+      {"AveragePool", Kind::kOwnRange},
+      {"GlobalAveragePool", Kind::kOwnRange},
+      {"Sigmoid", Kind::kOwnRange},
+      {"Softmax", Kind::kOwnRange},
+      {"MaxPool", Kind::kShares},
+      {"GlobalMaxPool", Kind::kShares},
+      {"Resize", Kind::kShares},
+      {"Reshape", Kind::kShares},
+      {"Transpose", Kind::kShares},
+      {"Squeeze", Kind::kShares},
+      {"Unsqueeze", Kind::kShares},
+      {"Flatten", Kind::kShares},
+      {"Relu", Kind::kActivation},
       {"Clip", Kind::kActivation},
   };
   return kinds;
 }
 
 // Ops whose inputs or attributes changed form between opsets 7-9 and 10 (not only new types).
-const std::set<std::string> kChangedBy10 = {"Slice", "TopK", "Upsample", "Dropout",
-                                            "BatchNormalization", "Scan"};
+const std::set<std::string> kChangedBy10 = {
+    "Slice", "TopK", "Upsample", "Dropout", "BatchNormalization", "Scan"};
 
 // Below this estimated signal-to-noise ratio of any live output channel (noise above signal) a
 // Conv stays float. Across YOLOX-nano's 113 Convs the worst channels sit at -3 dB (Conv_44),
@@ -90,7 +100,8 @@ class StaticQdqPass final : public Pass {
       // the model to 10 when none of its ops changed form on the way.
       for (const auto& node : graph_->node()) {
         if (node.domain().empty() && node.op_type() == "Slice") continue;  // converted below
-        if ((node.domain().empty() || node.domain() == "ai.onnx") && kChangedBy10.count(node.op_type())) {
+        if ((node.domain().empty() || node.domain() == "ai.onnx") &&
+            kChangedBy10.count(node.op_type())) {
           result_.warnings.push_back(fmt::format(
               "opset {} model: static QDQ needs opset 10, and {} changed form in opset 10; the "
               "model is left float (convert it to opset >= 10 first)",
@@ -98,8 +109,10 @@ class StaticQdqPass final : public Pass {
           return result_;
         }
       }
-      result_.notes.push_back(fmt::format("opset {} -> 10 (QuantizeLinear needs 10; no op of "
-                                          "this model changed meaning)", opset_));
+      result_.notes.push_back(
+          fmt::format("opset {} -> 10 (QuantizeLinear needs 10; no op of "
+                      "this model changed meaning)",
+                      opset_));
       for (auto& o : *model.proto.mutable_opset_import()) {
         if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(10);
       }
@@ -113,7 +126,8 @@ class StaticQdqPass final : public Pass {
     names_.emplace(model.proto);
     if (config_.op_types.empty()) {  // the default: every op for conv nets, MatMul/Gemm otherwise
       bool conv = false;
-      for (const auto& node : graph_->node()) conv |= node.op_type() == "Conv" || node.op_type() == "ConvTranspose";
+      for (const auto& node : graph_->node())
+        conv |= node.op_type() == "Conv" || node.op_type() == "ConvTranspose";
       if (!conv) {
         config_.op_types = {"MatMul", "Gemm"};
         result_.notes.push_back(
@@ -184,7 +198,8 @@ class StaticQdqPass final : public Pass {
       if (!conv && !(n.op_type() == "MatMul" && n.domain().empty())) continue;
       const auto* dx = dq_of(n.input(0));
       const auto* dw = dq_of(n.input(1));
-      const onnx::NodeProto* db = conv && n.input_size() > 2 && !n.input(2).empty() ? dq_of(n.input(2)) : nullptr;
+      const onnx::NodeProto* db =
+          conv && n.input_size() > 2 && !n.input(2).empty() ? dq_of(n.input(2)) : nullptr;
       if (!dx || !dw || dx->input_size() < 3 || dw->input_size() < 3) continue;
       if (conv && n.input_size() > 2 && !n.input(2).empty() && !db) continue;  // a float bias
       auto qi = quantizer.find(n.output(0));
@@ -207,7 +222,8 @@ class StaticQdqPass final : public Pass {
       added.push_back(std::move(op));
       ++converted;
     }
-    for (auto it = removed.rbegin(); it != removed.rend(); ++it) graph_->mutable_node()->DeleteSubrange(*it, 1);
+    for (auto it = removed.rbegin(); it != removed.rend(); ++it)
+      graph_->mutable_node()->DeleteSubrange(*it, 1);
     for (auto& op : added) *graph_->add_node() = std::move(op);
     // DequantizeLinears nothing reads any more (their inputs stay read by the QLinear ops).
     index();
@@ -217,7 +233,8 @@ class StaticQdqPass final : public Pass {
         graph_->mutable_node()->DeleteSubrange(i, 1);
       }
     }
-    result_.notes.push_back(fmt::format("QOperator form: {} node(s) became QLinearConv/QLinearMatMul", converted));
+    result_.notes.push_back(
+        fmt::format("QOperator form: {} node(s) became QLinearConv/QLinearMatMul", converted));
   }
 
   // Slice-1 (starts, ends, axes attributes) -> Slice-10 (the same as int64 inputs).
@@ -237,13 +254,18 @@ class StaticQdqPass final : public Pass {
   std::string candidate(const onnx::NodeProto& node) const {
     if (!node.domain().empty() && node.domain() != "ai.onnx") return "not an ONNX op";
     if (!op_kinds().count(node.op_type())) return "not an op static INT8 quantizes";
-    if (!config_.op_types.empty() && !config_.op_types.count(node.op_type())) return "not in --op-types";
-    if (config_.include && !std::regex_search(node.name(), *config_.include)) return "not matched by --include";
-    if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) return "matched by --exclude";
+    if (!config_.op_types.empty() && !config_.op_types.count(node.op_type()))
+      return "not in --op-types";
+    if (config_.include && !std::regex_search(node.name(), *config_.include))
+      return "not matched by --include";
+    if (config_.exclude && std::regex_search(node.name(), *config_.exclude))
+      return "matched by --exclude";
     return {};
   }
 
-  bool has_range(const std::string& t) const { return ranges_.count(t) && !config_.keep_float.count(t); }
+  bool has_range(const std::string& t) const {
+    return ranges_.count(t) && !config_.keep_float.count(t);
+  }
 
   // The float activation inputs a node of this kind quantizes.
   std::vector<std::string> data_inputs(const onnx::NodeProto& node, Kind kind) const {
@@ -271,8 +293,9 @@ class StaticQdqPass final : public Pass {
     for (int i = 0; i < graph_->node_size(); ++i) {
       const auto& node = graph_->node(i);
       if (silu.count(i)) {
-        result_.skipped.push_back({node_label(node), "part of a SiLU, x * Sigmoid(x): runs in float "
-                                                     "(its 8-bit input costs detectors accuracy)"});
+        result_.skipped.push_back({node_label(node),
+                                   "part of a SiLU, x * Sigmoid(x): runs in float "
+                                   "(its 8-bit input costs detectors accuracy)"});
         continue;
       }
       std::string why = candidate(node);
@@ -289,7 +312,8 @@ class StaticQdqPass final : public Pass {
           folded_[node.input(0)] = i;
           produced_.erase(node.input(0));
           produced_.insert(node.output(0));
-          result_.changed.push_back({node_label(node), "folded into the range of its input's producer"});
+          result_.changed.push_back(
+              {node_label(node), "folded into the range of its input's producer"});
         } else {
           result_.skipped.push_back({node_label(node), why});
         }
@@ -321,9 +345,10 @@ class StaticQdqPass final : public Pass {
         continue;
       }
       if (!missing.empty()) {
-        result_.skipped.push_back({node_label(node), config_.keep_float.count(missing)
-                                                         ? fmt::format("'{}' is in --keep-float", missing)
-                                                         : fmt::format("'{}' is not a float32 activation", missing)});
+        result_.skipped.push_back(
+            {node_label(node), config_.keep_float.count(missing)
+                                   ? fmt::format("'{}' is in --keep-float", missing)
+                                   : fmt::format("'{}' is not a float32 activation", missing)});
         continue;
       }
       selected_.push_back(i);
@@ -361,13 +386,15 @@ class StaticQdqPass final : public Pass {
       double wsq = 0;
       for (size_t k = 0; k < per; ++k) wsq += double(w[o * per + k]) * w[o * per + k];
       const double noise = wsq * step * step / 12;
-      const double sqnr = noise > 0 ? out->second[o] / noise : std::numeric_limits<double>::infinity();
+      const double sqnr =
+          noise > 0 ? out->second[o] / noise : std::numeric_limits<double>::infinity();
       if (sqnr < worst) worst = sqnr, worst_channel = o;
     }
     const double db = 10 * std::log10(worst);
     if (db >= kMinSqnrDb) return {};
-    return fmt::format("an 8-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB): kept float",
-                       worst_channel, db, kMinSqnrDb);
+    return fmt::format(
+        "an 8-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB): kept float",
+        worst_channel, db, kMinSqnrDb);
   }
 
   // Sigmoid and Mul computing x * Sigmoid(x) (SiLU), the Sigmoid read by that Mul only.
@@ -394,7 +421,8 @@ class StaticQdqPass final : public Pass {
     return nodes;
   }
 
-  std::string foldable(const onnx::NodeProto& node, const std::unordered_map<std::string, int>& uses,
+  std::string foldable(const onnx::NodeProto& node,
+                       const std::unordered_map<std::string, int>& uses,
                        const std::set<std::string>& graph_outputs) const {
     const std::string& in = node.input(0);
     if (!produced_.count(in) || shares_.count(in)) return "its input's producer is not quantized";
@@ -445,7 +473,8 @@ class StaticQdqPass final : public Pass {
       if (kind == Kind::kShares) done = "QDQ with its input's scale and zero point";
       result_.changed.push_back({node_label(node), done});
     }
-    for (auto it = removed.rbegin(); it != removed.rend(); ++it) graph_->mutable_node()->DeleteSubrange(*it, 1);
+    for (auto it = removed.rbegin(); it != removed.rend(); ++it)
+      graph_->mutable_node()->DeleteSubrange(*it, 1);
     // One pair per tensor; every reader but its QuantizeLinear reads the DequantizeLinear output.
     std::map<std::string, std::string> dequantized;
     for (const auto& t : quantized_) dequantized[t] = names_->unique(t + "_dequantized");
@@ -473,7 +502,7 @@ class StaticQdqPass final : public Pass {
           weighted_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
     }
     result_.notes.push_back(fmt::format("{} activation(s) quantized ({})", quantized_.size(),
-                                           config_.signed_activations ? "int8" : "uint8"));
+                                        config_.signed_activations ? "int8" : "uint8"));
   }
 
   Params activation_params(const std::string& t) {
@@ -482,12 +511,15 @@ class StaticQdqPass final : public Pass {
     const int qmin = config_.signed_activations ? -128 : 0, qmax = qmin + 255;
     float scale = (hi - lo) / 255.0f;
     if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
-    const int zp = static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale), float(qmin), float(qmax)));
+    const int zp =
+        static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale), float(qmin), float(qmax)));
     Params p;
     p.s = scale;
     p.scale = add_initializer(t + "_scale", TensorProto::FLOAT, {}, &scale, 4);
     const uint8_t z = static_cast<uint8_t>(zp);
-    p.zp = add_initializer(t + "_zero_point", config_.signed_activations ? TensorProto::INT8 : TensorProto::UINT8, {}, &z, 1);
+    p.zp = add_initializer(t + "_zero_point",
+                           config_.signed_activations ? TensorProto::INT8 : TensorProto::UINT8, {},
+                           &z, 1);
     return p;
   }
 
@@ -521,8 +553,9 @@ class StaticQdqPass final : public Pass {
     if (!weights_.count(key)) weights_[key] = quantize_weight(w, dims, axis);
     const QuantizedWeight& qw = weights_[key];
     node.set_input(1, qw.dequantized);
-    std::string done = fmt::format("QDQ, {} weights{}", config_.signed_activations ? "int8" : "uint8",
-                                   axis >= 0 ? " per channel" : "");
+    std::string done =
+        fmt::format("QDQ, {} weights{}", config_.signed_activations ? "int8" : "uint8",
+                    axis >= 0 ? " per channel" : "");
     // Bias: int32 at input scale x weight scale (Conv, ConvTranspose; Gemm with alpha = beta = 1).
     const std::string& op = node.op_type();
     if (node.input_size() < 3 || node.input(2).empty() || op == "MatMul") return done;
@@ -532,7 +565,8 @@ class StaticQdqPass final : public Pass {
       }
     }
     auto bias = find_constant(scope_, node.input(2));
-    if (!bias || bias->tensor->data_type() != TensorProto::FLOAT || bias->tensor->dims_size() != 1) return done;
+    if (!bias || bias->tensor->data_type() != TensorProto::FLOAT || bias->tensor->dims_size() != 1)
+      return done;
     const std::vector<float> b = tensor_floats(*model_, *bias->tensor);
     const size_t channels = qw.scales.size();
     if (channels > 1 && b.size() != channels) return done;
@@ -543,22 +577,26 @@ class StaticQdqPass final : public Pass {
     for (size_t i = 0; i < b.size(); ++i) {
       const float s = scales[channels > 1 ? i : 0];
       if (!(s > 0)) return done;
-      q[i] = static_cast<int32_t>(std::clamp(std::nearbyint(double(b[i]) / s), -2147483647.0, 2147483647.0));
+      q[i] = static_cast<int32_t>(
+          std::clamp(std::nearbyint(double(b[i]) / s), -2147483647.0, 2147483647.0));
     }
     const std::string base = bias->tensor->name().empty() ? node.input(2) : bias->tensor->name();
-    const std::string qb = add_initializer(base + "_quantized", TensorProto::INT32,
-                                           {static_cast<int64_t>(b.size())}, q.data(), q.size() * 4);
-    const std::string sb = add_initializer(base + "_scale", TensorProto::FLOAT,
-                                           channels > 1 ? std::vector<int64_t>{static_cast<int64_t>(channels)}
-                                                        : std::vector<int64_t>{},
-                                           scales.data(), channels * 4);
+    const std::string qb =
+        add_initializer(base + "_quantized", TensorProto::INT32, {static_cast<int64_t>(b.size())},
+                        q.data(), q.size() * 4);
+    const std::string sb =
+        add_initializer(base + "_scale", TensorProto::FLOAT,
+                        channels > 1 ? std::vector<int64_t>{static_cast<int64_t>(channels)}
+                                     : std::vector<int64_t>{},
+                        scales.data(), channels * 4);
     auto* dq = add_node("DequantizeLinear", base + "_dequantize");
     set_inputs(dq, {qb, sb});
     if (channels > 1) set_axis(dq, 0);
     const std::string out = names_->unique(base + "_dequantized");
     dq->add_output(out);
     node.set_input(2, out);
-    record(base, {static_cast<int64_t>(b.size())}, "int32", b.size() * 4, b.size() * 4 + channels * 4);
+    record(base, {static_cast<int64_t>(b.size())}, "int32", b.size() * 4,
+           b.size() * 4 + channels * 4);
     return done + ", int32 bias";
   }
 
@@ -567,7 +605,8 @@ class StaticQdqPass final : public Pass {
     std::vector<float> scales;
   };
 
-  QuantizedWeight quantize_weight(const TensorProto& w, const std::vector<int64_t>& dims, int axis) {
+  QuantizedWeight quantize_weight(const TensorProto& w, const std::vector<int64_t>& dims,
+                                  int axis) {
     const std::vector<float> x = tensor_floats(*model_, w);
     const ChannelLayout cl = channel_layout(dims, axis);
     const int64_t outer = cl.outer, channels = cl.channels, inner = cl.inner;
@@ -592,18 +631,22 @@ class StaticQdqPass final : public Pass {
     }
     const int qtype = is_signed ? TensorProto::INT8 : TensorProto::UINT8;
     const std::string base = w.name().empty() ? "weight" : w.name();
-    const std::vector<int64_t> cdims = axis >= 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    const std::vector<int64_t> cdims =
+        axis >= 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
     QuantizedWeight qw;
     qw.scales = scales;
     const std::string qn = add_initializer(base + "_quantized", qtype, dims, q.data(), q.size());
-    const std::string sn = add_initializer(base + "_scale", TensorProto::FLOAT, cdims, scales.data(), channels * 4);
-    const std::string zn = add_initializer(base + "_zero_point", qtype, cdims, zps.data(), channels);
+    const std::string sn =
+        add_initializer(base + "_scale", TensorProto::FLOAT, cdims, scales.data(), channels * 4);
+    const std::string zn =
+        add_initializer(base + "_zero_point", qtype, cdims, zps.data(), channels);
     auto* dq = add_node("DequantizeLinear", base + "_dequantize");
     set_inputs(dq, {qn, sn, zn});
     if (axis >= 0) set_axis(dq, axis);
     qw.dequantized = names_->unique(base + "_dequantized");
     dq->add_output(qw.dequantized);
-    record(w.name(), dims, fmt::format("{}{}", is_signed ? "int8" : "uint8", axis >= 0 ? " per-channel" : ""),
+    record(w.name(), dims,
+           fmt::format("{}{}", is_signed ? "int8" : "uint8", axis >= 0 ? " per-channel" : ""),
            x.size() * 4, x.size() + channels * 5);
     return qw;
   }
@@ -666,9 +709,9 @@ class StaticQdqPass final : public Pass {
   std::unordered_map<std::string, Range> ranges_;
   std::unordered_map<std::string, std::vector<double>> channel_power_;
   std::vector<int> selected_;
-  int weighted_ = 0;  // selected Conv/ConvTranspose/Gemm/MatMul
+  int weighted_ = 0;                 // selected Conv/ConvTranspose/Gemm/MatMul
   std::set<std::string> quantized_;  // read by a quantized node: these get a pair
-  std::set<std::string> produced_;   // written by a quantized node (a pair only if also read by one)
+  std::set<std::string> produced_;  // written by a quantized node (a pair only if also read by one)
   std::map<std::string, std::string> shares_;  // output -> the input whose parameters it takes
   std::map<std::string, int> folded_;          // activation input -> the activation node
   std::map<std::string, Params> params_;

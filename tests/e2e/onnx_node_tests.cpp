@@ -1,9 +1,9 @@
-// onnx_node_tests DATA_DIR [--list | --all]: runs ONNX's backend node tests (DATA_DIR/test_*/model.onnx
-// with test_data_set_*/input_N.pb, output_N.pb) in the executor and counts, per op: passed,
-// wrong (outputs beyond rtol 1e-3 / atol 1e-7, ONNX's defaults), refused (the executor named an
-// attribute or type it does not handle), skipped (an op it does not run) and stale (a listed
-// test whose reference data ONNX has since changed, see stale_tests()). Exits 1 when any
-// test gives a wrong answer: refusing is allowed, a wrong result never is.
+// onnx_node_tests DATA_DIR [--list | --all]: runs ONNX's backend node tests
+// (DATA_DIR/test_*/model.onnx with test_data_set_*/input_N.pb, output_N.pb) in the executor and
+// counts, per op: passed, wrong (outputs beyond rtol 1e-3 / atol 1e-7, ONNX's defaults), refused
+// (the executor named an attribute or type it does not handle), skipped (an op it does not run) and
+// stale (a listed test whose reference data ONNX has since changed, see stale_tests()). Exits 1
+// when any test gives a wrong answer: refusing is allowed, a wrong result never is.
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -24,8 +24,9 @@ struct Counts {
 // mismatch there is reported as "stale", and never counts as passed.
 const std::map<std::string, std::string>& stale_tests() {
   static const std::map<std::string, std::string> stale = {
-      {"test_cast_FLOAT_to_BFLOAT16", "ONNX 1.12 made this data by truncating to bfloat16; ONNX 1.13+ and "
-                                      "ONNX Runtime round to nearest even, as the executor does (onnx/onnx#3876)"},
+      {"test_cast_FLOAT_to_BFLOAT16",
+       "ONNX 1.12 made this data by truncating to bfloat16; ONNX 1.13+ and "
+       "ONNX Runtime round to nearest even, as the executor does (onnx/onnx#3876)"},
       {"test_castlike_FLOAT_to_BFLOAT16", "as test_cast_FLOAT_to_BFLOAT16"},
       {"test_castlike_FLOAT_to_BFLOAT16_expanded", "as test_cast_FLOAT_to_BFLOAT16"},
   };
@@ -37,14 +38,28 @@ const std::map<std::string, std::string>& stale_tests() {
 // it, underscores ignored; "_expanded" variants count with their op).
 const std::map<std::string, std::vector<std::string>>& families() {
   static const std::map<std::string, std::vector<std::string>> f = {
-      {"element-wise and activations",
-       {"Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitShift", "Ceil",
-        "Celu", "Clip", "Cos", "Cosh", "Div", "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu",
-        "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Hardmax", "IsInf", "IsNaN",
-        "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Max", "Mean", "Min", "Mish",
-        "Mod", "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu",
-        "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Softmax", "Softplus", "Softsign", "Sqrt",
-        "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor"}},
+      {"element-wise and activations", {"Abs",         "Acos",        "Acosh",
+                                        "Add",         "And",         "Asin",
+                                        "Asinh",       "Atan",        "Atanh",
+                                        "BitShift",    "Ceil",        "Celu",
+                                        "Clip",        "Cos",         "Cosh",
+                                        "Div",         "Elu",         "Equal",
+                                        "Erf",         "Exp",         "Floor",
+                                        "Gelu",        "Greater",     "GreaterOrEqual",
+                                        "HardSigmoid", "HardSwish",   "Hardmax",
+                                        "IsInf",       "IsNaN",       "LeakyRelu",
+                                        "Less",        "LessOrEqual", "Log",
+                                        "LogSoftmax",  "Max",         "Mean",
+                                        "Min",         "Mish",        "Mod",
+                                        "Mul",         "Neg",         "Not",
+                                        "Or",          "Pow",         "PRelu",
+                                        "Reciprocal",  "Relu",        "Round",
+                                        "Selu",        "Shrink",      "Sigmoid",
+                                        "Sign",        "Sin",         "Sinh",
+                                        "Softmax",     "Softplus",    "Softsign",
+                                        "Sqrt",        "Sub",         "Sum",
+                                        "Tan",         "Tanh",        "ThresholdedRelu",
+                                        "Where",       "Xor"}},
       {"normalization",
        {"BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
         "LpNormalization", "MeanVarianceNormalization", "LRN"}},
@@ -53,11 +68,42 @@ const std::map<std::string, std::vector<std::string>>& families() {
         "MaxRoiPool"}},
       {"convolution", {"Conv", "ConvTranspose", "DeformConv"}},
       {"shape and indexing",
-       {"Shape", "Size", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat",
-        "Split", "Slice", "Gather", "GatherElements", "GatherND", "Scatter", "ScatterElements",
-        "ScatterND", "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth", "Range",
-        "ConstantOfShape", "Compress", "NonZero", "OneHot", "Trilu", "Resize", "Upsample",
-        "Identity", "Cast", "CastLike", "ReverseSequence", "EyeLike", "TopK", "Unique"}},
+       {"Shape",
+        "Size",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "GatherElements",
+        "GatherND",
+        "Scatter",
+        "ScatterElements",
+        "ScatterND",
+        "Expand",
+        "Tile",
+        "Pad",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Range",
+        "ConstantOfShape",
+        "Compress",
+        "NonZero",
+        "OneHot",
+        "Trilu",
+        "Resize",
+        "Upsample",
+        "Identity",
+        "Cast",
+        "CastLike",
+        "ReverseSequence",
+        "EyeLike",
+        "TopK",
+        "Unique"}},
       {"reductions",
        {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
         "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum"}},
@@ -85,7 +131,8 @@ std::string family_of(const std::string& dir_name) {
   for (const auto& [family, ops] : families()) {
     for (const auto& op : ops) {
       const std::string key = squash(op);
-      if (key.size() > best && name.compare(0, key.size(), key) == 0) best = key.size(), best_family = family;
+      if (key.size() > best && name.compare(0, key.size(), key) == 0)
+        best = key.size(), best_family = family;
     }
   }
   return best_family;
@@ -129,7 +176,7 @@ int main(int argc, char** argv) {
       } catch (const Error& e) {
         const std::string what = e.what();
         outcome = what.find("which the executor does not run") != std::string::npos ? "skipped"
-                                                                                     : "refused";
+                                                                                    : "refused";
         detail = what;
       }
     } catch (const Error& e) {
@@ -141,35 +188,51 @@ int main(int argc, char** argv) {
       detail = stale_tests().at(dir.filename().string());
     }
     Counts& f = by_family[family_of(dir.filename().string())];
-    if (outcome == "passed") ++f.passed;
-    else if (outcome == "wrong") ++f.wrong;
-    else if (outcome == "refused") ++f.refused;
-    else if (outcome == "stale") ++f.stale;
-    else ++f.skipped;
+    if (outcome == "passed")
+      ++f.passed;
+    else if (outcome == "wrong")
+      ++f.wrong;
+    else if (outcome == "refused")
+      ++f.refused;
+    else if (outcome == "stale")
+      ++f.stale;
+    else
+      ++f.skipped;
     Counts& c = by_op[op];
-    if (outcome == "passed") ++c.passed, ++total.passed;
-    else if (outcome == "wrong") ++c.wrong, ++total.wrong;
-    else if (outcome == "refused") ++c.refused, ++total.refused;
-    else if (outcome == "stale") ++c.stale, ++total.stale;
-    else ++c.skipped, ++total.skipped;
+    if (outcome == "passed")
+      ++c.passed, ++total.passed;
+    else if (outcome == "wrong")
+      ++c.wrong, ++total.wrong;
+    else if (outcome == "refused")
+      ++c.refused, ++total.refused;
+    else if (outcome == "stale")
+      ++c.stale, ++total.stale;
+    else
+      ++c.skipped, ++total.skipped;
     if (list && outcome != "passed") {
-      std::printf("%-8s %-28s %s: %s\n", outcome.c_str(), family_of(dir.filename().string()).c_str(),
-                  dir.filename().c_str(), detail.substr(0, 160).c_str());
+      std::printf("%-8s %-28s %s: %s\n", outcome.c_str(),
+                  family_of(dir.filename().string()).c_str(), dir.filename().c_str(),
+                  detail.substr(0, 160).c_str());
     }
   }
-  std::printf("%-28s %6s %6s %7s %7s %6s\n", "op", "passed", "wrong", "refused", "skipped", "stale");
+  std::printf("%-28s %6s %6s %7s %7s %6s\n", "op", "passed", "wrong", "refused", "skipped",
+              "stale");
   for (const auto& [op, c] : by_op) {
-    if (!all && c.passed + c.wrong + c.refused + c.stale == 0) continue;  // ops the executor does not run
-    std::printf("%-28s %6d %6d %7d %7d %6d\n", op.c_str(), c.passed, c.wrong, c.refused, c.skipped, c.stale);
+    if (!all && c.passed + c.wrong + c.refused + c.stale == 0)
+      continue;  // ops the executor does not run
+    std::printf("%-28s %6d %6d %7d %7d %6d\n", op.c_str(), c.passed, c.wrong, c.refused, c.skipped,
+                c.stale);
   }
-  std::printf("\n%-30s %6s %6s %7s %7s %6s %6s\n", "family", "passed", "wrong", "refused", "skipped", "stale", "pass%");
+  std::printf("\n%-30s %6s %6s %7s %7s %6s %6s\n", "family", "passed", "wrong", "refused",
+              "skipped", "stale", "pass%");
   for (const auto& [family, c] : by_family) {
     if (family.empty() || c.total() == 0) continue;
     std::printf("%-30s %6d %6d %7d %7d %6d %5.1f%%\n", family.c_str(), c.passed, c.wrong, c.refused,
                 c.skipped, c.stale, 100.0 * c.passed / c.total());
   }
-  std::printf("node tests: %d passed, %d wrong, %d refused, %d skipped (op not supported), %d stale "
-              "(reference data since changed)\n",
-              total.passed, total.wrong, total.refused, total.skipped, total.stale);
+  std::printf(
+      "node tests: %d passed, %d wrong, %d refused, %d skipped (op not supported), %d stale "
+      "(reference data since changed)\n",
+      total.passed, total.wrong, total.refused, total.skipped, total.stale);
   return total.wrong == 0 ? 0 : 1;
 }

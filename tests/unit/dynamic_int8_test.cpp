@@ -65,8 +65,8 @@ const char* kMatMulGather = R"(
 TEST(DynamicInt8, MatMulBecomesIntegerOps) {
   for (bool per_channel : {false, true}) {
     for (auto weights : {DynamicInt8Config::Weights::kInt8, DynamicInt8Config::Weights::kUInt8}) {
-      SCOPED_TRACE(::testing::Message() << (per_channel ? "per channel " : "per tensor ")
-                                      << static_cast<int>(weights));
+      SCOPED_TRACE(::testing::Message()
+                   << (per_channel ? "per channel " : "per tensor ") << static_cast<int>(weights));
       auto proto = testing::parse(kMatMulGather);
       auto w = testing::random_floats(64 * 32, 1, -1, 3);
       testing::set_floats(proto, "w", {64, 32}, w);

@@ -1,5 +1,7 @@
 // The executor (issue 4, first part): TinyStories LLaMA against its reference logits (a float64
 // NumPy forward pass), our own q4 output, the observer hook, and unsupported ops.
+#include "quantize/executor.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <random>
 
 #include "quantize/error.h"
-#include "quantize/executor.h"
 #include "quantize/options.h"
 #include "test_util.h"
 
@@ -59,7 +60,8 @@ TEST(Executor, RunsOurQ4OutputAndKeepsTopTokens) {
     auto out = executor.run({read_pb(dir + "input_0.pb")});
     const Tensor ref = read_pb(dir + "output_0.pb");
     std::vector<float> ref_f(ref.size());
-    for (int64_t i = 0; i < ref.size(); ++i) ref_f[i] = static_cast<float>(ref.element_as_double(i));
+    for (int64_t i = 0; i < ref.size(); ++i)
+      ref_f[i] = static_cast<float>(ref.element_as_double(i));
     for (int64_t t = 0; t < ref.size() / 512; ++t) {
       same += argmax(out[0].data<float>() + t * 512, 512) == argmax(ref_f.data() + t * 512, 512);
       ++total;
@@ -122,7 +124,6 @@ TEST(Executor, BroadcastingAndShapeOps) {
   EXPECT_EQ(out[1].to_int64(), (std::vector<int64_t>{2, 3}));
 }
 
-
 // Conv against a direct float64 sum over every tap, on shapes that reach each path of the
 // executor's convolution: 1x1 (one GEMM on X), 2-D depthwise (strides 1 and 2, padding,
 // dilation, rows of 7 to 37 outputs), grouped and k x k (im2col tiles), 1-D and 3-D, output
@@ -155,7 +156,9 @@ std::vector<float> reference_conv(const ConvCase& c, const std::vector<float>& x
             int64_t in_off = 0, orest = o, trest = t;
             bool inside = true;
             std::vector<int64_t> oi(n), ti(n);
-            for (size_t i = n; i-- > 0;) oi[i] = orest % out[i], orest /= out[i], ti[i] = trest % c.w[i + 2], trest /= c.w[i + 2];
+            for (size_t i = n; i-- > 0;)
+              oi[i] = orest % out[i], orest /= out[i], ti[i] = trest % c.w[i + 2],
+              trest /= c.w[i + 2];
             for (size_t i = 0; i < n; ++i) {
               const int64_t pos = oi[i] * c.stride - c.pad + ti[i] * c.dilation;
               inside &= pos >= 0 && pos < c.x[i + 2];
@@ -163,7 +166,8 @@ std::vector<float> reference_conv(const ConvCase& c, const std::vector<float>& x
             }
             if (!inside) continue;
             const int64_t in_ch = (m / mg) * cg + ch;
-            acc += static_cast<double>(x[(bi * c.x[1] + in_ch) * in_size + in_off]) * w[(m * cg + ch) * taps + t];
+            acc += static_cast<double>(x[(bi * c.x[1] + in_ch) * in_size + in_off]) *
+                   w[(m * cg + ch) * taps + t];
           }
         }
         y[(bi * c.w[0] + m) * spatial + o] = static_cast<float>(acc);
@@ -175,40 +179,44 @@ std::vector<float> reference_conv(const ConvCase& c, const std::vector<float>& x
 
 // A Conv of the case's geometry, its output read by `after`; `initializers` (ONNX text
 // syntax, without the brackets) declares constants `after` uses.
-Model conv_model(const ConvCase& c, const std::string& after, const std::string& initializers = "") {
+Model conv_model(const ConvCase& c, const std::string& after,
+                 const std::string& initializers = "") {
   const size_t n = c.x.size() - 2;
   std::vector<int64_t> pads(2 * n, c.pad), strides(n, c.stride), dilations(n, c.dilation);
-  const std::string text = fmt::format(R"(
+  const std::string text =
+      fmt::format(R"(
     <ir_version: 8, opset_import: ["" : 17]>
     g (float[{}] x, float[{}] w, float[{}] b) => (float y) {} {{
       c = Conv <group = {}, pads = [{}], strides = [{}], dilations = [{}]> (x, w, b)
       {}
-    }})", fmt::join(c.x, ","), fmt::join(c.w, ","), c.w[0],
-      initializers.empty() ? "" : "<" + initializers + ">", c.group, fmt::join(pads, ","),
-      fmt::join(strides, ","), fmt::join(dilations, ","), after);
+    }})",
+                  fmt::join(c.x, ","), fmt::join(c.w, ","), c.w[0],
+                  initializers.empty() ? "" : "<" + initializers + ">", c.group,
+                  fmt::join(pads, ","), fmt::join(strides, ","), fmt::join(dilations, ","), after);
   return testing::round_trip(testing::parse(text.c_str()));
 }
 
 TEST(Executor, ConvMatchesADirectSumOnEveryPath) {
   const std::vector<ConvCase> cases = {
-      {{1, 16, 9, 13}, {13, 16, 1, 1}, 1, 1, 0, 1},       // 1x1: one GEMM, 6-row blocks + 1
-      {{2, 8, 5, 7}, {11, 8, 1, 1}, 1, 1, 0, 1},          // 1x1, batch 2, remainder 5
-      {{1, 6, 14, 37}, {6, 1, 3, 3}, 6, 1, 1, 1},         // depthwise, stride 1
-      {{1, 5, 15, 23}, {5, 1, 3, 3}, 5, 2, 1, 1},         // depthwise, stride 2
-      {{1, 4, 22, 22}, {4, 1, 5, 5}, 4, 1, 2, 1},         // depthwise 5x5
-      {{1, 3, 12, 9}, {3, 1, 3, 3}, 3, 1, 2, 2},          // depthwise, dilation 2
-      {{1, 3, 35, 33}, {10, 3, 3, 3}, 1, 2, 1, 1},        // k x k, stride 2 (first layers)
-      {{1, 8, 10, 11}, {10, 4, 3, 3}, 2, 1, 1, 1},        // grouped
-      {{1, 4, 9, 8}, {4, 4, 3, 3}, 1, 1, 2, 2},           // k x k dilated
-      {{1, 8, 12, 12}, {4, 8, 1, 1}, 1, 2, 0, 1},         // 1x1 with stride: im2col
-      {{2, 3, 17}, {4, 3, 5}, 1, 1, 2, 1},                // 1-D
-      {{1, 2, 5, 6, 7}, {3, 2, 3, 3, 3}, 1, 1, 1, 1},     // 3-D
+      {{1, 16, 9, 13}, {13, 16, 1, 1}, 1, 1, 0, 1},    // 1x1: one GEMM, 6-row blocks + 1
+      {{2, 8, 5, 7}, {11, 8, 1, 1}, 1, 1, 0, 1},       // 1x1, batch 2, remainder 5
+      {{1, 6, 14, 37}, {6, 1, 3, 3}, 6, 1, 1, 1},      // depthwise, stride 1
+      {{1, 5, 15, 23}, {5, 1, 3, 3}, 5, 2, 1, 1},      // depthwise, stride 2
+      {{1, 4, 22, 22}, {4, 1, 5, 5}, 4, 1, 2, 1},      // depthwise 5x5
+      {{1, 3, 12, 9}, {3, 1, 3, 3}, 3, 1, 2, 2},       // depthwise, dilation 2
+      {{1, 3, 35, 33}, {10, 3, 3, 3}, 1, 2, 1, 1},     // k x k, stride 2 (first layers)
+      {{1, 8, 10, 11}, {10, 4, 3, 3}, 2, 1, 1, 1},     // grouped
+      {{1, 4, 9, 8}, {4, 4, 3, 3}, 1, 1, 2, 2},        // k x k dilated
+      {{1, 8, 12, 12}, {4, 8, 1, 1}, 1, 2, 0, 1},      // 1x1 with stride: im2col
+      {{2, 3, 17}, {4, 3, 5}, 1, 1, 2, 1},             // 1-D
+      {{1, 2, 5, 6, 7}, {3, 2, 3, 3, 3}, 1, 1, 1, 1},  // 3-D
   };
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (const auto& c : cases) {
     SCOPED_TRACE(fmt::format("x [{}] w [{}] group {} stride {} pad {} dilation {}",
-                             fmt::join(c.x, ","), fmt::join(c.w, ","), c.group, c.stride, c.pad, c.dilation));
+                             fmt::join(c.x, ","), fmt::join(c.w, ","), c.group, c.stride, c.pad,
+                             c.dilation));
     Tensor x(onnx::TensorProto::FLOAT, c.x), w(onnx::TensorProto::FLOAT, c.w),
         b(onnx::TensorProto::FLOAT, {c.w[0]});
     for (Tensor* t : {&x, &w, &b}) {
@@ -221,7 +229,8 @@ TEST(Executor, ConvMatchesADirectSumOnEveryPath) {
     Model model = conv_model(c, "y = Identity(c)");
     auto out = Executor(model).run({x, w, b});
     ASSERT_EQ(out[0].shape(), shape);
-    for (int64_t i = 0; i < out[0].size(); ++i) ASSERT_NEAR(out[0].data<float>()[i], want[i], 1e-5) << i;
+    for (int64_t i = 0; i < out[0].size(); ++i)
+      ASSERT_NEAR(out[0].data<float>()[i], want[i], 1e-5) << i;
   }
 }
 
@@ -231,14 +240,16 @@ TEST(Executor, FusedReluAndClipMatchTheSeparateOps) {
   const ConvCase c{{1, 4, 11, 10}, {7, 4, 3, 3}, 1, 1, 1, 1};
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  Tensor x(onnx::TensorProto::FLOAT, c.x), w(onnx::TensorProto::FLOAT, c.w), b(onnx::TensorProto::FLOAT, {7});
+  Tensor x(onnx::TensorProto::FLOAT, c.x), w(onnx::TensorProto::FLOAT, c.w),
+      b(onnx::TensorProto::FLOAT, {7});
   for (Tensor* t : {&x, &w, &b}) {
     for (int64_t i = 0; i < t->size(); ++i) t->data<float>()[i] = uniform(rng);
   }
   // Clip's bounds as initializers: constants the executor can fold into the Conv.
   for (const std::string after : {"y = Relu(c)", "y = Clip(c, lo, hi)"}) {
     SCOPED_TRACE(after);
-    Model model = conv_model(c, after, after[4] == 'R' ? "" : "float lo = {-0.25}, float hi = {0.5}");
+    Model model =
+        conv_model(c, after, after[4] == 'R' ? "" : "float lo = {-0.25}, float hi = {0.5}");
     Executor executor(model);
     const auto fused = executor.run({x, w, b});
     int negatives = 0;
@@ -256,7 +267,6 @@ TEST(Executor, FusedReluAndClipMatchTheSeparateOps) {
     EXPECT_GE(lowest, after[4] == 'R' ? 0.0f : -0.25f);
   }
 }
-
 
 // Loop and If run their bodies as subgraphs that read the enclosing graph by name: here the
 // body reads `w`, whose only other reader ran before the Loop, so `w` must outlive that reader.
@@ -276,9 +286,10 @@ TEST(Executor, LoopAndIfReadTheEnclosingGraph) {
     })");
   Model model = testing::round_trip(proto);
   Executor executor(model);
-  Tensor x(onnx::TensorProto::FLOAT, {3}), w(onnx::TensorProto::FLOAT, {3}), n(onnx::TensorProto::INT64, {}),
-      big(onnx::TensorProto::BOOL, {});
-  for (int i = 0; i < 3; ++i) x.data<float>()[i] = static_cast<float>(i), w.data<float>()[i] = 1.0f + i;
+  Tensor x(onnx::TensorProto::FLOAT, {3}), w(onnx::TensorProto::FLOAT, {3}),
+      n(onnx::TensorProto::INT64, {}), big(onnx::TensorProto::BOOL, {});
+  for (int i = 0; i < 3; ++i)
+    x.data<float>()[i] = static_cast<float>(i), w.data<float>()[i] = 1.0f + i;
   n.data<int64_t>()[0] = 4;
   big.data<uint8_t>()[0] = 1;
   auto out = executor.run({x, w, n, big});
@@ -294,7 +305,6 @@ TEST(Executor, LoopAndIfReadTheEnclosingGraph) {
   EXPECT_EQ(out[1].shape(), (std::vector<int64_t>{0}));
   for (int i = 0; i < 3; ++i) EXPECT_EQ(out[2].data<float>()[i], x.data<float>()[i]) << i;
 }
-
 
 // The vectorized Tanh and Softmax (polynomial exp) against libm in double precision.
 TEST(Executor, TanhAndSoftmaxMatchLibm) {
@@ -318,7 +328,8 @@ TEST(Executor, TanhAndSoftmaxMatchLibm) {
       EXPECT_TRUE(std::isnan(out[0].data<float>()[i])) << i;
       continue;
     }
-    EXPECT_NEAR(out[0].data<float>()[i], want, 3e-7 * std::fabs(want) + 1e-38) << "tanh(" << x.data<float>()[i] << ")";
+    EXPECT_NEAR(out[0].data<float>()[i], want, 3e-7 * std::fabs(want) + 1e-38)
+        << "tanh(" << x.data<float>()[i] << ")";
   }
   for (int r = 0; r < 7; ++r) {
     const float* row = s.data<float>() + r * 571;
@@ -333,7 +344,6 @@ TEST(Executor, TanhAndSoftmaxMatchLibm) {
     }
   }
 }
-
 
 // Sequences: split and joined back they give the input; an op that does not take sequences
 // refuses one by name instead of reading it as a tensor.

@@ -1,14 +1,14 @@
 // Kernels: every ISA the CPU has against the scalar reference, byte for byte, for every length
 // 1..512 and every block format, with NaN, infinities, signed zeros, subnormals, ties and
 // saturation mixed in; the scalar reference against hand-computed values and layouts.
+#include "quantize/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
-
-#include "quantize/kernels.h"
 
 namespace quantize {
 namespace {
@@ -32,8 +32,21 @@ std::vector<float> test_data(size_t n, uint32_t seed, bool specials) {
   const float kSpecials[] = {std::numeric_limits<float>::quiet_NaN(),
                              -std::numeric_limits<float>::quiet_NaN(),
                              from_bits(0x7f800001),  // signalling NaN
-                             INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f, -3e38f,
-                             2.5f, -2.5f, 0.5f, 1e-30f, 65504.0f, 65520.0f, -70000.0f};
+                             INFINITY,
+                             -INFINITY,
+                             0.0f,
+                             -0.0f,
+                             1e-40f,
+                             -1e-40f,
+                             3e38f,
+                             -3e38f,
+                             2.5f,
+                             -2.5f,
+                             0.5f,
+                             1e-30f,
+                             65504.0f,
+                             65520.0f,
+                             -70000.0f};
   std::vector<float> v(n);
   for (auto& x : v) {
     x = uniform(rng);
@@ -53,9 +66,9 @@ TEST_P(KernelIsa, BlockQuantizeMatchesScalarForEveryLengthAndFormat) {
         const BlockFormat fmt{bits, block, symmetric};
         for (size_t k = 1; k <= 512; ++k) {
           const uint32_t seed = static_cast<uint32_t>(k * 7919 + block * 31 + bits * 3 + symmetric);
-          SCOPED_TRACE(::testing::Message() << "bits " << bits << " block " << block
-                                          << (symmetric ? " sym" : " asym") << " k " << k
-                                          << " seed " << seed);
+          SCOPED_TRACE(::testing::Message()
+                       << "bits " << bits << " block " << block << (symmetric ? " sym" : " asym")
+                       << " k " << k << " seed " << seed);
           const auto x = test_data(k, seed, k % 3 == 0);
           const size_t nb = fmt.blocks(k);
           std::vector<uint8_t> p1(nb * fmt.blob_bytes(), 0xAA), p2(p1.size(), 0x55);
@@ -129,7 +142,7 @@ TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
     for (bool is_signed : {true, false}) {
       for (bool reduce : {false, true}) {
         SCOPED_TRACE(::testing::Message() << "n " << n << (is_signed ? " int8" : " uint8")
-                                        << (reduce ? " reduce_range" : ""));
+                                          << (reduce ? " reduce_range" : ""));
         const AffineParams p = affine_params(mn1, mx1, is_signed, reduce);
         std::vector<uint8_t> q1(n, 1), q2(n, 2);
         ref.quantize_affine(x.data(), n, p, q1.data());
@@ -142,7 +155,8 @@ TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
   for (size_t rows : {1, 3, 17}) {
     for (size_t cols = 1; cols <= 70; ++cols) {
       SCOPED_TRACE(::testing::Message() << rows << " x " << cols);
-      const auto x = test_data(rows * cols, static_cast<uint32_t>(rows * 1000 + cols), cols % 3 == 0);
+      const auto x =
+          test_data(rows * cols, static_cast<uint32_t>(rows * 1000 + cols), cols % 3 == 0);
       std::vector<float> mn1(cols), mx1(cols), mn2(cols), mx2(cols);
       ref.minmax_columns(x.data(), rows, cols, mn1.data(), mx1.data());
       simd.minmax_columns(x.data(), rows, cols, mn2.data(), mx2.data());
@@ -171,11 +185,22 @@ TEST(ScalarKernels, Float16KnownValues) {
     float in;
     uint16_t out;
   } cases[] = {
-      {1.0f, 0x3c00},       {-2.0f, 0xc000},     {65504.0f, 0x7bff},   {65519.0f, 0x7bff},
-      {65520.0f, 0x7bff},   {1e10f, 0x7bff},     {-1e10f, 0xfbff},     {INFINITY, 0x7c00},
-      {-INFINITY, 0xfc00},  {0.0f, 0x0000},      {-0.0f, 0x8000},      {5.9604645e-8f, 0x0001},
-      {2.9802322e-8f, 0x0000} /* tie: to even */, {8.940697e-8f, 0x0002} /* 1.5 ulp: to even */,
-      {6.1035156e-5f, 0x0400} /* smallest normal */, {0.33325195f, 0x3555},
+      {1.0f, 0x3c00},
+      {-2.0f, 0xc000},
+      {65504.0f, 0x7bff},
+      {65519.0f, 0x7bff},
+      {65520.0f, 0x7bff},
+      {1e10f, 0x7bff},
+      {-1e10f, 0xfbff},
+      {INFINITY, 0x7c00},
+      {-INFINITY, 0xfc00},
+      {0.0f, 0x0000},
+      {-0.0f, 0x8000},
+      {5.9604645e-8f, 0x0001},
+      {2.9802322e-8f, 0x0000} /* tie: to even */,
+      {8.940697e-8f, 0x0002} /* 1.5 ulp: to even */,
+      {6.1035156e-5f, 0x0400} /* smallest normal */,
+      {0.33325195f, 0x3555},
       {1.00048828125f, 0x3c00} /* tie between 0x3c00 and 0x3c01: even */,
       {1.00146484375f, 0x3c02} /* tie between 0x3c01 and 0x3c02: even */,
   };
@@ -232,7 +257,8 @@ TEST(ScalarKernels, RoundTripWithinHalfAScale) {
     k.quantize_blocks(x.data(), x.size(), fmt, packed.data(), scales.data(), zp.data());
     k.dequantize_blocks(packed.data(), scales.data(), zp.data(), x.size(), fmt, y.data());
     for (size_t i = 0; i < x.size(); ++i) {
-      ASSERT_LE(std::fabs(y[i] - x[i]), scales[i / 32] / 2 * 1.0001f) << "bits " << bits << " i " << i;
+      ASSERT_LE(std::fabs(y[i] - x[i]), scales[i / 32] / 2 * 1.0001f)
+          << "bits " << bits << " i " << i;
     }
   }
 }

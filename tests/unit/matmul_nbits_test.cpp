@@ -236,7 +236,7 @@ TEST(NBits, GemmHonoursTransBAlphaAndBias) {
   auto b = testing::random_floats(16 * 64, 12);
   testing::set_floats(proto, "b", {16, 64}, b);  // [N, K]
   testing::set_floats(proto, "c", {16}, testing::random_floats(16, 13));
-  std::vector<float> bt(64 * 16);                 // the same weight as [K, N]
+  std::vector<float> bt(64 * 16);  // the same weight as [K, N]
   for (int n = 0; n < 16; ++n) {
     for (int k = 0; k < 64; ++k) bt[k * 16 + n] = b[n * 64 + k];
   }

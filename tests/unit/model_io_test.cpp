@@ -188,9 +188,8 @@ TEST(ModelIo, EmbeddedModelLoads) {
   Model model = load_embedded_model();
   EXPECT_GT(model.proto.graph().node_size(), 100);
   int payloads = 0;
-  for_each_tensor(model.proto, [&](onnx::TensorProto& t, const std::string&) {
-    payloads += has_payload(t);
-  });
+  for_each_tensor(model.proto,
+                  [&](onnx::TensorProto& t, const std::string&) { payloads += has_payload(t); });
   EXPECT_GT(payloads, 30);
 }
 

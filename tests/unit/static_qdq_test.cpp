@@ -199,8 +199,8 @@ Model conv_net(const std::vector<float>& b, const std::vector<float>& b2) {
 Calibration conv_net_ranges(const Model&, const std::set<std::string>&) {
   Calibration c;
   c.description = "fixed ranges";
-  c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}}, {"p", {0, 5}}, {"f", {0, 5}},
-              {"y", {-4, 4}}};
+  c.ranges = {{"x", {-1, 1}}, {"c", {-3, 5}}, {"r", {0, 5}},
+              {"p", {0, 5}},  {"f", {0, 5}},  {"y", {-4, 4}}};
   return c;
 }
 
@@ -219,7 +219,7 @@ TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
   PassResult result = make_static_qdq_pass(config)->run(model);
   const auto& g = model.proto.graph();
   EXPECT_TRUE(asked.count("x") && asked.count("r") && asked.count("y"));
-  EXPECT_FALSE(asked.count("w"));  // constants are not calibrated
+  EXPECT_FALSE(asked.count("w"));      // constants are not calibrated
   EXPECT_EQ(count_ops(g, "Relu"), 0);  // folded: Conv writes r, whose range starts at 0
   EXPECT_EQ(find_node(g, "Conv")->output(0), "r");
   // Activations read by quantized ops (x, r, p, f): one pair each; y, a graph output, stays
@@ -264,7 +264,8 @@ TEST(StaticQdq, PlacesPairsFoldsReluAndSharesScales) {
   const auto bias = values_of<int32_t>(model, bq);
   for (int c = 0; c < 4; ++c) {
     EXPECT_FLOAT_EQ(bias_scales[c], sx * scales[c]);
-    EXPECT_EQ(bias[c], static_cast<int32_t>(std::nearbyint(std::vector<float>{0.1f, -0.2f, 0.3f, 0.0f}[c] / bias_scales[c])));
+    EXPECT_EQ(bias[c], static_cast<int32_t>(std::nearbyint(
+                           std::vector<float>{0.1f, -0.2f, 0.3f, 0.0f}[c] / bias_scales[c])));
   }
   EXPECT_FALSE(result.changed.empty());
 }
@@ -299,7 +300,8 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
   config.calibrate = conv_net_ranges;
   PassResult result = make_static_qdq_pass(config)->run(model);
   bool gemm_kept = false;
-  for (const auto& s : result.skipped) gemm_kept |= s.reason.find("--keep-float") != std::string::npos;
+  for (const auto& s : result.skipped)
+    gemm_kept |= s.reason.find("--keep-float") != std::string::npos;
   EXPECT_TRUE(gemm_kept);
   EXPECT_EQ(count_ops(model.proto.graph(), "Gemm"), 1);
   for (const auto& n : model.proto.graph().node()) {
