@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "quantize/kernels.h"
+#include "kernels/kernels.h"
 
 namespace {
 using namespace quantize;

@@ -12,11 +12,11 @@
 
 #include "quantize/error.h"
 #include "quantize/executor.h"
-#include "quantize/kernels.h"
 #include "quantize/model.h"
 #include "quantize/options.h"
+#include "quantize/pipeline.h"
 #include "quantize/report.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace fs = std::filesystem;
 using namespace quantize;
@@ -29,11 +29,24 @@ struct Cli {
   Options options;
   std::string output, output_dir;
   bool force = false, external_data = false, dry_run = false, fp16_io = false;
-  bool asymmetric = false, symmetric = false;
+  bool asymmetric = false, symmetric = false, static_quant = false;
+  std::string include, exclude, op_types, format, calib_method = "minmax", keep_float;
   unsigned threads = 0;
   int verbosity = 0;
   bool quiet = false;
 };
+
+std::set<std::string> split_list(const std::string& list) {
+  std::set<std::string> items;
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    if (end > start) items.insert(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -106,9 +119,39 @@ std::function<void(size_t, size_t)> calibration_progress(const Cli& cli) {
 int run(const Cli& cli) {
   std::vector<Mode> modes;
   for (const auto& info : all_modes()) {
-    if (cli.mode_flags.at(info.mode)) modes.push_back(info.mode);
+    if (info.family == ModeFamily::kStaticInt8 || !cli.mode_flags.at(info.mode)) continue;
+    if (!cli.static_quant) {
+      modes.push_back(info.mode);
+    } else if (auto m = static_mode(info.mode)) {
+      modes.push_back(*m);
+    } else {
+      fail(ExitCode::kUsage, "--static goes with --int8 or --uint8, not --{}", info.flag);
+    }
+  }
+  if (cli.static_quant && modes.empty()) {
+    fail(ExitCode::kUsage, "--static needs --int8 (S8S8) or --uint8 (U8U8)");
   }
   Options options = cli.options;
+  options.filter = NodeFilter(cli.include, cli.exclude);
+  options.op_types = split_list(cli.op_types);
+  options.keep_float = split_list(cli.keep_float);
+  if (cli.format == "qoperator") {
+    options.format = Format::kQOperator;
+  } else if (cli.format == "qdq") {
+    options.format = Format::kQdq;
+  } else if (!cli.format.empty()) {
+    fail(ExitCode::kUsage, "--format {}: must be qoperator or qdq", cli.format);
+  }
+  if (cli.calib_method == "minmax") {
+    options.calib_method = CalibMethod::kMinMax;
+  } else if (cli.calib_method == "percentile") {
+    options.calib_method = CalibMethod::kPercentile;
+  } else if (cli.calib_method == "entropy") {
+    options.calib_method = CalibMethod::kEntropy;
+  } else {
+    fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy",
+         cli.calib_method);
+  }
   options.calib_progress = calibration_progress(cli);
   if (modes.empty()) {
     modes.push_back(Mode::kQ4F16);
@@ -137,10 +180,7 @@ int run(const Cli& cli) {
     const double load_seconds = seconds_since(start);
     for (Mode mode : modes) {
       auto mode_start = std::chrono::steady_clock::now();
-      Model model;
-      model.proto = source.proto;
-      model.payloads = std::make_shared<std::vector<PayloadPtr>>(*source.payloads);
-      model.source = source.source;
+      Model model = copy_model(source);
       OutputReport report;
       report.input = source.source;
       report.mode = mode_info(mode).flag;
@@ -247,6 +287,7 @@ int main(int argc, char** argv) {
   auto* modes = app.add_option_group("Modes", "One output per mode (default: --q4f16)");
   for (const auto& info : all_modes()) {
     cli.mode_flags[info.mode] = false;
+    if (info.family == ModeFamily::kStaticInt8) continue;  // --static with --int8 / --uint8
     modes->add_flag(std::string("--") + info.flag, cli.mode_flags[info.mode], info.help);
   }
   auto* outputs = app.add_option_group("Output");
@@ -269,21 +310,21 @@ int main(int argc, char** argv) {
   q4->add_option("--accuracy-level", cli.options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")
       ->capture_default_str();
-  app.add_option("--include", cli.options.include, "Only quantize nodes whose name matches");
-  app.add_option("--exclude", cli.options.exclude, "Do not quantize nodes whose name matches");
+  app.add_option("--include", cli.include, "Only quantize nodes whose name matches");
+  app.add_option("--exclude", cli.exclude, "Do not quantize nodes whose name matches");
   auto* int8 = app.add_option_group("dynamic INT8 (--int8, --uint8, --q8)");
   int8->add_flag("--per-channel", cli.options.per_channel,
                  "One scale per output channel (MatMul/Gemm columns, Conv filters)");
   int8->add_flag("--reduce-range", cli.options.reduce_range,
                  "7-bit weights, for CPUs without VNNI");
-  int8->add_option("--op-types", cli.options.op_types,
+  int8->add_option("--op-types", cli.op_types,
                    "Which ops to quantize, comma-separated (dynamic default: "
                    "MatMul,Gemm,Conv,Gather; static: all it knows)");
-  int8->add_option("--format", cli.options.format,
+  int8->add_option("--format", cli.format,
                    "qoperator (MatMulInteger/ConvInteger, the dynamic default) or qdq (int8 "
                    "weights + DequantizeLinear; the --static form)");
   auto* st = app.add_option_group("static INT8 (--static with --int8 or --uint8)");
-  st->add_flag("--static", cli.options.static_quant,
+  st->add_flag("--static", cli.static_quant,
                "Calibrated static INT8 in QDQ form: int8 activations and weights with --int8 "
                "(S8S8), uint8 with --uint8; writes <stem>_static_int8.onnx");
   st->add_option("--calib", cli.options.calib,
@@ -292,14 +333,13 @@ int main(int argc, char** argv) {
   st->add_option("--calib-samples", cli.options.calib_samples,
                  "Use at most N calibration samples (0: all; random: 8)")
       ->capture_default_str();
-  st->add_option("--calib-method", cli.options.calib_method,
+  st->add_option("--calib-method", cli.calib_method,
                  "Activation ranges: minmax, percentile or entropy (KL divergence)")
       ->capture_default_str();
   st->add_option("--percentile", cli.options.percentile,
                  "Percentile kept by --calib-method percentile")
       ->capture_default_str();
-  st->add_option("--keep-float", cli.options.keep_float,
-                 "Tensors (comma-separated names) that stay float");
+  st->add_option("--keep-float", cli.keep_float, "Tensors (comma-separated names) that stay float");
   auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
   f16->add_flag("--fp16-io", cli.fp16_io,
                 "Convert graph inputs and outputs to float16 too (default: keep float32)");

@@ -130,9 +130,6 @@ class Executor {
 // one that is not a tensor.
 std::vector<std::string> fed_inputs(const Model& model);
 
-// Op types the executor runs (default domain unless prefixed "com.microsoft.").
-std::vector<std::string> supported_ops();
-
 }  // namespace quantize
 
 namespace quantize {

@@ -1,7 +1,5 @@
-// A loaded model: the ONNX proto without its large tensor bytes, plus those bytes as payloads.
-// A tensor whose bytes live in a payload is marked in the proto by data_location = EXTERNAL and
-// one external_data entry {kPayloadKey: index into Model::payloads}. The marker never reaches a
-// file: the writer replaces it by the bytes (or by real external-data entries).
+// A loaded model: the ONNX proto without its large tensor bytes, plus those bytes as payloads
+// (kept in the mapped input files, or computed when the writer asks for them).
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -13,11 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "quantize/payload.h"
-
 namespace quantize {
 
-inline constexpr char kPayloadKey[] = "quantize.payload";
+class Payload;
+using PayloadPtr = std::shared_ptr<const Payload>;
 
 struct Model {
   onnx::ModelProto proto;
@@ -32,6 +29,10 @@ struct Model {
 Model load_model(const std::filesystem::path& path);
 // Reads a model held in memory for the life of the program (the embedded default model).
 Model load_model_from_memory(const uint8_t* data, uint64_t size, std::string name);
+
+// A copy that shares the payloads (cheap: large tensor bytes are not copied); passes run on it
+// without touching the original.
+Model copy_model(const Model& model);
 
 struct SaveOptions {
   bool external_data = false;  // forced on when the single file would reach 2 GiB
@@ -51,23 +52,6 @@ SaveResult save_model(const Model& model, const std::filesystem::path& path,
 
 // The bytes save_model would write (model file and data file), without computing any tensor.
 uint64_t encoded_size(const Model& model, bool external_data);
-
-// --- tensor data ---
-
-// Bytes per element of a fixed-size ONNX data type; 0 for strings and unknown types.
-size_t element_size(int data_type);
-uint64_t element_count(const onnx::TensorProto& tensor);
-bool has_payload(const onnx::TensorProto& tensor);
-// The tensor's bytes (little-endian, as raw_data holds them), wherever they are stored.
-PayloadPtr tensor_payload(const Model& model, const onnx::TensorProto& tensor);
-// Replaces the tensor's data by `payload` (its dims and data_type are left to the caller).
-void set_tensor_payload(Model& model, onnx::TensorProto& tensor, PayloadPtr payload);
-// Decoded float32 values of a FLOAT tensor (a copy; for small tensors and tests).
-std::vector<float> tensor_floats(const Model& model, const onnx::TensorProto& tensor);
-
-}  // namespace quantize
-
-namespace quantize {
 
 // The model bundled into the binary (models/stories260K), used when no model is named.
 inline constexpr char kEmbeddedModelName[] = "stories260K.onnx";

@@ -1,9 +1,10 @@
 // Modes and options as typed data. One row per mode drives --help, file names and the pipeline;
-// the command-line flags map one to one onto Options, checked in one validate().
+// the command line is parsed once into Options (enums, sets, compiled patterns), checked in one
+// validate(). Nothing downstream parses an option from a string again.
 #pragma once
 
+#include <cstddef>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <regex>
 #include <set>
@@ -11,47 +12,71 @@
 #include <string>
 #include <vector>
 
-#include "quantize/calibrate.h"
-#include "quantize/pass.h"
-
 namespace quantize {
 
-enum class Mode { kQ4, kQ4F16, kFp16, kInt8, kUInt8, kQ8 };
+// One output per mode. Static (calibrated) and dynamic INT8 are different modes, not a flag.
+enum class Mode { kQ4, kQ4F16, kFp16, kInt8, kUInt8, kQ8, kStaticInt8, kStaticUInt8 };
+
+enum class ModeFamily { kWeightOnly, kFloat16, kDynamicInt8, kStaticInt8 };
 
 struct ModeInfo {
   Mode mode;
-  const char* flag;    // command-line flag without dashes
+  ModeFamily family;
+  const char* flag;    // command-line flag without dashes (static modes: with --static)
   const char* suffix;  // output file name: <stem>_<suffix>.onnx
   const char* help;    // one line for --help
 };
 
 std::span<const ModeInfo> all_modes();
 const ModeInfo& mode_info(Mode mode);
+// The static form of --int8 / --uint8 (other modes have none: nullopt).
+std::optional<Mode> static_mode(Mode dynamic);
+
+enum class CalibMethod { kMinMax, kPercentile, kEntropy };
+// INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.
+enum class Format { kDefault, kQOperator, kQdq };
+
+// --include / --exclude: regular expressions over node names, compiled once.
+class NodeFilter {
+ public:
+  NodeFilter() = default;
+  // Throws Error(kUsage) naming the option when a pattern does not compile.
+  NodeFilter(std::string include, std::string exclude);
+  // Empty when the node's name passes, else why not ("not matched by --include", ...).
+  std::string why_not(const std::string& node_name) const;
+  const std::string& include() const { return include_; }
+  const std::string& exclude() const { return exclude_; }
+
+ private:
+  std::string include_, exclude_;
+  std::optional<std::regex> include_re_, exclude_re_;
+};
 
 struct Options {
   std::vector<Mode> modes;
-  // MatMulNBits
+  // MatMulNBits (--q4, --q4f16)
   int block_size = 32;
   bool symmetric = true;
   int bits = 4;
   int accuracy_level = 0;
-  std::string include;  // regexes over node names; empty: no filter
-  std::string exclude;
+  NodeFilter filter;
   // float16
   bool keep_io_types = true;  // graph inputs and outputs stay float32
-  // dynamic INT8
+  // INT8
   bool per_channel = false;
   bool reduce_range = false;
-  std::string op_types;  // comma-separated; empty: the mode's default
-  std::string format;    // "qoperator" or "qdq"; empty: the mode's default (dynamic: qoperator)
-  // static INT8 (--static with --int8 / --uint8)
-  bool static_quant = false;
+  std::set<std::string> op_types;  // empty: the mode's default
+  Format format = Format::kDefault;
+  // static INT8
   std::string calib;  // --calib PATH | random
   size_t calib_samples = 0;
-  std::string calib_method = "minmax";
+  CalibMethod calib_method = CalibMethod::kMinMax;
   double percentile = 99.999;
-  std::string keep_float;                              // comma-separated tensor names
+  std::set<std::string> keep_float;                    // tensor names
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
+  // preparation
+  bool fold_constants = true;  // fold constant subexpressions (weights behind Reshape, Cast, ...)
+  bool convert_opset = true;   // raise the opset where a mode needs a newer one
 
   // Throws Error(kUsage) naming the bad option.
   void validate() const;
@@ -61,66 +86,8 @@ struct Options {
   std::string describe(Mode mode) const;
 };
 
-// The passes of one mode, in order.
-std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options);
-
-// Pass factories (one pass per file under src/passes/).
-struct NBitsConfig {
-  int bits = 4;
-  int block_size = 32;
-  bool symmetric = true;
-  int accuracy_level = 0;
-  bool float16_scales = false;  // q4f16: scales written as float16 for a float16 A
-  std::optional<std::regex> include, exclude;
-};
-std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
-
-struct DynamicInt8Config {
-  enum class Weights { kInt8, kUInt8, kPortable };  // kPortable: uint8 if the model has Conv
-  enum class Format { kQOperator, kQdq };
-  Weights weights = Weights::kInt8;
-  Format format = Format::kQOperator;
-  bool per_channel = false;
-  bool reduce_range = false;
-  std::set<std::string> op_types = {"MatMul", "Gemm", "Conv", "Gather"};
-  std::optional<std::regex> include, exclude;
-};
-std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
-
-// Ranges of the tensors a static pass asks for, from the float model (calibration).
-struct Calibration {
-  std::unordered_map<std::string, Range> ranges;
-  std::unordered_map<std::string, std::vector<double>> channel_power;  // mean square per channel
-  std::string description;                                             // what the samples were
-  bool synthetic = false;
-};
-using Calibrator =
-    std::function<Calibration(const Model& model, const std::set<std::string>& tensors)>;
-
-struct StaticQdqConfig {
-  bool signed_activations = true;  // int8 activations and symmetric int8 weights (S8S8), else U8U8
-  bool per_channel = false;
-  bool qoperator = false;          // QLinearConv / QLinearMatMul where the pattern allows
-  std::set<std::string> op_types;  // empty: every op the pass knows
-  std::set<std::string> keep_float;
-  std::optional<std::regex> include, exclude;
-  Calibrator calibrate;
-};
-std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config);
-// Op types the static pass quantizes.
-const std::set<std::string>& static_qdq_op_types();
-
-struct Float16Config {
-  bool keep_io_types = true;
-};
-std::unique_ptr<Pass> make_float16_pass(Float16Config config);
-
-}  // namespace quantize
-
-namespace quantize {
-
-// Runs the mode's passes over the model and records provenance (tool version, mode, options) in
-// its metadata_props.
-std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options);
+// Op types the dynamic and the static INT8 modes can quantize (--op-types).
+const std::set<std::string>& dynamic_int8_op_types();
+const std::set<std::string>& static_int8_op_types();
 
 }  // namespace quantize

@@ -12,10 +12,10 @@
 #include <optional>
 #include <unordered_set>
 
+#include "graph/graph.h"
+#include "kernels/kernels.h"
 #include "ops.h"
-#include "quantize/graph.h"
-#include "quantize/kernels.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize {
 namespace exec {
@@ -554,13 +554,6 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
                    seconds * 1e3, static_cast<long long>(profile_elements[op]));
     }
   }
-}
-
-std::vector<std::string> supported_ops() {
-  std::vector<std::string> ops;
-  for (const auto& [name, fn] : exec::registry()) ops.push_back(name);
-  std::sort(ops.begin(), ops.end());
-  return ops;
 }
 
 }  // namespace quantize

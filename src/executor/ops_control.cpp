@@ -2,6 +2,7 @@
 // enclosing graph's values by name.
 #include <cstring>
 
+#include "model/tensor_data.h"
 #include "ops.h"
 
 namespace quantize::exec {

@@ -6,9 +6,10 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
 #include "ops.h"
-#include "quantize/kernels.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize::exec {
 namespace {

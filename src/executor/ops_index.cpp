@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "model/tensor_data.h"
 #include "ops.h"
 
 namespace quantize::exec {

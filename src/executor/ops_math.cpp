@@ -7,9 +7,9 @@
 #include <map>
 #include <type_traits>
 
+#include "kernels/kernels.h"
 #include "ops.h"
-#include "quantize/kernels.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize::exec {
 namespace {

@@ -9,8 +9,9 @@
 #include <optional>
 #include <type_traits>
 
+#include "model/tensor_data.h"
 #include "ops.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize::exec {
 namespace {

@@ -12,8 +12,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/tensor_data.h"
 #include "ops.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize::exec {
 namespace {

@@ -5,6 +5,7 @@
 // them (the executor refuses them elsewhere by name).
 #include <cstring>
 
+#include "model/tensor_data.h"
 #include "ops.h"
 
 namespace quantize::exec {

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <type_traits>
 
+#include "model/tensor_data.h"
 #include "ops.h"
 
 namespace quantize::exec {

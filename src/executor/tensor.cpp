@@ -1,7 +1,8 @@
 #include <cstring>
 
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
 #include "ops.h"
-#include "quantize/kernels.h"
 
 namespace quantize {
 

@@ -1,7 +1,7 @@
 // Per-ISA kernel tables, defined in their own files (compiled with their own flags).
 #pragma once
 
-#include "quantize/kernels.h"
+#include "kernels/kernels.h"
 
 namespace quantize::detail {
 

@@ -20,11 +20,12 @@
 #include <map>
 #include <set>
 
+#include "graph/graph.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
-#include "quantize/kernels.h"
-#include "quantize/options.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize {
 namespace {
@@ -116,7 +117,7 @@ class DynamicInt8Pass final : public Pass {
                                          : "q8: uint8 weights, as the model has Conv (ConvInteger "
                                            "with int8 weights is missing from older runtimes)");
     }
-    if (convs > 0 && config_.format == DynamicInt8Config::Format::kQOperator) {
+    if (convs > 0 && !config_.qdq) {
       result_.warnings.push_back(fmt::format(
           "{} Conv node(s) quantized dynamically: activations are quantized per tensor at run "
           "time, which often costs conv nets much accuracy (YOLOX-nano: cosine 0.92; static: "
@@ -148,13 +149,7 @@ class DynamicInt8Pass final : public Pass {
   }
 
   std::string filtered(const onnx::NodeProto& node) const {
-    if (config_.include && !std::regex_search(node.name(), *config_.include)) {
-      return "not matched by --include";
-    }
-    if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) {
-      return "matched by --exclude";
-    }
-    return {};
+    return config_.filter.why_not(node.name());
   }
 
   // Rewrites one node (appending the new nodes); returns why not, or "" when done (done_ then
@@ -172,7 +167,7 @@ class DynamicInt8Pass final : public Pass {
           TensorProto::DataType_Name(static_cast<TensorProto::DataType>(w.data_type())));
     }
     std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
-    const bool qdq = config_.format == DynamicInt8Config::Format::kQdq;
+    const bool qdq = config_.qdq;
     if (qdq && opset_ < 10)
       return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
     if (op == "MatMul") return rewrite_matmul(node, *ref, dims, qdq);
@@ -533,7 +528,7 @@ class DynamicInt8Pass final : public Pass {
     return qw;
   }
 
-  bool qdq_mode() const { return config_.format == DynamicInt8Config::Format::kQdq; }
+  bool qdq_mode() const { return config_.qdq; }
 
   DynamicInt8Config config_;
   PassResult result_;

@@ -22,12 +22,13 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "quantize/dtype.h"
+#include "graph/dtype.h"
+#include "graph/graph.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
-#include "quantize/kernels.h"
-#include "quantize/options.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize {
 namespace {

@@ -21,11 +21,12 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "graph/graph.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
-#include "quantize/kernels.h"
-#include "quantize/options.h"
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 namespace quantize {
 namespace {
@@ -174,12 +175,8 @@ class MatMulNBitsPass final : public Pass {
         if ((node.op_type() != "MatMul" && !gemm) || !node.domain().empty()) continue;
         std::string label = node_label(node);
         auto skip = [&](std::string reason) { result.skipped.push_back({label, reason}); };
-        if (config_.include && !std::regex_search(node.name(), *config_.include)) {
-          skip("not matched by --include");
-          continue;
-        }
-        if (config_.exclude && std::regex_search(node.name(), *config_.exclude)) {
-          skip("matched by --exclude");
+        if (std::string why = config_.filter.why_not(node.name()); !why.empty()) {
+          skip(why);
           continue;
         }
         if (node.input_size() < 2) continue;

@@ -30,10 +30,11 @@
 #include <map>
 #include <unordered_map>
 
+#include "graph/graph.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
-#include "quantize/kernels.h"
-#include "quantize/options.h"
 
 namespace quantize {
 namespace {
@@ -256,11 +257,7 @@ class StaticQdqPass final : public Pass {
     if (!op_kinds().count(node.op_type())) return "not an op static INT8 quantizes";
     if (!config_.op_types.empty() && !config_.op_types.count(node.op_type()))
       return "not in --op-types";
-    if (config_.include && !std::regex_search(node.name(), *config_.include))
-      return "not matched by --include";
-    if (config_.exclude && std::regex_search(node.name(), *config_.exclude))
-      return "matched by --exclude";
-    return {};
+    return config_.filter.why_not(node.name());
   }
 
   bool has_range(const std::string& t) const {
@@ -720,7 +717,7 @@ class StaticQdqPass final : public Pass {
 
 }  // namespace
 
-const std::set<std::string>& static_qdq_op_types() {
+const std::set<std::string>& static_int8_op_types() {
   static const std::set<std::string> ops = [] {
     std::set<std::string> s;
     for (const auto& [op, kind] : op_kinds()) s.insert(op);

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "quantize/options.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
+#include "quantize/pipeline.h"
 #include "test_util.h"
 
 namespace quantize {
@@ -187,7 +189,7 @@ TEST(DynamicInt8, QdqWeightsFeedTheFloatOp) {
   testing::set_floats(proto, "table", {100, 64}, testing::random_floats(100 * 64, 8));
   Model model = testing::round_trip(proto);
   DynamicInt8Config config;
-  config.format = DynamicInt8Config::Format::kQdq;
+  config.qdq = true;
   config.per_channel = true;
   config.op_types = {"MatMul"};
   PassResult r = run_int8(model, config);

@@ -8,8 +8,9 @@
 #include <fstream>
 #include <random>
 
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/options.h"
+#include "quantize/pipeline.h"
 #include "test_util.h"
 
 namespace quantize {

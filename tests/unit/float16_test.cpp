@@ -5,8 +5,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "quantize/kernels.h"
-#include "quantize/options.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
+#include "quantize/pipeline.h"
 #include "test_util.h"
 
 namespace quantize {

@@ -1,7 +1,7 @@
 // Kernels: every ISA the CPU has against the scalar reference, byte for byte, for every length
 // 1..512 and every block format, with NaN, infinities, signed zeros, subnormals, ties and
 // saturation mixed in; the scalar reference against hand-computed values and layouts.
-#include "quantize/kernels.h"
+#include "kernels/kernels.h"
 
 #include <gtest/gtest.h>
 

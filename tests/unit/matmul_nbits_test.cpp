@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "quantize/kernels.h"
-#include "quantize/options.h"
+#include "kernels/kernels.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
+#include "quantize/pipeline.h"
 #include "test_util.h"
 
 namespace quantize {
@@ -208,7 +210,7 @@ TEST(NBits, IncludeExcludeAndIneligibleWeights) {
   ai->set_name("ai");
   Model model = testing::round_trip(proto);
   NBitsConfig config;
-  config.exclude = std::regex("lm_head");
+  config.filter = NodeFilter("", "lm_head");
   PassResult r = run_nbits(model, config);
   ASSERT_EQ(r.changed.size(), 1u);
   EXPECT_NE(r.changed[0].node.find("attn/q_proj"), std::string::npos);

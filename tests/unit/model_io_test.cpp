@@ -5,8 +5,9 @@
 #include <cstring>
 #include <fstream>
 
+#include "graph/graph.h"
+#include "model/tensor_data.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
 #include "quantize/model.h"
 #include "test_util.h"
 

@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "quantize/calibrate.h"
+#include "calibration/calibrate.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/options.h"
+#include "quantize/pipeline.h"
 #include "test_util.h"
 
 namespace quantize {

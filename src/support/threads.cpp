@@ -1,7 +1,7 @@
 // parallel_for over a persistent pool: workers sleep on a condition variable between loops, so a
 // loop costs a wake-up, not a thread start (the executor runs hundreds of small loops per model).
 // A loop started from inside a pool worker runs inline.
-#include "quantize/threads.h"
+#include "support/threads.h"
 
 #include <algorithm>
 #include <atomic>

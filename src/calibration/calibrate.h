@@ -27,10 +27,11 @@
 #include <vector>
 
 #include "quantize/executor.h"
+#include "quantize/options.h"
 
 namespace quantize {
 
-enum class CalibMethod { kMinMax, kPercentile, kEntropy };
+// CalibMethod: quantize/options.h
 
 struct Range {
   float lo = 0, hi = 0;

@@ -1,5 +1,5 @@
 // Calibration statistics, samples and the calibration run (see include/quantize/calibrate.h).
-#include "quantize/calibrate.h"
+#include "calibration/calibrate.h"
 
 #include <zlib.h>
 

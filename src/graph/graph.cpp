@@ -1,4 +1,4 @@
-#include "quantize/graph.h"
+#include "graph/graph.h"
 
 #include <queue>
 

@@ -5,10 +5,11 @@
 #include <cstring>
 #include <map>
 
+#include "graph/graph.h"
+#include "model/tensor_data.h"
+#include "model/wire.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
 #include "quantize/model.h"
-#include "quantize/wire.h"
 
 namespace quantize {
 namespace fs = std::filesystem;
@@ -344,6 +345,16 @@ Model load_model(const fs::path& path) {
 
 Model load_model_from_memory(const uint8_t* data, uint64_t size, std::string name) {
   return load_mapped(MappedFile::wrap_static(data, size, std::move(name)), {}, false);
+}
+
+Model copy_model(const Model& model) {
+  Model copy;
+  copy.proto = model.proto;
+  copy.payloads = std::make_shared<std::vector<PayloadPtr>>(*model.payloads);
+  copy.source = model.source;
+  copy.files = model.files;
+  copy.bytes = model.bytes;
+  return copy;
 }
 
 namespace {

@@ -1,4 +1,4 @@
-#include "quantize/dtype.h"
+#include "graph/dtype.h"
 
 #include <onnx/shape_inference/implementation.h>
 

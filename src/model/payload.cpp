@@ -1,4 +1,4 @@
-#include "quantize/payload.h"
+#include "model/payload.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

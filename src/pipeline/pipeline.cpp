@@ -1,6 +1,8 @@
+#include "quantize/pipeline.h"
+
+#include "graph/graph.h"
+#include "passes/passes.h"
 #include "quantize/error.h"
-#include "quantize/graph.h"
-#include "quantize/options.h"
 
 namespace quantize {
 namespace {

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "quantize/payload.h"
+#include "model/payload.h"
 
 namespace quantize::wire {
 
@@ -43,7 +43,6 @@ void put_varint(std::string& out, uint64_t value);
 void put_tag(std::string& out, uint32_t number, WireType type);
 void put_bytes_field(std::string& out, uint32_t number, std::string_view bytes);
 void put_varint_field(std::string& out, uint32_t number, uint64_t value);
-size_t varint_size(uint64_t value);
 
 // A serialized message as literal bytes interleaved with payloads.
 class Segments {

@@ -1,4 +1,4 @@
-#include "quantize/wire.h"
+#include "model/wire.h"
 
 #include "quantize/error.h"
 
@@ -53,15 +53,6 @@ bool Reader::next(Field& field) {
   field.bytes = data_.substr(value_start, pos_ - value_start);
   field.offset = base_ + value_start;
   return true;
-}
-
-size_t varint_size(uint64_t value) {
-  size_t n = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++n;
-  }
-  return n;
 }
 
 void put_varint(std::string& out, uint64_t value) {

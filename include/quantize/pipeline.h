@@ -1,0 +1,16 @@
+// Running a mode over a loaded model.
+#pragma once
+
+#include <vector>
+
+#include "quantize/model.h"
+#include "quantize/options.h"
+#include "quantize/pass.h"
+
+namespace quantize {
+
+// Runs the mode's passes over the model and records provenance (tool version, mode, options) in
+// its metadata_props.
+std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options);
+
+}  // namespace quantize

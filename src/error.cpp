@@ -1,1 +1,0 @@
-#include "quantize/error.h"

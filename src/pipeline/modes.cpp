@@ -1,0 +1,226 @@
+// The mode table, option checks and descriptions, and each mode's passes.
+#include <fmt/ranges.h>
+
+#include "passes/passes.h"
+#include "quantize/error.h"
+
+namespace quantize {
+namespace {
+
+constexpr ModeInfo kModes[] = {
+    {Mode::kQ4, ModeFamily::kWeightOnly, "q4", "q4",
+     "4-bit block-quantized MatMul weights (com.microsoft.MatMulNBits), the rest float32"},
+    {Mode::kQ4F16, ModeFamily::kWeightOnly, "q4f16", "q4f16",
+     "q4, then the rest of the model in float16 (float32 inputs and outputs kept)"},
+    {Mode::kFp16, ModeFamily::kFloat16, "fp16", "fp16",
+     "float16 weights and activations (float32 inputs and outputs kept)"},
+    {Mode::kInt8, ModeFamily::kDynamicInt8, "int8", "int8",
+     "dynamic INT8: int8 symmetric weights, activations quantized at run time"},
+    {Mode::kUInt8, ModeFamily::kDynamicInt8, "uint8", "uint8",
+     "dynamic INT8 with uint8 asymmetric weights"},
+    {Mode::kQ8, ModeFamily::kDynamicInt8, "q8", "quantized",
+     "dynamic INT8, portable: uint8 weights if the model has Conv, else int8"},
+    {Mode::kStaticInt8, ModeFamily::kStaticInt8, "int8", "static_int8",
+     "static INT8 (--static --int8): calibrated int8 activations and weights, QDQ"},
+    {Mode::kStaticUInt8, ModeFamily::kStaticInt8, "uint8", "static_uint8",
+     "static INT8 (--static --uint8): calibrated uint8 activations and weights, QDQ"},
+};
+
+const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
+
+bool has_family(const std::vector<Mode>& modes, ModeFamily family) {
+  for (Mode m : modes) {
+    if (mode_info(m).family == family) return true;
+  }
+  return false;
+}
+
+std::regex compile(const std::string& pattern, const char* option) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    fail(ExitCode::kUsage, "{} '{}' is not a valid regular expression: {}", option, pattern,
+         e.what());
+  }
+}
+
+const char* method_name(CalibMethod method) {
+  switch (method) {
+    case CalibMethod::kMinMax:
+      return "minmax";
+    case CalibMethod::kPercentile:
+      return "percentile";
+    case CalibMethod::kEntropy:
+      return "entropy";
+  }
+  return "?";
+}
+
+std::string filter_description(const NodeFilter& filter) {
+  std::string s;
+  if (!filter.include().empty()) s += fmt::format(" include={}", filter.include());
+  if (!filter.exclude().empty()) s += fmt::format(" exclude={}", filter.exclude());
+  return s;
+}
+
+}  // namespace
+
+std::span<const ModeInfo> all_modes() { return kModes; }
+
+const ModeInfo& mode_info(Mode mode) {
+  for (const auto& info : kModes) {
+    if (info.mode == mode) return info;
+  }
+  fail(ExitCode::kInternal, "unknown mode {}", static_cast<int>(mode));
+}
+
+std::optional<Mode> static_mode(Mode dynamic) {
+  if (dynamic == Mode::kInt8) return Mode::kStaticInt8;
+  if (dynamic == Mode::kUInt8) return Mode::kStaticUInt8;
+  return std::nullopt;
+}
+
+const std::set<std::string>& dynamic_int8_op_types() { return kDynamicOps; }
+
+NodeFilter::NodeFilter(std::string include, std::string exclude)
+    : include_(std::move(include)), exclude_(std::move(exclude)) {
+  if (!include_.empty()) include_re_ = compile(include_, "--include");
+  if (!exclude_.empty()) exclude_re_ = compile(exclude_, "--exclude");
+}
+
+std::string NodeFilter::why_not(const std::string& node_name) const {
+  if (include_re_ && !std::regex_search(node_name, *include_re_)) return "not matched by --include";
+  if (exclude_re_ && std::regex_search(node_name, *exclude_re_)) return "matched by --exclude";
+  return {};
+}
+
+void Options::validate() const {
+  if (block_size < 16 || block_size > 256 || (block_size & (block_size - 1)) != 0) {
+    fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
+  }
+  if (bits != 4 && bits != 8) fail(ExitCode::kUsage, "--bits {}: must be 4 or 8", bits);
+  if (accuracy_level < 0 || accuracy_level > 4) {
+    fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
+  }
+  const bool any_static = has_family(modes, ModeFamily::kStaticInt8);
+  const bool any_dynamic = has_family(modes, ModeFamily::kDynamicInt8);
+  const std::set<std::string>& known = any_static ? static_int8_op_types() : kDynamicOps;
+  for (const auto& op : op_types) {
+    if (!known.count(op) || (any_dynamic && !kDynamicOps.count(op))) {
+      fail(ExitCode::kUsage, "--op-types: '{}' is not one of {}", op, fmt::join(known, ", "));
+    }
+  }
+  if (!any_static && !calib.empty()) {
+    fail(ExitCode::kUsage,
+         "--calib is for static quantization: add --static (with --int8 or --uint8)");
+  }
+  if (any_static) {
+    if (calib.empty()) {
+      fail(ExitCode::kUsage,
+           "--static needs calibration data: --calib PATH (test-data folders, "
+           ".npy/.npz), or --calib random to calibrate on synthetic inputs");
+    }
+    if (!(percentile > 50 && percentile <= 100)) {
+      fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
+    }
+  }
+}
+
+std::string Options::suffix(Mode mode) const {
+  std::string s = mode_info(mode).suffix;
+  if (bits == 8 && (mode == Mode::kQ4 || mode == Mode::kQ4F16)) s.replace(0, 2, "nbits8");
+  return s;
+}
+
+std::string Options::describe(Mode mode) const {
+  const ModeInfo& info = mode_info(mode);
+  switch (info.family) {
+    case ModeFamily::kFloat16:
+      return fmt::format("fp16 keep_io_types={}", keep_io_types);
+    case ModeFamily::kStaticInt8: {
+      std::string s =
+          fmt::format("{} static format={} {} calib_method={}", info.flag,
+                      format == Format::kQOperator ? "qoperator" : "qdq",
+                      per_channel ? "per_channel" : "per_tensor", method_name(calib_method));
+      if (calib_method == CalibMethod::kPercentile) s += fmt::format(" percentile={}", percentile);
+      if (!op_types.empty()) s += fmt::format(" op_types={}", fmt::join(op_types, ","));
+      if (!keep_float.empty()) s += fmt::format(" keep_float={}", fmt::join(keep_float, ","));
+      return s + filter_description(filter);
+    }
+    case ModeFamily::kDynamicInt8: {
+      std::string s = fmt::format("{} format={} {} op_types={}", info.flag,
+                                  format == Format::kQdq ? "qdq" : "qoperator",
+                                  per_channel ? "per_channel" : "per_tensor",
+                                  fmt::join(op_types.empty() ? kDynamicOps : op_types, ","));
+      if (reduce_range) s += " reduce_range";
+      return s + filter_description(filter);
+    }
+    case ModeFamily::kWeightOnly:
+      break;
+  }
+  std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size,
+                              symmetric ? "symmetric" : "asymmetric");
+  if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
+  s += filter_description(filter);
+  if (mode == Mode::kQ4F16) s += fmt::format(" keep_io_types={}", keep_io_types);
+  return s;
+}
+
+std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options) {
+  std::vector<std::unique_ptr<Pass>> passes;
+  const ModeFamily family = mode_info(mode).family;
+  if (family == ModeFamily::kWeightOnly) {
+    NBitsConfig config;
+    config.bits = options.bits;
+    config.block_size = options.block_size;
+    config.symmetric = options.symmetric;
+    config.accuracy_level = options.accuracy_level;
+    config.float16_scales = mode == Mode::kQ4F16;
+    config.filter = options.filter;
+    passes.push_back(make_matmul_nbits_pass(std::move(config)));
+  }
+  if (family == ModeFamily::kStaticInt8) {
+    StaticQdqConfig config;
+    config.signed_activations = mode == Mode::kStaticInt8;
+    config.per_channel = options.per_channel;
+    config.qoperator = options.format == Format::kQOperator;
+    config.op_types = options.op_types;
+    config.keep_float = options.keep_float;
+    config.filter = options.filter;
+    CalibrationOptions calib;
+    calib.method = options.calib_method;
+    calib.percentile = options.percentile;
+    calib.progress = options.calib_progress;
+    config.calibrate = [spec = options.calib, samples = options.calib_samples, calib](
+                           const Model& model, const std::set<std::string>& tensors) {
+      CalibrationData data = open_calibration_data(spec, model, samples);
+      Calibration c;
+      c.ranges = quantize::calibrate(model, data, tensors, calib, &c.channel_power);
+      c.description = fmt::format("{}, {} ranges", data.description,
+                                  calib.method == CalibMethod::kMinMax       ? "min/max"
+                                  : calib.method == CalibMethod::kPercentile ? "percentile"
+                                                                             : "entropy (KL)");
+      c.synthetic = data.synthetic;
+      return c;
+    };
+    passes.push_back(make_static_qdq_pass(std::move(config)));
+  }
+  if (family == ModeFamily::kDynamicInt8) {
+    DynamicInt8Config config;
+    config.weights = mode == Mode::kInt8    ? DynamicInt8Config::Weights::kInt8
+                     : mode == Mode::kUInt8 ? DynamicInt8Config::Weights::kUInt8
+                                            : DynamicInt8Config::Weights::kPortable;
+    config.qdq = options.format == Format::kQdq;
+    config.per_channel = options.per_channel;
+    config.reduce_range = options.reduce_range;
+    if (!options.op_types.empty()) config.op_types = options.op_types;
+    config.filter = options.filter;
+    passes.push_back(make_dynamic_int8_pass(std::move(config)));
+  }
+  if (mode == Mode::kQ4F16 || mode == Mode::kFp16) {
+    passes.push_back(make_float16_pass({options.keep_io_types}));
+  }
+  return passes;
+}
+
+}  // namespace quantize
