@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <random>
 
+#include "executor/core/evaluate.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "quantize/pipeline.h"
@@ -379,6 +381,88 @@ TEST(Executor, SequencesRoundTripAndAreRefusedByOtherOps) {
     EXPECT_NE(std::string(e.what()).find("relu_of_a_sequence"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("sequences"), std::string::npos) << e.what();
   }
+}
+
+// evaluate_node, constant folding's entry: one node of a model run as the executor runs it in the
+// graph (float16 arithmetic in float32, rounded back); nullopt for what the executor does not
+// run (an unknown op, a node with subgraphs, an opset 1-6 form it refuses), an Error for bad
+// inputs.
+TEST(Executor, EvaluatesSingleNodes) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x, float16[3] h, float hi, bool big) => (float[3, 2] y, float[3, 2] t,
+        float[3] f, float16[3] d, float[2, 3] clipped, float[2, 3] z, float[2, 3] picked) {
+      s = Constant <value = int64[2] {3, 2}> ()
+      y = Reshape(x, s)
+      t = Transpose <perm = [1, 0]> (x)
+      f = Cast <to = 1> (h)
+      d = Add(h, h)
+      clipped = Clip(x, hi, hi)
+      z = Bernoulli(x)
+      picked = If (big) <then_branch = then () => (float[2, 3] a) { a = Identity(x) },
+                         else_branch = other () => (float[2, 3] b) { b = Neg(x) }>
+    })");
+  proto.mutable_graph()->mutable_node(5)->set_input(1, "");  // Clip without a lower bound
+  const Model model = testing::round_trip(proto);
+  const auto& nodes = model.proto.graph().node();
+  Tensor x(onnx::TensorProto::FLOAT, {2, 3});
+  for (int i = 0; i < 6; ++i) x.data<float>()[i] = static_cast<float>(i);
+
+  const auto shape = evaluate_node(model, nodes[0], {});
+  ASSERT_TRUE(shape.has_value());
+  ASSERT_EQ(shape->size(), 1u);
+  EXPECT_EQ((*shape)[0].to_int64(), (std::vector<int64_t>{3, 2}));
+  const auto y = evaluate_node(model, nodes[1], {&x, &(*shape)[0]});
+  ASSERT_TRUE(y.has_value());
+  EXPECT_EQ((*y)[0].shape(), (std::vector<int64_t>{3, 2}));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ((*y)[0].data<float>()[i], static_cast<float>(i)) << i;
+
+  const auto t = evaluate_node(model, nodes[2], {&x});
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ((*t)[0].shape(), (std::vector<int64_t>{3, 2}));
+  const float transposed[6] = {0, 3, 1, 4, 2, 5};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ((*t)[0].data<float>()[i], transposed[i]) << i;
+
+  // float16 1.5, -2, 65504 (the largest finite one).
+  Tensor h(onnx::TensorProto::FLOAT16, {3});
+  const uint16_t half[3] = {0x3E00, 0xC000, 0x7BFF};
+  for (int i = 0; i < 3; ++i) h.data<uint16_t>()[i] = half[i];
+  const auto f = evaluate_node(model, nodes[3], {&h});
+  ASSERT_TRUE(f.has_value());
+  ASSERT_EQ((*f)[0].dtype(), onnx::TensorProto::FLOAT);
+  const float widened[3] = {1.5f, -2.0f, 65504.0f};
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*f)[0].data<float>()[i], widened[i]) << i;
+  // Added in float32 and rounded back: 3, -4, and 131008 overflows to infinity.
+  const auto d = evaluate_node(model, nodes[4], {&h, &h});
+  ASSERT_TRUE(d.has_value());
+  ASSERT_EQ((*d)[0].dtype(), onnx::TensorProto::FLOAT16);
+  const uint16_t sums[3] = {0x4200, 0xC400, 0x7C00};
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*d)[0].data<uint16_t>()[i], sums[i]) << i;
+
+  Tensor hi(onnx::TensorProto::FLOAT, {});
+  hi.data<float>()[0] = 2.5f;
+  const auto clipped = evaluate_node(model, nodes[5], {&x, nullptr, &hi});
+  ASSERT_TRUE(clipped.has_value());
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ((*clipped)[0].data<float>()[i], std::min(static_cast<float>(i), 2.5f)) << i;
+
+  Tensor big(onnx::TensorProto::BOOL, {});
+  EXPECT_FALSE(evaluate_node(model, nodes[6], {&x}).has_value());    // Bernoulli: not run
+  EXPECT_FALSE(evaluate_node(model, nodes[7], {&big}).has_value());  // If: has subgraphs
+
+  Tensor four(onnx::TensorProto::INT64, {1});
+  four.data<int64_t>()[0] = 4;
+  EXPECT_THROW(evaluate_node(model, nodes[1], {&x, &four}), Error);  // 6 elements into 4
+
+  // Opset 6: Add with the broadcast attribute, whose meaning the executor does not take.
+  const auto legacy_proto = testing::parse(R"(
+    <ir_version: 3, opset_import: ["" : 6]>
+    g (float[2, 3] a, float[3] b) => (float[2, 3] c) {
+      c = Add <broadcast = 1> (a, b)
+    })");
+  const Model legacy = testing::round_trip(legacy_proto, "legacy.onnx");
+  Tensor b(onnx::TensorProto::FLOAT, {3});
+  EXPECT_FALSE(evaluate_node(legacy, legacy.proto.graph().node(0), {&x, &b}).has_value());
 }
 
 }  // namespace

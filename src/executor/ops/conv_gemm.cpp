@@ -1,12 +1,14 @@
 // The GEMM of float convolutions: C = A B with the bias and the fused Relu/Clip applied while the
-// results are still in registers. Convolutions multiply a small weight matrix (tens to hundreds of
-// rows and columns) by a long column matrix, where a BLAS spends much of its time packing its
-// operands and clearing C; this kernel reads B in place and writes each element of C once.
+// results are still in registers.
 #include <algorithm>
 #include <limits>
 #include <vector>
 
-#include "ops.h"
+#include "executor/core/ops.h"
+
+// Convolutions multiply a small weight matrix (tens to hundreds of rows and columns) by a long
+// column matrix, where a BLAS spends much of its time packing its operands and clearing C; this
+// kernel reads B in place and writes each element of C once.
 
 namespace quantize::exec {
 namespace {

@@ -1,3 +1,5 @@
+// The graph interpreter: Executor checks a model's nodes and plans its fusions, then runs the
+// graph (and If / Loop / Scan bodies) node by node, freeing each value after its last reader.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -6,243 +8,17 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <cblas.h>
-
 #include <map>
 #include <optional>
 #include <unordered_set>
 
+#include "executor/core/node.h"
+#include "executor/core/ops.h"
 #include "graph/graph.h"
-#include "kernels/kernels.h"
-#include "ops.h"
-#include "support/threads.h"
 
 namespace quantize {
-namespace exec {
-
-const Tensor& OpContext::input(int i) const {
-  if (!has_input(i)) fail("input {} is missing", i);
-  return *inputs_[i];
-}
-
-const onnx::AttributeProto* OpContext::find(const char* name) const {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return &a;
-  }
-  return nullptr;
-}
-
-int64_t OpContext::attr_int(const char* name, int64_t fallback) const {
-  const auto* a = find(name);
-  return a ? a->i() : fallback;
-}
-
-float OpContext::attr_float(const char* name, float fallback) const {
-  const auto* a = find(name);
-  return a ? a->f() : fallback;
-}
-
-std::vector<int64_t> OpContext::attr_ints(const char* name) const {
-  const auto* a = find(name);
-  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
-}
-
-std::string OpContext::attr_string(const char* name, const std::string& fallback) const {
-  const auto* a = find(name);
-  return a ? a->s() : fallback;
-}
-
-const onnx::TensorProto* OpContext::attr_tensor(const char* name) const {
-  const auto* a = find(name);
-  return a && a->has_t() ? &a->t() : nullptr;
-}
-
-const onnx::GraphProto* OpContext::attr_graph(const char* name) const {
-  const auto* a = find(name);
-  return a && a->has_g() ? &a->g() : nullptr;
-}
-
-std::string OpContext::label() const { return node_label(node); }
-
-const Registry& registry() {
-  static const Registry r = [] {
-    Registry r;
-    register_elementwise(r);
-    register_shape(r);
-    register_math(r);
-    register_nn(r);
-    register_quant(r);
-    register_rnn(r);
-    register_index(r);
-    register_control(r);
-    register_transformer(r);
-    register_signal(r);
-    register_sequence(r);
-    return r;
-  }();
-  return r;
-}
-
-std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,
-                                     const std::vector<int64_t>& b) {
-  const size_t rank = std::max(a.size(), b.size());
-  std::vector<int64_t> out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (da != db && da != 1 && db != 1) {
-      ctx.fail("shapes [{}] and [{}] do not broadcast", fmt::join(a, ","), fmt::join(b, ","));
-    }
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
-std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
-                                       const std::vector<int64_t>& out) {
-  const size_t rank = out.size(), pad = rank - shape.size();
-  std::vector<int64_t> stride(rank, 0);
-  int64_t s = 1;
-  for (size_t i = rank; i-- > pad;) {
-    const int64_t d = shape[i - pad];
-    stride[i] = d == 1 ? 0 : s;
-    s *= d;
-  }
-  int64_t total = 1;
-  for (int64_t d : out) total *= d;
-  std::vector<int64_t> offsets(static_cast<size_t>(total));
-  std::vector<int64_t> index(rank, 0);
-  int64_t offset = 0;
-  for (int64_t n = 0; n < total; ++n) {
-    offsets[n] = offset;
-    for (size_t i = rank; i-- > 0;) {  // odometer increment
-      ++index[i];
-      offset += stride[i];
-      if (index[i] < out[i]) break;
-      offset -= stride[i] * index[i];
-      index[i] = 0;
-    }
-  }
-  return offsets;
-}
-
-int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
-    ctx.fail("axis {} is out of range for rank {}", axis, rank);
-  }
-  return axis < 0 ? axis + rank : axis;
-}
-
-void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
-           float* c) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    std::fill(c, c + m * n, 0.0f);
-    return;
-  }
-  // OpenBLAS runs single-threaded (its idle workers spin and starve the executor's own threads);
-  // large products are split over the executor's threads by column blocks instead.
-  const int64_t block =
-      n * m * k >= (1 << 18) && n >= 64 ? std::max<int64_t>(32, n / (4 * thread_count())) : n;
-  parallel_for(static_cast<size_t>((n + block - 1) / block), 1, [&](size_t b0, size_t b1) {
-    for (size_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = static_cast<int64_t>(blk) * block, cols = std::min(block, n - j0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                  static_cast<int>(m), static_cast<int>(cols), static_cast<int>(k), 1.0f, a,
-                  static_cast<int>(k), trans_b ? b + j0 * k : b + j0,
-                  static_cast<int>(trans_b ? k : n), 0.0f, c + j0, static_cast<int>(n));
-    }
-  });
-}
-
-void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
-                 float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(ldb), 0.0f, c,
-              static_cast<int>(ldc));
-}
-
-void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
-  if (t.dtype() != onnx::TensorProto::FLOAT) {
-    ctx.fail("{} is data type {}: only float32 is supported", what, t.dtype());
-  }
-}
-
-}  // namespace exec
 
 namespace {
-
-// Ops that move bytes without arithmetic: they run on float16 tensors as they are.
-const std::unordered_set<std::string> kAnyType = {
-    "Reshape", "Transpose", "Squeeze",         "Unsqueeze", "Concat", "Split",
-    "Slice",   "Gather",    "Expand",          "Identity",  "Shape",  "Size",
-    "Flatten", "Constant",  "ConstantOfShape", "Where",     "Cast"};
-
-Tensor widen(const Tensor& half) {
-  Tensor t(onnx::TensorProto::FLOAT, half.shape());
-  for (int64_t i = 0; i < half.size(); ++i)
-    t.data<float>()[i] = f16_to_f32_scalar(half.data<uint16_t>()[i]);
-  return t;
-}
-
-// IEEE round to nearest even, overflowing to inf (unlike the quantizer's clamping conversion).
-Tensor narrow(const Tensor& full) {
-  Tensor t(onnx::TensorProto::FLOAT16, full.shape());
-  for (int64_t i = 0; i < full.size(); ++i) {
-    const float x = full.data<float>()[i];
-    uint16_t h = f32_to_f16_scalar(x);
-    if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f)
-      h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
-    t.data<uint16_t>()[i] = h;
-  }
-  return t;
-}
-
-// Ops that take sequence and optional values; the others refuse them by name.
-const std::unordered_set<std::string> kTakesContainers = {"Identity",
-                                                          "If",
-                                                          "Loop",
-                                                          "SequenceConstruct",
-                                                          "SequenceAt",
-                                                          "SequenceInsert",
-                                                          "SequenceErase",
-                                                          "SequenceLength",
-                                                          "ConcatFromSequence",
-                                                          "SplitToSequence",
-                                                          "SequenceMap",
-                                                          "Optional",
-                                                          "OptionalHasElement",
-                                                          "OptionalGetElement"};
-
-// Why a node of an opset 1-6 model cannot run as its opset 7+ form, or "" when it can: most ops
-// only lost the consumed_inputs hint since, but these changed meaning.
-std::string legacy_refusal(const onnx::NodeProto& node, int opset) {
-  if (!node.domain().empty() && node.domain() != "ai.onnx") return "";
-  for (const auto& a : node.attribute()) {
-    if (a.name() == "broadcast" && a.i() != 0) return "the broadcast attribute";
-  }
-  static const std::unordered_set<std::string> changed = {
-      "Cast",  // 'to' was a type name
-      "Pad",   // 'paddings'
-      "Reshape",
-      "Tile",
-      "Upsample",  // attributes that became inputs, or other semantics
-      "GRU",
-      "LSTM",
-      "RNN",  // output_sequence, linear_before_reset
-      "BatchNormalization",
-      "Dropout",  // spatial / is_test outputs
-      "PRelu"};   // slope broadcasting
-  if (changed.count(node.op_type())) return "its opset 7 form differs";
-  if (node.op_type() == "Concat" && opset < 4) {
-    for (const auto& a : node.attribute()) {
-      if (a.name() == "axis") return "";
-    }
-    return "axis defaults to 1 there";
-  }
-  return "";
-}
 
 // Calls f on every node of the graph and, depth first, of the graphs in its nodes' attributes.
 template <typename F>
@@ -270,15 +46,10 @@ std::vector<std::string> subgraph_reads(const onnx::NodeProto& node) {
   return names;
 }
 
-std::string op_key(const onnx::NodeProto& node) {
-  return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
-                                                             : node.domain() + "." + node.op_type();
-}
-
 }  // namespace
 
 Executor::Executor(const Model& model) : model_(model) {
-  openblas_set_num_threads(1);
+  exec::blas_single_threaded();
 #if defined(__GLIBC__)
   // Activations are allocated and freed in the same pattern on every run: keep freed memory in
   // the heap for the next ones (up to glibc's largest mmap threshold, 32 MiB per block) rather
@@ -290,11 +61,11 @@ Executor::Executor(const Model& model) : model_(model) {
   const auto& graph = model.proto.graph();
   const int default_opset = opset_of(model.proto, "");
   for_each_node(graph, [&](const onnx::NodeProto& node) {
-    if (!exec::registry().count(op_key(node))) {
+    if (!exec::find_op(node)) {
       fail(ExitCode::kInput, "{}: node {} uses {}, which the executor does not run", model.source,
-           node_label(node), op_key(node));
+           node_label(node), exec::op_key(node));
     }
-    const std::string reason = default_opset < 7 ? legacy_refusal(node, default_opset) : "";
+    const std::string reason = exec::legacy_refusal(model, node);
     if (!reason.empty()) {
       fail(ExitCode::kInput, "{}: node {}: {} at opset {} is not supported ({})", model.source,
            node_label(node), node.op_type(), default_opset, reason);
@@ -443,7 +214,6 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
   auto release = [&](const std::string& name) {
     if (!name.empty() && --readers[name] == 0 && !constants_.count(name)) values.erase(name);
   };
-  const int default_opset = opset_of(model_.proto, "");
   // QUANTIZE_PROFILE=1: time per op type on stderr after each run; =node: per node too.
   static const char* profile_env = std::getenv("QUANTIZE_PROFILE");
   static const bool profile = profile_env != nullptr;
@@ -467,43 +237,18 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       }
       in.push_back(t);
     }
-    for (const Tensor* t : in) {
-      if (t && t->dtype() == onnx::TensorProto::STRING && node.op_type() != "Cast" &&
-          node.op_type() != "CastLike" && node.op_type() != "Identity") {
-        fail(ExitCode::kInput,
-             "{}: node {}: string tensors are supported by Cast, CastLike and "
-             "Identity only",
-             model_.source, node_label(node));
-      }
-      if (t && t->is_container() && !kTakesContainers.count(node.op_type())) {
-        fail(ExitCode::kInput, "{}: node {}: {} does not take sequences or optionals",
-             model_.source, node_label(node), node.op_type());
-      }
-    }
-    // float16 arithmetic runs in float32, its float results rounded back to float16.
-    bool half = false;
-    for (const Tensor* t : in) half |= t && t->dtype() == onnx::TensorProto::FLOAT16;
-    half &= !kAnyType.count(node.op_type());
-    std::vector<Tensor> widened;
-    if (half) {
-      widened.reserve(in.size());
-      for (auto& t : in) {
-        if (t && t->dtype() == onnx::TensorProto::FLOAT16) {
-          widened.push_back(widen(*t));
-          t = &widened.back();
-        }
-      }
-    }
+    exec::check_input_kinds(model_, node, in);
+    const exec::HalfAsFloat half(node, in);
     std::vector<Tensor> out(node.output_size());
-    const int opset = node.domain().empty() ? default_opset : opset_of(model_.proto, node.domain());
-    exec::OpContext ctx(model_, node, opset, in, out);
+    exec::OpContext ctx(model_, node, exec::node_opset(model_, node), in, out);
     ctx.run_subgraph = [this, &scope](const onnx::GraphProto& g,
                                       const std::vector<Tensor>& inputs) {
       return run_subgraph(g, scope, inputs);
     };
     // The reader this node absorbs, for float32 runs nobody observes (float16 results are
     // rounded after the op, so there the reader runs as its own step).
-    const auto fusion = observer || half || !main_graph ? fusions_.end() : fusions_.find(k);
+    const auto fusion =
+        observer || half.widened() || !main_graph ? fusions_.end() : fusions_.find(k);
     exec::Clamp clamp{};
     if (fusion != fusions_.end()) {
       clamp = {fusion->second.lo, fusion->second.hi};
@@ -511,7 +256,7 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       skipped[fusion->second.reader] = true;
     }
     const auto op_start = std::chrono::steady_clock::now();
-    exec::registry().at(op_key(node))(ctx);
+    exec::find_op(node)(ctx);  // present: the constructor checked every node
     if (profile) {
       std::string key = node.op_type();
       if (key == "Conv" && in.size() > 1 && in[1]) {  // by kind: depthwise, grouped, 1x1, k x k
@@ -532,11 +277,7 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       }
       profile_elements[key] += out.empty() ? 0 : out[0].size();
     }
-    if (half) {
-      for (auto& t : out) {
-        if (t.dtype() == onnx::TensorProto::FLOAT) t = narrow(t);
-      }
-    }
+    half.narrow_outputs(out);
     for (int i = 0; i < node.output_size(); ++i) {
       if (node.output(i).empty()) continue;
       auto value = std::make_shared<const Tensor>(std::move(out[i]));

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <complex>
 
-#include "ops.h"
+#include "executor/core/ops.h"
 
 namespace quantize::exec {
 namespace {

@@ -2,8 +2,8 @@
 // enclosing graph's values by name.
 #include <cstring>
 
+#include "executor/core/ops.h"
 #include "model/tensor_data.h"
-#include "ops.h"
 
 namespace quantize::exec {
 namespace {

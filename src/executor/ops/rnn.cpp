@@ -1,20 +1,22 @@
 // RNN, GRU and LSTM (ONNX opset 7-22 semantics), float32, forward / reverse / bidirectional,
-// layout 0 (sequence first) or 1 (batch first), with the default activations (RNN: Tanh, Relu or
-// Sigmoid; GRU and LSTM: Sigmoid, Tanh), with or without LSTM peepholes. Refused with the node's
-// name: other activations, clip, input_forget, sequence_lens shorter than the input.
+// layout 0 (sequence first) or 1 (batch first).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "executor/core/ops.h"
+#include "model/tensor_data.h"
+#include "support/threads.h"
+
+// With the default activations (RNN: Tanh, Relu or Sigmoid; GRU and LSTM: Sigmoid, Tanh), with or
+// without LSTM peepholes. Refused with the node's name: other activations, clip, input_forget,
+// sequence_lens shorter than the input.
 //   RNN: H' = f(XWi + HRi + Wbi + Rbi)
 //   GRU (gates z, r, h):  z = s(XWz + HRz + b), r = s(XWr + HRr + b),
 //     h~ = tanh(XWh + (r . H)Rh + b)  or, linear_before_reset, tanh(XWh + r . (HRh + Rbh) + Wbh)
 //     H' = (1 - z) . h~ + z . H
 //   LSTM (gates i, o, f, c): i = s(XWi + HRi + Pi.C + b), f = s(XWf + HRf + Pf.C + b),
 //     c~ = tanh(XWc + HRc + b), C' = f.C + i.c~, o = s(XWo + HRo + Po.C' + b), H' = o.tanh(C')
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-
-#include "model/tensor_data.h"
-#include "ops.h"
-#include "support/threads.h"
 
 namespace quantize::exec {
 namespace {

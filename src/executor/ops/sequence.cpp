@@ -1,12 +1,13 @@
 // Sequences and optionals: SequenceConstruct, SequenceEmpty, SequenceAt, SequenceInsert,
 // SequenceErase, SequenceLength, ConcatFromSequence, SplitToSequence, SequenceMap, Optional,
-// OptionalHasElement, OptionalGetElement. A sequence or optional is a Tensor of dtype
-// Tensor::kSequence / kOptional holding its elements; only these ops, Identity, If and Loop take
-// them (the executor refuses them elsewhere by name).
+// OptionalHasElement, OptionalGetElement.
 #include <cstring>
 
+#include "executor/core/ops.h"
 #include "model/tensor_data.h"
-#include "ops.h"
+
+// A sequence or optional is a Tensor of dtype Tensor::kSequence / kOptional holding its elements;
+// only these ops, Identity, If and Loop take them (the executor refuses them elsewhere by name).
 
 namespace quantize::exec {
 namespace {

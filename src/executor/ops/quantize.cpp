@@ -1,13 +1,16 @@
 // Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
-// ConvInteger, com.microsoft.DynamicQuantizeMatMul and com.microsoft.Quantize/DequantizeLinear.
-// Formulas from the ONNX specification: QuantizeLinear y = saturate(rne(x / scale) + zp);
-// DequantizeLinear y = (x - zp) * scale; DynamicQuantizeLinear: uint8 with the range of x widened
-// to include 0.
+// ConvInteger, QLinearConv, QLinearMatMul (ONNX Runtime's versions: contrib/quantization.cpp).
+#include "executor/ops/quantize.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "ops.h"
+#include "executor/core/ops.h"
+
+// Formulas from the ONNX specification: QuantizeLinear y = saturate(rne(x / scale) + zp);
+// DequantizeLinear y = (x - zp) * scale; DynamicQuantizeLinear: uint8 with the range of x widened
+// to include 0.
 
 namespace quantize::exec {
 namespace {
@@ -46,6 +49,8 @@ Broadcast along_axis(const OpContext& c, const Tensor& x, const Tensor& scale) {
   return b;
 }
 
+}  // namespace
+
 void quantize_linear(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& scale = c.input(1);
@@ -83,11 +88,6 @@ void dequantize_linear(OpContext& c) {
   c.output(0) = std::move(y);
 }
 
-// DynamicQuantizeLinear's three outputs for a float tensor.
-struct Dynamic {
-  Tensor q, scale, zp;
-};
-
 Dynamic dynamic_quantize(const OpContext& c, const Tensor& x) {
   if (x.dtype() != TensorProto::FLOAT) c.fail("only float32 input is supported");
   float lo = 0.0f, hi = 0.0f;
@@ -106,13 +106,6 @@ Dynamic dynamic_quantize(const OpContext& c, const Tensor& x) {
   d.scale.data<float>()[0] = scale;
   d.zp.data<uint8_t>()[0] = static_cast<uint8_t>(zp);
   return d;
-}
-
-void dynamic_quantize_linear(OpContext& c) {
-  Dynamic d = dynamic_quantize(c, c.input(0));
-  c.output(0) = std::move(d.q);
-  c.output(1) = std::move(d.scale);
-  c.output(2) = std::move(d.zp);
 }
 
 // (A - a_zp)(B - b_zp) in int32, A [..., M, K] (batched) and B [K, N] (b_zp per tensor or per
@@ -144,6 +137,15 @@ Tensor integer_matmul(const OpContext& c, const Tensor& a, const Tensor& b, cons
     }
   }
   return y;
+}
+
+namespace {
+
+void dynamic_quantize_linear(OpContext& c) {
+  Dynamic d = dynamic_quantize(c, c.input(0));
+  c.output(0) = std::move(d.q);
+  c.output(1) = std::move(d.scale);
+  c.output(2) = std::move(d.zp);
 }
 
 void matmul_integer(OpContext& c) {
@@ -250,25 +252,9 @@ void qlinear_matmul(OpContext& c) {
                            c.has_input(7) ? &c.input(7) : nullptr, 1, n);
 }
 
-// com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
-void dynamic_quantize_matmul(OpContext& c) {
-  Dynamic a = dynamic_quantize(c, c.input(0));
-  const Tensor& b_scale = c.input(2);
-  Tensor y = integer_matmul(c, a.q, c.input(1), &a.zp, c.has_input(3) ? &c.input(3) : nullptr);
-  const int64_t n = c.input(1).shape()[1];
-  Tensor out(TensorProto::FLOAT, y.shape());
-  for (int64_t i = 0; i < y.size(); ++i) {
-    const float s =
-        a.scale.data<float>()[0] * b_scale.data<float>()[b_scale.size() > 1 ? i % n : 0];
-    out.data<float>()[i] = static_cast<float>(y.data<int32_t>()[i]) * s +
-                           (c.has_input(4) ? c.input(4).data<float>()[i % n] : 0.0f);
-  }
-  c.output(0) = std::move(out);
-}
-
 }  // namespace
 
-void register_quant(Registry& r) {
+void register_quantize(Registry& r) {
   r["QuantizeLinear"] = quantize_linear;
   r["DequantizeLinear"] = dequantize_linear;
   r["DynamicQuantizeLinear"] = dynamic_quantize_linear;
@@ -276,10 +262,6 @@ void register_quant(Registry& r) {
   r["ConvInteger"] = conv_integer;
   r["QLinearConv"] = qlinear_conv;
   r["QLinearMatMul"] = qlinear_matmul;
-  r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
-  // ONNX Runtime's contrib versions (any opset, per-axis): the same formulas.
-  r["com.microsoft.QuantizeLinear"] = quantize_linear;
-  r["com.microsoft.DequantizeLinear"] = dequantize_linear;
 }
 
 }  // namespace quantize::exec

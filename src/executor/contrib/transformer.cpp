@@ -1,12 +1,15 @@
-// ONNX Runtime's contrib ops of transformer exports (Transformers.js, onnxruntime-genai):
-// com.microsoft.GroupQueryAttention and com.microsoft.GatherBlockQuantized, float32 (float16
-// models run them in float32 like every other op). Semantics from ONNX Runtime's contrib-op
-// documentation, checked against ONNX Runtime 1.30 by the run_vs_ort tests.
+// ONNX Runtime's contrib ops of transformer exports (Transformers.js, onnxruntime-genai), float32:
+// com.microsoft.GroupQueryAttention, com.microsoft.GatherBlockQuantized and
+// SimplifiedLayerNormalization (which ONNX Runtime registers in the default domain).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "ops.h"
+#include "executor/core/ops.h"
+#include "executor/ops/layer_norm.h"
+
+// float16 models run them in float32 like every other op. Semantics from ONNX Runtime's
+// contrib-op documentation, checked against ONNX Runtime 1.30 by the run_vs_ort tests.
 
 namespace quantize::exec {
 namespace {
@@ -280,9 +283,10 @@ void gather_block_quantized(OpContext& c) {
 
 }  // namespace
 
-void register_transformer(Registry& r) {
+void register_contrib_transformer(Registry& r) {
   r["com.microsoft.GroupQueryAttention"] = group_query_attention;
   r["com.microsoft.GatherBlockQuantized"] = gather_block_quantized;
+  r["SimplifiedLayerNormalization"] = layer_norm<true>;
 }
 
 }  // namespace quantize::exec

@@ -1,4 +1,5 @@
-// Internal: the op registry of the executor. One file per op family registers its kernels.
+// Internal: the op registry of the executor (core/registry.cpp). One file per op family registers
+// its kernels.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -67,17 +68,38 @@ using OpFn = void (*)(OpContext&);
 using Registry = std::unordered_map<std::string, OpFn>;
 
 const Registry& registry();  // key: op type, or "com.microsoft.<op>"
+// The registry key of a node's op: its type in the default domain, "<domain>.<type>" in others.
+std::string op_key(const onnx::NodeProto& node);
+// The implementation of a node's op, or nullptr when the executor has none.
+OpFn find_op(const onnx::NodeProto& node);
 
-void register_elementwise(Registry& r);
+// One per op family: ops/<family>.cpp, the default domain's ops; contrib/<family>.cpp, ONNX
+// Runtime's contrib ops.
+void register_arithmetic(Registry& r);
+void register_logic(Registry& r);
+void register_unary(Registry& r);
+void register_activation(Registry& r);
+void register_cast(Registry& r);
 void register_shape(Registry& r);
-void register_math(Registry& r);
-void register_nn(Registry& r);
-void register_rnn(Registry& r);
+void register_rearrange(Registry& r);
+void register_gather_scatter(Registry& r);
+void register_constant(Registry& r);
 void register_index(Registry& r);
+void register_matmul(Registry& r);
+void register_softmax(Registry& r);
+void register_reduce(Registry& r);
+void register_loss(Registry& r);
+void register_conv(Registry& r);
+void register_pool(Registry& r);
+void register_normalization(Registry& r);
+void register_resample(Registry& r);
+void register_quantize(Registry& r);
+void register_rnn(Registry& r);
 void register_control(Registry& r);
-void register_transformer(Registry& r);
 void register_signal(Registry& r);
 void register_sequence(Registry& r);
+void register_contrib_quantization(Registry& r);
+void register_contrib_transformer(Registry& r);
 
 // Inner loops built for the CPU at hand as well (GCC target_clones, chosen at load time): with
 // AVX2 and FMA (QUANTIZE_CLONES; where the file allows contraction, sums then differ from the
@@ -112,7 +134,7 @@ inline float exp_poly(float x) {
   return p * scale;
 }
 
-// Helpers shared by the op files.
+// Helpers shared by the op files (core/helpers.cpp unless noted).
 std::vector<int64_t> broadcast_shape(const OpContext& ctx, const std::vector<int64_t>& a,
                                      const std::vector<int64_t>& b);
 // Offsets into a tensor of `shape` for every element of `out` it broadcasts to, in order.
@@ -124,6 +146,9 @@ Tensor int64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> shape);
 // Row-major strides of a shape, and the multi-index of flat position `flat` in it.
 std::vector<int64_t> strides_of(const std::vector<int64_t>& shape);
 void unflatten(int64_t flat, const std::vector<int64_t>& shape, std::vector<int64_t>& index);
+// Makes OpenBLAS run on the calling thread (sgemm splits large products over the executor's
+// threads itself): called before ops run.
+void blas_single_threaded();
 // C [m, n] = A [m, k] x B, B given as [k, n], or as [n, k] when trans_b (row-major, BLAS).
 void sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c);
 // C[m x n] (row stride ldc) = A[m x k] * B[k x n] (row stride ldb), on the calling thread.
@@ -131,7 +156,7 @@ void sgemm_block(int64_t m, int64_t n, int64_t k, const float* a, const float* b
                  float* c, int64_t ldc);
 // C [m x n] = A [m x k] * B [k x n] (rows of B ldb apart, of C ldc apart), then per row i
 // + bias[i] (when bias is given) and clamped to [lo, hi]: the GEMM of float convolutions, on the
-// calling thread.
+// calling thread (ops/conv_gemm.cpp).
 void conv_gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, int64_t ldb,
                float* c, int64_t ldc, const float* bias, float lo, float hi);
 // Calls f(T{}) with the C++ type of a numeric ONNX type (bool as uint8).
@@ -167,11 +192,11 @@ void with_type(const OpContext& c, int dtype, F f) {
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
 
-// Convolution (Conv's attributes) of x by w, accumulated in T; out_shape receives the shape.
+// Convolution (Conv's attributes) of x by w, accumulated in T; out_shape receives the shape
+// (ops/conv.cpp).
 template <typename T>
 std::vector<T> convolve(const OpContext& c, const std::vector<int64_t>& x_shape, const T* x,
                         const std::vector<int64_t>& w_shape, const T* weight,
                         std::vector<int64_t>& out_shape);
-void register_quant(Registry& r);
 
 }  // namespace quantize::exec

@@ -1,3 +1,5 @@
+// ONNX test data: input_N.pb / output_N.pb read (tensors, sequences, optionals), outputs written,
+// and outputs compared within tolerance.
 #include <onnx/onnx-data_pb.h>
 
 #include <algorithm>

@@ -1,8 +1,10 @@
+// Tensor: construction, containers (sequences, optionals), elements as double or int64, and the
+// tensors of TensorProtos (payload, raw or typed fields).
 #include <cstring>
 
+#include "executor/core/ops.h"
 #include "kernels/kernels.h"
 #include "model/tensor_data.h"
-#include "ops.h"
 
 namespace quantize {
 

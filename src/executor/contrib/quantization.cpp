@@ -1,0 +1,87 @@
+// ONNX Runtime's contrib quantization ops (domain com.microsoft): MatMulNBits,
+// DynamicQuantizeMatMul, QuantizeLinear and DequantizeLinear.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "executor/core/ops.h"
+#include "executor/ops/quantize.h"
+#include "kernels/kernels.h"
+
+namespace quantize::exec {
+namespace {
+
+using onnx::TensorProto;
+
+// com.microsoft.MatMulNBits with float32 A and scales: B is dequantized column by column.
+void matmul_nbits(OpContext& c) {
+  const Tensor& a = c.input(0);
+  require_float(c, a, "A");
+  require_float(c, c.input(2), "scales");
+  if (c.has_input(4)) c.fail("g_idx is not supported");
+  const int64_t k = c.attr_int("K", 0), n = c.attr_int("N", 0);
+  const BlockFormat fmt{static_cast<int>(c.attr_int("bits", 4)),
+                        static_cast<int>(c.attr_int("block_size", 0)), !c.has_input(3)};
+  if ((fmt.bits != 4 && fmt.bits != 8) || fmt.block_size < 16 || a.shape().back() != k) {
+    c.fail("unsupported attributes (bits {}, block_size {}, K {})", fmt.bits, fmt.block_size, k);
+  }
+  const int64_t nb = static_cast<int64_t>(fmt.blocks(k)),
+                blob = static_cast<int64_t>(fmt.blob_bytes());
+  const uint8_t* packed = c.input(1).data<uint8_t>();
+  const float* scales = c.input(2).data<float>();
+  std::vector<float> wt(static_cast<size_t>(n * k));  // [N, K]
+  std::vector<uint8_t> zp(static_cast<size_t>(nb));
+  for (int64_t col = 0; col < n; ++col) {
+    if (!fmt.symmetric) {
+      const Tensor& z = c.input(3);
+      if (z.dtype() != TensorProto::UINT8)
+        c.fail("zero_points of data type {} are not supported", z.dtype());
+      const int64_t row = (nb * fmt.bits + 7) / 8;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t byte = z.data<uint8_t>()[col * row + b * fmt.bits / 8];
+        zp[b] = fmt.bits == 8 ? byte : (byte >> (4 * (b & 1))) & 15;
+      }
+    }
+    kernels().dequantize_blocks(packed + col * nb * blob, scales + col * nb, zp.data(), k, fmt,
+                                wt.data() + col * k);
+  }
+  std::vector<int64_t> shape = a.shape();
+  shape.back() = n;
+  const int64_t m = a.size() / k;
+  Tensor out(TensorProto::FLOAT, shape);
+  sgemm(true, m, n, k, a.data<float>(), wt.data(), out.data<float>());
+  if (c.has_input(5)) {
+    require_float(c, c.input(5), "bias");
+    float* y = out.data<float>();
+    for (int64_t i = 0; i < m * n; ++i) y[i] += c.input(5).data<float>()[i % n];
+  }
+  c.output(0) = std::move(out);
+}
+
+// com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
+void dynamic_quantize_matmul(OpContext& c) {
+  Dynamic a = dynamic_quantize(c, c.input(0));
+  const Tensor& b_scale = c.input(2);
+  Tensor y = integer_matmul(c, a.q, c.input(1), &a.zp, c.has_input(3) ? &c.input(3) : nullptr);
+  const int64_t n = c.input(1).shape()[1];
+  Tensor out(TensorProto::FLOAT, y.shape());
+  for (int64_t i = 0; i < y.size(); ++i) {
+    const float s =
+        a.scale.data<float>()[0] * b_scale.data<float>()[b_scale.size() > 1 ? i % n : 0];
+    out.data<float>()[i] = static_cast<float>(y.data<int32_t>()[i]) * s +
+                           (c.has_input(4) ? c.input(4).data<float>()[i % n] : 0.0f);
+  }
+  c.output(0) = std::move(out);
+}
+
+}  // namespace
+
+void register_contrib_quantization(Registry& r) {
+  r["com.microsoft.MatMulNBits"] = matmul_nbits;
+  r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
+  // ONNX Runtime's contrib versions (any opset, per-axis): the same formulas.
+  r["com.microsoft.QuantizeLinear"] = quantize_linear;
+  r["com.microsoft.DequantizeLinear"] = dequantize_linear;
+}
+
+}  // namespace quantize::exec
