@@ -31,16 +31,22 @@ if [ $tests = 1 ]; then
   # ONNX Runtime 1.30 (CPU library inside the npm package; its install script only downloads
   # GPU extras, so it is skipped), pinned by tests/ort/package-lock.json.
   npm ci --ignore-scripts --no-audit --no-fund --prefix tests/ort >/dev/null
-  # Real photos for static-quantization calibration and evaluation: scikit-image's sample images
-  # (BSD-3-Clause), taken from Debian's python3-skimage package without installing it.
-  if [ ! -f build/test-images/astronaut.png ]; then
-    rm -rf build/test-images.tmp && mkdir -p build/test-images.tmp
-    (cd build/test-images.tmp && apt-get download -qq python3-skimage 2>/dev/null &&
-      dpkg-deb -x python3-skimage_*.deb x)
-    mkdir -p build/test-images
-    cp build/test-images.tmp/x/usr/lib/python3/dist-packages/skimage/data/*.png build/test-images/
+  # Real data for the tests, taken from Debian packages without installing them: scikit-image's
+  # sample photos (BSD-3-Clause) for static-quantization calibration and evaluation, and
+  # scikit-learn's copy of the UCI handwritten digits (CC BY 4.0) for MNIST.
+  fetch() {  # fetch PACKAGE PATH-IN-PACKAGE...: copies the files into build/test-images
+    rm -rf build/test-images.tmp && mkdir -p build/test-images.tmp build/test-images
+    (cd build/test-images.tmp && apt-get download -qq "$1" 2>/dev/null && dpkg-deb -x "$1"_*.deb x)
+    local package=$1
+    shift
+    for f in "$@"; do cp build/test-images.tmp/x/$f build/test-images/; done
     rm -rf build/test-images.tmp
-  fi
+    echo "bootstrap: test data from $package"
+  }
+  [ -f build/test-images/astronaut.png ] ||
+    fetch python3-skimage 'usr/lib/python3/dist-packages/skimage/data/*.png'
+  [ -f build/test-images/digits.csv.gz ] ||
+    fetch python3-sklearn usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz
 else
   cmake --build build -j2 --target quantize
 fi

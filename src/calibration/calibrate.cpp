@@ -58,28 +58,6 @@ void TensorStats::add(const float* x, size_t n) {
   }
 }
 
-void TensorStats::add_channels(const float* x, int64_t outer, int64_t channels, int64_t inner) {
-  if (channel_sq_.empty()) channel_sq_.assign(channels, 0.0);
-  if (static_cast<int64_t>(channel_sq_.size()) != channels)
-    return;  // the shape changed: keep the first
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* p = x + (o * channels + c) * inner;
-      double sum = 0;
-      for (int64_t k = 0; k < inner; ++k) sum += std::isfinite(p[k]) ? double(p[k]) * p[k] : 0.0;
-      channel_sq_[c] += sum;
-    }
-  }
-  channel_count_ += outer * inner;
-}
-
-std::vector<double> TensorStats::channel_power() const {
-  std::vector<double> power(channel_sq_.size());
-  for (size_t c = 0; c < power.size(); ++c)
-    power[c] = channel_count_ ? channel_sq_[c] / channel_count_ : 0;
-  return power;
-}
-
 Range TensorStats::range(CalibMethod method, double percentile) const {
   if (count_ == 0) return {};
   if (method == CalibMethod::kMinMax || !histogram_) return {min_, max_};
@@ -430,8 +408,17 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
     if (max_samples && dirs->size() > max_samples) dirs->resize(max_samples);
     data.count = dirs->size();
     data.description = fmt::format("{} test-data set(s) in {}", data.count, spec);
+    // Inputs are read as their declared types: sequences and optionals are not TensorProtos.
+    auto types = std::make_shared<std::vector<onnx::TypeProto>>();
+    for (const auto* t : declared_types(model.proto.graph(), inputs)) {
+      types->push_back(t ? *t : onnx::TypeProto());
+    }
     const size_t n = inputs.size();
-    data.sample = [dirs, n](size_t i) { return read_test_inputs((*dirs)[i], n); };
+    data.sample = [dirs, n, types](size_t i) {
+      std::vector<const onnx::TypeProto*> declared;
+      for (const auto& t : *types) declared.push_back(&t);
+      return read_test_inputs((*dirs)[i], n, declared);
+    };
     return data;
   }
   // One sample per file, or per batch row when an array has one more axis than its input.
@@ -473,37 +460,66 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
 
 // --- the run ------------------------------------------------------------------------------------
 
-std::unordered_map<std::string, Range> calibrate(
-    const Model& model, const CalibrationData& data, const std::set<std::string>& tensors,
-    const CalibrationOptions& options,
-    std::unordered_map<std::string, std::vector<double>>* channel_power) {
-  Executor executor(model);
-  const bool histogram = options.method != CalibMethod::kMinMax;
-  std::unordered_map<std::string, TensorStats> stats;
-  auto observe = [&](const std::string& name, const Tensor& value) {
-    if (value.dtype() != TensorProto::FLOAT || !tensors.count(name)) return;
-    TensorStats& s = stats.try_emplace(name, histogram).first->second;
-    s.add(value.data<float>(), value.size());
-    if (channel_power && value.rank() >= 3) {
-      int64_t inner = 1;
-      for (int64_t i = 2; i < value.rank(); ++i) inner *= value.shape()[i];
-      s.add_channels(value.data<float>(), value.shape()[0], value.shape()[1], inner);
+RangeCollector::RangeCollector(std::set<std::string> tensors, CalibMethod method, double percentile)
+    : tensors_(std::move(tensors)), method_(method), percentile_(percentile) {}
+
+void RangeCollector::observe(const std::string& name, const Tensor& value) {
+  if (value.dtype() != TensorProto::FLOAT || !tensors_.count(name)) return;
+  auto& s = stats_.try_emplace(name, method_ != CalibMethod::kMinMax).first->second;
+  s.add(value.data<float>(), value.size());
+}
+
+std::unordered_map<std::string, Range> RangeCollector::ranges() const {
+  std::unordered_map<std::string, Range> ranges;
+  for (const auto& [name, s] : stats_) ranges[name] = s.range(method_, percentile_);
+  return ranges;
+}
+
+void ChannelPowerCollector::observe(const std::string& name, const Tensor& value) {
+  if (value.dtype() != TensorProto::FLOAT || value.rank() < 3 || !tensors_.count(name)) return;
+  const int64_t outer = value.shape()[0], channels = value.shape()[1];
+  int64_t inner = 1;
+  for (int64_t i = 2; i < value.rank(); ++i) inner *= value.shape()[i];
+  Sums& s = sums_[name];
+  if (s.squares.empty()) s.squares.assign(channels, 0.0);
+  if (static_cast<int64_t>(s.squares.size()) != channels)
+    return;  // the shape changed: keep the first
+  const float* x = value.data<float>();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* p = x + (o * channels + c) * inner;
+      double sum = 0;
+      for (int64_t k = 0; k < inner; ++k) sum += std::isfinite(p[k]) ? double(p[k]) * p[k] : 0.0;
+      s.squares[c] += sum;
     }
+  }
+  s.count += outer * inner;
+}
+
+std::unordered_map<std::string, std::vector<double>> ChannelPowerCollector::power() const {
+  std::unordered_map<std::string, std::vector<double>> out;
+  for (const auto& [name, s] : sums_) {
+    std::vector<double>& power = out[name];
+    for (double sq : s.squares) power.push_back(s.count ? sq / s.count : 0);
+  }
+  return out;
+}
+
+void run_calibration(const Model& model, const CalibrationData& data,
+                     const std::vector<Collector*>& collectors,
+                     const std::function<void(size_t, size_t)>& progress) {
+  Executor executor(model);
+  auto observe = [&](const std::string& name, const Tensor& value) {
+    for (Collector* c : collectors) c->observe(name, value);
   };
   for (size_t i = 0; i < data.count; ++i) {
     const std::vector<Tensor> inputs = data.sample(i);
     for (size_t k = 0; k < inputs.size() && k < executor.input_names().size(); ++k) {
-      observe(executor.input_names()[k], inputs[k]);
+      if (!inputs[k].is_container()) observe(executor.input_names()[k], inputs[k]);
     }
     executor.run(inputs, observe);
-    if (options.progress) options.progress(i + 1, data.count);
+    if (progress) progress(i + 1, data.count);
   }
-  std::unordered_map<std::string, Range> ranges;
-  for (const auto& [name, s] : stats) {
-    ranges[name] = s.range(options.method, options.percentile);
-    if (channel_power && s.channel_power().size()) (*channel_power)[name] = s.channel_power();
-  }
-  return ranges;
 }
 
 }  // namespace quantize

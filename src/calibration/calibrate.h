@@ -43,9 +43,6 @@ class TensorStats {
 
   explicit TensorStats(bool histogram) : histogram_(histogram) {}
   void add(const float* x, size_t n);  // NaN and infinities are ignored
-  // Also the mean square of each channel of an [outer, channels, inner] tensor (axis 1 of NCHW).
-  void add_channels(const float* x, int64_t outer, int64_t channels, int64_t inner);
-  std::vector<double> channel_power() const;
 
   uint64_t count() const { return count_; }
   float min() const { return min_; }
@@ -65,8 +62,6 @@ class TensorStats {
   float min_ = 0, max_ = 0;
   float limit_ = 0;
   std::vector<uint32_t> bins_;
-  std::vector<double> channel_sq_;
-  uint64_t channel_count_ = 0;  // elements per channel so far
 };
 
 // Calibration samples, read one at a time.
@@ -88,18 +83,49 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
 // A .npy array as a Tensor (float32, float64 -> float32, integers, bool); little-endian, C order.
 Tensor read_npy(const uint8_t* data, size_t size, const std::string& what);
 
-struct CalibrationOptions {
-  CalibMethod method = CalibMethod::kMinMax;
-  double percentile = 99.999;
-  std::function<void(size_t done, size_t total)> progress;
+// Calibration is a run of the float model with collectors watching: each sees every value
+// produced (graph inputs included) and keeps the statistics it is for. New kinds of statistics
+// (per-input second moments for data-aware weight quantization, say) are new collectors.
+class Collector {
+ public:
+  virtual ~Collector() = default;
+  virtual void observe(const std::string& name, const Tensor& value) = 0;
 };
 
-// Runs the model on every sample and returns the range of each float tensor in `tensors` (graph
-// inputs included) that was seen; with `channel_power`, also the mean square per channel (axis
-// 1) of those of rank 3 or more.
-std::unordered_map<std::string, Range> calibrate(
-    const Model& model, const CalibrationData& data, const std::set<std::string>& tensors,
-    const CalibrationOptions& options,
-    std::unordered_map<std::string, std::vector<double>>* channel_power = nullptr);
+// The range of each float tensor named in `tensors`, by the given method.
+class RangeCollector final : public Collector {
+ public:
+  RangeCollector(std::set<std::string> tensors, CalibMethod method, double percentile);
+  void observe(const std::string& name, const Tensor& value) override;
+  std::unordered_map<std::string, Range> ranges() const;
+
+ private:
+  std::set<std::string> tensors_;
+  CalibMethod method_;
+  double percentile_;
+  std::unordered_map<std::string, TensorStats> stats_;
+};
+
+// The mean square of each channel (axis 1, as in NCHW) of the float tensors of rank 3 or more
+// named in `tensors`.
+class ChannelPowerCollector final : public Collector {
+ public:
+  explicit ChannelPowerCollector(std::set<std::string> tensors) : tensors_(std::move(tensors)) {}
+  void observe(const std::string& name, const Tensor& value) override;
+  std::unordered_map<std::string, std::vector<double>> power() const;
+
+ private:
+  struct Sums {
+    std::vector<double> squares;
+    uint64_t count = 0;  // elements per channel so far
+  };
+  std::set<std::string> tensors_;
+  std::unordered_map<std::string, Sums> sums_;
+};
+
+// Runs the model on every sample with the collectors watching; progress(done, total) after each.
+void run_calibration(const Model& model, const CalibrationData& data,
+                     const std::vector<Collector*>& collectors,
+                     const std::function<void(size_t done, size_t total)>& progress = {});
 
 }  // namespace quantize

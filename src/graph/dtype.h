@@ -1,6 +1,8 @@
-// Element types of the values of a graph: from the model's declarations (inputs, outputs,
-// value_info, initializers), ONNX shape inference where it applies, and per-op rules for the
-// rest (including the com.microsoft ops this tool writes). Unknown values are absent.
+// Types of the values of a model, in the main graph and in every If/Loop/Scan body: from the
+// model's declarations (inputs, outputs, value_info, initializers), ONNX shape inference where it
+// applies, and per-op rules for the rest (including the com.microsoft ops this tool writes).
+// Value names are unique across a model's graphs, so one map holds them all. Unknown values are
+// absent.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -10,9 +12,19 @@
 
 namespace quantize {
 
-using TypeMap = std::unordered_map<std::string, int>;  // value name -> TensorProto::DataType
+struct ValueType {
+  enum Kind { kTensor, kSequence, kOptional, kOther };  // kOther: maps, sparse tensors
+  Kind kind = kTensor;
+  int elem = 0;  // TensorProto::DataType of the tensor (of the elements, for a sequence/optional)
 
-// Types of the values of the main graph (names its subgraphs read come from it too).
+  bool is_tensor(int type) const { return kind == kTensor && elem == type; }
+};
+
+using TypeMap = std::unordered_map<std::string, ValueType>;
+
 TypeMap infer_types(const onnx::ModelProto& model);
+
+// The ValueType a TypeProto declares (elem 0 when it says nothing).
+ValueType value_type(const onnx::TypeProto& type);
 
 }  // namespace quantize

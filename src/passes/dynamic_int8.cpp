@@ -32,29 +32,6 @@ namespace {
 
 using onnx::TensorProto;
 
-void set_names(google::protobuf::RepeatedPtrField<std::string>* field,
-               std::initializer_list<std::string> names) {
-  field->Clear();
-  for (const auto& n : names) *field->Add() = n;
-}
-
-const onnx::AttributeProto* attribute(const onnx::NodeProto& node, const char* name) {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return &a;
-  }
-  return nullptr;
-}
-
-int64_t int_attribute(const onnx::NodeProto& node, const char* name, int64_t fallback) {
-  const auto* a = attribute(node, name);
-  return a ? a->i() : fallback;
-}
-
-float float_attribute(const onnx::NodeProto& node, const char* name, float fallback) {
-  const auto* a = attribute(node, name);
-  return a ? a->f() : fallback;
-}
-
 // How a weight is quantized: its dims seen as [outer, channels, inner] with one parameter set
 // per channel (channels = 1: per tensor), stored transposed from [R, C] to [C, R] when asked.
 struct Layout {
@@ -80,38 +57,28 @@ class DynamicInt8Pass final : public Pass {
     result_.pass = name();
     model_ = &model;
     opset_ = opset_of(model.proto);
-    names_.emplace(model.proto);
-    signed_ = weights_signed(model.proto);
+    ModelIndex index(model.proto);
+    GraphEditor editor(model);
+    index_ = &index;
+    editor_ = &editor;
+    signed_ = weights_signed(index);
     int convs = 0;
-    std::vector<onnx::GraphProto*> touched;
-    for_each_graph(model.proto, [&](onnx::GraphProto& graph, const Scope& scope) {
-      graph_ = &graph;
-      scope_ = &scope;
-      activations_.clear();
-      const int count = graph.node_size();
-      std::vector<int> replaced;
-      for (int i = 0; i < count; ++i) {
-        onnx::NodeProto node = graph.node(i);  // a copy: rewrites append to the graph
-        if (!node.domain().empty() || !config_.op_types.count(node.op_type())) continue;
-        const std::string label = node_label(node);
-        std::string why = filtered(node);
-        if (why.empty()) why = rewrite(node);
-        if (!why.empty()) {
-          result_.skipped.push_back({label, why});
-          continue;
-        }
-        result_.changed.push_back({label, done_});
-        replaced.push_back(i);
-        convs += node.op_type() == "Conv";
-      }
-      for (auto it = replaced.rbegin(); it != replaced.rend(); ++it) {
-        graph.mutable_node()->DeleteSubrange(*it, 1);
-      }
-      if (!replaced.empty()) touched.push_back(&graph);
-    });
-    for (auto* graph : touched) topological_sort(*graph);
+    auto candidate = [&](const onnx::NodeProto& node) {
+      return node.domain().empty() && config_.op_types.count(node.op_type()) > 0;
+    };
+    visit_nodes(
+        index, result_, candidate,
+        [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
+          graph_ = &graph;
+          node_ = &node;
+          if (std::string why = rewrite(node); !why.empty()) return Verdict::kept(why);
+          editor.remove_node(node);
+          convs += node.op_type() == "Conv";
+          return Verdict::done(done_);
+        },
+        &config_.filter);
     if (uses_ms_) ensure_opset(model.proto, "com.microsoft", 1);
-    if (added_) remove_unused_constants(model.proto);
+    editor.apply();
     if (config_.weights == DynamicInt8Config::Weights::kPortable) {
       result_.warnings.push_back(signed_ ? "q8: int8 weights (the model has no Conv)"
                                          : "q8: uint8 weights, as the model has Conv (ConvInteger "
@@ -128,8 +95,7 @@ class DynamicInt8Pass final : public Pass {
     if (signed_ && integer_ops_ > 0 && !config_.reduce_range) {
       result_.warnings.push_back(fmt::format(
           "{} MatMulInteger op(s) multiply uint8 activations by int8 weights: on x86 CPUs without "
-          "VNNI "
-          "ONNX Runtime adds their products pairwise in 16 bits, which saturates and costs "
+          "VNNI ONNX Runtime adds their products pairwise in 16 bits, which saturates and costs "
           "accuracy{}; --reduce-range (7-bit weights) or --uint8 avoid it",
           integer_ops_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
     }
@@ -137,29 +103,28 @@ class DynamicInt8Pass final : public Pass {
   }
 
  private:
-  bool weights_signed(onnx::ModelProto& model) {
+  bool weights_signed(const ModelIndex& index) const {
     if (config_.weights != DynamicInt8Config::Weights::kPortable) {
       return config_.weights == DynamicInt8Config::Weights::kInt8;
     }
-    bool has_conv = false;
-    for_each_graph(model, [&](onnx::GraphProto& g, const Scope&) {
-      for (const auto& n : g.node()) has_conv |= n.op_type() == "Conv";
-    });
-    return !has_conv;
+    for (const auto& g : index.graphs()) {
+      for (const auto& n : g->proto->node()) {
+        if (n.op_type() == "Conv") return false;
+      }
+    }
+    return true;
   }
 
-  std::string filtered(const onnx::NodeProto& node) const {
-    return config_.filter.why_not(node.name());
-  }
-
-  // Rewrites one node (appending the new nodes); returns why not, or "" when done (done_ then
-  // says what it became).
+  // Builds the replacement of one node (the new nodes go where it was); returns why not, or ""
+  // when done (done_ then says what it became).
   std::string rewrite(const onnx::NodeProto& node) {
     const std::string& op = node.op_type();
     const int weight_input = op == "Gather" ? 0 : 1;
     if (node.input_size() <= weight_input) return "missing inputs";
-    auto ref = find_constant(*scope_, node.input(weight_input));
-    if (!ref) return "the weight is computed at run time, not a constant";
+    auto ref = index_->constant(*graph_, node.input(weight_input));
+    if (!ref) {
+      return "the weight is " + index_->why_not_constant(*graph_, node.input(weight_input));
+    }
     const TensorProto& w = *ref->tensor;
     if (w.data_type() != TensorProto::FLOAT) {
       return fmt::format(
@@ -168,8 +133,9 @@ class DynamicInt8Pass final : public Pass {
     }
     std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
     const bool qdq = config_.qdq;
-    if (qdq && opset_ < 10)
+    if (qdq && opset_ < 10) {
       return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
+    }
     if (op == "MatMul") return rewrite_matmul(node, *ref, dims, qdq);
     if (op == "Gemm") return rewrite_gemm(node, *ref, dims, qdq);
     if (op == "Conv") return rewrite_conv(node, *ref, dims, qdq);
@@ -189,19 +155,22 @@ class DynamicInt8Pass final : public Pass {
   std::string rewrite_gemm(const onnx::NodeProto& node, const ConstantRef& ref,
                            const std::vector<int64_t>& dims, bool qdq) {
     if (dims.size() != 2) return "the weight is not 2-D";
-    const bool trans_b = int_attribute(node, "transB", 0) != 0;
+    const bool trans_b = attr_int(node, "transB", 0) != 0;
     if (qdq) {
       Layout layout{dims, per_channel_axis(trans_b ? 0 : 1, qdq), false, false};
       return feed_dequantized(node, 1, quantize(ref, layout, 1.0f), layout);
     }
-    if (int_attribute(node, "transA", 0) != 0) return "transA is set";
-    const float alpha = float_attribute(node, "alpha", 1.0f);
-    const float beta = float_attribute(node, "beta", 1.0f);
+    if (attr_int(node, "transA", 0) != 0) return "transA is set";
+    const float alpha = attr_float(node, "alpha", 1.0f);
+    const float beta = attr_float(node, "beta", 1.0f);
     std::string bias;
     if (node.input_size() > 2 && !node.input(2).empty()) {
-      auto c = find_constant(*scope_, node.input(2));
+      auto c = index_->constant(*graph_, node.input(2));
       if (c && c->tensor->data_type() == TensorProto::FLOAT) {
-        bias = add_scaled_copy(*c->tensor, beta);
+        std::vector<float> v = tensor_floats(*model_, *c->tensor);
+        for (float& x : v) x *= beta;
+        bias = editor_->add_floats(*graph_->proto, c->tensor->name() + "_scaled",
+                                   {c->tensor->dims().begin(), c->tensor->dims().end()}, v);
       } else if (beta == 1.0f) {
         bias = node.input(2);
       } else {
@@ -225,21 +194,24 @@ class DynamicInt8Pass final : public Pass {
     }
     std::string bias;
     if (node.input_size() > 2 && !node.input(2).empty()) {
-      auto b = find_constant(*scope_, node.input(2));
+      auto b = index_->constant(*graph_, node.input(2));
       if (!b || b->tensor->data_type() != TensorProto::FLOAT) return "the bias is not a constant";
-      bias = add_reshaped_copy(*b->tensor, channel_shape(dims));
+      bias = editor_->add_initializer(*graph_->proto, b->tensor->name() + "_reshaped",
+                                      b->tensor->data_type(), channel_shape(dims),
+                                      tensor_payload(*model_, *b->tensor));
     }
     Layout layout{dims, config_.per_channel ? 0 : -1, false, config_.per_channel && !signed_};
     QuantizedWeight qw = quantize(ref, layout, 1.0f);
     const auto x = quantized_activation(node.input(0));
-    auto* conv = add_node("ConvInteger", node.name() + "_quant");
-    set_names(conv->mutable_input(), {x.q, qw.q, x.zp, qw.zp});
-    for (const auto& a : node.attribute()) *conv->add_attribute() = a;
-    const std::string y = names_->unique(node.output(0) + "_int32");
-    conv->add_output(y);
+    const std::string y = editor_->unique(node.output(0) + "_int32");
+    auto& conv = add_node("ConvInteger", node.name() + "_quant", {x.q, qw.q, x.zp, qw.zp}, {y});
+    for (const auto& a : node.attribute()) *conv.add_attribute() = a;
     // Per-channel scales broadcast over [N, M, spatial...]: shape them [M, 1, ...].
     std::string scale = qw.scale;
-    if (qw.channels > 1) scale = add_reshaped_copy(*find_tensor(qw.scale), channel_shape(dims));
+    if (qw.channels > 1) {
+      scale = editor_->add_floats(*graph_->proto, qw.scale + "_reshaped", channel_shape(dims),
+                                  qw.scales);
+    }
     finish_float(node, y, x.scale, scale, bias);
     done_ = fmt::format("ConvInteger ({}{})", signed_ ? "int8" : "uint8",
                         qw.channels > 1 ? ", per channel" : "");
@@ -248,21 +220,15 @@ class DynamicInt8Pass final : public Pass {
 
   std::string rewrite_gather(const onnx::NodeProto& node, const ConstantRef& ref,
                              const std::vector<int64_t>& dims, bool qdq) {
-    if (int_attribute(node, "axis", 0) != 0) return "gathers along an axis other than 0";
+    if (attr_int(node, "axis", 0) != 0) return "gathers along an axis other than 0";
     if (opset_ < 10) return fmt::format("DequantizeLinear needs opset 10 (model: {})", opset_);
-    if (qdq) {
-      Layout layout{dims, -1, false, false};
-      return feed_dequantized(node, 0, quantize(ref, layout, 1.0f), layout);
-    }
     Layout layout{dims, -1, false, false};  // per tensor: gathered rows share the parameters
     QuantizedWeight qw = quantize(ref, layout, 1.0f);
-    auto* gather = add_node("Gather", node.name() + "_quant");
-    const std::string rows = names_->unique(node.output(0) + "_quantized");
-    set_names(gather->mutable_input(), {qw.q, node.input(1)});
-    gather->add_output(rows);
-    auto* dq = add_node("DequantizeLinear", node.name() + "_dequantize");
-    set_names(dq->mutable_input(), {rows, qw.scale, qw.zp});
-    dq->add_output(node.output(0));
+    if (qdq) return feed_dequantized(node, 0, qw, layout);
+    const std::string rows = editor_->unique(node.output(0) + "_quantized");
+    add_node("Gather", node.name() + "_quant", {qw.q, node.input(1)}, {rows});
+    add_node("DequantizeLinear", node.name() + "_dequantize", {rows, qw.scale, qw.zp},
+             {node.output(0)});
     done_ = fmt::format("Gather of a {} table + DequantizeLinear", signed_ ? "int8" : "uint8");
     return {};
   }
@@ -291,19 +257,11 @@ class DynamicInt8Pass final : public Pass {
   // node's float weight input replaced by DequantizeLinear(W_q): the QDQ weight form.
   std::string feed_dequantized(const onnx::NodeProto& node, int input, const QuantizedWeight& qw,
                                const Layout& layout) {
-    auto* dq = add_node("DequantizeLinear", node.name() + "_weight_dequantize");
-    set_names(dq->mutable_input(), {qw.q, qw.scale, qw.zp});
-    if (layout.axis >= 0) {
-      auto* a = dq->add_attribute();
-      a->set_name("axis");
-      a->set_type(onnx::AttributeProto::INT);
-      a->set_i(layout.axis);
-    }
-    const std::string w = names_->unique(node.input(input) + "_dequantized");
-    dq->add_output(w);
-    auto* copy = graph_->add_node();
-    *copy = node;
-    copy->set_input(input, w);
+    const std::string w = editor_->unique(node.input(input) + "_dequantized");
+    auto& dq = add_node("DequantizeLinear", node.name() + "_weight_dequantize",
+                        {qw.q, qw.scale, qw.zp}, {w});
+    if (layout.axis >= 0) set_attr(dq, "axis", static_cast<int64_t>(layout.axis));
+    editor_->add_copy(*graph_->proto, node, node_).set_input(input, w);
     done_ = fmt::format("{} weights + DequantizeLinear ({})", signed_ ? "int8" : "uint8",
                         layout.axis >= 0 ? "per channel" : "per tensor");
     return {};
@@ -312,11 +270,10 @@ class DynamicInt8Pass final : public Pass {
   std::string emit_integer_matmul(const onnx::NodeProto& node, const std::string& a,
                                   const QuantizedWeight& qw, const std::string& bias) {
     if (opset_ < 11) {  // no DynamicQuantizeLinear: ORT's fused contrib op instead
-      auto* m = add_node("DynamicQuantizeMatMul", node.name() + "_quant");
-      m->set_domain("com.microsoft");
-      set_names(m->mutable_input(), {a, qw.q, qw.scale, qw.zp});
-      if (!bias.empty()) m->add_input(bias);
-      m->add_output(node.output(0));
+      std::vector<std::string> inputs = {a, qw.q, qw.scale, qw.zp};
+      if (!bias.empty()) inputs.push_back(bias);
+      add_node("DynamicQuantizeMatMul", node.name() + "_quant", std::move(inputs), {node.output(0)},
+               "com.microsoft");
       uses_ms_ = true;
       ++integer_ops_;
       done_ =
@@ -325,10 +282,8 @@ class DynamicInt8Pass final : public Pass {
       return {};
     }
     const auto x = quantized_activation(a);
-    auto* mm = add_node("MatMulInteger", node.name() + "_quant");
-    set_names(mm->mutable_input(), {x.q, qw.q, x.zp, qw.zp});
-    const std::string y = names_->unique(node.output(0) + "_int32");
-    mm->add_output(y);
+    const std::string y = editor_->unique(node.output(0) + "_int32");
+    add_node("MatMulInteger", node.name() + "_quant", {x.q, qw.q, x.zp, qw.zp}, {y});
     finish_float(node, y, x.scale, qw.scale, bias);
     ++integer_ops_;
     done_ = fmt::format("MatMulInteger ({}{})", signed_ ? "int8" : "uint8",
@@ -340,29 +295,18 @@ class DynamicInt8Pass final : public Pass {
   void finish_float(const onnx::NodeProto& node, const std::string& y, const std::string& x_scale,
                     const std::string& w_scale, const std::string& bias) {
     const std::string base = node.name().empty() ? node.output(0) : node.name();
-    auto* cast = add_node("Cast", base + "_output_cast");
-    cast->add_input(y);
-    const std::string yf = names_->unique(node.output(0) + "_float");
-    cast->add_output(yf);
-    auto* to = cast->add_attribute();
-    to->set_name("to");
-    to->set_type(onnx::AttributeProto::INT);
-    to->set_i(TensorProto::FLOAT);
-    auto* scales = add_node("Mul", base + "_scales_mul");
-    const std::string s = names_->unique(node.output(0) + "_scale");
-    set_names(scales->mutable_input(), {x_scale, w_scale});
-    scales->add_output(s);
-    auto* mul = add_node("Mul", base + "_output_scale_mul");
-    set_names(mul->mutable_input(), {yf, s});
+    const std::string yf = editor_->unique(node.output(0) + "_float");
+    auto& cast = add_node("Cast", base + "_output_cast", {y}, {yf});
+    set_attr(cast, "to", static_cast<int64_t>(TensorProto::FLOAT));
+    const std::string s = editor_->unique(node.output(0) + "_scale");
+    add_node("Mul", base + "_scales_mul", {x_scale, w_scale}, {s});
     if (bias.empty()) {
-      mul->add_output(node.output(0));
+      add_node("Mul", base + "_output_scale_mul", {yf, s}, {node.output(0)});
       return;
     }
-    const std::string scaled = names_->unique(node.output(0) + "_scaled");
-    mul->add_output(scaled);
-    auto* add = add_node("Add", base + "_bias_add");
-    set_names(add->mutable_input(), {scaled, bias});
-    add->add_output(node.output(0));
+    const std::string scaled = editor_->unique(node.output(0) + "_scaled");
+    add_node("Mul", base + "_output_scale_mul", {yf, s}, {scaled});
+    add_node("Add", base + "_bias_add", {scaled, bias}, {node.output(0)});
   }
 
   struct Activation {
@@ -371,62 +315,28 @@ class DynamicInt8Pass final : public Pass {
 
   // One DynamicQuantizeLinear per activation and graph, shared by its readers.
   Activation quantized_activation(const std::string& a) {
-    auto it = activations_.find(a);
+    auto key = std::make_pair(graph_->proto, a);
+    auto it = activations_.find(key);
     if (it != activations_.end()) return it->second;
-    Activation x{names_->unique(a + "_quantized"), names_->unique(a + "_scale"),
-                 names_->unique(a + "_zero_point")};
-    auto* node = add_node("DynamicQuantizeLinear", a + "_quantize");
-    node->add_input(a);
-    set_names(node->mutable_output(), {x.q, x.scale, x.zp});
-    activations_[a] = x;
+    Activation x{editor_->unique(a + "_quantized"), editor_->unique(a + "_scale"),
+                 editor_->unique(a + "_zero_point")};
+    add_node("DynamicQuantizeLinear", a + "_quantize", {a}, {x.q, x.scale, x.zp});
+    activations_[key] = x;
     return x;
   }
 
-  onnx::NodeProto* add_node(const std::string& op, const std::string& name) {
-    auto* node = graph_->add_node();
-    node->set_op_type(op);
-    node->set_name(names_->unique(name));
-    return node;
-  }
-
-  TensorProto* find_tensor(const std::string& name) {
-    for (auto& t : *graph_->mutable_initializer()) {
-      if (t.name() == name) return &t;
-    }
-    for (const Scope* s = scope_; s; s = s->parent) {
-      for (auto& t : *s->graph->mutable_initializer()) {
-        if (t.name() == name) return &t;
-      }
-    }
-    fail(ExitCode::kInternal, "initializer '{}' vanished", name);
-  }
-
-  std::string add_initializer(const std::string& base, int type, const std::vector<int64_t>& dims,
-                              PayloadPtr payload, onnx::GraphProto* graph = nullptr) {
-    auto* t = (graph ? graph : graph_)->add_initializer();
-    added_ = true;
-    t->set_name(names_->unique(base));
-    t->set_data_type(type);
-    for (int64_t d : dims) t->add_dims(d);
-    set_tensor_payload(*model_, *t, std::move(payload));
-    return t->name();
+  // A node in the current graph, placed where the node being rewritten is.
+  onnx::NodeProto& add_node(const std::string& op, const std::string& name,
+                            std::vector<std::string> inputs, std::vector<std::string> outputs,
+                            const std::string& domain = "") {
+    return editor_->add_node(*graph_->proto, op, name, std::move(inputs), std::move(outputs),
+                             domain, node_);
   }
 
   static PayloadPtr floats_payload(const std::vector<float>& v) {
     std::vector<uint8_t> bytes(v.size() * 4);
     std::memcpy(bytes.data(), v.data(), bytes.size());
     return make_owned_payload(std::move(bytes));
-  }
-
-  std::string add_scaled_copy(const TensorProto& t, float factor) {
-    std::vector<float> v = tensor_floats(*model_, t);
-    for (float& x : v) x *= factor;
-    return add_initializer(t.name() + "_scaled", TensorProto::FLOAT,
-                           {t.dims().begin(), t.dims().end()}, floats_payload(v));
-  }
-
-  std::string add_reshaped_copy(const TensorProto& t, const std::vector<int64_t>& dims) {
-    return add_initializer(t.name() + "_reshaped", t.data_type(), dims, tensor_payload(*model_, t));
   }
 
   // Computes the parameters now (one pass over the weight) and leaves the quantized bytes to
@@ -493,8 +403,8 @@ class DynamicInt8Pass final : public Pass {
     QuantizedWeight qw;
     qw.channels = channels;
     const std::string base = w.name().empty() ? "weight" : w.name();
-    qw.q = add_initializer(base + "_quantized", qtype, qdims, make_lazy_payload(count, produce),
-                           ref.graph);
+    qw.q = editor_->add_initializer(*ref.graph, base + "_quantized", qtype, qdims,
+                                    make_lazy_payload(count, produce));
     std::vector<float> scales(channels);
     std::vector<uint8_t> zps(channels);
     for (int64_t c = 0; c < channels; ++c) {
@@ -506,14 +416,15 @@ class DynamicInt8Pass final : public Pass {
     // where DequantizeLinear's per-axis zero point must match the scale's shape.
     const bool same_zps =
         std::all_of(zps.begin(), zps.end(), [&](uint8_t z) { return z == zps[0]; });
-    const bool scalar_zp = !per_channel || (same_zps && !qdq_mode());
+    const bool scalar_zp = !per_channel || (same_zps && !config_.qdq);
     std::vector<int64_t> cdims =
         per_channel ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
-    qw.scale = add_initializer(base + "_scale", TensorProto::FLOAT, cdims, floats_payload(scales),
-                               ref.graph);
+    qw.scale = editor_->add_initializer(*ref.graph, base + "_scale", TensorProto::FLOAT, cdims,
+                                        floats_payload(scales));
     std::vector<uint8_t> zp_bytes = scalar_zp ? std::vector<uint8_t>{zps[0]} : zps;
-    qw.zp = add_initializer(base + "_zero_point", qtype, scalar_zp ? std::vector<int64_t>{} : cdims,
-                            make_owned_payload(std::move(zp_bytes)), ref.graph);
+    qw.zp = editor_->add_initializer(*ref.graph, base + "_zero_point", qtype,
+                                     scalar_zp ? std::vector<int64_t>{} : cdims,
+                                     make_owned_payload(std::move(zp_bytes)));
     qw.scales = std::move(scales);
     TensorChange change;
     change.name = w.name();
@@ -528,8 +439,6 @@ class DynamicInt8Pass final : public Pass {
     return qw;
   }
 
-  bool qdq_mode() const { return config_.qdq; }
-
   DynamicInt8Config config_;
   PassResult result_;
   Model* model_ = nullptr;
@@ -537,13 +446,12 @@ class DynamicInt8Pass final : public Pass {
   bool signed_ = true;
   int integer_ops_ = 0;  // MatMulInteger / DynamicQuantizeMatMul written
   bool uses_ms_ = false;
-  bool added_ = false;
-  bool per_tensor_fallback_ =
-      false;  // initializers were added (some perhaps for a node then left alone)
-  std::optional<NameSet> names_;
-  onnx::GraphProto* graph_ = nullptr;
-  const Scope* scope_ = nullptr;
-  std::map<std::string, Activation> activations_;
+  bool per_tensor_fallback_ = false;  // the opset-13 warning was given
+  const ModelIndex* index_ = nullptr;
+  GraphEditor* editor_ = nullptr;
+  const ModelIndex::Graph* graph_ = nullptr;  // the graph of the node being rewritten
+  const onnx::NodeProto* node_ = nullptr;     // new nodes go before it
+  std::map<std::pair<const onnx::GraphProto*, std::string>, Activation> activations_;
   std::map<std::string, QuantizedWeight> weights_;
   std::string done_;
 };

@@ -3,21 +3,22 @@
 //   Before:  x f32 -> Conv(W f32) -> Relu -> TopK -> y f32
 //   After:   x f32 -> Cast(f16) -> Conv(W f16) -> Relu -> Cast(f32) -> TopK -> y f32
 //
-// Every node of the main graph either computes in float16 ("converted") or stays float32
-// ("kept", with the reason reported); a Cast is inserted on each float edge whose two ends
-// disagree, once per value and direction, so no redundant cast pairs appear. Kept:
-//  - ops ONNX Runtime's CPU provider has no float16 kernel for (TopK, Range, CumSum, ...),
-//    recurrent ops (GRU/LSTM/RNN: ORT 1.30 crashes on them in float16), quantization ops,
-//    MatMuls reading a batch-transposing Transpose (ORT 1.30's fusion of them crashes), ops of
-//    other domains, and nodes with subgraphs (their bodies stay float32; float16 values they read
-//    from outside are cast back for them);
+// Every graph is converted, If/Loop/Scan bodies included (each on its own, after the graph that
+// encloses it): every node either computes in float16 ("converted") or stays float32 ("kept",
+// with the reason reported), and a Cast goes on each float edge whose two ends disagree, once per
+// value, direction and graph, so no redundant cast pairs appear. Which ops and which of their
+// inputs take float16 comes from one table (float16_ops.h: ONNX's schemas and ONNX Runtime's
+// exceptions). Also kept:
+//  - nodes with subgraphs (their bodies are converted, float32 at the boundary), nodes that take
+//    or make sequences and optionals, casts from or to strings;
+//  - MatMuls reading a batch-transposing Transpose (ONNX Runtime 1.30's fusion of them crashes);
 //  - float values computed from tensor shapes (shape arithmetic loses integers in float16);
 //  - x^2 reductions (RMSNorm / variance: Pow or Mul(x, x) -> ReduceMean and the few nodes after
 //    it), which overflow float16 as soon as |x| > 256;
 //  - nodes reading a constant with a finite value beyond +-65504 (that constant stays float32).
-// Resize's roi/scales inputs stay float32. Graph inputs and outputs stay float32 unless
-// keep_io_types is off. Values below float16's smallest subnormal flush to zero (counted).
-// A model with no float32 value is left as it is.
+// Inputs and outputs of the main graph stay float32 unless keep_io_types is off; those of bodies
+// always do. Values below float16's smallest subnormal flush to zero (counted). A model with no
+// float32 value is left as it is.
 #include <cmath>
 #include <cstring>
 #include <unordered_set>
@@ -26,6 +27,7 @@
 #include "graph/graph.h"
 #include "kernels/kernels.h"
 #include "model/tensor_data.h"
+#include "passes/float16_ops.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "support/threads.h"
@@ -37,31 +39,6 @@ using onnx::TensorProto;
 constexpr int kF32 = TensorProto::FLOAT;
 constexpr int kF16 = TensorProto::FLOAT16;
 
-const std::unordered_set<std::string> kNoFloat16Ops = {"TopK",
-                                                       "NonMaxSuppression",
-                                                       "RoiAlign",
-                                                       "Range",
-                                                       "CumSum",
-                                                       "RandomUniformLike",
-                                                       "RandomNormalLike",
-                                                       "RandomUniform",
-                                                       "RandomNormal",
-                                                       "Multinomial",
-                                                       "EyeLike",
-                                                       "QuantizeLinear",
-                                                       "DequantizeLinear",
-                                                       "DynamicQuantizeLinear",
-                                                       "ReduceSumSquare",
-                                                       "ReduceL2",
-                                                       "ReduceLogSumExp"};
-const std::unordered_set<std::string> kRecurrentOps = {"GRU", "LSTM", "RNN"};
-// com.microsoft ops with float16 kernels that this tool emits.
-const std::unordered_set<std::string> kMsFloat16Ops = {"MatMulNBits", "GatherBlockQuantized"};
-
-bool input_stays_f32(const std::string& op, int index) {
-  return (op == "Resize" && (index == 1 || index == 2)) || (op == "Upsample" && index == 1);
-}
-
 // Ops that only look at their input's shape: any precision will do, no cast is needed.
 bool reads_shape_only(const std::string& op) { return op == "Shape" || op == "Size"; }
 
@@ -71,24 +48,13 @@ bool reads_shape_only(const std::string& op) { return op == "Shape" || op == "Si
 // not enough: the optimizer moves the Transpose past it).
 bool is_batch_transpose(const onnx::NodeProto& node) {
   if (node.op_type() != "Transpose") return false;
-  for (const auto& a : node.attribute()) {
-    if (a.name() != "perm") continue;
-    const int r = a.ints_size();
-    if (r < 3) return false;
-    for (int i = 0; i < r - 2; ++i) {
-      if (a.ints(i) != i + 1) return false;
-    }
-    return (a.ints(r - 2) == 0 && a.ints(r - 1) == r - 1) ||
-           (a.ints(r - 2) == r - 1 && a.ints(r - 1) == 0);
+  const std::vector<int64_t> perm = attr_ints(node, "perm");
+  const int r = static_cast<int>(perm.size());
+  if (r < 3) return false;
+  for (int i = 0; i < r - 2; ++i) {
+    if (perm[i] != i + 1) return false;
   }
-  return false;
-}
-
-bool has_subgraph(const onnx::NodeProto& node) {
-  for (const auto& a : node.attribute()) {
-    if (a.has_g() || a.graphs_size() > 0) return true;
-  }
-  return false;
+  return (perm[r - 2] == 0 && perm[r - 1] == r - 1) || (perm[r - 2] == r - 1 && perm[r - 1] == 0);
 }
 
 struct RangeScan {
@@ -131,25 +97,37 @@ PayloadPtr to_float16(PayloadPtr source) {
   });
 }
 
-class Float16Pass final : public Pass {
- public:
-  explicit Float16Pass(Float16Config config) : config_(config) {}
-  const char* name() const override { return "float16"; }
+// What the whole model's conversion shares across its graphs.
+struct Shared {
+  Model* model = nullptr;
+  const ModelIndex* index = nullptr;
+  TypeMap types;
+  std::optional<NameSet> names;
+  std::unordered_set<std::string> f16;  // float values that hold float16 after the pass
+  std::unordered_map<const onnx::GraphProto*, std::unordered_set<std::string>> constants;
+  PassResult* result = nullptr;
+  uint64_t flushed = 0;
+  bool keep_io_types = true;
 
-  PassResult run(Model& model) override {
-    result_ = {};
-    result_.pass = name();
-    model_ = &model;
-    graph_ = model.proto.mutable_graph();
-    types_ = infer_types(model.proto);
-    bool any_f32 = false;
-    for (const auto& [name, type] : types_) any_f32 |= type == kF32;
-    if (!any_f32) {
-      result_.warnings.push_back("the model has no float32 values (already float16?): unchanged");
-      return result_;
-    }
-    names_.emplace(model.proto);
+  bool is_f32(const std::string& value) const {
+    auto it = types.find(value);
+    return it != types.end() && it->second.is_tensor(kF32);
+  }
+  bool is_tensor(const std::string& value) const {
+    auto it = types.find(value);
+    return it == types.end() || it->second.kind == ValueType::kTensor;
+  }
+};
+
+// Converts one graph; the graphs enclosing it are already converted.
+class GraphConverter {
+ public:
+  GraphConverter(Shared& shared, const ModelIndex::Graph& graph)
+      : s_(shared), g_(graph), graph_(graph.proto) {}
+
+  void run() {
     collect_constants();
+    plan_nodes();
     choose_kept_nodes();
     decide_constants();
     assign_outputs();
@@ -157,8 +135,6 @@ class Float16Pass final : public Pass {
     convert_nodes();
     retype_declarations();
     topological_sort(*graph_);
-    remove_unused_initializers(model.proto);
-    return result_;
   }
 
  private:
@@ -169,20 +145,25 @@ class Float16Pass final : public Pass {
     bool scanned = false;
   };
 
-  bool is_f32(const std::string& value) const {
-    auto it = types_.find(value);
-    return it != types_.end() && it->second == kF32;
+  // Constants visible here: this graph's and its enclosing graphs'.
+  bool is_constant(const std::string& name) const {
+    for (const ModelIndex::Graph* g = &g_; g; g = g->parent) {
+      auto it = s_.constants.find(g->proto);
+      if (it != s_.constants.end() && it->second.count(name)) return true;
+    }
+    return false;
   }
 
   void collect_constants() {
+    auto& visible = s_.constants[graph_];
     for (auto& t : *graph_->mutable_initializer()) {
-      all_constants_.insert(t.name());
+      visible.insert(t.name());
       if (t.data_type() == kF32) constants_[t.name()] = ConstantInfo{&t, -1, {}, false};
     }
     for (int i = 0; i < graph_->node_size(); ++i) {
       auto& node = *graph_->mutable_node(i);
       if (node.op_type() != "Constant" || !node.domain().empty()) continue;
-      all_constants_.insert(node.output(0));
+      visible.insert(node.output(0));
       for (auto& a : *node.mutable_attribute()) {
         if (a.name() == "value" && a.has_t() && a.t().data_type() == kF32) {
           constants_[node.output(0)] = ConstantInfo{a.mutable_t(), i, {}, false};
@@ -194,7 +175,7 @@ class Float16Pass final : public Pass {
   ConstantInfo& scanned(const std::string& name) {
     ConstantInfo& c = constants_.at(name);
     if (!c.scanned) {
-      PayloadBytes bytes(tensor_payload(*model_, *c.tensor));
+      PayloadBytes bytes(tensor_payload(*s_.model, *c.tensor));
       c.range = scan_range(reinterpret_cast<const float*>(bytes.data()), bytes.size() / 4);
       c.scanned = true;
     }
@@ -203,6 +184,27 @@ class Float16Pass final : public Pass {
 
   void keep(int node, std::string reason) {
     if (reason_[node].empty()) reason_[node] = std::move(reason);
+  }
+
+  void plan_nodes() {
+    const int n = graph_->node_size();
+    plan_.resize(n);
+    for (int i = 0; i < n; ++i) {
+      const auto& node = graph_->node(i);
+      plan_[i] = float16_plan(node, opset_of(s_.model->proto, node.domain()));
+      // Attribute-typed outputs that follow the node: Cast to float, ConstantOfShape of a float.
+      if (node.op_type() == "Cast" && attr_int(node, "to", 0) == kF32 && node.output_size()) {
+        plan_[i].outputs[0] = true;
+      }
+      if (node.op_type() == "Constant") {  // constants follow their readers (decide_constants)
+        plan_[i].keep.clear();
+        plan_[i].outputs.assign(node.output_size(), false);
+      }
+      if (node.op_type() == "ConstantOfShape" && node.output_size()) {
+        const auto* a = find_attribute(node, "value");
+        plan_[i].outputs[0] = !a || !a->has_t() || a->t().data_type() == kF32;
+      }
+    }
   }
 
   void choose_kept_nodes() {
@@ -218,14 +220,14 @@ class Float16Pass final : public Pass {
     for (int i = 0; i < n; ++i) {
       const auto& node = graph_->node(i);
       const std::string& op = node.op_type();
-      const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
       if (has_subgraph(node)) {
-        keep(i, "has a subgraph (its body stays float32)");
-      } else if (!default_domain &&
-                 !(node.domain() == "com.microsoft" && kMsFloat16Ops.count(op))) {
-        keep(i, fmt::format("op of domain '{}' without known float16 support", node.domain()));
-      } else if (kNoFloat16Ops.count(op)) {
-        keep(i, "no float16 kernel in ONNX Runtime's CPU provider");
+        keep(i, "has a subgraph (converted on its own, float32 at its boundary)");
+      } else if (!plan_[i].keep.empty()) {
+        keep(i, plan_[i].keep);
+      } else if ((op == "Cast" || op == "CastLike") && touches_strings(node)) {
+        keep(i, "casts from or to strings (float16 would change the text)");
+      } else if (touches_containers(node)) {
+        keep(i, "takes or makes sequences or optionals (their tensors stay float32)");
       } else if (op == "MatMul" && reads_batch_transpose(node, producer)) {
         const std::string why =
             "ONNX Runtime 1.30 crashes on float16 batch-transpose MatMul fusion";
@@ -236,8 +238,6 @@ class Float16Pass final : public Pass {
             keep(it->second, why);
           }
         }
-      } else if (kRecurrentOps.count(op)) {
-        keep(i, "recurrent op: ONNX Runtime 1.30's CPU provider crashes on it in float16");
       }
       // Values derived from shapes (Shape -> Cast -> Mul -> ... -> Cast -> Reshape).
       bool shape_input = false, other_input = false;
@@ -245,7 +245,7 @@ class Float16Pass final : public Pass {
         if (in.empty()) continue;
         if (from_shapes.count(in)) {
           shape_input = true;
-        } else if (!all_constants_.count(in) && !is_constant_output(in, producer)) {
+        } else if (!is_constant(in) && !is_constant_output(in, producer)) {
           other_input = true;
         }
       }
@@ -253,10 +253,10 @@ class Float16Pass final : public Pass {
         bool touches_float = false;
         for (const auto& o : node.output()) {
           from_shapes.insert(o);
-          touches_float |= is_f32(o);
+          touches_float |= s_.is_f32(o);
         }
         if (!reads_shape_only(op)) {
-          for (const auto& in : node.input()) touches_float |= is_f32(in);
+          for (const auto& in : node.input()) touches_float |= s_.is_f32(in);
         }
         if (touches_float) keep(i, "computes on tensor shapes");
       }
@@ -291,7 +291,7 @@ class Float16Pass final : public Pass {
         const auto& nn = graph_->node(next);
         bool joins = false;  // another activation: the normalization ends here
         for (const auto& in : nn.input()) {
-          if (in != graph_->node(current).output(0) && !all_constants_.count(in) &&
+          if (in != graph_->node(current).output(0) && !is_constant(in) &&
               !is_constant_output(in, producer)) {
             joins = true;
           }
@@ -300,6 +300,30 @@ class Float16Pass final : public Pass {
         current = next;
       }
     }
+  }
+
+  bool touches_strings(const onnx::NodeProto& node) const {
+    auto is_string = [&](const std::string& v) {
+      auto it = s_.types.find(v);
+      return it != s_.types.end() && it->second.is_tensor(TensorProto::STRING);
+    };
+    for (const auto& v : node.input()) {
+      if (is_string(v)) return true;
+    }
+    for (const auto& v : node.output()) {
+      if (is_string(v)) return true;
+    }
+    return node.op_type() == "Cast" && attr_int(node, "to", 0) == TensorProto::STRING;
+  }
+
+  bool touches_containers(const onnx::NodeProto& node) const {
+    for (const auto& v : node.input()) {
+      if (!v.empty() && !s_.is_tensor(v)) return true;
+    }
+    for (const auto& v : node.output()) {
+      if (!v.empty() && !s_.is_tensor(v)) return true;
+    }
+    return false;
   }
 
   bool reads_batch_transpose(const onnx::NodeProto& node,
@@ -322,17 +346,26 @@ class Float16Pass final : public Pass {
     if (node.op_type() != "Pow" || node.input_size() != 2) return false;
     auto it = constants_.find(node.input(1));
     if (it == constants_.end() || element_count(*it->second.tensor) != 1) return false;
-    return tensor_floats(*model_, *it->second.tensor)[0] == 2.0f;
+    return tensor_floats(*s_.model, *it->second.tensor)[0] == 2.0f;
   }
 
   bool converted(int node) const { return reason_[node].empty(); }
 
   // Whether the reader at (node, input index) wants float16.
   bool wants_f16(int node, int index) const {
-    return converted(node) && !input_stays_f32(graph_->node(node).op_type(), index);
+    return converted(node) && index < static_cast<int>(plan_[node].inputs.size()) &&
+           plan_[node].inputs[index];
   }
 
-  // A float32 constant becomes float16 when every reader wants float16 and it fits.
+  bool is_output(const std::string& name) const {
+    for (const auto& o : graph_->output()) {
+      if (o.name() == name) return true;
+    }
+    return false;
+  }
+
+  // A float32 constant of this graph becomes float16 when every reader wants float16 and it
+  // fits. Reads inside bodies count as float32 (a body casts what it needs).
   void decide_constants() {
     std::unordered_map<std::string, std::pair<int, int>> wants;  // value -> (f16, f32) readers
     for (int i = 0; i < graph_->node_size(); ++i) {
@@ -344,31 +377,33 @@ class Float16Pass final : public Pass {
       }
       for (const auto& name : implicit_inputs(node)) wants[name].second++;
     }
-    std::unordered_set<std::string> outputs;
-    for (const auto& o : graph_->output()) outputs.insert(o.name());
     for (auto& [name, c] : constants_) {
       auto w = wants[name];
       if (c.node >= 0 && !converted(c.node)) continue;
-      if (w.first == 0 || w.second > 0 || outputs.count(name)) {
+      if (w.first == 0 || w.second > 0 || is_output(name)) {
         if (c.node >= 0) keep(c.node, "read as float32");
         continue;
       }
       if (scanned(name).range.overflow > 0) continue;
-      f16_.insert(name);
+      s_.f16.insert(name);
     }
   }
 
-  // Precision of node outputs: converted nodes produce float16.
+  // Precision of node outputs: converted nodes produce float16 where their plan says so.
   void assign_outputs() {
     for (int i = 0; i < graph_->node_size(); ++i) {
       if (!converted(i)) continue;
-      for (const auto& o : graph_->node(i).output()) {
-        if (is_f32(o)) f16_.insert(o);
+      const auto& node = graph_->node(i);
+      for (int k = 0; k < node.output_size(); ++k) {
+        if (k < static_cast<int>(plan_[i].outputs.size()) && plan_[i].outputs[k] &&
+            s_.is_f32(node.output(k))) {
+          s_.f16.insert(node.output(k));
+        }
       }
     }
-    if (!config_.keep_io_types) {
+    if (!g_.parent && !s_.keep_io_types) {
       for (const auto& v : graph_->input()) {
-        if (is_f32(v.name())) f16_.insert(v.name());
+        if (s_.is_f32(v.name())) s_.f16.insert(v.name());
       }
     }
   }
@@ -377,25 +412,23 @@ class Float16Pass final : public Pass {
     auto& memo = to_f16 ? cast_f16_ : cast_f32_;
     auto it = memo.find(value);
     if (it != memo.end()) return it->second;
-    std::string out = names_->unique(value + (to_f16 ? "_fp16" : "_fp32"));
+    std::string out = s_.names->unique(value + (to_f16 ? "_fp16" : "_fp32"));
     add_cast(value, out, to_f16 ? kF16 : kF32);
-    types_[out] = kF32;  // a float value; f16_ holds its precision
-    if (to_f16) f16_.insert(out);
+    s_.types[out] = {ValueType::kTensor, kF32};  // a float value; f16 holds its precision
+    if (to_f16) s_.f16.insert(out);
     memo[value] = out;
     return out;
   }
 
   void add_cast(const std::string& in, const std::string& out, int to) {
     auto* node = graph_->add_node();
-    node->set_name(names_->unique(out + "_cast"));
+    node->set_name(s_.names->unique(out + "_cast"));
     node->set_op_type("Cast");
     node->add_input(in);
     node->add_output(out);
-    auto* a = node->add_attribute();
-    a->set_name("to");
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(to);
+    set_attr(*node, "to", static_cast<int64_t>(to));
     reason_.push_back("inserted cast");
+    plan_.push_back({});
   }
 
   static void rename_reads(onnx::GraphProto& graph, const std::string& from,
@@ -414,50 +447,59 @@ class Float16Pass final : public Pass {
   void insert_casts() {
     const int original = graph_->node_size();
     // Graph outputs whose precision differs from what the declaration wants: the producer
-    // writes a renamed value and a Cast restores the declared name.
-    for (const auto& o : graph_->output()) {
-      const std::string& name = o.name();
-      if (!is_f32(name)) continue;
-      const bool want16 = !config_.keep_io_types, have16 = f16_.count(name) > 0;
-      if (want16 == have16 || constants_.count(name)) continue;
+    // writes a renamed value and a Cast restores the declared name. (A body may rename its
+    // outputs instead: they are bound by position.)
+    const bool want16 = !g_.parent && !s_.keep_io_types;
+    for (auto& o : *graph_->mutable_output()) {
+      const std::string name = o.name();
+      if (!s_.is_f32(name) || constants_.count(name)) continue;
+      const bool have16 = s_.f16.count(name) > 0;
+      if (want16 == have16) continue;
       bool produced = false;
       for (int i = 0; i < original && !produced; ++i) {
         for (auto& out : *graph_->mutable_node(i)->mutable_output()) {
-          if (out == name) {
-            produced = true;
-            std::string inner = names_->unique(name + (have16 ? "_fp16" : "_fp32"));
-            out = inner;
-            rename_reads(*graph_, name, inner);
-            types_[inner] = kF32;
-            if (have16) f16_.insert(inner);
-            add_cast(inner, name, want16 ? kF16 : kF32);
-            reason_.back() = "output cast";
-            if (want16) {
-              f16_.insert(name);
-            } else {
-              f16_.erase(name);
-            }
-          }
+          if (out != name) continue;
+          produced = true;
+          std::string inner = s_.names->unique(name + (have16 ? "_fp16" : "_fp32"));
+          out = inner;
+          rename_reads(*graph_, name, inner);
+          s_.types[inner] = {ValueType::kTensor, kF32};
+          if (have16) s_.f16.insert(inner);
+          add_cast(inner, name, want16 ? kF16 : kF32);
+          reason_.back() = "output cast";
         }
+      }
+      if (!produced && g_.parent) {  // an enclosing graph's value, passed through
+        o.set_name(cast_of(name, false));
+        continue;
+      }
+      if (want16) {
+        s_.f16.insert(name);
+      } else {
+        s_.f16.erase(name);
       }
     }
     for (int i = 0; i < original; ++i) {
       auto* node = graph_->mutable_node(i);
       if (reads_shape_only(node->op_type())) continue;
+      bool mixed = false;  // a kept node reading float16 where float32 is bound too
       for (int k = 0; k < node->input_size(); ++k) {
         const std::string in = node->input(k);
-        if (in.empty() || !is_f32(in)) continue;
-        const bool want16 = wants_f16(i, k), have16 = f16_.count(in) > 0;
-        if (want16 != have16) node->set_input(k, cast_of(in, want16));
+        if (in.empty() || !s_.is_f32(in)) continue;
+        const bool w16 = wants_f16(i, k), have16 = s_.f16.count(in) > 0;
+        if (w16 != have16) node->set_input(k, cast_of(in, w16));
+        node = graph_->mutable_node(i);
+        mixed |=
+            !converted(i) && k < static_cast<int>(plan_[i].inputs.size()) && plan_[i].inputs[k];
       }
-      if (!converted(i)) {  // subgraph bodies stay float32: cast what they read from outside
-        for (const auto& name : implicit_inputs(*node)) {
-          if (!is_f32(name) || !f16_.count(name)) continue;
-          std::string f32 = cast_of(name, false);
-          node = graph_->mutable_node(i);
-          for (auto& a : *node->mutable_attribute()) {
-            if (a.has_g()) rename_reads(*a.mutable_g(), name, f32);
-            for (auto& g : *a.mutable_graphs()) rename_reads(g, name, f32);
+      if (mixed) {  // its float16 constants (say, q4f16's scales) must meet float32 too
+        for (int k = 0; k < node->input_size(); ++k) {
+          const std::string in = node->input(k);
+          auto it = s_.types.find(in);
+          if (k < static_cast<int>(plan_[i].inputs.size()) && plan_[i].inputs[k] &&
+              it != s_.types.end() && it->second.is_tensor(kF16)) {
+            node->set_input(k, cast_of(in, false));
+            node = graph_->mutable_node(i);
           }
         }
       }
@@ -465,12 +507,12 @@ class Float16Pass final : public Pass {
   }
 
   void convert_constant(TensorProto& t) {
-    PayloadPtr source = tensor_payload(*model_, t);
+    PayloadPtr source = tensor_payload(*s_.model, t);
     const uint64_t before = source->size();
     TensorChange change{t.name(),  {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
                         before / 2};
     if (has_payload(t)) {
-      set_tensor_payload(*model_, t, to_float16(source));
+      set_tensor_payload(*s_.model, t, to_float16(source));
     } else {  // small: convert now, in the proto
       PayloadBytes bytes(source);
       std::string raw(bytes.size() / 2, '\0');
@@ -480,23 +522,18 @@ class Float16Pass final : public Pass {
       t.set_raw_data(std::move(raw));
     }
     t.set_data_type(kF16);
-    if (before >= 1024) result_.tensors.push_back(std::move(change));
+    if (before >= 1024) s_.result->tensors.push_back(std::move(change));
   }
 
   void convert_nodes() {
-    uint64_t flushed = 0;
     for (auto& [name, c] : constants_) {
-      if (!f16_.count(name)) continue;
-      flushed += scanned(name).range.flushed;
+      if (!s_.f16.count(name)) continue;
+      s_.flushed += scanned(name).range.flushed;
       convert_constant(*c.tensor);
-    }
-    if (flushed) {
-      result_.warnings.push_back(fmt::format(
-          "{} nonzero weight values below float16's smallest subnormal became 0", flushed));
     }
     for (int i = 0; i < graph_->node_size(); ++i) {
       auto& node = *graph_->mutable_node(i);
-      const std::string label = node_label(node);
+      const std::string label = node_label(g_, node);
       // Constants follow their readers; inserted casts are not the model's nodes.
       if (node.op_type() == "Constant" || reason_[i] == "inserted cast" ||
           reason_[i] == "output cast") {
@@ -504,22 +541,20 @@ class Float16Pass final : public Pass {
       }
       if (!converted(i)) {
         bool touches_float = false;
-        for (const auto& in : node.input()) touches_float |= is_f32(in);
-        for (const auto& o : node.output()) touches_float |= is_f32(o);
-        if (touches_float) result_.skipped.push_back({label, reason_[i]});
+        for (const auto& in : node.input()) touches_float |= s_.is_f32(in);
+        for (const auto& o : node.output()) touches_float |= s_.is_f32(o);
+        if (touches_float) s_.result->skipped.push_back({label, reason_[i]});
         continue;
       }
       bool float_out = false;
-      for (const auto& o : node.output()) float_out |= f16_.count(o) > 0;
+      for (const auto& o : node.output()) float_out |= s_.f16.count(o) > 0;
       if (!float_out) continue;
       if (node.op_type() == "Cast") {
-        for (auto& a : *node.mutable_attribute()) {
-          if (a.name() == "to" && a.i() == kF32) a.set_i(kF16);
-        }
+        if (attr_int(node, "to", 0) == kF32) set_attr(node, "to", static_cast<int64_t>(kF16));
       } else if (node.op_type() == "ConstantOfShape") {
         convert_constant_of_shape(node);
       }
-      result_.changed.push_back({label, "float16"});
+      s_.result->changed.push_back({label, "float16"});
     }
   }
 
@@ -540,26 +575,58 @@ class Float16Pass final : public Pass {
 
   void retype(onnx::ValueInfoProto& v) {
     auto* tt = v.mutable_type()->mutable_tensor_type();
-    if (tt->elem_type() == kF32 && f16_.count(v.name())) tt->set_elem_type(kF16);
+    if (tt->elem_type() == kF32 && s_.f16.count(v.name())) tt->set_elem_type(kF16);
   }
 
   void retype_declarations() {
     for (auto& v : *graph_->mutable_value_info()) retype(v);
+    if (g_.parent) return;  // a body's inputs and outputs stay float32
     for (auto& v : *graph_->mutable_input()) retype(v);
     for (auto& v : *graph_->mutable_output()) retype(v);
   }
 
-  Float16Config config_;
-  PassResult result_;
-  Model* model_ = nullptr;
-  onnx::GraphProto* graph_ = nullptr;
-  TypeMap types_;
-  std::optional<NameSet> names_;
-  std::unordered_map<std::string, ConstantInfo> constants_;  // float32 constants
-  std::unordered_set<std::string> all_constants_;            // constants of any type
-  std::vector<std::string> reason_;      // per node: why it stays float32; empty when converted
-  std::unordered_set<std::string> f16_;  // float values that hold float16 after the pass
+  Shared& s_;
+  const ModelIndex::Graph& g_;
+  onnx::GraphProto* graph_;
+  std::unordered_map<std::string, ConstantInfo> constants_;  // this graph's float32 constants
+  std::vector<Float16Plan> plan_;                            // per node
+  std::vector<std::string> reason_;  // per node: why it stays float32; empty when converted
   std::unordered_map<std::string, std::string> cast_f16_, cast_f32_;
+};
+
+class Float16Pass final : public Pass {
+ public:
+  explicit Float16Pass(Float16Config config) : config_(config) {}
+  const char* name() const override { return "float16"; }
+
+  PassResult run(Model& model) override {
+    PassResult result;
+    result.pass = name();
+    Shared shared;
+    shared.model = &model;
+    shared.types = infer_types(model.proto);
+    bool any_f32 = false;
+    for (const auto& [name, type] : shared.types) any_f32 |= type.is_tensor(kF32);
+    if (!any_f32) {
+      result.warnings.push_back("the model has no float32 values (already float16?): unchanged");
+      return result;
+    }
+    ModelIndex index(model.proto);  // bodies after the graphs that enclose them
+    shared.index = &index;
+    shared.names.emplace(model.proto);
+    shared.result = &result;
+    shared.keep_io_types = config_.keep_io_types;
+    for (const auto& graph : index.graphs()) GraphConverter(shared, *graph).run();
+    if (shared.flushed) {
+      result.warnings.push_back(fmt::format(
+          "{} nonzero weight values below float16's smallest subnormal became 0", shared.flushed));
+    }
+    remove_unused_constants(model.proto);
+    return result;
+  }
+
+ private:
+  Float16Config config_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "calibration/calibrate.h"
+#include "passes/weight_quant.h"
 #include "quantize/options.h"
 #include "quantize/pass.h"
 
@@ -17,13 +18,25 @@ namespace quantize {
 // The passes of one mode, in order.
 std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options);
 
+// Preparation (prepare.cpp): constant folding, and raising the opset where a mode needs it.
+struct FoldConfig {
+  // (op type, input index) the mode quantizes: constants on their way there may grow (a
+  // float16 or int8 weight widened to float32) and are still folded.
+  std::set<std::pair<std::string, int>> weight_inputs;
+};
+std::unique_ptr<Pass> make_fold_pass(FoldConfig config);
+
+struct OpsetConfig {
+  int minimum = 0;        // below this default-domain opset the model is converted...
+  int target = 0;         // ...to this one
+  std::string needed_by;  // what needs it, for the report ("DynamicQuantizeLinear")
+};
+std::unique_ptr<Pass> make_opset_pass(OpsetConfig config);
+
 struct NBitsConfig {
-  int bits = 4;
-  int block_size = 32;
-  bool symmetric = true;
+  WeightPolicy policy;  // which nodes, at which precision
   int accuracy_level = 0;
   bool float16_scales = false;  // q4f16: scales written as float16 for a float16 A
-  NodeFilter filter;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

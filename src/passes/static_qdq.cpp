@@ -19,10 +19,11 @@
 // starts at 0, so QuantizeLinear clamps exactly as the activation did.
 //
 // The model is calibrated first (the Calibrator runs the float model), asking only for the
-// tensors the candidate nodes touch. Below opset 13 (per-axis DequantizeLinear) with per-channel
-// weights, the pairs are ONNX Runtime's com.microsoft QuantizeLinear / DequantizeLinear, which
-// take the same inputs and an axis at any opset. A model below opset 10 is raised to 10 unless it
-// has an op whose form changed by then (Slice, TopK, ...), in which case it stays float.
+// tensors the candidate nodes touch. Calibration observes the main graph: nodes inside If/Loop/
+// Scan bodies stay float, each with that reason. Below opset 13 (per-axis DequantizeLinear) with
+// per-channel weights, the pairs are ONNX Runtime's com.microsoft QuantizeLinear /
+// DequantizeLinear, which take the same inputs and an axis at any opset. A model below opset 10
+// (QuantizeLinear) has been raised by the opset preparation pass; if that failed, it stays float.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -70,10 +71,6 @@ const std::map<std::string, Kind>& op_kinds() {
   return kinds;
 }
 
-// Ops whose inputs or attributes changed form between opsets 7-9 and 10 (not only new types).
-const std::set<std::string> kChangedBy10 = {
-    "Slice", "TopK", "Upsample", "Dropout", "BatchNormalization", "Scan"};
-
 // Below this estimated signal-to-noise ratio of any live output channel (noise above signal) a
 // Conv stays float. Across YOLOX-nano's 113 Convs the worst channels sit at -3 dB (Conv_44),
 // then 10 dB and up; FastestDet's at 2 dB and up.
@@ -94,37 +91,18 @@ class StaticQdqPass final : public Pass {
     result_.pass = name();
     model_ = &model;
     graph_ = model.proto.mutable_graph();
-    scope_.graph = graph_;
     opset_ = opset_of(model.proto);
+    ModelIndex index(model.proto);
+    GraphEditor editor(model);
+    index_ = &index;
+    editor_ = &editor;
     if (opset_ < 10) {
-      // QuantizeLinear arrived in opset 10, and ONNX Runtime fuses QDQ into opset-10 ops: raise
-      // the model to 10 when none of its ops changed form on the way.
-      for (const auto& node : graph_->node()) {
-        if (node.domain().empty() && node.op_type() == "Slice") continue;  // converted below
-        if ((node.domain().empty() || node.domain() == "ai.onnx") &&
-            kChangedBy10.count(node.op_type())) {
-          result_.warnings.push_back(fmt::format(
-              "opset {} model: static QDQ needs opset 10, and {} changed form in opset 10; the "
-              "model is left float (convert it to opset >= 10 first)",
-              opset_, node_label(node)));
-          return result_;
-        }
-      }
-      result_.notes.push_back(
-          fmt::format("opset {} -> 10 (QuantizeLinear needs 10; no op of "
-                      "this model changed meaning)",
-                      opset_));
-      for (auto& o : *model.proto.mutable_opset_import()) {
-        if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(10);
-      }
-      names_.emplace(model.proto);
-      for (auto& node : *graph_->mutable_node()) {
-        if (node.domain().empty() && node.op_type() == "Slice") slice_attributes_to_inputs(node);
-      }
-      opset_ = 10;
+      result_.warnings.push_back(fmt::format(
+          "static QDQ needs opset 10 (QuantizeLinear); the model is opset {} and stays float",
+          opset_));
+      return result_;
     }
     if (opset_ < 13 && config_.per_channel) q_domain_ = "com.microsoft";  // per-axis DQ is 13+
-    names_.emplace(model.proto);
     if (config_.op_types.empty()) {  // the default: every op for conv nets, MatMul/Gemm otherwise
       bool conv = false;
       for (const auto& node : graph_->node())
@@ -138,12 +116,14 @@ class StaticQdqPass final : public Pass {
       }
     }
 
+    report_bodies(index);
+
     // 1. Which tensors the candidates touch; 2. their ranges from the float model.
     std::set<std::string> wanted;
     for (const auto& node : graph_->node()) {
       if (!candidate(node).empty()) continue;
       for (const auto& in : node.input()) {
-        if (!in.empty() && !find_constant(scope_, in)) wanted.insert(in);
+        if (!in.empty() && !constant(in)) wanted.insert(in);
       }
       for (const auto& out : node.output()) wanted.insert(out);
     }
@@ -160,10 +140,9 @@ class StaticQdqPass final : public Pass {
 
     select();
     rewrite();
+    editor.apply();
     if (config_.qoperator) to_qoperator();
-    topological_sort(*graph_);
     if (uses_ms_) ensure_opset(model.proto, "com.microsoft", 1);
-    remove_unused_constants(model.proto);
     return result_;
   }
 
@@ -172,83 +151,61 @@ class StaticQdqPass final : public Pass {
   // quantized tensors (the float op's output must be read by its QuantizeLinear alone; a Conv bias
   // must be the int32 one). Other ops keep their pairs; DequantizeLinears left unread go.
   void to_qoperator() {
-    std::map<std::string, int> producer, readers, quantizer;  // quantizer: t -> Q(t)'s node
-    auto index = [&] {
-      producer.clear(), readers.clear(), quantizer.clear();
-      for (int i = 0; i < graph_->node_size(); ++i) {
-        const auto& n = graph_->node(i);
-        for (const auto& o : n.output()) producer[o] = i;
-        for (const auto& in : n.input()) ++readers[in];
-        if (n.op_type() == "QuantizeLinear") quantizer[n.input(0)] = i;
-      }
-      for (const auto& o : graph_->output()) ++readers[o.name()];
+    ModelIndex index(model_->proto);
+    const ModelIndex::Graph& main = index.main();
+    auto dq_of = [&](const std::string& t) -> onnx::NodeProto* {
+      onnx::NodeProto* n = index.producer(main, t);
+      return n && n->op_type() == "DequantizeLinear" ? n : nullptr;
     };
-    index();
-    auto dq_of = [&](const std::string& t) -> const onnx::NodeProto* {
-      auto it = producer.find(t);
-      if (it == producer.end()) return nullptr;
-      const auto& n = graph_->node(it->second);
-      return n.op_type() == "DequantizeLinear" ? &n : nullptr;
+    // The QuantizeLinear that is the only reader of t, if any.
+    auto sole_quantizer = [&](const std::string& t) -> onnx::NodeProto* {
+      const auto& readers = index.readers(main, t);
+      if (readers.size() != 1 || !readers[0].node || readers[0].input != 0) return nullptr;
+      onnx::NodeProto* q = readers[0].node;
+      return q->op_type() == "QuantizeLinear" && q->input_size() >= 3 ? q : nullptr;
     };
-    std::set<int> removed;
-    std::vector<onnx::NodeProto> added;
+    std::set<onnx::NodeProto*> used_dq;  // DequantizeLinears a QLinear op absorbed
     int converted = 0;
-    for (int i = 0; i < graph_->node_size(); ++i) {
-      const auto& n = graph_->node(i);
+    for (auto& n : *graph_->mutable_node()) {
       const bool conv = n.op_type() == "Conv" && n.domain().empty();
       if (!conv && !(n.op_type() == "MatMul" && n.domain().empty())) continue;
-      const auto* dx = dq_of(n.input(0));
-      const auto* dw = dq_of(n.input(1));
-      const onnx::NodeProto* db =
-          conv && n.input_size() > 2 && !n.input(2).empty() ? dq_of(n.input(2)) : nullptr;
+      onnx::NodeProto* dx = dq_of(n.input(0));
+      onnx::NodeProto* dw = dq_of(n.input(1));
+      const bool has_bias = conv && n.input_size() > 2 && !n.input(2).empty();
+      onnx::NodeProto* db = has_bias ? dq_of(n.input(2)) : nullptr;
       if (!dx || !dw || dx->input_size() < 3 || dw->input_size() < 3) continue;
-      if (conv && n.input_size() > 2 && !n.input(2).empty() && !db) continue;  // a float bias
-      auto qi = quantizer.find(n.output(0));
-      if (readers[n.output(0)] != 1 || qi == quantizer.end()) continue;
-      const onnx::NodeProto* q = &graph_->node(qi->second);
-      if (q->input_size() < 3) continue;
-      onnx::NodeProto op;
-      op.set_op_type(conv ? "QLinearConv" : "QLinearMatMul");
-      op.set_name(names_->unique(n.name().empty() ? op.op_type() : n.name() + "_qlinear"));
+      if (has_bias && !db) continue;  // a float bias
+      onnx::NodeProto* q = sole_quantizer(n.output(0));
+      if (!q) continue;
+      std::vector<std::string> inputs;
       for (const auto* src : {dx, dw}) {
-        for (int k = 0; k < 3; ++k) op.add_input(src->input(k));
+        for (int k = 0; k < 3; ++k) inputs.push_back(src->input(k));
       }
-      op.add_input(q->input(1));
-      op.add_input(q->input(2));
-      if (db) op.add_input(db->input(0));
-      op.add_output(q->output(0));
-      if (conv) *op.mutable_attribute() = n.attribute();
-      removed.insert(i);
-      removed.insert(qi->second);
-      added.push_back(std::move(op));
+      inputs.push_back(q->input(1));
+      inputs.push_back(q->input(2));
+      if (db) inputs.push_back(db->input(0));
+      const std::string op = conv ? "QLinearConv" : "QLinearMatMul";
+      auto& fused = editor_->add_node(*graph_, op, n.name().empty() ? op : n.name() + "_qlinear",
+                                      std::move(inputs), {q->output(0)}, "", &n);
+      if (conv) *fused.mutable_attribute() = n.attribute();
+      editor_->remove_node(n);
+      editor_->remove_node(*q);
+      for (onnx::NodeProto* dq : {dx, dw, db}) {
+        if (dq) used_dq.insert(dq);
+      }
       ++converted;
     }
-    for (auto it = removed.rbegin(); it != removed.rend(); ++it)
-      graph_->mutable_node()->DeleteSubrange(*it, 1);
-    for (auto& op : added) *graph_->add_node() = std::move(op);
-    // DequantizeLinears nothing reads any more (their inputs stay read by the QLinear ops).
-    index();
-    for (int i = graph_->node_size() - 1; i >= 0; --i) {
-      const auto& n = graph_->node(i);
-      if (n.op_type() == "DequantizeLinear" && readers[n.output(0)] == 0) {
-        graph_->mutable_node()->DeleteSubrange(i, 1);
+    // DequantizeLinears nothing else reads any more (their inputs stay read by the QLinear ops).
+    for (onnx::NodeProto* dq : used_dq) {
+      bool read = false;
+      for (const auto& use : index.readers(main, dq->output(0))) {
+        read |= !use.node || !editor_->removed(*use.node);
       }
+      if (!read) editor_->remove_node(*dq);
     }
+    editor_->apply();
     result_.notes.push_back(
         fmt::format("QOperator form: {} node(s) became QLinearConv/QLinearMatMul", converted));
-  }
-
-  // Slice-1 (starts, ends, axes attributes) -> Slice-10 (the same as int64 inputs).
-  void slice_attributes_to_inputs(onnx::NodeProto& node) {
-    std::map<std::string, std::vector<int64_t>> values;
-    for (const auto& a : node.attribute()) values[a.name()] = {a.ints().begin(), a.ints().end()};
-    node.clear_attribute();
-    for (const char* key : {"starts", "ends", "axes"}) {
-      if (!values.count(key)) continue;
-      const auto& v = values[key];
-      node.add_input(add_initializer(node.name() + "_" + key, TensorProto::INT64,
-                                     {static_cast<int64_t>(v.size())}, v.data(), v.size() * 8));
-    }
   }
 
   // Empty when the node is a candidate, else why not (for the report).
@@ -270,10 +227,10 @@ class StaticQdqPass final : public Pass {
     const std::string& op = node.op_type();
     if (kind == Kind::kWeighted) {
       ins.push_back(node.input(0));
-      if (op == "MatMul" && !find_constant(scope_, node.input(1))) ins.push_back(node.input(1));
+      if (op == "MatMul" && !constant(node.input(1))) ins.push_back(node.input(1));
     } else if (kind == Kind::kElementwise) {
       for (const auto& in : node.input()) {
-        if (!in.empty() && !find_constant(scope_, in)) ins.push_back(in);
+        if (!in.empty() && !constant(in)) ins.push_back(in);
       }
     } else {
       ins.push_back(node.input(0));
@@ -283,7 +240,10 @@ class StaticQdqPass final : public Pass {
 
   // Decides, in graph order, which nodes are quantized and which tensors get a pair.
   void select() {
-    std::unordered_map<std::string, int> uses = count_uses(model_->proto);
+    const ModelIndex::Graph& main = index_->main();
+    auto uses = [&](const std::string& name) {
+      return static_cast<int>(index_->readers(main, name).size());
+    };
     std::set<std::string> graph_outputs;
     for (const auto& o : graph_->output()) graph_outputs.insert(o.name());
     const std::set<int> silu = silu_nodes(uses);
@@ -317,7 +277,7 @@ class StaticQdqPass final : public Pass {
         continue;
       }
       if (kind == Kind::kWeighted) {
-        auto weight = find_constant(scope_, node.input(1));
+        auto weight = constant(node.input(1));
         if (node.op_type() != "MatMul" && !weight) {
           result_.skipped.push_back({node_label(node), "the weight is computed at run time"});
           continue;
@@ -366,7 +326,7 @@ class StaticQdqPass final : public Pass {
   // takes its output from cosine 0.99 to 0.955.
   std::string buried_channel(const onnx::NodeProto& node) const {
     auto out = channel_power_.find(node.output(0));
-    auto ref = find_constant(scope_, node.input(1));
+    auto ref = constant(node.input(1));
     if (out == channel_power_.end() || !ref || ref->tensor->dims_size() < 2) return {};
     const Range r = ranges_.at(node.input(0));
     const double step = (std::max(r.hi, 0.0f) - std::min(r.lo, 0.0f)) / 255.0;
@@ -395,12 +355,11 @@ class StaticQdqPass final : public Pass {
   }
 
   // Sigmoid and Mul computing x * Sigmoid(x) (SiLU), the Sigmoid read by that Mul only.
-  std::set<int> silu_nodes(const std::unordered_map<std::string, int>& uses) const {
+  std::set<int> silu_nodes(const std::function<int(const std::string&)>& uses) const {
     std::map<std::string, int> sigmoid_of;  // Sigmoid output -> node index
     for (int i = 0; i < graph_->node_size(); ++i) {
       const auto& n = graph_->node(i);
-      if (n.op_type() == "Sigmoid" && n.domain().empty() && uses.count(n.output(0)) &&
-          uses.at(n.output(0)) == 1) {
+      if (n.op_type() == "Sigmoid" && n.domain().empty() && uses(n.output(0)) == 1) {
         sigmoid_of[n.output(0)] = i;
       }
     }
@@ -419,17 +378,17 @@ class StaticQdqPass final : public Pass {
   }
 
   std::string foldable(const onnx::NodeProto& node,
-                       const std::unordered_map<std::string, int>& uses,
+                       const std::function<int(const std::string&)>& uses,
                        const std::set<std::string>& graph_outputs) const {
     const std::string& in = node.input(0);
     if (!produced_.count(in) || shares_.count(in)) return "its input's producer is not quantized";
-    if (uses.count(in) && uses.at(in) != 1) return "its input has other readers";
+    if (uses(in) != 1) return "its input has other readers";
     if (graph_outputs.count(in)) return "its input is a graph output";
     if (!has_range(node.output(0))) return "its output is not calibrated";
     if (node.op_type() == "Clip") {
       float lo = -1;
       if (node.input_size() > 1 && !node.input(1).empty()) {
-        auto c = find_constant(scope_, node.input(1));
+        auto c = constant(node.input(1));
         if (!c) return "Clip min is computed at run time";
         lo = tensor_floats(*model_, *c->tensor).at(0);
       } else {
@@ -470,11 +429,10 @@ class StaticQdqPass final : public Pass {
       if (kind == Kind::kShares) done = "QDQ with its input's scale and zero point";
       result_.changed.push_back({node_label(node), done});
     }
-    for (auto it = removed.rbegin(); it != removed.rend(); ++it)
-      graph_->mutable_node()->DeleteSubrange(*it, 1);
+    for (int index : removed) editor_->remove_node(*graph_->mutable_node(index));
     // One pair per tensor; every reader but its QuantizeLinear reads the DequantizeLinear output.
     std::map<std::string, std::string> dequantized;
-    for (const auto& t : quantized_) dequantized[t] = names_->unique(t + "_dequantized");
+    for (const auto& t : quantized_) dequantized[t] = editor_->unique(t + "_dequantized");
     for (auto& node : *graph_->mutable_node()) {
       for (auto& in : *node.mutable_input()) {
         auto it = dequantized.find(in);
@@ -483,13 +441,9 @@ class StaticQdqPass final : public Pass {
     }
     for (const auto& [t, dq_name] : dequantized) {
       const Params& p = params_.at(t);
-      const std::string q_name = names_->unique(t + "_quantized");
-      auto* q = add_node("QuantizeLinear", t + "_quantize");
-      set_inputs(q, {t, p.scale, p.zp});
-      q->add_output(q_name);
-      auto* dq = add_node("DequantizeLinear", t + "_dequantize");
-      set_inputs(dq, {q_name, p.scale, p.zp});
-      dq->add_output(dq_name);
+      const std::string q_name = editor_->unique(t + "_quantized");
+      add_node("QuantizeLinear", t + "_quantize", {t, p.scale, p.zp}, {q_name});
+      add_node("DequantizeLinear", t + "_dequantize", {q_name, p.scale, p.zp}, {dq_name});
     }
     if (config_.signed_activations && weighted_ > 0) {
       result_.warnings.push_back(fmt::format(
@@ -541,7 +495,7 @@ class StaticQdqPass final : public Pass {
   }
 
   std::string quantize_weights(onnx::NodeProto& node) {
-    auto ref = find_constant(scope_, node.input(1));
+    auto ref = constant(node.input(1));
     if (!ref) return "QDQ activations (activation x activation)";
     const TensorProto& w = *ref->tensor;
     const std::vector<int64_t> dims(w.dims().begin(), w.dims().end());
@@ -561,7 +515,7 @@ class StaticQdqPass final : public Pass {
         if ((a.name() == "alpha" || a.name() == "beta") && a.f() != 1.0f) return done;
       }
     }
-    auto bias = find_constant(scope_, node.input(2));
+    auto bias = constant(node.input(2));
     if (!bias || bias->tensor->data_type() != TensorProto::FLOAT || bias->tensor->dims_size() != 1)
       return done;
     const std::vector<float> b = tensor_floats(*model_, *bias->tensor);
@@ -586,11 +540,10 @@ class StaticQdqPass final : public Pass {
                         channels > 1 ? std::vector<int64_t>{static_cast<int64_t>(channels)}
                                      : std::vector<int64_t>{},
                         scales.data(), channels * 4);
-    auto* dq = add_node("DequantizeLinear", base + "_dequantize");
-    set_inputs(dq, {qb, sb});
-    if (channels > 1) set_axis(dq, 0);
-    const std::string out = names_->unique(base + "_dequantized");
-    dq->add_output(out);
+    auto& dq = add_node("DequantizeLinear", base + "_dequantize", {qb, sb}, {});
+    if (channels > 1) set_attr(dq, "axis", int64_t{0});
+    const std::string out = editor_->unique(base + "_dequantized");
+    dq.add_output(out);
     node.set_input(2, out);
     record(base, {static_cast<int64_t>(b.size())}, "int32", b.size() * 4,
            b.size() * 4 + channels * 4);
@@ -637,11 +590,10 @@ class StaticQdqPass final : public Pass {
         add_initializer(base + "_scale", TensorProto::FLOAT, cdims, scales.data(), channels * 4);
     const std::string zn =
         add_initializer(base + "_zero_point", qtype, cdims, zps.data(), channels);
-    auto* dq = add_node("DequantizeLinear", base + "_dequantize");
-    set_inputs(dq, {qn, sn, zn});
-    if (axis >= 0) set_axis(dq, axis);
-    qw.dequantized = names_->unique(base + "_dequantized");
-    dq->add_output(qw.dequantized);
+    auto& dq = add_node("DequantizeLinear", base + "_dequantize", {qn, sn, zn}, {});
+    if (axis >= 0) set_attr(dq, "axis", static_cast<int64_t>(axis));
+    qw.dequantized = editor_->unique(base + "_dequantized");
+    dq.add_output(qw.dequantized);
     record(w.name(), dims,
            fmt::format("{}{}", is_signed ? "int8" : "uint8", axis >= 0 ? " per-channel" : ""),
            x.size() * 4, x.size() + channels * 5);
@@ -660,49 +612,49 @@ class StaticQdqPass final : public Pass {
     result_.tensors.push_back(std::move(change));
   }
 
-  onnx::NodeProto* add_node(const std::string& op, const std::string& name) {
-    auto* node = graph_->add_node();
-    node->set_op_type(op);
-    node->set_name(names_->unique(name));
+  // A Q/DQ or other new node of the main graph (placed by the final sort).
+  onnx::NodeProto& add_node(const std::string& op, const std::string& name,
+                            std::vector<std::string> inputs, std::vector<std::string> outputs) {
+    std::string domain;
     if ((op == "QuantizeLinear" || op == "DequantizeLinear") && !q_domain_.empty()) {
-      node->set_domain(q_domain_);
+      domain = q_domain_;
       uses_ms_ = true;
     }
-    return node;
-  }
-
-  static void set_inputs(onnx::NodeProto* node, std::initializer_list<std::string> names) {
-    for (const auto& n : names) node->add_input(n);
-  }
-
-  static void set_axis(onnx::NodeProto* node, int axis) {
-    auto* a = node->add_attribute();
-    a->set_name("axis");
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(axis);
+    return editor_->add_node(*graph_, op, name, std::move(inputs), std::move(outputs), domain);
   }
 
   std::string add_initializer(const std::string& base, int type, const std::vector<int64_t>& dims,
                               const void* data, size_t bytes) {
-    auto* t = graph_->add_initializer();
-    t->set_name(names_->unique(base));
-    t->set_data_type(type);
-    for (int64_t d : dims) t->add_dims(d);
-    std::vector<uint8_t> raw(bytes);
-    std::memcpy(raw.data(), data, bytes);
-    set_tensor_payload(*model_, *t, make_owned_payload(std::move(raw)));
-    return t->name();
+    return editor_->add_initializer(*graph_, base, type, dims, data, bytes);
+  }
+
+  std::optional<ConstantRef> constant(const std::string& name) const {
+    return index_->constant(index_->main(), name);
+  }
+
+  // Nodes in If/Loop/Scan bodies that would be candidates: kept, and said so.
+  void report_bodies(const ModelIndex& index) {
+    for (const auto& g : index.graphs()) {
+      if (!g->parent) continue;
+      for (const auto& node : g->proto->node()) {
+        if (candidate(node).empty()) {
+          result_.skipped.push_back(
+              {node_label(*g, node),
+               "inside a subgraph: calibration observes the main graph only, so it stays float"});
+        }
+      }
+    }
   }
 
   StaticQdqConfig config_;
   PassResult result_;
   Model* model_ = nullptr;
   onnx::GraphProto* graph_ = nullptr;
-  Scope scope_;
+  const ModelIndex* index_ = nullptr;
+  GraphEditor* editor_ = nullptr;
   int opset_ = 0;
   std::string q_domain_;
   bool uses_ms_ = false;
-  std::optional<NameSet> names_;
   std::unordered_map<std::string, Range> ranges_;
   std::unordered_map<std::string, std::vector<double>> channel_power_;
   std::vector<int> selected_;

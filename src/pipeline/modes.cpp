@@ -166,17 +166,43 @@ std::string Options::describe(Mode mode) const {
   return s;
 }
 
+// The (op, input) slots a mode quantizes as weights.
+std::set<std::pair<std::string, int>> weight_inputs(ModeFamily family) {
+  switch (family) {
+    case ModeFamily::kWeightOnly:
+      return {{"MatMul", 1}, {"Gemm", 1}, {"Gemm", 2}};
+    case ModeFamily::kDynamicInt8:
+      return {{"MatMul", 1}, {"Gemm", 1}, {"Gemm", 2}, {"Conv", 1}, {"Conv", 2}, {"Gather", 0}};
+    case ModeFamily::kStaticInt8:
+      return {{"MatMul", 1}, {"Gemm", 1},          {"Gemm", 2},         {"Conv", 1},
+              {"Conv", 2},   {"ConvTranspose", 1}, {"ConvTranspose", 2}};
+    case ModeFamily::kFloat16:
+      break;
+  }
+  return {};
+}
+
 std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options) {
   std::vector<std::unique_ptr<Pass>> passes;
   const ModeFamily family = mode_info(mode).family;
+  if (options.fold_constants) passes.push_back(make_fold_pass({weight_inputs(family)}));
+  if (options.convert_opset && family == ModeFamily::kStaticInt8) {
+    passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));
+  } else if (options.convert_opset && family == ModeFamily::kDynamicInt8) {
+    if (options.format != Format::kQdq) {
+      passes.push_back(make_opset_pass({11, 11, "DynamicQuantizeLinear"}));
+    } else if (options.per_channel) {
+      passes.push_back(make_opset_pass({13, 13, "per-channel DequantizeLinear"}));
+    } else {
+      passes.push_back(make_opset_pass({10, 10, "DequantizeLinear"}));
+    }
+  }
   if (family == ModeFamily::kWeightOnly) {
     NBitsConfig config;
-    config.bits = options.bits;
-    config.block_size = options.block_size;
-    config.symmetric = options.symmetric;
+    config.policy.precision = {options.bits, options.block_size, options.symmetric};
+    config.policy.filter = options.filter;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
-    config.filter = options.filter;
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
   }
   if (family == ModeFamily::kStaticInt8) {
@@ -187,19 +213,21 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
     config.filter = options.filter;
-    CalibrationOptions calib;
-    calib.method = options.calib_method;
-    calib.percentile = options.percentile;
-    calib.progress = options.calib_progress;
-    config.calibrate = [spec = options.calib, samples = options.calib_samples, calib](
-                           const Model& model, const std::set<std::string>& tensors) {
+    config.calibrate = [spec = options.calib, samples = options.calib_samples,
+                        method = options.calib_method, percentile = options.percentile,
+                        progress = options.calib_progress](const Model& model,
+                                                           const std::set<std::string>& tensors) {
       CalibrationData data = open_calibration_data(spec, model, samples);
+      RangeCollector ranges(tensors, method, percentile);
+      ChannelPowerCollector power(tensors);
+      run_calibration(model, data, {&ranges, &power}, progress);
       Calibration c;
-      c.ranges = quantize::calibrate(model, data, tensors, calib, &c.channel_power);
+      c.ranges = ranges.ranges();
+      c.channel_power = power.power();
       c.description = fmt::format("{}, {} ranges", data.description,
-                                  calib.method == CalibMethod::kMinMax       ? "min/max"
-                                  : calib.method == CalibMethod::kPercentile ? "percentile"
-                                                                             : "entropy (KL)");
+                                  method == CalibMethod::kMinMax       ? "min/max"
+                                  : method == CalibMethod::kPercentile ? "percentile"
+                                                                       : "entropy (KL)");
       c.synthetic = data.synthetic;
       return c;
     };

@@ -25,8 +25,13 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
   std::map<std::string, int> changed, skipped;
   for (const auto& c : pass.changed) ++changed[c.reason];
   for (const auto& s : pass.skipped) ++skipped[s.reason];
-  fmt::print(out, "  {}: {} node(s) changed, {} left alone\n", pass.pass, pass.changed.size(),
-             pass.skipped.size());
+  if (pass.changed.empty() && pass.skipped.empty()) {  // a pass with no candidate nodes
+    if (pass.notes.empty() && pass.warnings.empty()) return;  // ... and nothing to say
+    fmt::print(out, "  {}:\n", pass.pass);
+  } else {
+    fmt::print(out, "  {}: {} node(s) changed, {} left alone\n", pass.pass, pass.changed.size(),
+               pass.skipped.size());
+  }
   for (const auto& [what, count] : changed) fmt::print(out, "      {:>4} -> {}\n", count, what);
   for (const auto& [why, count] : skipped) fmt::print(out, "      {:>4} kept: {}\n", count, why);
   if (verbosity > 0) {

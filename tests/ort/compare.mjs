@@ -13,7 +13,8 @@
 // Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
 // --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
 // --images A.png,B.png (--image-scale S --image-offset O --image-order rgb|bgr): real photos
-// as the first input instead (see imageSets).
+// as the first input instead (see imageSets). --digits FILE.csv.gz[:FIRST:COUNT]: handwritten
+// digits as a 1-channel image input (see digitSets).
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
 // (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
 // Runtime's graph optimization level (disabled, basic, extended, all; default all).
@@ -22,6 +23,7 @@
 // --time-runs N prints the best of N timed runs of the float model per input set (ort_ms).
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import ort from 'onnxruntime-node';
 import {PNG} from 'pngjs';
 
@@ -246,6 +248,40 @@ function imageSets(meta, args) {
   });
 }
 
+// --digits FILE.csv.gz[:FIRST:COUNT]: handwritten digits (scikit-learn's copy of the UCI optical
+// digits test set: rows of 64 values 0..16 for an 8 x 8 image, then the label) as the model's
+// first input [1, 1, H, W], laid out as MNIST's are: the digit bilinear-resized to 20 x 20 and
+// centred, ink 0..255 (white on black), times --image-scale plus --image-offset. The label of
+// each set is kept: the float model's accuracy on them is printed, to show the input is right.
+function digitSets(meta, args) {
+  const m = meta[0];
+  const [, , height, width] = m.shape;
+  const [file, first = '0', count = '16'] = args.digits.split(':');
+  const scale = Number(args['image-scale'] ?? 1), offset = Number(args['image-offset'] ?? 0);
+  const rows = zlib.gunzipSync(fs.readFileSync(file)).toString().trim().split('\n')
+    .slice(Number(first), Number(first) + Number(count));
+  return rows.map((row, r) => {
+    const cells = row.split(',').map(Number);
+    const px = (x, y) => cells[Math.min(Math.max(y, 0), 7) * 8 + Math.min(Math.max(x, 0), 7)];
+    const box = 20, left = Math.floor((width - box) / 2), top = Math.floor((height - box) / 2);
+    const values = new Array(height * width).fill(offset);
+    for (let y = 0; y < box; y++) {
+      for (let x = 0; x < box; x++) {
+        const fx = (x + 0.5) * 8 / box - 0.5, fy = (y + 0.5) * 8 / box - 0.5;
+        const x0 = Math.floor(fx), y0 = Math.floor(fy), ax = fx - x0, ay = fy - y0;
+        const v = (px(x0, y0) * (1 - ax) + px(x0 + 1, y0) * ax) * (1 - ay) +
+                  (px(x0, y0 + 1) * (1 - ax) + px(x0 + 1, y0 + 1) * ax) * ay;
+        values[(top + y) * width + left + x] = v / 16 * 255 * scale + offset;
+      }
+    }
+    const set = randomSets(meta.slice(1), {...args, random: 1})[0];
+    set.inputs[m.name] = {values, dims: [1, 1, height, width]};
+    set.label = `digit ${Number(first) + r}`;
+    set.digit = cells[64];
+    return set;
+  });
+}
+
 function randomSets(meta, args) {
   const dims = Object.fromEntries(args.dim.map((d) => d.split('=')).map(([k, v]) => [k, Number(v)]));
   const ranges = Object.fromEntries(args.range.map((r) => {
@@ -401,12 +437,15 @@ async function main() {
   const float = await load(args.float);
   const meta = float.inputMetadata;
   const sets = args.data.length ? dataSets(args.data, meta)
-             : args.images ? imageSets(meta, args) : randomSets(meta, args);
+             : args.images ? imageSets(meta, args)
+             : args.digits ? digitSets(meta, args) : randomSets(meta, args);
   const stats = Object.fromEntries(float.outputNames.map((n) => [n, new Stats()]));
   for (const name of float.outputNames) {
     if (!quant.outputNames.includes(name)) throw new Error(`the quantized model has no output '${name}'`);
   }
   const started = Date.now();
+  const labelled = {count: 0, float: 0, quant: 0};  // --digits: accuracy against the labels
+  const argmax = (v) => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
   for (const [index, set] of sets.entries()) {
     const floatFeeds = feeds(float, set);
     const fo = await float.run(floatFeeds);
@@ -430,7 +469,16 @@ async function main() {
       if (args.top1 === name && last > 1) s.top1(f, q, last);
       if (args.ppl === name) s.perplexity(f, q, set.inputs[args['ppl-ids']].values, last);
       if (set.expected[k]) s.reference(f, set.expected[k].values.map(Number));
+      if (set.digit !== undefined && k === 0) {
+        labelled.count++;
+        labelled.float += argmax(f) === set.digit;
+        labelled.quant += argmax(q) === set.digit;
+      }
     });
+  }
+  if (labelled.count) {
+    console.log(`labels: float model ${labelled.float}/${labelled.count} right, quantized ` +
+                `${labelled.quant}/${labelled.count}`);
   }
   const results = [];
   const check = (what, ok) => results.push({what, ok});

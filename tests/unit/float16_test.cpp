@@ -219,7 +219,9 @@ TEST(Float16, ShapeArithmeticStaysFloat32) {
   EXPECT_EQ(shape_kept, 3) << "Cast(s), Mul and the Cast back to int64";
 }
 
-TEST(Float16, SubgraphBodiesStayFloat32AndGetFloat32Values) {
+// Bodies are converted too, each on its own with float32 at its boundary: they read the
+// enclosing graph's float16 values directly and cast their outputs back to float32.
+TEST(Float16, SubgraphBodiesAreConvertedWithFloat32Boundaries) {
   auto proto = testing::parse(R"(
     <ir_version: 8, opset_import: ["" : 17]>
     g (bool cond, float[2, 4] x) => (float[2, 4] y) {
@@ -235,19 +237,61 @@ TEST(Float16, SubgraphBodiesStayFloat32AndGetFloat32Values) {
   expect_well_formed(g);
   const onnx::NodeProto* if_node = testing::find_node(g, "If");
   ASSERT_NE(if_node, nullptr);
-  // h is float16 (Relu converted); the bodies read a float32 copy of it.
-  const std::string body_input = if_node->attribute(0).g().node(0).input(0);
-  EXPECT_NE(body_input, "h");
-  const onnx::NodeProto* cast = nullptr;
-  for (const auto& n : g.node()) {
-    if (n.op_type() == "Cast" && n.output(0) == body_input) cast = &n;
+  for (int b = 0; b < 2; ++b) {
+    const auto& body = if_node->attribute(b).g();
+    const onnx::NodeProto* op = testing::find_node(body, b == 0 ? "Neg" : "Abs");
+    ASSERT_NE(op, nullptr);
+    EXPECT_EQ(op->input(0), "h") << "h is float16 already: read as it is";
+    // The body's declared float32 output is a cast of the float16 result.
+    const std::string out = body.output(0).name();
+    const onnx::NodeProto* cast = nullptr;
+    for (const auto& n : body.node()) {
+      if (n.op_type() == "Cast" && n.output(0) == out) cast = &n;
+    }
+    ASSERT_NE(cast, nullptr) << "branch " << b;
+    EXPECT_EQ(cast->input(0), op->output(0));
+    EXPECT_EQ(int_attr(*cast, "to"), onnx::TensorProto::FLOAT);
+    EXPECT_EQ(elem_type(body.output(0)), onnx::TensorProto::FLOAT);
   }
-  ASSERT_NE(cast, nullptr);
-  EXPECT_EQ(cast->input(0), "h");
-  EXPECT_EQ(int_attr(*cast, "to"), onnx::TensorProto::FLOAT);
-  EXPECT_EQ(if_node->attribute(1).g().node(0).input(0), body_input);
+  // The If itself keeps its float32 interface, and says why; its body nodes are converted.
   ASSERT_EQ(r.skipped.size(), 1u);
   EXPECT_NE(r.skipped[0].reason.find("subgraph"), std::string::npos);
+  int body_nodes = 0;
+  for (const auto& c : r.changed)
+    body_nodes += c.node.find("then_branch") != std::string::npos ||
+                  c.node.find("else_branch") != std::string::npos;
+  EXPECT_EQ(body_nodes, 2);
+}
+
+// A body reading a float32 value of the enclosing graph that a converted node wants in float16
+// casts it inside the body; constants of the body convert with their readers.
+TEST(Float16, BodyCastsOuterFloat32ValuesItNeedsInFloat16) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool cond, float[2, 4] x) => (float[2, 4] y) {
+      y = If (cond) <
+        then_branch = then_g () => (float[2, 4] t) {
+          k = Constant <value = float[4] {1.0, 2.0, 3.0, 4.0}> ()
+          t = Mul(x, k)
+        },
+        else_branch = else_g () => (float[2, 4] e) { e = Identity(x) }
+      >
+    })");
+  Model model = testing::round_trip(proto);
+  run_f16(model);
+  const auto& then_g = testing::find_node(model.proto.graph(), "If")->attribute(0).g();
+  const onnx::NodeProto* mul = testing::find_node(then_g, "Mul");
+  ASSERT_NE(mul, nullptr);
+  const onnx::NodeProto* cast_in = nullptr;
+  for (const auto& n : then_g.node()) {
+    if (n.op_type() == "Cast" && n.output(0) == mul->input(0)) cast_in = &n;
+  }
+  ASSERT_NE(cast_in, nullptr) << "x is cast to float16 inside the body";
+  EXPECT_EQ(cast_in->input(0), "x");
+  EXPECT_EQ(int_attr(*cast_in, "to"), onnx::TensorProto::FLOAT16);
+  const onnx::NodeProto* k = testing::find_node(then_g, "Constant");
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(k->attribute(0).t().data_type(), onnx::TensorProto::FLOAT16);
 }
 
 TEST(Float16, BatchTransposeMatMulStaysFloat32) {
@@ -309,7 +353,8 @@ TEST(Float16, Q4F16PipelineMakesTheWholeChainFloat16) {
   Model model = testing::round_trip(proto);
   Options options;
   auto results = run_pipeline(model, Mode::kQ4F16, options);
-  ASSERT_EQ(results.size(), 2u);
+  ASSERT_EQ(results.size(), 3u);  // fold, matmul_nbits, float16
+  EXPECT_EQ(results[0].pass, "fold");
   const auto& g = model.proto.graph();
   expect_well_formed(g);
   const auto* nbits = testing::find_node(g, "MatMulNBits");

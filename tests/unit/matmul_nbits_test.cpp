@@ -135,9 +135,7 @@ TEST_P(NBitsFormats, QuantizesConstantWeightAndKeepsRuntimeOne) {
   const Case c = GetParam();
   Fixture f = two_matmuls(7);
   NBitsConfig config;
-  config.bits = c.bits;
-  config.block_size = c.block;
-  config.symmetric = c.symmetric;
+  config.policy.precision = {c.bits, c.block, c.symmetric};
   config.float16_scales = c.f16_scales;
   PassResult r = run_nbits(f.model, config);
   const auto& g = f.model.proto.graph();
@@ -210,7 +208,7 @@ TEST(NBits, IncludeExcludeAndIneligibleWeights) {
   ai->set_name("ai");
   Model model = testing::round_trip(proto);
   NBitsConfig config;
-  config.filter = NodeFilter("", "lm_head");
+  config.policy.filter = NodeFilter("", "lm_head");
   PassResult r = run_nbits(model, config);
   ASSERT_EQ(r.changed.size(), 1u);
   EXPECT_NE(r.changed[0].node.find("attn/q_proj"), std::string::npos);

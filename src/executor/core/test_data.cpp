@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 std::vector<fs::path> test_data_dirs(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail(ExitCode::kInput, "{}: not a folder", dir.string());
-  if (fs::exists(dir / "input_0.pb")) return {dir};
+  // A set of its own (a model without inputs has only expected outputs), or a folder of sets.
+  if (fs::exists(dir / "input_0.pb") || fs::exists(dir / "output_0.pb")) return {dir};
   std::vector<fs::path> sets;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.is_directory() && entry.path().filename().string().rfind("test_data_set_", 0) == 0) {

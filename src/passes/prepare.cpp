@@ -1,0 +1,436 @@
+// Preparation passes, run before a mode's quantization passes and reported like them.
+//
+// fold: constant folding through the built-in executor. A node whose inputs are all constants
+// (initializers, Constant nodes, or outputs already folded), in any graph, becomes an initializer
+// holding its output:
+//
+//   Before:  W f16 -> Cast(to=float) -> Reshape(., shape) -> MatMul(x, .)
+//   After:   W' f32 (an initializer) -> MatMul(x, W')
+//
+// so weights exporters put behind Reshape, Transpose, Cast, Identity or DequantizeLinear reach
+// the quantization passes as constants. A subexpression read by several nodes is folded once, and
+// identical constant subexpressions are merged. Size cap: a result may not outgrow its inputs
+// (or 64 KiB), except on its way to an input the mode quantizes (a weight, at most 4x its
+// inputs: float16 or int8 weights widened to float32). Left alone: random ops, nodes with
+// subgraphs, sequence results, graph outputs, and ops the executor does not run. Large results
+// are computed again when written, so memory does not grow with the model.
+//
+// opset: raises the default-domain opset through ONNX's own version converter when the mode
+// needs a newer one (static QDQ: QuantizeLinear is opset 10; dynamic INT8:
+// DynamicQuantizeLinear is opset 11). A model the converter cannot carry over stays as it is,
+// with the reason; opsets below 7 are refused before any pass runs.
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+#include <onnx/version_converter/convert.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "executor/core/evaluate.h"
+#include "graph/graph.h"
+#include "model/tensor_data.h"
+#include "passes/passes.h"
+#include "quantize/error.h"
+#include "quantize/report.h"
+
+namespace quantize {
+namespace {
+
+const std::set<std::string> kNondeterministic = {"RandomNormal",     "RandomUniform",
+                                                 "RandomNormalLike", "RandomUniformLike",
+                                                 "Multinomial",      "Bernoulli"};
+constexpr uint64_t kSmall = 64 << 10;        // results this small are always folded
+constexpr uint64_t kKeepInMemory = 1 << 20;  // larger results are recomputed when written
+
+// A constant's bytes, wherever they are (an initializer's payload, a folded result's).
+struct Source {
+  int dtype = 0;
+  std::vector<int64_t> dims;
+  PayloadPtr bytes;
+
+  Tensor decode() const {
+    Tensor t(dtype, dims, Tensor::Uninitialized{});
+    if (t.bytes() != bytes->size()) {
+      fail(ExitCode::kInput, "a constant of {} bytes holds {}", t.bytes(), bytes->size());
+    }
+    if (t.bytes()) bytes->read(t.raw());
+    return t;
+  }
+};
+
+// The bytes of a tensor as a payload (raw little-endian, as raw_data holds them).
+PayloadPtr owned_payload(const Tensor& t) {
+  std::vector<uint8_t> bytes(t.raw(), t.raw() + t.bytes());
+  return make_owned_payload(std::move(bytes));
+}
+
+// A model with only the opset imports of `model`: enough for evaluate_node.
+std::shared_ptr<Model> opset_only(const Model& model) {
+  auto m = std::make_shared<Model>();
+  *m->proto.mutable_opset_import() = model.proto.opset_import();
+  m->source = model.source;
+  return m;
+}
+
+class FoldPass final : public Pass {
+ public:
+  explicit FoldPass(FoldConfig config) : config_(std::move(config)) {}
+  const char* name() const override { return "fold"; }
+
+  PassResult run(Model& model) override {
+    PassResult result;
+    result.pass = name();
+    model_ = &model;
+    imports_ = opset_only(model);
+    ModelIndex index(model.proto);
+    GraphEditor editor(model);
+    uint64_t folded_bytes = 0;
+    int merged = 0;
+    for (const auto& graph : index.graphs()) {
+      std::set<std::string> outputs;
+      for (const auto& o : graph->proto->output()) outputs.insert(o.name());
+      const std::set<std::string> weight_bound = weight_bound_values(index, *graph);
+      std::map<std::string, std::vector<std::string>> seen;  // subexpression -> its outputs
+      std::vector<onnx::NodeProto*> nodes;
+      for (auto& node : *graph->proto->mutable_node()) nodes.push_back(&node);
+      for (onnx::NodeProto* node : nodes) {
+        if (!foldable_form(*node, outputs)) continue;
+        std::vector<std::optional<Source>> inputs;
+        if (!constant_inputs(index, *graph, *node, inputs)) continue;
+        const std::string label = node_label(*graph, *node);
+        // Identical constant subexpressions: the later one reads the earlier one's outputs.
+        const std::string key = subexpression_key(*node);
+        if (auto it = seen.find(key); it != seen.end()) {
+          for (int i = 0; i < node->output_size(); ++i) {
+            rename_reads(*graph->proto, node->output(i), it->second[i], false);
+            sources_[node->output(i)] = sources_[it->second[i]];
+          }
+          editor.remove_node(*node);
+          result.changed.push_back({label, "merged with an identical constant subexpression"});
+          ++merged;
+          continue;
+        }
+        std::string why = fold(editor, *graph, *node, inputs, weight_bound, folded_bytes);
+        if (!why.empty()) {
+          result.skipped.push_back({label, why});
+          continue;
+        }
+        seen[key] = {node->output().begin(), node->output().end()};
+        result.changed.push_back({label, "folded into a constant"});
+      }
+    }
+    editor.apply();
+    const size_t folded = result.changed.size() - merged;
+    if (folded > 0) {
+      result.notes.push_back(fmt::format("{} node(s) folded into {} of constants", folded,
+                                         format_bytes(folded_bytes)));
+    }
+    return result;
+  }
+
+ private:
+  // Values that feed, through constant-only nodes, an input the mode quantizes.
+  std::set<std::string> weight_bound_values(const ModelIndex& index,
+                                            const ModelIndex::Graph& graph) const {
+    std::set<std::string> bound;
+    const auto& nodes = graph.proto->node();
+    for (const auto& node : nodes) {
+      for (int i = 0; i < node.input_size(); ++i) {
+        if (config_.weight_inputs.count({node.op_type(), i})) bound.insert(node.input(i));
+      }
+    }
+    // Backwards: a node whose output is bound binds its inputs (graphs are in order).
+    for (int k = nodes.size() - 1; k >= 0; --k) {
+      const auto& node = nodes[k];
+      bool any = false;
+      for (const auto& o : node.output()) any |= bound.count(o) > 0;
+      if (!any) continue;
+      for (const auto& in : node.input()) bound.insert(in);
+    }
+    (void)index;
+    return bound;
+  }
+
+  static bool foldable_form(const onnx::NodeProto& node, const std::set<std::string>& outputs) {
+    if (!is_default_domain(node) || node.op_type() == "Constant" || has_subgraph(node) ||
+        kNondeterministic.count(node.op_type()) || node.input_size() == 0) {
+      return false;
+    }
+    for (const auto& o : node.output()) {
+      if (outputs.count(o)) return false;  // a graph output stays a computed value
+    }
+    return true;
+  }
+
+  // The node's inputs when all are constants (absent optional inputs: nullopt).
+  bool constant_inputs(const ModelIndex& index, const ModelIndex::Graph& graph,
+                       const onnx::NodeProto& node, std::vector<std::optional<Source>>& inputs) {
+    for (const auto& name : node.input()) {
+      if (name.empty()) {
+        inputs.emplace_back();
+        continue;
+      }
+      auto source = constant_source(index, graph, name);
+      if (!source) return false;
+      inputs.push_back(std::move(source));
+    }
+    return true;
+  }
+
+  std::optional<Source> constant_source(const ModelIndex& index, const ModelIndex::Graph& graph,
+                                        const std::string& name) {
+    if (auto it = sources_.find(name); it != sources_.end()) return it->second;
+    Source s;
+    if (auto ref = index.constant(graph, name)) {
+      if (ref->tensor->data_type() == onnx::TensorProto::STRING) return std::nullopt;
+      s.dtype = ref->tensor->data_type();
+      s.dims.assign(ref->tensor->dims().begin(), ref->tensor->dims().end());
+      s.bytes = tensor_payload(*model_, *ref->tensor);
+    } else if (const onnx::NodeProto* p = index.producer(graph, name);
+               p && p->op_type() == "Constant" && is_default_domain(*p)) {
+      auto out = evaluate_node(*imports_, *p, {});  // value_float, value_ints, ...
+      if (!out || out->size() != 1 || (*out)[0].is_container() ||
+          (*out)[0].dtype() == onnx::TensorProto::STRING) {
+        return std::nullopt;
+      }
+      s.dtype = (*out)[0].dtype();
+      s.dims = (*out)[0].shape();
+      s.bytes = owned_payload((*out)[0]);
+    } else {
+      return std::nullopt;
+    }
+    sources_[name] = s;
+    return s;
+  }
+
+  // Runs the node on its constant inputs (decoded for the call).
+  std::optional<std::vector<Tensor>> evaluate(const onnx::NodeProto& node,
+                                              const std::vector<std::optional<Source>>& inputs) {
+    return evaluate_sources(*imports_, node, inputs);
+  }
+
+  static std::optional<std::vector<Tensor>> evaluate_sources(
+      const Model& imports, const onnx::NodeProto& node,
+      const std::vector<std::optional<Source>>& inputs) {
+    std::vector<Tensor> decoded;
+    decoded.reserve(inputs.size());
+    std::vector<const Tensor*> raw;
+    for (const auto& s : inputs) {
+      if (!s) {
+        raw.push_back(nullptr);
+        continue;
+      }
+      decoded.push_back(s->decode());
+      raw.push_back(&decoded.back());
+    }
+    return evaluate_node(imports, node, raw);
+  }
+
+  // Folds the node into initializers of its graph; returns why not, or "".
+  std::string fold(GraphEditor& editor, const ModelIndex::Graph& graph, onnx::NodeProto& node,
+                   const std::vector<std::optional<Source>>& inputs,
+                   const std::set<std::string>& weight_bound, uint64_t& folded_bytes) {
+    uint64_t in_bytes = 0;
+    for (const auto& s : inputs) in_bytes += s ? s->bytes->size() : 0;
+    std::optional<std::vector<Tensor>> out;
+    try {
+      out = evaluate(node, inputs);
+    } catch (const Error& e) {
+      return fmt::format("its constant inputs do not run: {}", e.what());
+    }
+    if (!out) return "the executor does not run this op, so it is not folded";
+    bool bound = false;
+    uint64_t out_bytes = 0;
+    for (size_t i = 0; i < out->size(); ++i) {
+      const Tensor& t = (*out)[i];
+      if (t.is_container() || t.dtype() == onnx::TensorProto::STRING) {
+        return "its result is not a numeric tensor";
+      }
+      out_bytes += t.bytes();
+      bound |= weight_bound.count(node.output(static_cast<int>(i))) > 0;
+    }
+    const uint64_t cap = std::max(kSmall, bound ? 4 * in_bytes : in_bytes);
+    if (out_bytes > cap) {
+      return fmt::format("its result ({}) would outgrow its constant inputs ({})",
+                         format_bytes(out_bytes), format_bytes(in_bytes));
+    }
+    for (size_t i = 0; i < out->size(); ++i) {
+      const std::string& name = node.output(static_cast<int>(i));
+      if (name.empty()) continue;
+      const Tensor& t = (*out)[i];
+      Source s{
+          t.dtype(), t.shape(),
+          t.bytes() <= kKeepInMemory ? owned_payload(t) : recompute(node, inputs, i, t.bytes())};
+      auto* init = graph.proto->add_initializer();
+      init->set_name(name);
+      init->set_data_type(s.dtype);
+      for (int64_t d : s.dims) init->add_dims(d);
+      set_tensor_payload(editor.model(), *init, s.bytes);
+      folded_bytes += t.bytes();
+      sources_[name] = std::move(s);
+    }
+    editor.remove_node(node);
+    return {};
+  }
+
+  // A payload that evaluates the node again when read: large results are not kept in memory.
+  PayloadPtr recompute(const onnx::NodeProto& node,
+                       const std::vector<std::optional<Source>>& inputs, size_t output,
+                       uint64_t bytes) {
+    auto imports = imports_;
+    return make_lazy_payload(bytes, [imports, node, inputs, output, bytes](uint8_t* out) {
+      auto result = evaluate_sources(*imports, node, inputs);
+      if (!result || (*result)[output].bytes() != bytes) {
+        fail(ExitCode::kInternal, "folded node {} changed its result", node_label(node));
+      }
+      std::memcpy(out, (*result)[output].raw(), bytes);
+    });
+  }
+
+  static std::string subexpression_key(const onnx::NodeProto& node) {
+    onnx::NodeProto key = node;
+    key.clear_name();
+    key.clear_output();
+    key.clear_doc_string();
+    return key.SerializeAsString();
+  }
+
+  // Every read of `from` in the graph and its bodies (whose outputs may name it too).
+  static void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to,
+                           bool body) {
+    for (auto& node : *graph.mutable_node()) {
+      for (auto& in : *node.mutable_input()) {
+        if (in == from) in = to;
+      }
+      for (auto& a : *node.mutable_attribute()) {
+        if (a.has_g()) rename_reads(*a.mutable_g(), from, to, true);
+        for (auto& g : *a.mutable_graphs()) rename_reads(g, from, to, true);
+      }
+    }
+    if (!body) return;
+    for (auto& o : *graph.mutable_output()) {
+      if (o.name() == from) o.set_name(to);
+    }
+  }
+
+  FoldConfig config_;
+  Model* model_ = nullptr;
+  std::shared_ptr<Model> imports_;
+  std::unordered_map<std::string, Source> sources_;  // constants read so far, and folded results
+};
+
+// Whether any op in a body changed form between the two opsets (ONNX's converter leaves bodies
+// as they are).
+std::string body_op_changed(const onnx::GraphProto& graph, int from, int to, bool in_body) {
+  for (const auto& node : graph.node()) {
+    if (in_body && is_default_domain(node)) {
+      const auto* a = onnx::OpSchemaRegistry::Schema(node.op_type(), from, "");
+      const auto* b = onnx::OpSchemaRegistry::Schema(node.op_type(), to, "");
+      if (!a || !b || a->SinceVersion() != b->SinceVersion()) return node_label(node);
+    }
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_g()) {
+        if (auto s = body_op_changed(attr.g(), from, to, true); !s.empty()) return s;
+      }
+      for (const auto& g : attr.graphs()) {
+        if (auto s = body_op_changed(g, from, to, true); !s.empty()) return s;
+      }
+    }
+  }
+  return "";
+}
+
+class OpsetPass final : public Pass {
+ public:
+  explicit OpsetPass(OpsetConfig config) : config_(std::move(config)) {}
+  const char* name() const override { return "opset"; }
+
+  PassResult run(Model& model) override {
+    PassResult result;
+    result.pass = name();
+    const int from = opset_of(model.proto, "");
+    if (from >= config_.minimum) return result;
+    const int to = config_.target;
+    auto keep = [&](const std::string& why) {
+      result.warnings.push_back(
+          fmt::format("{} needs opset {}; the model is opset {} and stays so: {}",
+                      config_.needed_by, config_.minimum, from, why));
+      return result;
+    };
+    if (std::string op = body_op_changed(model.proto.graph(), from, to, false); !op.empty()) {
+      return keep(
+          fmt::format("node {} inside a subgraph changed between opsets {} and {}, and "
+                      "ONNX's converter does not convert subgraphs",
+                      op, from, to));
+    }
+    // The converter copies every tensor; large tensor bytes live in payloads, marked in the
+    // proto, and the marks must survive: initializers go out before and come back after.
+    onnx::ModelProto stripped = model.proto;
+    auto* graph = stripped.mutable_graph();
+    google::protobuf::RepeatedPtrField<onnx::TensorProto> initializers;
+    initializers.Swap(graph->mutable_initializer());
+    std::set<std::string> declared;
+    for (const auto& v : graph->input()) declared.insert(v.name());
+    for (const auto& t : initializers) {  // stand-ins the converter sees as graph inputs
+      if (declared.count(t.name())) continue;
+      auto* v = graph->add_input();
+      v->set_name(t.name());
+      auto* tt = v->mutable_type()->mutable_tensor_type();
+      tt->set_elem_type(t.data_type());
+      auto* shape = tt->mutable_shape();
+      for (int64_t d : t.dims()) shape->add_dim()->set_dim_value(d);
+    }
+    onnx::ModelProto converted;
+    try {
+      // Some adapters need value shapes (Softmax 12 -> 13): infer them first, where possible.
+      try {
+        onnx::shape_inference::InferShapes(stripped);
+      } catch (const std::exception&) {
+      }
+      converted = onnx::version_conversion::ConvertVersion(stripped, to);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+      return keep("ONNX's version converter failed: " + what);
+    }
+    auto* out = converted.mutable_graph();
+    auto* inputs = out->mutable_input();
+    for (int i = inputs->size() - 1; i >= 0; --i) {
+      if (!declared.count(inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
+    }
+    // Initializers the converter added (attributes that became inputs) come first in the
+    // converted graph; the model's own go back as they were.
+    for (auto& t : initializers) *out->add_initializer() = std::move(t);
+    // What the converter does not carry: node names, doc strings, metadata, local functions.
+    converted.mutable_metadata_props()->CopyFrom(model.proto.metadata_props());
+    converted.mutable_functions()->CopyFrom(model.proto.functions());
+    converted.set_producer_name(model.proto.producer_name());
+    converted.set_producer_version(model.proto.producer_version());
+    converted.set_doc_string(model.proto.doc_string());
+    converted.set_model_version(model.proto.model_version());
+    for (const auto& o : model.proto.opset_import()) {
+      if (!o.domain().empty() && o.domain() != "ai.onnx")
+        ensure_opset(converted, o.domain(), o.version());
+    }
+    model.proto = std::move(converted);
+    result.notes.push_back(fmt::format("opset {} -> {} (ONNX's version converter), as {} needs {}",
+                                       from, to, config_.needed_by, config_.minimum));
+    return result;
+  }
+
+ private:
+  OpsetConfig config_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_fold_pass(FoldConfig config) {
+  return std::make_unique<FoldPass>(std::move(config));
+}
+
+std::unique_ptr<Pass> make_opset_pass(OpsetConfig config) {
+  return std::make_unique<OpsetPass>(std::move(config));
+}
+
+}  // namespace quantize
