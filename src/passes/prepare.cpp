@@ -341,6 +341,22 @@ std::string body_op_changed(const onnx::GraphProto& graph, int from, int to, boo
   return "";
 }
 
+// The first graph input or output whose name, type or shape differs between two graphs, or "".
+std::string interface_change(const onnx::GraphProto& before, const onnx::GraphProto& after) {
+  auto differ = [](const auto& a, const auto& b, const char* what) -> std::string {
+    if (a.size() != b.size()) return fmt::format("number of {}s", what);
+    for (int i = 0; i < a.size(); ++i) {
+      if (a.Get(i).name() != b.Get(i).name() ||
+          a.Get(i).type().SerializeAsString() != b.Get(i).type().SerializeAsString()) {
+        return fmt::format("{} '{}'", what, a.Get(i).name());
+      }
+    }
+    return "";
+  };
+  std::string what = differ(before.input(), after.input(), "input");
+  return what.empty() ? differ(before.output(), after.output(), "output") : what;
+}
+
 class OpsetPass final : public Pass {
  public:
   explicit OpsetPass(OpsetConfig config) : config_(std::move(config)) {}
@@ -398,6 +414,11 @@ class OpsetPass final : public Pass {
     auto* inputs = out->mutable_input();
     for (int i = inputs->size() - 1; i >= 0; --i) {
       if (!declared.count(inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
+    }
+    // The model's interface must not change (Scan 8 -> 9, say, drops a batch axis from its
+    // inputs: the converted model would no longer take the user's data).
+    if (std::string what = interface_change(model.proto.graph(), *out); !what.empty()) {
+      return keep("the conversion would change the model's " + what);
     }
     // Initializers the converter added (attributes that became inputs) come first in the
     // converted graph; the model's own go back as they were.
