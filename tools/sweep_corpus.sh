@@ -4,6 +4,7 @@
 # checked in ONNX Runtime 1.30 against the float model on the model's test_data_set_0.
 #   tools/sweep_corpus.sh QUANTIZE_BINARY OUTDIR [--modes q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8]
 #                         [--filter REGEX] [--jobs N] [--corpus DIR] [--timeout SECONDS]
+#                         [--models LIST]
 # Needs ONNX Runtime from npm in tests/ort/node_modules (tools/bootstrap.sh --tests) and the
 # Debian package libonnx-testdata. All modes take about 2-4 minutes on 2 cores.
 #
@@ -16,6 +17,10 @@
 # (see its header for the classes: ok, refused, invalid, wrong, crash, not-runnable, opset<7),
 # prints a table per mode and every entry that is not ok with its reason, and writes
 # OUTDIR/summary.json (counts and non-ok entries) and OUTDIR/results.jsonl (every entry).
+# --models LIST sweeps other models instead: one per line, "NAME PATH [compare.mjs input flags]"
+# (# starts a comment; a PATH that does not exist is reported and skipped). Their test data is
+# one random input set made by tests/ort/compare.mjs with those flags (--dim, --range, ...),
+# saved with ONNX Runtime's float outputs as OUTDIR/data/NAME/test_data_set_0.
 # Exit status: 1 iff any entry is invalid, wrong or a crash; 2 on a usage or sweep error; 77 when
 # the corpus is not installed (ctest reports the test as skipped).
 set -euo pipefail
@@ -34,6 +39,7 @@ filter=
 jobs=$(nproc)
 corpus=/usr/share/libonnx-testdata/data
 tool_timeout=60
+model_list=
 while [ $# -gt 0 ]; do
   case $1 in
     --modes) modes=$2; shift 2 ;;
@@ -41,10 +47,29 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --corpus) corpus=$2; shift 2 ;;
     --timeout) tool_timeout=$2; shift 2 ;;
+    --models) model_list=$(realpath "$2"); shift 2 ;;
     *) usage ;;
   esac
 done
 [ -x "$bin" ] || { echo "sweep_corpus: $bin is not an executable" >&2; exit 2; }
+if [ -n "$model_list" ]; then  # a corpus of the listed models, with random test data
+  corpus=$out/data
+  rm -rf "$corpus"
+  while read -r name path flags; do
+    [ -n "$name" ] && [ "${name:0:1}" != "#" ] || continue
+    path=${path/#@ROOT@/$root}
+    if [ ! -f "$path" ]; then
+      echo "sweep: $name: $path not found, skipped" >&2
+      continue
+    fi
+    mkdir -p "$corpus/models/$name"
+    realpath "$path" >"$corpus/models/$name/model.path"  # read in place (with its external data)
+    # shellcheck disable=SC2086
+    node "$root/tests/ort/compare.mjs" --float "$path" --quant "$path" --random 1 \
+      --save-float "$corpus/models/$name" $flags >/dev/null 2>"$corpus/models/$name/data.err" ||
+      echo "sweep: $name: no test data ($(head -c 300 "$corpus/models/$name/data.err"))" >&2
+  done <"$model_list"
+fi
 if [ ! -d "$corpus" ]; then  # 77: CTest's SKIP_RETURN_CODE for this test
   echo "SKIP: no ONNX backend test corpus at $corpus (Debian package libonnx-testdata)" >&2
   exit 77
@@ -65,8 +90,8 @@ rm -rf "$out/out" "$out/manifest.jsonl" "$out"/.manifest.*
 jobs_file=$out/jobs.txt
 : >"$jobs_file"
 models=0
-for dir in "$corpus"/{node,pytorch-converted,pytorch-operator,simple}/*/; do
-  [ -f "$dir/model.onnx" ] || continue
+for dir in "$corpus"/{node,pytorch-converted,pytorch-operator,simple,models}/*/; do
+  [ -f "$dir/model.onnx" ] || [ -f "$dir/model.path" ] || continue
   name=${dir%/}
   name=${name#"$corpus"/}
   [ -z "$filter" ] || [[ $name =~ $filter ]] || continue
@@ -87,6 +112,7 @@ run_batch() {
     shift 2
     dir=$SWEEP_CORPUS/$name
     model=$dir/model.onnx
+    [ -f "$dir/model.path" ] && model=$(cat "$dir/model.path")
     dst=$SWEEP_OUT/out/$name/$mode.onnx
     err=$SWEEP_OUT/out/$name/$mode.err
     case $mode in
@@ -115,8 +141,10 @@ secs() { printf '%d.%d' $((($2 - $1) / 1000000000)) $((($2 - $1) / 100000000 % 1
 echo "sweep: $(wc -l <"$out/manifest.jsonl") tool runs in $(secs "$started" "$tool_done") s" >&2
 
 status=0
+check=exact
+[ -z "$model_list" ] || check=load  # real models on random inputs: loading and running is judged
 node "$root/tests/ort/sweep.mjs" --manifest "$out/manifest.jsonl" --summary "$out/summary.json" \
-  --results "$out/results.jsonl" --jobs "$jobs" || status=$?
+  --results "$out/results.jsonl" --jobs "$jobs" --check "$check" || status=$?
 finished=$(date +%s%N)
 echo "sweep: total $(secs "$started" "$finished") s (tool runs $(secs "$started" "$tool_done") s, ONNX Runtime $(secs "$tool_done" "$finished") s)"
 exit $status

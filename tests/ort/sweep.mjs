@@ -3,7 +3,7 @@
 // the float model does, and do its outputs agree with the float model's?
 //
 //   node sweep.mjs --manifest M.jsonl [--summary S.json] [--results R.jsonl] [--jobs N]
-//                  [--timeout SECONDS] [--threads N] [--ort-optimization LEVEL]
+//                  [--timeout SECONDS] [--threads N] [--ort-optimization LEVEL] [--check load]
 //
 // Normally run by tools/sweep_corpus.sh, which runs the tool and writes the manifest: one JSON
 // object a line, {model, mode, float, quant, data, exit, stderr}: a name for the model
@@ -31,7 +31,10 @@
 //                 change from one run to the next is only checked that way too)
 //   ok            none of the above
 // For invalid and wrong entries the output is tried again with ONNX Runtime's graph
-// optimizations disabled, and the note says whether the failure stays.
+// optimizations disabled, and the note says whether the failure stays. --check load judges every
+// mode as the lossy ones (shapes, types, finiteness) and prints the cosine similarity of each
+// output to the float model's instead: for real models on random inputs, where how close a lossy
+// mode stays is for their own tests to judge.
 //
 // The float model runs once per model (its outputs are kept for all the modes). Entries are
 // checked by --jobs child processes (default 2), one model at a time; ONNX Runtime runs with
@@ -267,6 +270,24 @@ function compareOutput(name, f, q, exact) {
          (Number.isFinite(worstDiff) && f.values[worst] !== 0 ? ` (relative ${fmt(worstDiff / Math.abs(f.values[worst]))})` : '');
 }
 
+// The smallest cosine similarity over the float outputs both models have (null if none).
+function minCosine(floatOutputs, outputs) {
+  let worst = null;
+  for (const [name, f] of Object.entries(floatOutputs)) {
+    const q = outputs[name];
+    if (!q || !isFloatType(f.type)) continue;
+    let dot = 0, ff = 0, qq = 0;
+    for (let i = 0; i < f.values.length; i++) {
+      const a = f.values[i], b = q.values[i];
+      if (!Number.isFinite(a) || !Number.isFinite(b)) continue;
+      dot += a * b, ff += a * a, qq += b * b;
+    }
+    const c = ff > 0 && qq > 0 ? dot / Math.sqrt(ff * qq) : ff === qq ? 1 : 0;
+    worst = worst === null ? c : Math.min(worst, c);
+  }
+  return worst;
+}
+
 // --- worker: checks the entries of one model at a time ----------------------------------------
 
 function oneLine(text, paths = {}) {
@@ -282,6 +303,7 @@ async function worker(args) {
   const sessionOptions = (level) => ({intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3,
                                       graphOptimizationLevel: level});
   const level = args['ort-optimization'] ?? 'all';
+  const loadOnly = args.check === 'load';
   const send = (message) => new Promise((resolve) => process.send(message, resolve));
 
   function readInputs(dir, meta) {
@@ -361,12 +383,12 @@ async function worker(args) {
           return {cls: 'invalid', reason: oneLine(e.message, paths)};
         }
         const outputs = Object.fromEntries(session.outputNames.map((n) => [n, snapshot(out[n])]));
-        const exact = FLOAT16_MODES.has(entry.mode);
+        const exact = FLOAT16_MODES.has(entry.mode) && !loadOnly;
         const compare = (strict) => Object.entries(float.outputs)
           .map(([n, f]) => (outputs[n] ? compareOutput(n, f, outputs[n], strict) : `output '${n}' missing`))
           .filter(Boolean);
         const reasons = compare(exact);
-        if (!reasons.length) return {cls: 'ok'};
+        if (!reasons.length) return {cls: 'ok', cosine: minCosine(float.outputs, outputs)};
         if (exact && await isRandom()) {  // random outputs: shapes and finiteness only
           const loose = compare(false);
           return loose.length ? {cls: 'wrong', reason: loose.join('; ')}
@@ -461,7 +483,8 @@ async function main(args) {
   const queue = [...byModel.values()];
   const jobs = Math.max(1, Number(args.jobs ?? 2)), timeout = 1000 * Number(args.timeout ?? 20);
   const script = fileURLToPath(import.meta.url);
-  const workerArgs = ['--worker', '--threads', String(args.threads ?? 1), '--ort-optimization', args['ort-optimization'] ?? 'all'];
+  const workerArgs = ['--worker', '--threads', String(args.threads ?? 1), '--ort-optimization', args['ort-optimization'] ?? 'all',
+                      '--check', args.check ?? 'exact'];
   let restarts = 0;
 
   await new Promise((resolveAll, rejectAll) => {
@@ -578,6 +601,19 @@ async function main(args) {
     console.log(`${g.mode} ${names}: ${g.reason}`);
   }
   const failing = CLASSES.filter((c) => FAILING.has(c)).reduce((a, c) => a + total[c], 0);
+  if (args.check === 'load') {  // the cosine of each ok entry (the worst over its float outputs)
+    const names = [...new Set(entries.map((e) => e.model))];
+    const w = Math.max(6, ...names.map((n) => n.length));
+    console.log(`\ncosine to the float model (worst output; random inputs):\n${''.padEnd(w)}  ${modes.map((m) => m.padStart(12)).join('')}`);
+    for (const name of names) {
+      const cells = modes.map((m) => {
+        const e = entries.find((x) => x.model === name && x.mode === m);
+        const r = e && results[e.idx];
+        return (r && r.cls === 'ok' && r.cosine !== null && r.cosine !== undefined ? r.cosine.toFixed(5) : r ? r.cls : '').padStart(12);
+      });
+      console.log(`${name.padEnd(w)}  ${cells.join('')}`);
+    }
+  }
   console.log(`\n${entries.length} entries, ${byModel.size} models checked in ONNX Runtime, ${seconds.toFixed(1)} s, ` +
               `${restarts} ONNX Runtime child restart(s); ${failing} invalid/wrong/crash`);
 
