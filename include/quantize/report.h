@@ -18,7 +18,7 @@ struct OutputReport {
 };
 
 // verbosity 0: summary; 1 (-v): also every tensor, and every node with what it became or why it
-// was left alone.
+// was left alone. The passes' warnings are not printed here: they are diagnostics (stderr).
 void print_report(const OutputReport& report, int verbosity, std::FILE* out);
 
 std::string format_bytes(uint64_t bytes);  // "12.0 MiB"

@@ -1,8 +1,11 @@
 #include "quantize/pipeline.h"
 
+#include <chrono>
+
 #include "graph/graph.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
+#include "quantize/log.h"
 
 namespace quantize {
 namespace {
@@ -25,13 +28,25 @@ std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& opt
   // Opsets before 7 broadcast by attribute and spell several ops differently; the passes emit
   // opset 7+ forms. (The executor runs such models where their ops mean the same.)
   const int opset = opset_of(model.proto, "");
+  if (opset == 0) {
+    fail(ExitCode::kInput,
+         "{}: the model imports no default-domain (ai.onnx) opset: none of its ops is one this "
+         "tool quantizes",
+         model.source);
+  }
   if (opset < 7) {
     fail(ExitCode::kInput,
          "{}: default-domain opset {} is not supported for quantization (7 to 21 are)",
          model.source, opset);
   }
   std::vector<PassResult> results;
-  for (auto& pass : build_pipeline(mode, options)) results.push_back(pass->run(model));
+  for (auto& pass : build_pipeline(mode, options)) {
+    const auto start = std::chrono::steady_clock::now();
+    results.push_back(pass->run(model));
+    log().debug("{} pass {}: {} node(s) changed, {} kept, {:.3f} s", mode_info(mode).flag,
+                pass->name(), results.back().changed.size(), results.back().skipped.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   set_metadata(model.proto, "quantize.version", QUANTIZE_VERSION);
   set_metadata(model.proto, "quantize.mode", mode_info(mode).flag);
   set_metadata(model.proto, "quantize.options", options.describe(mode));

@@ -26,7 +26,7 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
   for (const auto& c : pass.changed) ++changed[c.reason];
   for (const auto& s : pass.skipped) ++skipped[s.reason];
   if (pass.changed.empty() && pass.skipped.empty()) {  // a pass with no candidate nodes
-    if (pass.notes.empty() && pass.warnings.empty()) return;  // ... and nothing to say
+    if (pass.notes.empty()) return;                    // ... and nothing to say
     fmt::print(out, "  {}:\n", pass.pass);
   } else {
     fmt::print(out, "  {}: {} node(s) changed, {} left alone\n", pass.pass, pass.changed.size(),
@@ -43,7 +43,6 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
     for (const auto& s : pass.skipped) fmt::print(out, "    kept {}: {}\n", s.node, s.reason);
   }
   for (const auto& n : pass.notes) fmt::print(out, "    {}\n", n);
-  for (const auto& w : pass.warnings) fmt::print(out, "    warning: {}\n", w);
 }
 
 }  // namespace

@@ -5,11 +5,9 @@
 #include <cstddef>
 #include <functional>
 
-namespace quantize {
+#include "quantize/threads.h"
 
-// Threads used by parallel_for; 0 (the default) means one per hardware thread.
-void set_thread_count(unsigned count);
-unsigned thread_count();
+namespace quantize {
 
 // Calls body(begin, end) over [0, n) in chunks of `grain` indices, spread over the threads.
 // Exceptions from body are rethrown in the caller (the first one wins).

@@ -26,8 +26,8 @@ if [ -n "${CALIB:-}" ]; then
   qargs+=(--calib "$outdir/calib")
 fi
 out=$outdir/quantized.onnx
-"$quantize" "$model" "${qargs[@]}" -o "$out" -v | tee "$outdir/report.txt"
-# EXPECT_REPORT: a regular expression the report must contain (a warning, say).
+"$quantize" "$model" "${qargs[@]}" -o "$out" -v 2>&1 | tee "$outdir/report.txt"
+# EXPECT_REPORT: a regular expression the report or the diagnostics must contain (a warning, say).
 if [ -n "${EXPECT_REPORT:-}" ] && ! grep -Eq "$EXPECT_REPORT" "$outdir/report.txt"; then
   echo "FAILED: the report does not say: $EXPECT_REPORT"
   exit 1

@@ -12,7 +12,7 @@ rm -rf "$outdir" && mkdir -p "$outdir"
 # QUANTIZE_FIRST (env): quantize flags; the check then runs on the tool's own output.
 if [ -n "${QUANTIZE_FIRST:-}" ]; then
   # shellcheck disable=SC2086
-  "$quantize" "$model" $QUANTIZE_FIRST -o "$outdir/quantized.onnx" > "$outdir/report.txt"
+  "$quantize" "$model" $QUANTIZE_FIRST -o "$outdir/quantized.onnx" > "$outdir/report.txt" 2>&1
   # Without VNNI, ONNX Runtime's uint8 x int8 kernels saturate, so it is no reference there:
   # 7-bit weights (--reduce-range) keep its integer sums exact.
   if grep -q "this machine has no VNNI" "$outdir/report.txt"; then

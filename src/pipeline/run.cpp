@@ -1,0 +1,161 @@
+// quantize_files and run_test_data (see quantize/run.h).
+#include "quantize/run.h"
+
+#include <chrono>
+#include <set>
+
+#include "quantize/error.h"
+#include "quantize/log.h"
+#include "quantize/model.h"
+#include "quantize/pipeline.h"
+
+namespace quantize {
+namespace fs = std::filesystem;
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+}
+
+void check_outputs(const RunRequest& request, const std::vector<std::string>& models,
+                   const std::vector<Mode>& modes) {
+  if (!request.output.empty() && models.size() * modes.size() != 1) {
+    fail(ExitCode::kUsage,
+         "-o/--output names one file: give one model and one mode (or use --output-dir)");
+  }
+  std::set<fs::path> seen;
+  for (const auto& model : models) {
+    for (Mode mode : modes) {
+      fs::path out = output_path(request, model, mode);
+      if (!seen.insert(fs::absolute(out).lexically_normal()).second) {
+        fail(ExitCode::kUsage, "two outputs would both be written to {}", out.string());
+      }
+      for (const auto& in : request.models) {
+        if (same_file(out, in)) fail(ExitCode::kUsage, "{}: refusing to overwrite the input", in);
+      }
+      std::error_code ec;
+      if (!request.force && !request.dry_run && fs::exists(out, ec)) {
+        fail(ExitCode::kOutput, "{} exists (use --force to replace it)", out.string());
+      }
+      fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+      if (!request.dry_run && !fs::is_directory(parent, ec)) {
+        fail(ExitCode::kOutput, "{}: the output folder does not exist", parent.string());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+fs::path output_path(const RunRequest& request, const std::string& model, Mode mode) {
+  if (!request.output.empty()) return request.output;
+  fs::path in = model.empty() ? fs::path(kEmbeddedModelName) : fs::path(model);
+  fs::path dir = !request.output_dir.empty() ? fs::path(request.output_dir)
+                 : model.empty()             ? fs::path(".")
+                                             : in.parent_path();
+  return dir / (in.stem().string() + "_" + request.options.suffix(mode) + ".onnx");
+}
+
+void quantize_files(const RunRequest& request,
+                    const std::function<void(const OutputReport&)>& on_report) {
+  Options options = request.options;
+  if (options.modes.empty()) {
+    options.modes.push_back(Mode::kQ4F16);
+    log().info("no mode given, using --q4f16");
+  }
+  options.validate();
+  const std::vector<std::string> models =
+      request.models.empty() ? std::vector<std::string>{""} : request.models;
+  check_outputs(request, models, options.modes);
+
+  for (const auto& model_path : models) {
+    auto start = std::chrono::steady_clock::now();
+    Model source = model_path.empty() ? load_embedded_model() : load_model(model_path);
+    const double load_seconds = seconds_since(start);
+    log().debug("{}: loaded in {:.2f} s ({} bytes)", source.source, load_seconds, source.bytes);
+    for (Mode mode : options.modes) {
+      auto mode_start = std::chrono::steady_clock::now();
+      Model model = copy_model(source);
+      OutputReport report;
+      report.input = source.source;
+      report.mode = mode_info(mode).flag;
+      report.options = options.describe(mode);
+      report.passes = run_pipeline(model, mode, options);
+      report.bytes_before = source.bytes;
+      report.dry_run = request.dry_run;
+      const fs::path out = output_path(request, model_path, mode);
+      report.output = out.string();
+      if (request.dry_run) {
+        report.bytes_after = encoded_size(model, request.external_data);
+      } else {
+        for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
+          if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
+            fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file", file.string(),
+                 out.string());
+          }
+        }
+        SaveOptions save;
+        save.external_data = request.external_data;
+        if (request.progress) {
+          save.progress = [&](uint64_t done, uint64_t total) {
+            request.progress(out, done, total);
+          };
+        }
+        SaveResult saved = save_model(model, out, save);
+        report.bytes_after = saved.model_bytes + saved.data_bytes;
+        if (!saved.data_path.empty()) report.output += " + " + saved.data_path.filename().string();
+      }
+      report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
+      on_report(report);
+    }
+  }
+}
+
+bool run_test_data(const DataRunRequest& request,
+                   const std::function<void(const DataSetResult&)>& on_set) {
+  Model model = load_model(request.model);
+  Executor executor(model);
+  bool all_within = true;
+  const auto& graph = model.proto.graph();
+  for (const auto& data : request.data) {
+    for (const fs::path& dir : test_data_dirs(data)) {
+      const auto inputs = read_test_inputs(dir, executor.input_names().size(),
+                                           declared_types(graph, executor.input_names()));
+      std::vector<Tensor> outputs;
+      DataSetResult result;
+      result.dir = dir;
+      result.seconds = 1e30;
+      for (int r = 0; r < std::max(1, request.repeat); ++r) {  // the best of `repeat` runs
+        auto start = std::chrono::steady_clock::now();
+        outputs = executor.run(inputs);
+        result.seconds = std::min(result.seconds, seconds_since(start));
+      }
+      const auto expected = read_test_outputs(dir, declared_types(graph, executor.output_names()));
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        DataSetResult::Output out;
+        out.name = executor.output_names()[i];
+        out.value = &outputs[i];
+        if (i < expected.size()) {
+          out.compared = true;
+          out.agreement = compare(outputs[i], expected[i], request.rtol, request.atol);
+          all_within &= out.agreement.within;
+        }
+        if (!request.save.empty()) {
+          fs::path out_dir = fs::path(request.save) / dir.filename();
+          fs::create_directories(out_dir);
+          write_tensor_pb(out_dir / fmt::format("output_{}.pb", i), outputs[i], out.name);
+        }
+        result.outputs.push_back(std::move(out));
+      }
+      on_set(result);
+    }
+  }
+  return all_within;
+}
+
+}  // namespace quantize
