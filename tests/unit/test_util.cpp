@@ -4,6 +4,7 @@
 #include <onnx/defs/parser.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace quantize::testing {
@@ -103,6 +104,74 @@ int64_t int_attr(const onnx::NodeProto& node, const std::string& name, int64_t f
     if (a.name() == name) return a.i();
   }
   return fallback;
+}
+
+std::vector<Tensor> random_inputs(const Model& model, uint32_t seed, int64_t int_hi) {
+  std::mt19937 rng(seed);
+  std::vector<Tensor> inputs;
+  const auto types = declared_types(model.proto.graph(), fed_inputs(model));
+  for (const auto* type : types) {
+    EXPECT_TRUE(type && type->has_tensor_type()) << "inputs must be declared tensors";
+    if (!type || !type->has_tensor_type()) return {};
+    std::vector<int64_t> shape;
+    for (const auto& d : type->tensor_type().shape().dim()) {
+      shape.push_back(d.has_dim_value() ? d.dim_value() : 1);
+    }
+    Tensor t(type->tensor_type().elem_type(), shape);
+    for (int64_t i = 0; i < t.size(); ++i) {
+      switch (t.dtype()) {
+        case onnx::TensorProto::FLOAT:
+          t.data<float>()[i] = std::uniform_real_distribution<float>(-1, 1)(rng);
+          break;
+        case onnx::TensorProto::INT64:
+          t.data<int64_t>()[i] = std::uniform_int_distribution<int64_t>(0, int_hi - 1)(rng);
+          break;
+        case onnx::TensorProto::INT32:
+          t.data<int32_t>()[i] =
+              static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, int_hi - 1)(rng));
+          break;
+        case onnx::TensorProto::BOOL:
+          t.data<uint8_t>()[i] = static_cast<uint8_t>(rng() & 1);
+          break;
+        default:
+          ADD_FAILURE() << "random_inputs: element type " << t.dtype();
+          return {};
+      }
+    }
+    inputs.push_back(std::move(t));
+  }
+  return inputs;
+}
+
+OutputGap output_gap(const Model& before, const Model& after, int samples, uint32_t seed,
+                     int64_t int_hi) {
+  OutputGap gap;
+  Executor a(before), b(after);
+  for (int s = 0; s < samples; ++s) {
+    const auto inputs = random_inputs(before, seed + s, int_hi);
+    const auto x = a.run(inputs), y = b.run(inputs);
+    EXPECT_EQ(x.size(), y.size());
+    for (size_t k = 0; k < x.size() && k < y.size(); ++k) {
+      if (x[k].shape() != y[k].shape() || x[k].dtype() != y[k].dtype()) {
+        gap.same_shapes = false;
+        continue;
+      }
+      if (x[k].dtype() != onnx::TensorProto::FLOAT && x[k].dtype() != onnx::TensorProto::FLOAT16) {
+        gap.same_others &=
+            x[k].bytes() == y[k].bytes() && std::memcmp(x[k].raw(), y[k].raw(), x[k].bytes()) == 0;
+        continue;
+      }
+      double dot = 0, xx = 0, yy = 0;
+      for (int64_t i = 0; i < x[k].size(); ++i) {
+        const double u = x[k].element_as_double(i), v = y[k].element_as_double(i);
+        gap.max_abs = std::max(gap.max_abs, std::fabs(u - v));
+        dot += u * v, xx += u * u, yy += v * v;
+      }
+      const double cosine = xx > 0 && yy > 0 ? dot / std::sqrt(xx * yy) : (xx == yy ? 1 : 0);
+      gap.min_cosine = std::min(gap.min_cosine, cosine);
+    }
+  }
+  return gap;
 }
 
 }  // namespace quantize::testing

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "quantize/executor.h"
 #include "quantize/model.h"
 
 namespace quantize::testing {
@@ -34,5 +35,22 @@ const onnx::TensorProto* find_initializer(const onnx::GraphProto& graph, const s
 const onnx::NodeProto* find_node(const onnx::GraphProto& graph, const std::string& op_type);
 int count_ops(const onnx::GraphProto& graph, const std::string& op_type);
 int64_t int_attr(const onnx::NodeProto& node, const std::string& name, int64_t fallback = -1);
+
+// --- running a graph before and after a pass (ONNX Runtime's TransformerTester pattern) ---
+
+// Random inputs for a model's fed inputs from their declared types and shapes (symbolic dims 1):
+// floats uniform in [-1, 1), integers in [0, int_hi), bools 0/1.
+std::vector<Tensor> random_inputs(const Model& model, uint32_t seed, int64_t int_hi = 4);
+
+// How far a rewritten model's outputs are from the original's on the same inputs.
+struct OutputGap {
+  double max_abs = 0;     // over all float outputs
+  double min_cosine = 1;  // the worst float output
+  bool same_shapes = true;
+  bool same_others = true;  // non-float outputs identical
+};
+// Runs both models in the executor on `samples` random input sets.
+OutputGap output_gap(const Model& before, const Model& after, int samples = 2, uint32_t seed = 1,
+                     int64_t int_hi = 4);
 
 }  // namespace quantize::testing
