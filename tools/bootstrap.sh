@@ -10,7 +10,8 @@ tests=0
 packages=(cmake g++ make pkg-config zlib1g-dev libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
           libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev)
 if [ $tests = 1 ]; then
-  packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor
+  packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor and the sweep
+  packages+=(clang-format)      # the format check
   if ! { command -v node && command -v npm; } >/dev/null; then packages+=(nodejs npm); fi
 fi
 missing=()
