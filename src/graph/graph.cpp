@@ -280,6 +280,30 @@ std::string ModelIndex::why_not_constant(const Graph& g, const std::string& name
   return "not a constant";
 }
 
+namespace {
+
+void rename_in(onnx::GraphProto& graph, const std::string& from, const std::string& to,
+               bool body) {
+  for (auto& node : *graph.mutable_node()) {
+    for (auto& in : *node.mutable_input()) {
+      if (in == from) in = to;
+    }
+    for_each_body(node, [&](const onnx::AttributeProto&, onnx::GraphProto& g) {
+      rename_in(g, from, to, true);
+    });
+  }
+  if (!body) return;
+  for (auto& o : *graph.mutable_output()) {
+    if (o.name() == from) o.set_name(to);
+  }
+}
+
+}  // namespace
+
+void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to) {
+  rename_in(graph, from, to, false);
+}
+
 std::vector<std::string> implicit_inputs(const onnx::NodeProto& node) {
   std::vector<std::string> out;
   std::unordered_set<std::string> seen;

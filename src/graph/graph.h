@@ -113,6 +113,10 @@ class ModelIndex {
   std::unordered_map<const onnx::GraphProto*, const Graph*> by_proto_;
 };
 
+// Makes every read of the value `from` in `graph` and its bodies read `to` instead (node inputs,
+// and outputs of bodies that name it; the graph's own outputs stay).
+void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to);
+
 // Names a node's subgraphs read from enclosing scopes.
 std::vector<std::string> implicit_inputs(const onnx::NodeProto& node);
 

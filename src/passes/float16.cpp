@@ -431,19 +431,6 @@ class GraphConverter {
     plan_.push_back({});
   }
 
-  static void rename_reads(onnx::GraphProto& graph, const std::string& from,
-                           const std::string& to) {
-    for (auto& node : *graph.mutable_node()) {
-      for (auto& in : *node.mutable_input()) {
-        if (in == from) in = to;
-      }
-      for (auto& a : *node.mutable_attribute()) {
-        if (a.has_g()) rename_reads(*a.mutable_g(), from, to);
-        for (auto& g : *a.mutable_graphs()) rename_reads(g, from, to);
-      }
-    }
-  }
-
   void insert_casts() {
     const int original = graph_->node_size();
     // Graph outputs whose precision differs from what the declaration wants: the producer

@@ -103,7 +103,7 @@ class FoldPass final : public Pass {
         const std::string key = subexpression_key(*node);
         if (auto it = seen.find(key); it != seen.end()) {
           for (int i = 0; i < node->output_size(); ++i) {
-            rename_reads(*graph->proto, node->output(i), it->second[i], false);
+            rename_reads(*graph->proto, node->output(i), it->second[i]);
             sources_[node->output(i)] = sources_[it->second[i]];
           }
           editor.remove_node(*node);
@@ -294,24 +294,6 @@ class FoldPass final : public Pass {
     key.clear_output();
     key.clear_doc_string();
     return key.SerializeAsString();
-  }
-
-  // Every read of `from` in the graph and its bodies (whose outputs may name it too).
-  static void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to,
-                           bool body) {
-    for (auto& node : *graph.mutable_node()) {
-      for (auto& in : *node.mutable_input()) {
-        if (in == from) in = to;
-      }
-      for (auto& a : *node.mutable_attribute()) {
-        if (a.has_g()) rename_reads(*a.mutable_g(), from, to, true);
-        for (auto& g : *a.mutable_graphs()) rename_reads(g, from, to, true);
-      }
-    }
-    if (!body) return;
-    for (auto& o : *graph.mutable_output()) {
-      if (o.name() == from) o.set_name(to);
-    }
   }
 
   FoldConfig config_;
