@@ -282,8 +282,7 @@ std::string ModelIndex::why_not_constant(const Graph& g, const std::string& name
 
 namespace {
 
-void rename_in(onnx::GraphProto& graph, const std::string& from, const std::string& to,
-               bool body) {
+void rename_in(onnx::GraphProto& graph, const std::string& from, const std::string& to, bool body) {
   for (auto& node : *graph.mutable_node()) {
     for (auto& in : *node.mutable_input()) {
       if (in == from) in = to;

@@ -323,6 +323,40 @@ std::string body_op_changed(const onnx::GraphProto& graph, int from, int to, boo
   return "";
 }
 
+constexpr char kTag[] = "quantize.payload:";
+
+// Replaces each payload mark by a tag in raw_data; returns how many.
+size_t tag_payloads(onnx::ModelProto& model) {
+  size_t n = 0;
+  for_each_tensor(model, [&](onnx::TensorProto& t, const std::string&) {
+    if (!has_payload(t)) return;
+    std::string tag = kTag;
+    for (const auto& e : t.external_data()) {
+      if (e.key() == kPayloadKey) tag += e.value();
+    }
+    t.clear_external_data();
+    t.clear_data_location();
+    t.set_raw_data(tag);
+    ++n;
+  });
+  return n;
+}
+
+// Turns tags back into payload marks; returns how many.
+size_t untag_payloads(onnx::ModelProto& model) {
+  size_t n = 0;
+  for_each_tensor(model, [&](onnx::TensorProto& t, const std::string&) {
+    if (t.raw_data().rfind(kTag, 0) != 0) return;
+    auto* e = t.add_external_data();
+    e->set_key(kPayloadKey);
+    e->set_value(t.raw_data().substr(sizeof(kTag) - 1));
+    t.set_data_location(onnx::TensorProto::EXTERNAL);
+    t.clear_raw_data();
+    ++n;
+  });
+  return n;
+}
+
 // The first graph input or output whose name, type or shape differs between two graphs, or "".
 std::string interface_change(const onnx::GraphProto& before, const onnx::GraphProto& after) {
   auto differ = [](const auto& a, const auto& b, const char* what) -> std::string {
@@ -362,22 +396,23 @@ class OpsetPass final : public Pass {
                       "ONNX's converter does not convert subgraphs",
                       op, from, to));
     }
-    // The converter copies every tensor; large tensor bytes live in payloads, marked in the
-    // proto, and the marks must survive: initializers go out before and come back after.
+    // ONNX's IR drops the payload marks of large tensors (initializers, Constant nodes, in any
+    // graph): each mark goes through it as a short tag in raw_data and comes back after.
     onnx::ModelProto stripped = model.proto;
-    auto* graph = stripped.mutable_graph();
-    google::protobuf::RepeatedPtrField<onnx::TensorProto> initializers;
-    initializers.Swap(graph->mutable_initializer());
+    const size_t tagged = tag_payloads(stripped);
+    // Below IR version 4 ONNX's IR knows only initializers that are also graph inputs (as IR 3
+    // required); ones added since (folded weights) are declared for the conversion, then not.
     std::set<std::string> declared;
-    for (const auto& v : graph->input()) declared.insert(v.name());
-    for (const auto& t : initializers) {  // stand-ins the converter sees as graph inputs
-      if (declared.count(t.name())) continue;
-      auto* v = graph->add_input();
-      v->set_name(t.name());
-      auto* tt = v->mutable_type()->mutable_tensor_type();
-      tt->set_elem_type(t.data_type());
-      auto* shape = tt->mutable_shape();
-      for (int64_t d : t.dims()) shape->add_dim()->set_dim_value(d);
+    for (const auto& v : stripped.graph().input()) declared.insert(v.name());
+    if (stripped.ir_version() < 4) {
+      for (const auto& t : stripped.graph().initializer()) {
+        if (declared.count(t.name())) continue;
+        auto* v = stripped.mutable_graph()->add_input();
+        v->set_name(t.name());
+        auto* tt = v->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(t.data_type());
+        for (int64_t d : t.dims()) tt->mutable_shape()->add_dim()->set_dim_value(d);
+      }
     }
     onnx::ModelProto converted;
     try {
@@ -397,14 +432,14 @@ class OpsetPass final : public Pass {
     for (int i = inputs->size() - 1; i >= 0; --i) {
       if (!declared.count(inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
     }
+    if (untag_payloads(converted) < tagged) {
+      return keep("ONNX's version converter dropped tensors of the model");
+    }
     // The model's interface must not change (Scan 8 -> 9, say, drops a batch axis from its
     // inputs: the converted model would no longer take the user's data).
     if (std::string what = interface_change(model.proto.graph(), *out); !what.empty()) {
       return keep("the conversion would change the model's " + what);
     }
-    // Initializers the converter added (attributes that became inputs) come first in the
-    // converted graph; the model's own go back as they were.
-    for (auto& t : initializers) *out->add_initializer() = std::move(t);
     // What the converter does not carry: node names, doc strings, metadata, local functions.
     converted.mutable_metadata_props()->CopyFrom(model.proto.metadata_props());
     converted.mutable_functions()->CopyFrom(model.proto.functions());

@@ -1,6 +1,8 @@
 // make_constant_weights IN OUT: writes IN with every initializer turned into a Constant node,
 // the way paddle2onnx and other exporters store weights.
 #include <cstdio>
+#include <set>
+#include <string>
 
 #include "quantize/error.h"
 #include "quantize/model.h"
@@ -26,6 +28,13 @@ int main(int argc, char** argv) {
     }
     for (auto& n : *graph->mutable_node()) *nodes.Add() = n;
     graph->mutable_node()->Swap(&nodes);
+    // IR < 4 models list initializers among the inputs: those are Constant outputs now.
+    std::set<std::string> moved;
+    for (const auto& t : graph->initializer()) moved.insert(t.name());
+    auto* inputs = graph->mutable_input();
+    for (int i = inputs->size() - 1; i >= 0; --i) {
+      if (moved.count(inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
+    }
     graph->clear_initializer();
     quantize::save_model(model, argv[2], {});
   } catch (const quantize::Error& e) {

@@ -213,9 +213,15 @@ function parseRange(text, what) {
 // --images A.png,B.png: real photos as the model's first input, NCHW float32 of its declared
 // [1, C, H, W] (C 1: luma, 3: --image-order rgb or bgr), bilinear-resized, value =
 // pixel (0..255) * --image-scale + --image-offset. Other inputs as in random sets.
+// Numeric dims of an input: symbolic ones from --dim NAME=V (default 1).
+function resolveShape(shape, args) {
+  const dims = Object.fromEntries(args.dim.map((d) => d.split('=')).map(([k, v]) => [k, Number(v)]));
+  return shape.map((d) => (typeof d === 'number' && d >= 0 ? d : dims[d] ?? 1));
+}
+
 function imageSets(meta, args) {
   const m = meta[0];
-  const [, channels, height, width] = m.shape;
+  const [, channels, height, width] = resolveShape(m.shape, args);
   const scale = Number(args['image-scale'] ?? 1), offset = Number(args['image-offset'] ?? 0);
   const order = args['image-order'] ?? 'rgb';
   return args.images.split(',').map((file) => {
@@ -255,7 +261,7 @@ function imageSets(meta, args) {
 // each set is kept: the float model's accuracy on them is printed, to show the input is right.
 function digitSets(meta, args) {
   const m = meta[0];
-  const [, , height, width] = m.shape;
+  const [, , height, width] = resolveShape(m.shape, args);
   const [file, first = '0', count = '16'] = args.digits.split(':');
   const scale = Number(args['image-scale'] ?? 1), offset = Number(args['image-offset'] ?? 0);
   const rows = zlib.gunzipSync(fs.readFileSync(file)).toString().trim().split('\n')
@@ -283,7 +289,6 @@ function digitSets(meta, args) {
 }
 
 function randomSets(meta, args) {
-  const dims = Object.fromEntries(args.dim.map((d) => d.split('=')).map(([k, v]) => [k, Number(v)]));
   const ranges = Object.fromEntries(args.range.map((r) => {
     const at = r.indexOf('=');
     return [r.slice(0, at), parseRange(r.slice(at + 1), r.slice(0, at))];
@@ -294,7 +299,7 @@ function randomSets(meta, args) {
   for (let s = 0; s < Number(args.random ?? 1); s++) {
     const set = {};
     for (const m of meta) {
-      const shape = m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : dims[d] ?? 1));
+      const shape = resolveShape(m.shape, args);
       const count = shape.reduce((a, b) => a * b, 1);
       const isFloat = m.type.startsWith('float');
       const [lo, hi] = ranges[m.name] ?? (isFloat ? floatRange : [0, 9]);

@@ -160,6 +160,29 @@ TEST(PassEquivalence, OpsetConversionKeepsOutputs) {
   EXPECT_EQ(gap.max_abs, 0.0);
 }
 
+// Weights stored as Constant nodes (paddle2onnx) large enough to live in payloads: ONNX's IR
+// drops payload marks, so the pass must carry them through (it once lost them: a silent zero
+// weight).
+TEST(PassEquivalence, OpsetConversionKeepsConstantNodeWeights) {
+  auto proto = testing::parse(R"(
+    <ir_version: 5, opset_import: ["" : 9]>
+    g (float[1, 2, 8, 8] x) => (float[1, 8, 8, 8] y) {
+      w = Constant <value = float[16, 2, 3, 3] {0.0}> ()
+      c = Conv <pads = [1, 1, 1, 1]> (x, w)
+      y = Slice <starts = [0], ends = [8], axes = [1]> (c)
+    })");
+  testing::set_constant_floats(proto, 0, testing::random_floats(16 * 2 * 9, 7));
+  Model before = testing::round_trip(proto);
+  Model after = copy_model(before);
+  PassResult r = make_opset_pass({10, 10, "a test"})->run(after);
+  EXPECT_TRUE(r.warnings.empty()) << reasons(r);
+  EXPECT_EQ(opset_of(after.proto), 10);
+  const auto gap = output_gap(before, after, 2);
+  EXPECT_TRUE(gap.same_shapes);
+  EXPECT_EQ(gap.max_abs, 0.0);
+  EXPECT_GT(gap.min_cosine, 0.999999) << "the weight must not come back empty";
+}
+
 // ONNX's converter leaves bodies alone: a body with an op that changed form keeps the model.
 TEST(PassEquivalence, OpsetConversionRefusesChangedOpsInBodies) {
   auto proto = testing::parse(R"(
