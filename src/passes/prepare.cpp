@@ -357,13 +357,27 @@ size_t untag_payloads(onnx::ModelProto& model) {
   return n;
 }
 
+// Whether two declared types disagree: element types, ranks or dims that both give.
+bool types_differ(const onnx::TypeProto& a, const onnx::TypeProto& b) {
+  if (a.value_case() != b.value_case()) return true;
+  if (!a.has_tensor_type()) return a.SerializeAsString() != b.SerializeAsString();
+  const auto &ta = a.tensor_type(), &tb = b.tensor_type();
+  if (ta.elem_type() && tb.elem_type() && ta.elem_type() != tb.elem_type()) return true;
+  if (!ta.has_shape() || !tb.has_shape()) return false;
+  if (ta.shape().dim_size() != tb.shape().dim_size()) return true;
+  for (int i = 0; i < ta.shape().dim_size(); ++i) {
+    const auto &da = ta.shape().dim(i), &db = tb.shape().dim(i);
+    if (da.has_dim_value() && db.has_dim_value() && da.dim_value() != db.dim_value()) return true;
+  }
+  return false;
+}
+
 // The first graph input or output whose name, type or shape differs between two graphs, or "".
 std::string interface_change(const onnx::GraphProto& before, const onnx::GraphProto& after) {
   auto differ = [](const auto& a, const auto& b, const char* what) -> std::string {
     if (a.size() != b.size()) return fmt::format("number of {}s", what);
     for (int i = 0; i < a.size(); ++i) {
-      if (a.Get(i).name() != b.Get(i).name() ||
-          a.Get(i).type().SerializeAsString() != b.Get(i).type().SerializeAsString()) {
+      if (a.Get(i).name() != b.Get(i).name() || types_differ(a.Get(i).type(), b.Get(i).type())) {
         return fmt::format("{} '{}'", what, a.Get(i).name());
       }
     }
