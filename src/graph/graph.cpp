@@ -143,25 +143,6 @@ void set_attr(onnx::NodeProto& node, std::string_view name, int64_t value) {
   a.set_i(value);
 }
 
-void set_attr(onnx::NodeProto& node, std::string_view name, float value) {
-  auto& a = attribute_slot(node, name);
-  a.set_type(onnx::AttributeProto::FLOAT);
-  a.set_f(value);
-}
-
-void set_attr(onnx::NodeProto& node, std::string_view name, const std::vector<int64_t>& values) {
-  auto& a = attribute_slot(node, name);
-  a.set_type(onnx::AttributeProto::INTS);
-  for (int64_t v : values) a.add_ints(v);
-}
-
-void remove_attr(onnx::NodeProto& node, std::string_view name) {
-  auto* attrs = node.mutable_attribute();
-  for (int i = attrs->size() - 1; i >= 0; --i) {
-    if (attrs->Get(i).name() == name) attrs->DeleteSubrange(i, 1);
-  }
-}
-
 // --- the index -----------------------------------------------------------------------------------
 
 std::string ModelIndex::Graph::where() const {
@@ -182,10 +163,8 @@ void ModelIndex::add_graph(onnx::GraphProto* proto, const Graph* parent, onnx::N
   graph->parent = parent;
   graph->owner = owner;
   graph->attribute = attribute;
-  graph->depth = parent ? parent->depth + 1 : 0;
   const Graph* g = graph.get();
   graphs_.push_back(std::move(graph));
-  by_proto_[proto] = g;
   Defs& defs = defs_[g];
   for (const auto& v : proto->input()) defs.inputs.insert(v.name());
   for (auto& t : *proto->mutable_initializer()) defs.initializers[t.name()] = &t;
@@ -204,12 +183,6 @@ void ModelIndex::add_graph(onnx::GraphProto* proto, const Graph* parent, onnx::N
       add_graph(&body, g, &node, attr.name());
     });
   }
-}
-
-const ModelIndex::Graph& ModelIndex::graph_of(const onnx::GraphProto& proto) const {
-  auto it = by_proto_.find(&proto);
-  if (it == by_proto_.end()) fail(ExitCode::kInternal, "graph '{}' is not indexed", proto.name());
-  return *it->second;
 }
 
 bool ModelIndex::defines(const Graph& g, const std::string& name) const {
@@ -264,12 +237,6 @@ const std::vector<ModelIndex::Use>& ModelIndex::readers(const Graph& g,
   const auto& readers = defs_.at(&g).readers;
   auto it = readers.find(name);
   return it == readers.end() ? kNoUses : it->second;
-}
-
-const std::vector<ModelIndex::Use>& ModelIndex::all_readers(const Graph& g,
-                                                            const std::string& name) const {
-  const Graph* s = defining_graph(g, name);
-  return s ? readers(*s, name) : kNoUses;
 }
 
 std::string ModelIndex::why_not_constant(const Graph& g, const std::string& name) const {
@@ -484,17 +451,6 @@ void for_each_tensor(onnx::ModelProto& model,
   }
 }
 
-std::unordered_map<std::string, int> count_uses(const onnx::ModelProto& model) {
-  std::unordered_map<std::string, int> uses;
-  count_graph_uses(model.graph(), uses);
-  for (const auto& f : model.functions()) {
-    for (const auto& n : f.node()) {
-      for (const auto& i : n.input()) ++uses[i];
-    }
-  }
-  return uses;
-}
-
 void topological_sort(onnx::GraphProto& graph) {
   const int n = graph.node_size();
   std::unordered_map<std::string, int> producer;
@@ -543,6 +499,18 @@ void topological_sort(onnx::GraphProto& graph) {
 }
 
 namespace {
+
+// How many node inputs (in any graph, subgraphs included) and graph outputs read each name.
+std::unordered_map<std::string, int> count_uses(const onnx::ModelProto& model) {
+  std::unordered_map<std::string, int> uses;
+  count_graph_uses(model.graph(), uses);
+  for (const auto& f : model.functions()) {
+    for (const auto& n : f.node()) {
+      for (const auto& i : n.input()) ++uses[i];
+    }
+  }
+  return uses;
+}
 
 void drop_unused(onnx::GraphProto& graph, const std::unordered_map<std::string, int>& uses) {
   auto used = [&](const std::string& name) {

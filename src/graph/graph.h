@@ -43,11 +43,8 @@ float attr_float(const onnx::NodeProto& node, std::string_view name, float fallb
 std::vector<int64_t> attr_ints(const onnx::NodeProto& node, std::string_view name);
 std::string attr_string(const onnx::NodeProto& node, std::string_view name,
                         const std::string& fallback = "");
-// Sets (replacing any attribute of that name).
+// Sets an INT attribute (replacing any attribute of that name).
 void set_attr(onnx::NodeProto& node, std::string_view name, int64_t value);
-void set_attr(onnx::NodeProto& node, std::string_view name, float value);
-void set_attr(onnx::NodeProto& node, std::string_view name, const std::vector<int64_t>& values);
-void remove_attr(onnx::NodeProto& node, std::string_view name);
 
 // --- the index -----------------------------------------------------------------------------------
 
@@ -65,7 +62,6 @@ class ModelIndex {
     const Graph* parent = nullptr;     // nullptr for the main graph
     onnx::NodeProto* owner = nullptr;  // the node whose attribute holds this body
     std::string attribute;             // "then_branch", "body", ...
-    int depth = 0;
     // "" for the main graph, else "in If 'name' then_branch" (outermost first when nested).
     std::string where() const;
   };
@@ -81,18 +77,12 @@ class ModelIndex {
   // Every graph: the main graph first, then the bodies depth first.
   const std::vector<std::unique_ptr<Graph>>& graphs() const { return graphs_; }
   const Graph& main() const { return *graphs_.front(); }
-  const Graph& graph_of(const onnx::GraphProto& proto) const;
 
   // The node computing `name` as seen from `g` (in g or an enclosing graph), or nullptr.
   onnx::NodeProto* producer(const Graph& g, const std::string& name) const;
-  // The graph (g or an enclosing one) that defines `name`, or nullptr (undefined).
-  const Graph* defining_graph(const Graph& g, const std::string& name) const;
-  bool is_graph_input(const Graph& g, const std::string& name) const;
   std::optional<ConstantRef> constant(const Graph& g, const std::string& name) const;
   // Reads of `name` in graph g (not in its bodies: those count as one read by their node).
   const std::vector<Use>& readers(const Graph& g, const std::string& name) const;
-  // All reads of `name` wherever it is visible: its defining graph's readers (empty if unknown).
-  const std::vector<Use>& all_readers(const Graph& g, const std::string& name) const;
 
   // Why a value that should be a constant is not one: a graph input, or which op computes it.
   std::string why_not_constant(const Graph& g, const std::string& name) const;
@@ -107,10 +97,12 @@ class ModelIndex {
   void add_graph(onnx::GraphProto* proto, const Graph* parent, onnx::NodeProto* owner,
                  const std::string& attribute);
   bool defines(const Graph& g, const std::string& name) const;
+  // The graph (g or an enclosing one) that defines `name`, or nullptr (undefined).
+  const Graph* defining_graph(const Graph& g, const std::string& name) const;
+  bool is_graph_input(const Graph& g, const std::string& name) const;
 
   std::vector<std::unique_ptr<Graph>> graphs_;
   std::unordered_map<const Graph*, Defs> defs_;
-  std::unordered_map<const onnx::GraphProto*, const Graph*> by_proto_;
 };
 
 // Makes every read of the value `from` in `graph` and its bodies read `to` instead (node inputs,
@@ -206,9 +198,6 @@ std::string node_label(const ModelIndex::Graph& graph, const onnx::NodeProto& no
 // and functions too. `where` describes it for messages ("initializer 'w'").
 void for_each_tensor(onnx::ModelProto& model,
                      const std::function<void(onnx::TensorProto&, const std::string& where)>& fn);
-
-// How many node inputs (in any graph, subgraphs included) and graph outputs read each name.
-std::unordered_map<std::string, int> count_uses(const onnx::ModelProto& model);
 
 // Orders nodes so every node follows the producers of its inputs (implicit subgraph inputs
 // included), keeping the existing order where it already is valid. The node objects keep their

@@ -23,6 +23,8 @@
 #include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
@@ -90,7 +92,7 @@ class FoldPass final : public Pass {
     for (const auto& graph : index.graphs()) {
       std::set<std::string> outputs;
       for (const auto& o : graph->proto->output()) outputs.insert(o.name());
-      const std::set<std::string> weight_bound = weight_bound_values(index, *graph);
+      const std::set<std::string> weight_bound = weight_bound_values(*graph);
       std::map<std::string, std::vector<std::string>> seen;  // subexpression -> its outputs
       std::vector<onnx::NodeProto*> nodes;
       for (auto& node : *graph->proto->mutable_node()) nodes.push_back(&node);
@@ -131,8 +133,7 @@ class FoldPass final : public Pass {
 
  private:
   // Values that feed, through constant-only nodes, an input the mode quantizes.
-  std::set<std::string> weight_bound_values(const ModelIndex& index,
-                                            const ModelIndex::Graph& graph) const {
+  std::set<std::string> weight_bound_values(const ModelIndex::Graph& graph) const {
     std::set<std::string> bound;
     const auto& nodes = graph.proto->node();
     for (const auto& node : nodes) {
@@ -148,7 +149,6 @@ class FoldPass final : public Pass {
       if (!any) continue;
       for (const auto& in : node.input()) bound.insert(in);
     }
-    (void)index;
     return bound;
   }
 
@@ -233,10 +233,16 @@ class FoldPass final : public Pass {
                    const std::set<std::string>& weight_bound, uint64_t& folded_bytes) {
     uint64_t in_bytes = 0;
     for (const auto& s : inputs) in_bytes += s ? s->bytes->size() : 0;
+    const bool bound_early = weight_bound.count(node.output(0)) > 0;
+    const uint64_t cap_early = std::max(kSmall, bound_early ? 4 * in_bytes : in_bytes);
+    if (auto bytes = generated_bytes(node, inputs); bytes && *bytes > cap_early) {
+      return fmt::format("its result (up to {}) would outgrow its constant inputs ({})",
+                         format_bytes(*bytes), format_bytes(in_bytes));
+    }
     std::optional<std::vector<Tensor>> out;
     try {
       out = evaluate(node, inputs);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       return fmt::format("its constant inputs do not run: {}", e.what());
     }
     if (!out) return "the executor does not run this op, so it is not folded";
@@ -272,6 +278,48 @@ class FoldPass final : public Pass {
     }
     editor.remove_node(node);
     return {};
+  }
+
+  // For ops whose result can be far larger than their inputs (ConstantOfShape, Expand, Tile,
+  // Range), an upper bound of its bytes, known before running them; nullopt for other ops.
+  static std::optional<uint64_t> generated_bytes(const onnx::NodeProto& node,
+                                                 const std::vector<std::optional<Source>>& in) {
+    const std::string& op = node.op_type();
+    auto values = [&](size_t i) -> std::vector<int64_t> {
+      if (i >= in.size() || !in[i]) return {};
+      return in[i]->decode().to_int64();
+    };
+    auto saturating_product = [](const std::vector<int64_t>& dims) {
+      double n = 1;
+      for (int64_t d : dims) n *= static_cast<double>(std::max<int64_t>(d, 0));
+      return n;
+    };
+    double elements = -1;
+    if (op == "ConstantOfShape") {
+      elements = saturating_product(values(0));
+    } else if ((op == "Expand" || op == "Tile") && in.size() > 1 && in[0]) {
+      std::vector<int64_t> data = in[0]->dims, other = values(1);
+      if (op == "Tile") {
+        for (size_t i = 0; i < data.size() && i < other.size(); ++i) data[i] *= other[i];
+        elements = saturating_product(data);
+      } else {
+        const size_t rank = std::max(data.size(), other.size());
+        std::vector<int64_t> out(rank, 1);
+        for (size_t i = 0; i < rank; ++i) {
+          const int64_t a = i + data.size() >= rank ? data[i + data.size() - rank] : 1;
+          const int64_t b = i + other.size() >= rank ? other[i + other.size() - rank] : 1;
+          out[i] = std::max(a, b);
+        }
+        elements = saturating_product(out);
+      }
+    } else if (op == "Range" && in.size() == 3 && in[0] && in[1] && in[2]) {
+      const double start = in[0]->decode().element_as_double(0);
+      const double limit = in[1]->decode().element_as_double(0);
+      const double delta = in[2]->decode().element_as_double(0);
+      elements = delta != 0 ? std::max(0.0, std::ceil((limit - start) / delta)) : 0;
+    }
+    if (elements < 0) return std::nullopt;
+    return static_cast<uint64_t>(std::min(elements * 8, 1e18));  // 8: the widest element
   }
 
   // A payload that evaluates the node again when read: large results are not kept in memory.

@@ -121,6 +121,23 @@ TEST(PassEquivalence, FoldGivesTheSameOutputs) {
   EXPECT_EQ(gap.max_abs, 0.0) << "folding computes exactly what the graph did";
 }
 
+// A constant shape asking for 40 GB is judged by its inputs before anything runs.
+TEST(PassEquivalence, FoldNeverRunsHugeGenerators) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1] x) => (float[1] y) {
+      shape = Constant <value = int64[2] {100000, 100000}> ()
+      big = ConstantOfShape(shape)
+      s = ReduceSum <keepdims = 0> (big)
+      y = Add(x, s)
+    })");
+  Model model = testing::round_trip(proto);
+  PassResult r = make_fold_pass({})->run(model);
+  EXPECT_EQ(count_ops(model.proto.graph(), "ConstantOfShape"), 1);
+  ASSERT_FALSE(r.skipped.empty());
+  EXPECT_NE(r.skipped[0].reason.find("up to 74.5 GiB"), std::string::npos) << reasons(r);
+}
+
 // A weight behind a Cast: after folding, the mode's weight pass sees a constant.
 TEST(PassEquivalence, FoldHandsFloat16WeightsToQ4) {
   Model model = foldable();
