@@ -25,7 +25,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float;
-  bool no_fold = false, no_convert = false;
+  bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
   int verbosity = 0;
   bool quiet = false;
@@ -68,6 +68,11 @@ void finish_options(const Cli& cli, Options& options) {
   options.symmetric = !cli.asymmetric;
   options.keep_io_types = !cli.fp16_io;
   options.fold_constants = !cli.no_fold;
+  options.holdout = !cli.no_holdout;
+  if (cli.verify && cli.no_verify) fail(ExitCode::kUsage, "--verify and --no-verify contradict");
+  options.verify = cli.verify      ? Options::Verify::kAlways
+                   : cli.no_verify ? Options::Verify::kNever
+                                   : Options::Verify::kAuto;
   options.convert_opset = !cli.no_convert;
   options.filter = NodeFilter(cli.include, cli.exclude);
   options.op_types = split_list(cli.op_types);
@@ -220,8 +225,9 @@ int main(int argc, char** argv) {
                "Calibrated static INT8 in QDQ form: int8 activations and weights with --int8 "
                "(S8S8), uint8 with --uint8; writes <stem>_static_int8.onnx");
   st->add_option("--calib", options.calib,
-                 "Calibration data: a folder of test_data_set_* folders (input_N.pb) or one such "
-                 "folder, .npy/.npz files or a folder of them, or 'random' (synthetic inputs)");
+                 "Calibration data (static INT8; any mode: also what the result is judged on): a "
+                 "folder of test_data_set_* folders (input_N.pb) or one such folder, .npy/.npz "
+                 "files or a folder of them, or 'random' (synthetic inputs)");
   st->add_option("--calib-samples", options.calib_samples,
                  "Use at most N calibration samples (0: all; random: 8)")
       ->capture_default_str();
@@ -231,6 +237,15 @@ int main(int argc, char** argv) {
   st->add_option("--percentile", options.percentile, "Percentile kept by --calib-method percentile")
       ->capture_default_str();
   st->add_option("--keep-float", cli.keep_float, "Tensors (comma-separated names) that stay float");
+  auto* check = app.add_option_group(
+      "Verification (the quantized model judged against the float one, in the built-in executor)");
+  check->add_option("--eval", options.eval,
+                    "Samples to judge on (formats as --calib); default: every 4th --calib sample");
+  check->add_flag("--no-holdout", cli.no_holdout,
+                  "Calibrate on every --calib sample (and judge on them too)");
+  check->add_flag("--verify", cli.verify,
+                  "Judge even without data, on synthetic inputs from the declared shapes");
+  check->add_flag("--no-verify", cli.no_verify, "Do not judge");
   auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
   f16->add_flag("--fp16-io", cli.fp16_io,
                 "Convert graph inputs and outputs to float16 too (default: keep float32)");

@@ -74,6 +74,12 @@ struct Options {
   double percentile = 99.999;
   std::set<std::string> keep_float;                    // tensor names
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
+  // verification: the quantized model judged against the float model on data it was not
+  // calibrated on
+  std::string eval;     // --eval PATH: the samples to judge on (formats as --calib)
+  bool holdout = true;  // with --calib only: judge on every 4th sample, calibrate on the rest
+  enum class Verify { kAuto, kAlways, kNever };
+  Verify verify = Verify::kAuto;  // kAuto: when there is data; kAlways: else on synthetic inputs
   // preparation
   bool fold_constants = true;  // fold constant subexpressions (weights behind Reshape, Cast, ...)
   bool convert_opset = true;   // raise the opset where a mode needs a newer one

@@ -308,7 +308,7 @@ CalibrationData random_data(const Model& model, const std::vector<std::string>& 
   CalibrationData data;
   data.synthetic = true;
   data.count = count;
-  data.description = fmt::format("{} random samples (no calibration data)", count);
+  data.description = fmt::format("{} random input sets from the declared shapes", count);
   std::vector<std::pair<int, std::vector<int64_t>>> types;
   for (const auto& name : inputs) {
     const auto& v = graph_input(model, name);

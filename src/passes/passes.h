@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -15,8 +16,22 @@
 
 namespace quantize {
 
+// The samples a run has: what calibration (and sensitivity measurements) use, and what the
+// result is judged on. Both read lazily, one sample at a time.
+struct RunData {
+  std::optional<CalibrationData> calibration;
+  std::optional<CalibrationData> evaluation;
+};
+// From --calib and --eval: with --calib only, every 4th sample is held out for judging (at least
+// one) unless options.holdout is off; with options.verify kAlways and no data, synthetic inputs.
+RunData open_run_data(const Options& options, const Model& model);
+
 // The passes of one mode, in order.
-std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options);
+std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options,
+                                                  const RunData& data);
+// Runs them and records provenance in the model's metadata.
+std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& options,
+                                   const RunData& data);
 
 // Preparation (prepare.cpp): constant folding, and raising the opset where a mode needs it.
 struct FoldConfig {

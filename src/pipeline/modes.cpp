@@ -3,6 +3,7 @@
 
 #include "passes/passes.h"
 #include "quantize/error.h"
+#include "verify/verify.h"
 
 namespace quantize {
 namespace {
@@ -67,6 +68,43 @@ std::string filter_description(const NodeFilter& filter) {
 
 std::span<const ModeInfo> all_modes() { return kModes; }
 
+RunData open_run_data(const Options& options, const Model& model) {
+  RunData d;
+  std::optional<CalibrationData> calib;
+  if (!options.calib.empty()) {
+    calib = open_calibration_data(options.calib, model, options.calib_samples);
+  }
+  const bool verify = options.verify != Options::Verify::kNever;
+  if (!options.eval.empty()) {
+    d.calibration = calib;
+    if (verify) d.evaluation = open_calibration_data(options.eval, model, 0);
+  } else if (calib && verify && options.holdout && calib->count >= 2) {
+    // Every 4th sample judges, the rest calibrates (at least one of each).
+    const size_t n = calib->count;
+    auto held = [n](size_t i) { return i % 4 == 3 || (n < 4 && i == n - 1); };
+    const size_t judged = n / 4 + (n < 4 ? 1 : 0);
+    d.evaluation = subset(*calib, held,
+                          fmt::format("{} held-out sample(s) of {} (every 4th; --no-holdout "
+                                      "calibrates on all)",
+                                      judged, calib->description));
+    d.calibration = subset(
+        *calib, [held](size_t i) { return !held(i); },
+        fmt::format("{} of {}", n - judged, calib->description));
+  } else {
+    d.calibration = calib;
+    if (calib && verify) {
+      d.evaluation = *calib;
+      d.evaluation->description =
+          fmt::format("{} (the calibration data itself{})", calib->description,
+                      calib->count < 2 ? ": too few samples to hold one out" : "");
+    }
+  }
+  if (!d.evaluation && options.verify == Options::Verify::kAlways) {
+    d.evaluation = open_calibration_data("random", model, 4);
+  }
+  return d;
+}
+
 const ModeInfo& mode_info(Mode mode) {
   for (const auto& info : kModes) {
     if (info.mode == mode) return info;
@@ -109,10 +147,6 @@ void Options::validate() const {
     if (!known.count(op) || (any_dynamic && !kDynamicOps.count(op))) {
       fail(ExitCode::kUsage, "--op-types: '{}' is not one of {}", op, fmt::join(known, ", "));
     }
-  }
-  if (!any_static && !calib.empty()) {
-    fail(ExitCode::kUsage,
-         "--calib is for static quantization: add --static (with --int8 or --uint8)");
   }
   if (any_static) {
     if (calib.empty()) {
@@ -182,7 +216,8 @@ std::set<std::pair<std::string, int>> weight_inputs(ModeFamily family) {
   return {};
 }
 
-std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options) {
+std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options,
+                                                  const RunData& data) {
   std::vector<std::unique_ptr<Pass>> passes;
   const ModeFamily family = mode_info(mode).family;
   if (options.fold_constants) passes.push_back(make_fold_pass({weight_inputs(family)}));
@@ -213,22 +248,21 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
     config.filter = options.filter;
-    config.calibrate = [spec = options.calib, samples = options.calib_samples,
-                        method = options.calib_method, percentile = options.percentile,
-                        progress = options.calib_progress](const Model& model,
-                                                           const std::set<std::string>& tensors) {
-      CalibrationData data = open_calibration_data(spec, model, samples);
+    config.calibrate = [data = data.calibration, method = options.calib_method,
+                        percentile = options.percentile, progress = options.calib_progress](
+                           const Model& model, const std::set<std::string>& tensors) {
+      if (!data) fail(ExitCode::kUsage, "static INT8 needs calibration data (--calib)");
       RangeCollector ranges(tensors, method, percentile);
       ChannelPowerCollector power(tensors);
-      run_calibration(model, data, {&ranges, &power}, progress);
+      run_calibration(model, *data, {&ranges, &power}, progress);
       Calibration c;
       c.ranges = ranges.ranges();
       c.channel_power = power.power();
-      c.description = fmt::format("{}, {} ranges", data.description,
+      c.description = fmt::format("{}, {} ranges", data->description,
                                   method == CalibMethod::kMinMax       ? "min/max"
                                   : method == CalibMethod::kPercentile ? "percentile"
                                                                        : "entropy (KL)");
-      c.synthetic = data.synthetic;
+      c.synthetic = data->synthetic;
       return c;
     };
     passes.push_back(make_static_qdq_pass(std::move(config)));

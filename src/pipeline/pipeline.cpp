@@ -24,7 +24,8 @@ void set_metadata(onnx::ModelProto& model, const std::string& key, const std::st
 
 }  // namespace
 
-std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options) {
+std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& options,
+                                   const RunData& data) {
   // Opsets before 7 broadcast by attribute and spell several ops differently; the passes emit
   // opset 7+ forms. (The executor runs such models where their ops mean the same.)
   const int opset = opset_of(model.proto, "");
@@ -40,7 +41,7 @@ std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& opt
          model.source, opset);
   }
   std::vector<PassResult> results;
-  for (auto& pass : build_pipeline(mode, options)) {
+  for (auto& pass : build_pipeline(mode, options, data)) {
     const auto start = std::chrono::steady_clock::now();
     results.push_back(pass->run(model));
     log().debug("{} pass {}: {} node(s) changed, {} kept, {:.3f} s", mode_info(mode).flag,
@@ -51,6 +52,12 @@ std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& opt
   set_metadata(model.proto, "quantize.mode", mode_info(mode).flag);
   set_metadata(model.proto, "quantize.options", options.describe(mode));
   return results;
+}
+
+std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options) {
+  Options no_verify = options;
+  no_verify.verify = Options::Verify::kNever;
+  return run_passes(model, mode, options, open_run_data(no_verify, model));
 }
 
 }  // namespace quantize

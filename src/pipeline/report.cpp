@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 
 namespace quantize {
@@ -47,10 +48,28 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
 
 }  // namespace
 
+std::string describe(const OutputMetrics& m) {
+  if (!m.is_float) return fmt::format("{:.1f}% identical", 100 * m.exact);
+  std::string s = fmt::format("cosine {:.5f}, rel L2 {:.3g}, max abs {:.3g}, SNR {:.1f} dB",
+                              m.cosine, m.rel_l2, m.max_abs, m.snr_db);
+  if (m.logits) s += fmt::format(", top-1 {:.1f}%, KL {:.3g}", 100 * m.top1, m.kl);
+  if (!m.finite) s += ", NOT FINITE";
+  return s;
+}
+
 void print_report(const OutputReport& report, int verbosity, std::FILE* out) {
   fmt::print(out, "{} -> {}  [{}]\n", report.input, report.dry_run ? "(dry run)" : report.output,
              report.options);
   for (const auto& pass : report.passes) print_pass(pass, verbosity, out);
+  if (const auto& v = report.verification) {
+    fmt::print(out, "  verify{}: {} sample(s): {}\n", v->synthetic ? " (SYNTHETIC inputs)" : "",
+               v->samples, v->data);
+    size_t width = 0;
+    for (const auto& o : v->outputs) width = std::max(width, o.name.size());
+    for (const auto& o : v->outputs) {
+      fmt::print(out, "    {:<{}}  {}\n", o.name + ":", width + 1, describe(o));
+    }
+  }
   const double ratio =
       report.bytes_before ? static_cast<double>(report.bytes_after) / report.bytes_before : 0.0;
   fmt::print(out, "  size: {} -> {} (x{:.2f}){}, {:.2f} s\n", format_bytes(report.bytes_before),

@@ -4,10 +4,12 @@
 #include <chrono>
 #include <set>
 
+#include "passes/passes.h"
 #include "quantize/error.h"
 #include "quantize/log.h"
 #include "quantize/model.h"
 #include "quantize/pipeline.h"
+#include "verify/verify.h"
 
 namespace quantize {
 namespace fs = std::filesystem;
@@ -50,6 +52,22 @@ void check_outputs(const RunRequest& request, const std::vector<std::string>& mo
   }
 }
 
+// The figures in the output's metadata_props (quantize.verify), one line per output.
+void record_verification(Model& model, const Verification& v) {
+  std::string text =
+      fmt::format("{} sample(s){}: {}", v.samples, v.synthetic ? " (synthetic)" : "", v.data);
+  for (const auto& o : v.outputs) text += fmt::format("\n{}: {}", o.name, describe(o));
+  for (auto& entry : *model.proto.mutable_metadata_props()) {
+    if (entry.key() == "quantize.verify") {
+      entry.set_value(text);
+      return;
+    }
+  }
+  auto* entry = model.proto.add_metadata_props();
+  entry->set_key("quantize.verify");
+  entry->set_value(text);
+}
+
 }  // namespace
 
 fs::path output_path(const RunRequest& request, const std::string& model, Mode mode) {
@@ -78,6 +96,7 @@ void quantize_files(const RunRequest& request,
     Model source = model_path.empty() ? load_embedded_model() : load_model(model_path);
     const double load_seconds = seconds_since(start);
     log().debug("{}: loaded in {:.2f} s ({} bytes)", source.source, load_seconds, source.bytes);
+    const RunData data = open_run_data(options, source);
     for (Mode mode : options.modes) {
       auto mode_start = std::chrono::steady_clock::now();
       Model model = copy_model(source);
@@ -85,7 +104,14 @@ void quantize_files(const RunRequest& request,
       report.input = source.source;
       report.mode = mode_info(mode).flag;
       report.options = options.describe(mode);
-      report.passes = run_pipeline(model, mode, options);
+      report.passes = run_passes(model, mode, options, data);
+      if (data.evaluation) {
+        const auto verify_start = std::chrono::steady_clock::now();
+        report.verification = verify(source, model, *data.evaluation);
+        log().debug("verification: {} sample(s), {:.2f} s", data.evaluation->count,
+                    seconds_since(verify_start));
+        record_verification(model, *report.verification);
+      }
       report.bytes_before = source.bytes;
       report.dry_run = request.dry_run;
       const fs::path out = output_path(request, model_path, mode);

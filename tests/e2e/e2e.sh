@@ -24,6 +24,16 @@ if [ -n "${CALIB:-}" ]; then
   node "$here/../ort/compare.mjs" --float "$model" --quant "$model" --save-float "$outdir/calib" \
     $CALIB > /dev/null
   qargs+=(--calib "$outdir/calib")
+  EVAL=${EVAL:-1}  # judge on the evaluation inputs below, so all of CALIB calibrates
+fi
+# EVAL (env, 1): the evaluation inputs (compare.mjs flags after --) saved as test data in
+# OUTDIR/eval, which quantize gets as --eval: its verification judges the same inputs ONNX Runtime
+# does. VERIFY_AGREES (env, a tolerance): the tool's cosine of each output must be within it of
+# ONNX Runtime's.
+if [ "${EVAL:-0}" = 1 ]; then
+  node "$here/../ort/compare.mjs" --float "$model" --quant "$model" --save-float "$outdir/eval" \
+    "$@" > /dev/null
+  qargs+=(--eval "$outdir/eval")
 fi
 out=$outdir/quantized.onnx
 "$quantize" "$model" "${qargs[@]}" -o "$out" -v 2>&1 | tee "$outdir/report.txt"
@@ -46,4 +56,16 @@ if grep -q "this machine has no VNNI" "$outdir/report.txt"; then
   exec node "$here/../ort/compare.mjs" --float "$model" --quant "$out" \
     --quant-outputs "$outdir/executor" "$@"
 fi
-node "$here/../ort/compare.mjs" --float "$model" --quant "$out" "$@"
+node "$here/../ort/compare.mjs" --float "$model" --quant "$out" "$@" | tee "$outdir/ort.txt"
+status=${PIPESTATUS[0]}
+if [ -n "${VERIFY_AGREES:-}" ]; then  # the tool's verification against ONNX Runtime's figures
+  while read -r name cosine; do
+    ort=$(sed -n "s/^$name: cosine \([0-9.]*\).*/\1/p" "$outdir/ort.txt")
+    echo "verification: $name cosine $cosine (tool) vs $ort (ONNX Runtime)"
+    awk -v a="$cosine" -v b="$ort" -v t="$VERIFY_AGREES" \
+      'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != "" && d <= t) }' ||
+      { echo "FAILED: the tool's verification differs from ONNX Runtime's by more than $VERIFY_AGREES"; exit 1; }
+  done < <(sed -n 's/^    \([^ ]*\):  *cosine \([0-9.]*\),.*/\1 \2/p' "$outdir/report.txt")
+  grep -q "^  verify" "$outdir/report.txt" || { echo "FAILED: no verification in the report"; exit 1; }
+fi
+exit "$status"
