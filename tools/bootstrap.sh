@@ -8,7 +8,7 @@ tests=0
 [ "${1:-}" = "--tests" ] && tests=1
 
 packages=(cmake g++ make pkg-config zlib1g-dev libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
-          libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev)
+          libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev)
 if [ $tests = 1 ]; then
   packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor and the sweep
   packages+=(clang-format)      # the format check

@@ -5,9 +5,12 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "quantize/error.h"
@@ -145,6 +148,88 @@ int quantize_command(Cli& cli) {
   return 0;
 }
 
+std::string snr_text(double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : "exact"; }
+
+nlohmann::json metrics_json(const OutputMetrics& m) {
+  nlohmann::json j = {{"name", m.name}, {"elements", m.elements}};
+  if (!m.is_float) {
+    j["identical"] = m.exact;
+    return j;
+  }
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  j.update({{"cosine", m.cosine},
+            {"rel_l2", number(m.rel_l2)},
+            {"max_abs", m.max_abs},
+            {"snr_db", number(m.snr_db)},
+            {"finite", m.finite}});
+  if (m.logits) j.update({{"top1", m.top1}, {"kl", m.kl}, {"rows", m.rows}});
+  return j;
+}
+
+int diff_command(const DiffRequest& request, const std::string& json) {
+  const DiffResult r = diff_models(request);
+  auto value_json = [&](const DiffResult::Value& v) {
+    nlohmann::json j = metrics_json(v.metrics);
+    j.update({{"name", v.name},
+              {"float_name", v.float_name},
+              {"op", v.op},
+              {"loss_db", v.loss_db},
+              {"added_noise", v.added_noise}});
+    return j;
+  };
+  if (!json.empty()) {
+    nlohmann::json j = {{"float_model", request.float_model},
+                        {"quant_model", request.quant_model},
+                        {"data", r.data},
+                        {"samples", r.samples},
+                        {"values", nlohmann::json::array()},
+                        {"outputs", nlohmann::json::array()},
+                        {"worst", nlohmann::json::array()}};
+    for (const auto& v : r.values) j["values"].push_back(value_json(v));
+    for (const auto& v : r.outputs) j["outputs"].push_back(value_json(v));
+    for (int k : r.worst) j["worst"].push_back(r.values[k].name);
+    j["entry"] = r.entry >= 0 ? nlohmann::json(r.values[r.entry].name) : nlohmann::json();
+    if (json == "-") {
+      std::printf("%s\n", j.dump(1).c_str());
+      return 0;
+    }
+    std::ofstream(json) << j.dump(1) << "\n";
+  }
+  std::printf("%s vs %s: %zu sample(s) of %s\n", request.float_model.c_str(),
+              request.quant_model.c_str(), r.samples, r.data.c_str());
+  size_t width = 5;
+  for (const auto& v : r.values) width = std::max(width, v.name.size());
+  std::printf("  %-*s  %-18s %8s %9s %8s\n", static_cast<int>(width), "value", "op", "SNR dB",
+              "cosine", "loss dB");
+  for (size_t k = 0; k < r.values.size(); ++k) {
+    const auto& v = r.values[k];
+    std::string name = v.name == v.float_name ? v.name : v.name + " (" + v.float_name + ")";
+    if (!v.metrics.is_float) {
+      std::printf("  %-*s  %-18s %s identical\n", static_cast<int>(width), name.c_str(),
+                  v.op.c_str(), fmt::format("{:.1f}%", 100 * v.metrics.exact).c_str());
+      continue;
+    }
+    std::printf("  %-*s  %-18s %8s %9.5f %8.1f%s\n", static_cast<int>(width), name.c_str(),
+                v.op.c_str(), snr_text(v.metrics.snr_db).c_str(), v.metrics.cosine, v.loss_db,
+                static_cast<int>(k) == r.entry ? "  <- damage enters here" : "");
+  }
+  if (r.entry >= 0) {
+    const auto& e = r.values[r.entry];
+    std::printf("damage enters at '%s' (%s): SNR %s dB, %.1f dB lost at this node\n",
+                e.float_name.c_str(), e.op.c_str(), snr_text(e.metrics.snr_db).c_str(), e.loss_db);
+  }
+  std::printf("worst contributors (noise power added at the node, relative to the signal):\n");
+  for (int k : r.worst) {
+    const auto& v = r.values[k];
+    std::printf("  %9.3g  '%s' (%s): SNR %s dB, %.1f dB lost here\n", v.added_noise,
+                v.float_name.c_str(), v.op.c_str(), snr_text(v.metrics.snr_db).c_str(), v.loss_db);
+  }
+  std::printf("outputs:\n");
+  for (const auto& o : r.outputs)
+    std::printf("  %s: %s\n", o.name.c_str(), describe(o.metrics).c_str());
+  return 0;
+}
+
 int run_command(const DataRunRequest& request) {
   int sets = 0;
   const bool all_within = run_test_data(request, [&](const DataSetResult& set) {
@@ -274,6 +359,20 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--atol", run_request.atol, "Absolute tolerance")->capture_default_str();
   run_cmd->add_option("--repeat", run_request.repeat, "Run each set N times, report the best time")
       ->capture_default_str();
+  DiffRequest diff_request;
+  std::string diff_json;
+  auto* diff_cmd = app.add_subcommand(
+      "diff",
+      "Where a quantized model's error enters: both models on the same data, every value the "
+      "quantized model shares with the float one compared (SNR, cosine, dB lost per node)");
+  diff_cmd->add_option("float", diff_request.float_model, "The float model")->required();
+  diff_cmd->add_option("quantized", diff_request.quant_model, "Its quantized version")->required();
+  diff_cmd->add_option("--data", diff_request.data, "Input samples (formats as --calib)")
+      ->required();
+  diff_cmd->add_option("--samples", diff_request.samples, "Use at most N samples (0: all)")
+      ->capture_default_str();
+  diff_cmd->add_option("--json", diff_json,
+                       "Also write the figures as JSON to FILE (-: stdout only)");
   app.footer(
       "Exit codes: 0 success, 1 internal error, 2 bad command line, 3 unreadable or invalid "
       "model, 4 output not written, 5 (run) outputs beyond tolerance.");
@@ -288,6 +387,7 @@ int main(int argc, char** argv) {
     set_log_level(!cli.log_level.empty() ? cli.log_level : cli.quiet ? "error" : "info");
     if (cli.threads) set_thread_count(cli.threads);
     if (*run_cmd) return run_command(run_request);
+    if (*diff_cmd) return diff_command(diff_request, diff_json);
     return quantize_command(cli);
   } catch (const Error& e) {
     log().error("{}", e.what());

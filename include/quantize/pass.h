@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "quantize/model.h"
@@ -29,7 +30,10 @@ struct PassResult {
   std::vector<NodeNote> changed;
   std::vector<NodeNote> skipped;
   std::vector<TensorChange> tensors;
-  std::vector<std::string> notes;     // facts for the report (what calibration used, ...)
+  std::vector<std::string> notes;  // facts for the report (what calibration used, ...)
+  // New values that stand for a value of the float model (a DequantizeLinear output for the
+  // tensor it quantizes, a cast for its source): `quantize diff` compares them with it.
+  std::vector<std::pair<std::string, std::string>> stands_for;
   std::vector<std::string> warnings;  // worth a user's attention (clamped values, ...)
 };
 

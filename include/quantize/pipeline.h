@@ -9,6 +9,9 @@
 
 namespace quantize {
 
+// The metadata_props key of the map from values a mode made to the float values they stand for.
+inline constexpr char kTensorMapKey[] = "quantize.tensor_map";
+
 // Runs the mode's passes over the model and records provenance (tool version, mode, options) in
 // its metadata_props.
 std::vector<PassResult> run_pipeline(Model& model, Mode mode, const Options& options);

@@ -62,4 +62,33 @@ struct DataSetResult {
 bool run_test_data(const DataRunRequest& request,
                    const std::function<void(const DataSetResult&)>& on_set);
 
+// `quantize diff`: where a quantized model's error enters. Both models run in the executor on the
+// same data; every value of the quantized model that the float model has too (by name, or through
+// the quantize.tensor_map the passes write: a DequantizeLinear output stands for the tensor it
+// quantizes) is compared as it is produced.
+struct DiffRequest {
+  std::string float_model, quant_model;
+  std::string data;    // formats as --calib
+  size_t samples = 0;  // 0: all
+};
+
+struct DiffResult {
+  struct Value {
+    std::string name;        // in the quantized model
+    std::string float_name;  // what it stands for in the float model
+    std::string op;          // the node producing it in the quantized model
+    OutputMetrics metrics;
+    double loss_db = 0;      // SNR lost at this node: its inputs' worst SNR minus its own (>= 0)
+    double added_noise = 0;  // noise power added at this node, relative to the signal's
+  };
+  std::string data;
+  size_t samples = 0;
+  std::vector<Value> values;  // in the quantized model's topological order
+  std::vector<Value> outputs;
+  int entry = -1;          // index into values: the first value as bad as the outputs
+  std::vector<int> worst;  // indices into values: the ten that add the most noise, first
+};
+
+DiffResult diff_models(const DiffRequest& request);
+
 }  // namespace quantize

@@ -258,6 +258,7 @@ class DynamicInt8Pass final : public Pass {
   std::string feed_dequantized(const onnx::NodeProto& node, int input, const QuantizedWeight& qw,
                                const Layout& layout) {
     const std::string w = editor_->unique(node.input(input) + "_dequantized");
+    result_.stands_for.emplace_back(w, node.input(input));
     auto& dq = add_node("DequantizeLinear", node.name() + "_weight_dequantize",
                         {qw.q, qw.scale, qw.zp}, {w});
     if (layout.axis >= 0) set_attr(dq, "axis", static_cast<int64_t>(layout.axis));

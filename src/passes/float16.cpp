@@ -414,10 +414,19 @@ class GraphConverter {
     if (it != memo.end()) return it->second;
     std::string out = s_.names->unique(value + (to_f16 ? "_fp16" : "_fp32"));
     add_cast(value, out, to_f16 ? kF16 : kF32);
+    s_.result->stands_for.emplace_back(out, original(value));
     s_.types[out] = {ValueType::kTensor, kF32};  // a float value; f16 holds its precision
     if (to_f16) s_.f16.insert(out);
     memo[value] = out;
     return out;
+  }
+
+  // The float model's value a value of this pass stands for (a cast of a cast: its source).
+  std::string original(const std::string& value) const {
+    for (const auto& [made, source] : s_.result->stands_for) {
+      if (made == value) return source;
+    }
+    return value;
   }
 
   void add_cast(const std::string& in, const std::string& out, int to) {
@@ -448,6 +457,7 @@ class GraphConverter {
           if (out != name) continue;
           produced = true;
           std::string inner = s_.names->unique(name + (have16 ? "_fp16" : "_fp32"));
+          s_.result->stands_for.emplace_back(inner, name);
           out = inner;
           rename_reads(*graph_, name, inner);
           s_.types[inner] = {ValueType::kTensor, kF32};

@@ -404,6 +404,9 @@ class StaticQdqPass final : public Pass {
     std::set<int> removed;
     for (const auto& [input, index] : folded_) {
       const auto& act = graph_->node(index);
+      // The producer now writes the activation's output name, but the value before the clamp
+      // (its QuantizeLinear clamps): that value stands for the float model's input of the Relu.
+      result_.stands_for.emplace_back(act.output(0), input);
       for (auto& node : *graph_->mutable_node()) {
         for (auto& out : *node.mutable_output()) {
           if (out == input) out = act.output(0);
@@ -444,6 +447,7 @@ class StaticQdqPass final : public Pass {
       const std::string q_name = editor_->unique(t + "_quantized");
       add_node("QuantizeLinear", t + "_quantize", {t, p.scale, p.zp}, {q_name});
       add_node("DequantizeLinear", t + "_dequantize", {q_name, p.scale, p.zp}, {dq_name});
+      result_.stands_for.emplace_back(dq_name, t);
     }
     if (config_.signed_activations && weighted_ > 0) {
       result_.warnings.push_back(fmt::format(
@@ -543,6 +547,7 @@ class StaticQdqPass final : public Pass {
     auto& dq = add_node("DequantizeLinear", base + "_dequantize", {qb, sb}, {});
     if (channels > 1) set_attr(dq, "axis", int64_t{0});
     const std::string out = editor_->unique(base + "_dequantized");
+    result_.stands_for.emplace_back(out, node.input(2));
     dq.add_output(out);
     node.set_input(2, out);
     record(base, {static_cast<int64_t>(b.size())}, "int32", b.size() * 4,
@@ -593,6 +598,7 @@ class StaticQdqPass final : public Pass {
     auto& dq = add_node("DequantizeLinear", base + "_dequantize", {qn, sn, zn}, {});
     if (axis >= 0) set_attr(dq, "axis", static_cast<int64_t>(axis));
     qw.dequantized = editor_->unique(base + "_dequantized");
+    result_.stands_for.emplace_back(qw.dequantized, w.name());
     dq.add_output(qw.dequantized);
     record(w.name(), dims,
            fmt::format("{}{}", is_signed ? "int8" : "uint8", axis >= 0 ? " per-channel" : ""),

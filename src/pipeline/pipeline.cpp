@@ -51,6 +51,13 @@ std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& optio
   set_metadata(model.proto, "quantize.version", QUANTIZE_VERSION);
   set_metadata(model.proto, "quantize.mode", mode_info(mode).flag);
   set_metadata(model.proto, "quantize.options", options.describe(mode));
+  // Which new values stand for which of the float model's ("quantize diff" reads it): one
+  // "new<TAB>float" line each.
+  std::string map;
+  for (const auto& r : results) {
+    for (const auto& [made, source] : r.stands_for) map += made + "\t" + source + "\n";
+  }
+  if (!map.empty()) set_metadata(model.proto, kTensorMapKey, map);
   return results;
 }
 

@@ -5,7 +5,10 @@
 
 #include <cmath>
 
+#include "model/tensor_data.h"
 #include "passes/passes.h"
+#include "quantize/pipeline.h"
+#include "quantize/run.h"
 #include "test_util.h"
 
 namespace quantize {
@@ -105,6 +108,62 @@ TEST(Verification, HeldOutShare) {
   EXPECT_FALSE(d.calibration);
   ASSERT_TRUE(d.evaluation);
   EXPECT_TRUE(d.evaluation->synthetic);
+}
+
+}  // namespace
+}  // namespace quantize
+
+namespace quantize {
+namespace {
+
+// A small conv net, statically quantized, with one activation's scale planted 50x too large:
+// `quantize diff` must name that tensor as where the damage enters.
+TEST(Diff, FindsAPlantedWrongScale) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 2, 8, 8] x) => (float[1, 4, 8, 8] y) {
+      a = Conv <pads = [1, 1, 1, 1]> (x, w1)
+      b = Relu(a)
+      c = Conv <pads = [1, 1, 1, 1]> (b, w2)
+      d = Relu(c)
+      y = Conv <pads = [1, 1, 1, 1]> (d, w3)
+    })");
+  testing::set_floats(proto, "w1", {4, 2, 3, 3}, testing::random_floats(72, 1));
+  testing::set_floats(proto, "w2", {4, 4, 3, 3}, testing::random_floats(144, 2));
+  testing::set_floats(proto, "w3", {4, 4, 3, 3}, testing::random_floats(144, 3));
+  const auto dir = testing::temp_dir();
+  Model float_model;
+  float_model.proto = proto;
+  save_model(float_model, dir / "float.onnx", {});
+  Model model = load_model(dir / "float.onnx");
+  Options options;
+  options.calib = "random";
+  options.calib_samples = 8;
+  run_pipeline(model, Mode::kStaticUInt8, options);
+  // The pair of d (Relu -> Conv): its scale, shared by Q and DQ, 50x too large.
+  bool planted = false;
+  for (auto& t : *model.proto.mutable_graph()->mutable_initializer()) {
+    if (t.name() == "d_scale") {
+      auto v = tensor_floats(model, t);
+      v[0] *= 50;
+      t.clear_float_data();
+      t.clear_data_location();
+      t.clear_external_data();
+      t.set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), 4));
+      planted = true;
+    }
+  }
+  ASSERT_TRUE(planted) << "the static pass names activation scales <tensor>_scale";
+  save_model(model, dir / "quant.onnx", {});
+  DiffRequest request{(dir / "float.onnx").string(), (dir / "quant.onnx").string(), "random", 4};
+  const DiffResult r = diff_models(request);
+  ASSERT_GE(r.entry, 0);
+  EXPECT_EQ(r.values[r.entry].float_name, "d");
+  EXPECT_EQ(r.values[r.entry].op, "DequantizeLinear");
+  ASSERT_FALSE(r.worst.empty());
+  EXPECT_EQ(r.values[r.worst[0]].float_name, "d") << "the planted pair adds the most noise";
+  // The values before it are fine.
+  for (int k = 0; k < r.entry; ++k) EXPECT_GT(r.values[k].metrics.snr_db, 25) << r.values[k].name;
 }
 
 }  // namespace
