@@ -28,6 +28,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float;
+  std::vector<std::string> tensor_types;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
   int verbosity = 0;
@@ -79,6 +80,7 @@ void finish_options(const Cli& cli, Options& options) {
   options.convert_opset = !cli.no_convert;
   options.filter = NodeFilter(cli.include, cli.exclude);
   options.op_types = split_list(cli.op_types);
+  for (const auto& t : cli.tensor_types) options.tensor_types.push_back(PrecisionRule::parse(t));
   options.keep_float = split_list(cli.keep_float);
   static const std::map<std::string, Format> formats = {{"qoperator", Format::kQOperator},
                                                         {"qdq", Format::kQdq}};
@@ -331,6 +333,14 @@ int main(int argc, char** argv) {
   check->add_flag("--verify", cli.verify,
                   "Judge even without data, on synthetic inputs from the declared shapes");
   check->add_flag("--no-verify", cli.no_verify, "Do not judge");
+  auto* mixed = app.add_option_group("Mixed precision");
+  mixed->add_option("--tensor-type", cli.tensor_types,
+                    "REGEX=TYPE (repeatable): nodes whose name or weight name matches get TYPE: "
+                    "float, fp16, int8, uint8, a16 (16-bit activations, static INT8), q4, q8");
+  mixed->add_option("--plan", options.plan,
+                    "Replay the per-node precisions of a plan file exactly (from --plan-out)");
+  mixed->add_option("--plan-out", options.plan_out,
+                    "Write this run's per-node precisions and why, as JSON");
   auto* f16 = app.add_option_group("float16 (--fp16, --q4f16)");
   f16->add_flag("--fp16-io", cli.fp16_io,
                 "Convert graph inputs and outputs to float16 too (default: keep float32)");

@@ -36,6 +36,22 @@ enum class CalibMethod { kMinMax, kPercentile, kEntropy };
 // INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.
 enum class Format { kDefault, kQOperator, kQdq };
 
+// A node's precision where it differs from its mode's (--tensor-type, precision plans): float
+// (float32), fp16, int8 / uint8 (8-bit), a16 (static INT8 with 16-bit activations), q4 / q8
+// (MatMulNBits with 4- or 8-bit weights).
+enum class Precision { kFloat, kFp16, kInt8, kUInt8, kA16, kQ4, kQ8 };
+const char* precision_name(Precision precision);
+// Throws Error(kUsage) naming `what` for an unknown name.
+Precision parse_precision(const std::string& name, const std::string& what);
+
+// --tensor-type REGEX=TYPE: nodes whose name, or whose weight's name, matches get TYPE.
+struct PrecisionRule {
+  std::string pattern;
+  std::regex regex;
+  Precision precision = Precision::kFloat;
+  static PrecisionRule parse(const std::string& text);  // "REGEX=TYPE"; Error(kUsage)
+};
+
 // --include / --exclude: regular expressions over node names, compiled once.
 class NodeFilter {
  public:
@@ -80,6 +96,10 @@ struct Options {
   bool holdout = true;  // with --calib only: judge on every 4th sample, calibrate on the rest
   enum class Verify { kAuto, kAlways, kNever };
   Verify verify = Verify::kAuto;  // kAuto: when there is data; kAlways: else on synthetic inputs
+  // precision overrides, by hand or replayed from a plan (applied in that order: a rule wins)
+  std::vector<PrecisionRule> tensor_types;  // --tensor-type
+  std::string plan;      // --plan FILE: replay its per-node precisions exactly (no search)
+  std::string plan_out;  // --plan-out FILE: write the per-node decisions of this run
   // preparation
   bool fold_constants = true;  // fold constant subexpressions (weights behind Reshape, Cast, ...)
   bool convert_opset = true;   // raise the opset where a mode needs a newer one

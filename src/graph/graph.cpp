@@ -98,6 +98,11 @@ std::string node_label(const onnx::NodeProto& node) {
   return fmt::format("{} -> '{}'", node.op_type(), node.output_size() ? node.output(0) : "");
 }
 
+std::string node_key(const onnx::NodeProto& node) {
+  if (!node.name().empty() || node.output_size() == 0) return node.name();
+  return node.output(0);
+}
+
 bool is_default_domain(const onnx::NodeProto& node) {
   return node.domain().empty() || node.domain() == "ai.onnx";
 }

@@ -35,6 +35,8 @@ namespace quantize {
 // "'name' (Op)", or "Op -> 'first output'" for an unnamed node.
 std::string node_label(const onnx::NodeProto& node);
 bool is_default_domain(const onnx::NodeProto& node);  // "" or "ai.onnx"
+// How plans name a node: its name, or its first output when it has none.
+std::string node_key(const onnx::NodeProto& node);
 bool has_subgraph(const onnx::NodeProto& node);
 
 const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, std::string_view name);

@@ -71,6 +71,11 @@ class DynamicInt8Pass final : public Pass {
         [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
           graph_ = &graph;
           node_ = &node;
+          if (auto it = config_.precisions.find(node_key(node));
+              it != config_.precisions.end() &&
+              (it->second == Precision::kFloat || it->second == Precision::kFp16)) {
+            return Verdict::kept("kept float by the precision plan");
+          }
           if (std::string why = rewrite(node); !why.empty()) return Verdict::kept(why);
           editor.remove_node(node);
           convs += node.op_type() == "Conv";

@@ -108,6 +108,7 @@ struct Shared {
   PassResult* result = nullptr;
   uint64_t flushed = 0;
   bool keep_io_types = true;
+  const Precisions* precisions = nullptr;
 
   bool is_f32(const std::string& value) const {
     auto it = types.find(value);
@@ -220,7 +221,10 @@ class GraphConverter {
     for (int i = 0; i < n; ++i) {
       const auto& node = graph_->node(i);
       const std::string& op = node.op_type();
-      if (has_subgraph(node)) {
+      if (auto it = s_.precisions->find(node_key(node));
+          it != s_.precisions->end() && it->second == Precision::kFloat) {
+        keep(i, "kept float32 by the precision plan");
+      } else if (has_subgraph(node)) {
         keep(i, "has a subgraph (converted on its own, float32 at its boundary)");
       } else if (!plan_[i].keep.empty()) {
         keep(i, plan_[i].keep);
@@ -613,6 +617,7 @@ class Float16Pass final : public Pass {
     shared.names.emplace(model.proto);
     shared.result = &result;
     shared.keep_io_types = config_.keep_io_types;
+    shared.precisions = &config_.precisions;
     for (const auto& graph : index.graphs()) GraphConverter(shared, *graph).run();
     if (shared.flushed) {
       result.warnings.push_back(fmt::format(

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -26,12 +27,16 @@ struct RunData {
 // one) unless options.holdout is off; with options.verify kAlways and no data, synthetic inputs.
 RunData open_run_data(const Options& options, const Model& model);
 
+// Per-node precisions that differ from the mode's, by node_key().
+using Precisions = std::map<std::string, Precision>;
+
 // The passes of one mode, in order.
 std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options,
-                                                  const RunData& data);
+                                                  const RunData& data,
+                                                  const Precisions& precisions = {});
 // Runs them and records provenance in the model's metadata.
 std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& options,
-                                   const RunData& data);
+                                   const RunData& data, const Precisions& precisions = {});
 
 // Preparation (prepare.cpp): constant folding, and raising the opset where a mode needs it.
 struct FoldConfig {
@@ -63,6 +68,7 @@ struct DynamicInt8Config {
   bool reduce_range = false;
   std::set<std::string> op_types = dynamic_int8_op_types();
   NodeFilter filter;
+  Precisions precisions;  // float / fp16: the node stays float
 };
 std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
 
@@ -83,12 +89,14 @@ struct StaticQdqConfig {
   std::set<std::string> op_types;  // empty: every op the pass knows
   std::set<std::string> keep_float;
   NodeFilter filter;
+  Precisions precisions;  // float / fp16: the node stays float; a16: 16-bit activations
   Calibrator calibrate;
 };
 std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config);
 
 struct Float16Config {
   bool keep_io_types = true;
+  Precisions precisions;  // float: the node stays float32
 };
 std::unique_ptr<Pass> make_float16_pass(Float16Config config);
 

@@ -79,6 +79,7 @@ constexpr double kMinSqnrDb = 0;
 struct Params {
   std::string scale, zp;  // initializer names
   float s = 1;
+  bool wide = false;  // 16-bit (int16 / uint16)
 };
 
 class StaticQdqPass final : public Pass {
@@ -164,6 +165,11 @@ class StaticQdqPass final : public Pass {
       onnx::NodeProto* q = readers[0].node;
       return q->op_type() == "QuantizeLinear" && q->input_size() >= 3 ? q : nullptr;
     };
+    auto eight_bit = [&](const onnx::NodeProto& qdq) {  // its zero point is 8-bit
+      auto zp = index.constant(main, qdq.input(2));
+      return zp && (zp->tensor->data_type() == TensorProto::INT8 ||
+                    zp->tensor->data_type() == TensorProto::UINT8);
+    };
     std::set<onnx::NodeProto*> used_dq;  // DequantizeLinears a QLinear op absorbed
     int converted = 0;
     for (auto& n : *graph_->mutable_node()) {
@@ -174,9 +180,10 @@ class StaticQdqPass final : public Pass {
       const bool has_bias = conv && n.input_size() > 2 && !n.input(2).empty();
       onnx::NodeProto* db = has_bias ? dq_of(n.input(2)) : nullptr;
       if (!dx || !dw || dx->input_size() < 3 || dw->input_size() < 3) continue;
-      if (has_bias && !db) continue;  // a float bias
+      if (!eight_bit(*dx) || !eight_bit(*dw)) continue;  // QLinear ops take 8 bits only
+      if (has_bias && !db) continue;                     // a float bias
       onnx::NodeProto* q = sole_quantizer(n.output(0));
-      if (!q) continue;
+      if (!q || !eight_bit(*q)) continue;
       std::vector<std::string> inputs;
       for (const auto* src : {dx, dw}) {
         for (int k = 0; k < 3; ++k) inputs.push_back(src->input(k));
@@ -214,7 +221,16 @@ class StaticQdqPass final : public Pass {
     if (!op_kinds().count(node.op_type())) return "not an op static INT8 quantizes";
     if (!config_.op_types.empty() && !config_.op_types.count(node.op_type()))
       return "not in --op-types";
+    if (auto p = precision_of(node); p == Precision::kFloat || p == Precision::kFp16) {
+      return "kept float by the precision plan";
+    }
     return config_.filter.why_not(node.name());
+  }
+
+  std::optional<Precision> precision_of(const onnx::NodeProto& node) const {
+    auto it = config_.precisions.find(node_key(node));
+    if (it == config_.precisions.end()) return std::nullopt;
+    return it->second;
   }
 
   bool has_range(const std::string& t) const {
@@ -267,6 +283,7 @@ class StaticQdqPass final : public Pass {
         why = foldable(node, uses, graph_outputs);
         if (why.empty()) {  // the producer now writes this output, with this output's range
           folded_[node.input(0)] = i;
+          if (wide_.count(node.input(0))) wide_.insert(node.output(0));
           produced_.erase(node.input(0));
           produced_.insert(node.output(0));
           result_.changed.push_back(
@@ -310,6 +327,10 @@ class StaticQdqPass final : public Pass {
       }
       selected_.push_back(i);
       weighted_ += kind == Kind::kWeighted;
+      if (precision_of(node) == Precision::kA16) {  // 16-bit activations in and out
+        wide_.insert(ins.begin(), ins.end());
+        wide_.insert(node.output().begin(), node.output().end());
+      }
       for (const auto& t : ins) quantized_.insert(t);
       for (const auto& t : node.output()) {
         produced_.insert(t);
@@ -415,8 +436,14 @@ class StaticQdqPass final : public Pass {
       removed.insert(index);
     }
     // Parameters: own ranges first, then shared ones along chains of pass-through ops.
+    std::set<std::string> wide_roots;  // a chain sharing parameters is 16-bit if any part is
+    for (const auto& t : wide_) {
+      std::string root = t;
+      while (shares_.count(root)) root = shares_.at(root);
+      wide_roots.insert(root);
+    }
     for (const auto& t : quantized_) {
-      if (!shares_.count(t)) params_[t] = activation_params(t);
+      if (!shares_.count(t)) params_[t] = activation_params(t, wide_roots.count(t) > 0);
     }
     for (const auto& t : quantized_) {  // a chain's root is the quantized input of its first op
       std::string root = t;
@@ -445,8 +472,16 @@ class StaticQdqPass final : public Pass {
     for (const auto& [t, dq_name] : dequantized) {
       const Params& p = params_.at(t);
       const std::string q_name = editor_->unique(t + "_quantized");
-      add_node("QuantizeLinear", t + "_quantize", {t, p.scale, p.zp}, {q_name});
-      add_node("DequantizeLinear", t + "_dequantize", {q_name, p.scale, p.zp}, {dq_name});
+      // 16-bit pairs are ONNX Runtime's com.microsoft ops below opset 21.
+      const std::string domain = p.wide && opset_ < 21 ? "com.microsoft" : "";
+      auto& q = add_node("QuantizeLinear", t + "_quantize", {t, p.scale, p.zp}, {q_name});
+      auto& dq =
+          add_node("DequantizeLinear", t + "_dequantize", {q_name, p.scale, p.zp}, {dq_name});
+      if (!domain.empty()) {
+        q.set_domain(domain);
+        dq.set_domain(domain);
+        uses_ms_ = true;
+      }
       result_.stands_for.emplace_back(dq_name, t);
     }
     if (config_.signed_activations && weighted_ > 0) {
@@ -460,21 +495,25 @@ class StaticQdqPass final : public Pass {
                                         config_.signed_activations ? "int8" : "uint8"));
   }
 
-  Params activation_params(const std::string& t) {
+  // Scale and zero point of an activation from its calibrated range (widened to include 0), in
+  // 8 bits or, `wide`, 16.
+  Params activation_params(const std::string& t, bool wide) {
     Range r = ranges_.at(t);
     const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f);
-    const int qmin = config_.signed_activations ? -128 : 0, qmax = qmin + 255;
-    float scale = (hi - lo) / 255.0f;
+    const int levels = wide ? 65535 : 255;
+    const int qmin = config_.signed_activations ? -(levels + 1) / 2 : 0, qmax = qmin + levels;
+    float scale = (hi - lo) / static_cast<float>(levels);
     if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
     const int zp =
         static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale), float(qmin), float(qmax)));
     Params p;
     p.s = scale;
+    p.wide = wide;
     p.scale = add_initializer(t + "_scale", TensorProto::FLOAT, {}, &scale, 4);
-    const uint8_t z = static_cast<uint8_t>(zp);
-    p.zp = add_initializer(t + "_zero_point",
-                           config_.signed_activations ? TensorProto::INT8 : TensorProto::UINT8, {},
-                           &z, 1);
+    const int type = wide ? (config_.signed_activations ? TensorProto::INT16 : TensorProto::UINT16)
+                          : (config_.signed_activations ? TensorProto::INT8 : TensorProto::UINT8);
+    const uint16_t z = static_cast<uint16_t>(zp);  // little-endian: the low byte for 8 bits
+    p.zp = add_initializer(t + "_zero_point", type, {}, &z, wide ? 2 : 1);
     return p;
   }
 
@@ -667,6 +706,7 @@ class StaticQdqPass final : public Pass {
   int weighted_ = 0;                 // selected Conv/ConvTranspose/Gemm/MatMul
   std::set<std::string> quantized_;  // read by a quantized node: these get a pair
   std::set<std::string> produced_;  // written by a quantized node (a pair only if also read by one)
+  std::set<std::string> wide_;      // tensors of nodes planned with 16-bit activations
   std::map<std::string, std::string> shares_;  // output -> the input whose parameters it takes
   std::map<std::string, int> folded_;          // activation input -> the activation node
   std::map<std::string, Params> params_;

@@ -128,10 +128,25 @@ class NBitsJob {
 
 std::variant<WeightPrecision, std::string> WeightPolicy::decide(const onnx::NodeProto& node) const {
   if (std::string why = filter.why_not(node.name()); !why.empty()) return why;
-  auto it = overrides.find(node.name());
+  auto it = overrides.find(node_key(node));
   if (it == overrides.end()) return precision;
-  if (!it->second) return std::string("kept float by the precision plan");
-  return *it->second;
+  WeightPrecision p = precision;
+  switch (it->second) {
+    case Precision::kFloat:
+    case Precision::kFp16:
+      return std::string("kept float by the precision plan");
+    case Precision::kQ4:
+      p.bits = 4;
+      break;
+    case Precision::kQ8:
+    case Precision::kInt8:
+    case Precision::kUInt8:
+      p.bits = 8;
+      break;
+    case Precision::kA16:
+      break;  // no activations to widen here
+  }
+  return p;
 }
 
 const BlockQuantizer& round_to_nearest() {

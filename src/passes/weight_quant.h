@@ -32,8 +32,8 @@ struct WeightPrecision {
 struct WeightPolicy {
   WeightPrecision precision;
   NodeFilter filter;
-  // By node name: another precision, or std::nullopt to keep the node's weight float.
-  std::map<std::string, std::optional<WeightPrecision>> overrides;
+  // By node_key(): q4 / q8 (int8, uint8: 8 bits too) or float / fp16 (the weight stays float).
+  std::map<std::string, Precision> overrides;
 
   // The node's precision, or why its weight stays float.
   std::variant<WeightPrecision, std::string> decide(const onnx::NodeProto& node) const;

@@ -68,6 +68,40 @@ std::string filter_description(const NodeFilter& filter) {
 
 std::span<const ModeInfo> all_modes() { return kModes; }
 
+namespace {
+constexpr std::pair<Precision, const char*> kPrecisions[] = {
+    {Precision::kFloat, "float"}, {Precision::kFp16, "fp16"}, {Precision::kInt8, "int8"},
+    {Precision::kUInt8, "uint8"}, {Precision::kA16, "a16"},   {Precision::kQ4, "q4"},
+    {Precision::kQ8, "q8"}};
+}  // namespace
+
+const char* precision_name(Precision precision) {
+  for (const auto& [p, name] : kPrecisions) {
+    if (p == precision) return name;
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& name, const std::string& what) {
+  for (const auto& [p, n] : kPrecisions) {
+    if (name == n) return p;
+  }
+  fail(ExitCode::kUsage, "{}: '{}' is not a precision (float, fp16, int8, uint8, a16, q4, q8)",
+       what, name);
+}
+
+PrecisionRule PrecisionRule::parse(const std::string& text) {
+  const auto eq = text.rfind('=');
+  if (eq == std::string::npos || eq == 0) {
+    fail(ExitCode::kUsage, "--tensor-type {}: expected REGEX=TYPE", text);
+  }
+  PrecisionRule r;
+  r.pattern = text.substr(0, eq);
+  r.regex = compile(r.pattern, "--tensor-type");
+  r.precision = parse_precision(text.substr(eq + 1), "--tensor-type " + text);
+  return r;
+}
+
 RunData open_run_data(const Options& options, const Model& model) {
   RunData d;
   std::optional<CalibrationData> calib;
@@ -217,7 +251,8 @@ std::set<std::pair<std::string, int>> weight_inputs(ModeFamily family) {
 }
 
 std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options,
-                                                  const RunData& data) {
+                                                  const RunData& data,
+                                                  const Precisions& precisions) {
   std::vector<std::unique_ptr<Pass>> passes;
   const ModeFamily family = mode_info(mode).family;
   if (options.fold_constants) passes.push_back(make_fold_pass({weight_inputs(family)}));
@@ -236,6 +271,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     NBitsConfig config;
     config.policy.precision = {options.bits, options.block_size, options.symmetric};
     config.policy.filter = options.filter;
+    config.policy.overrides = precisions;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
@@ -248,6 +284,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
     config.filter = options.filter;
+    config.precisions = precisions;
     config.calibrate = [data = data.calibration, method = options.calib_method,
                         percentile = options.percentile, progress = options.calib_progress](
                            const Model& model, const std::set<std::string>& tensors) {
@@ -277,10 +314,11 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.reduce_range = options.reduce_range;
     if (!options.op_types.empty()) config.op_types = options.op_types;
     config.filter = options.filter;
+    config.precisions = precisions;
     passes.push_back(make_dynamic_int8_pass(std::move(config)));
   }
   if (mode == Mode::kQ4F16 || mode == Mode::kFp16) {
-    passes.push_back(make_float16_pass({options.keep_io_types}));
+    passes.push_back(make_float16_pass({options.keep_io_types, precisions}));
   }
   return passes;
 }

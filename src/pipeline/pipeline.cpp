@@ -25,7 +25,7 @@ void set_metadata(onnx::ModelProto& model, const std::string& key, const std::st
 }  // namespace
 
 std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& options,
-                                   const RunData& data) {
+                                   const RunData& data, const Precisions& precisions) {
   // Opsets before 7 broadcast by attribute and spell several ops differently; the passes emit
   // opset 7+ forms. (The executor runs such models where their ops mean the same.)
   const int opset = opset_of(model.proto, "");
@@ -41,7 +41,7 @@ std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& optio
          model.source, opset);
   }
   std::vector<PassResult> results;
-  for (auto& pass : build_pipeline(mode, options, data)) {
+  for (auto& pass : build_pipeline(mode, options, data, precisions)) {
     const auto start = std::chrono::steady_clock::now();
     results.push_back(pass->run(model));
     log().debug("{} pass {}: {} node(s) changed, {} kept, {:.3f} s", mode_info(mode).flag,

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "passes/passes.h"
+#include "pipeline/plan.h"
 #include "quantize/error.h"
 #include "quantize/log.h"
 #include "quantize/model.h"
@@ -68,6 +69,16 @@ void record_verification(Model& model, const Verification& v) {
   entry->set_value(text);
 }
 
+// The plan's entries as the report shows them.
+PassResult plan_result(const PrecisionPlan& plan) {
+  PassResult r;
+  r.pass = "plan";
+  for (const auto& e : plan.entries) {
+    r.changed.push_back({e.node, fmt::format("{} ({})", precision_name(e.precision), e.why)});
+  }
+  return r;
+}
+
 }  // namespace
 
 fs::path output_path(const RunRequest& request, const std::string& model, Mode mode) {
@@ -90,6 +101,18 @@ void quantize_files(const RunRequest& request,
   const std::vector<std::string> models =
       request.models.empty() ? std::vector<std::string>{""} : request.models;
   check_outputs(request, models, options.modes);
+  if ((!options.plan.empty() || !options.plan_out.empty()) &&
+      models.size() * options.modes.size() != 1) {
+    fail(ExitCode::kUsage, "--plan and --plan-out are for one model and one mode");
+  }
+  PrecisionPlan replayed;
+  if (!options.plan.empty()) {
+    replayed = read_plan(options.plan);
+    const std::string mode = mode_info(options.modes[0]).suffix;
+    if (!replayed.mode.empty() && replayed.mode != mode) {
+      fail(ExitCode::kUsage, "{}: a plan for {}, not {}", options.plan, replayed.mode, mode);
+    }
+  }
 
   for (const auto& model_path : models) {
     auto start = std::chrono::steady_clock::now();
@@ -104,7 +127,16 @@ void quantize_files(const RunRequest& request,
       report.input = source.source;
       report.mode = mode_info(mode).flag;
       report.options = options.describe(mode);
-      report.passes = run_passes(model, mode, options, data);
+      PrecisionPlan plan;
+      plan.mode = mode_info(mode).suffix;
+      plan.entries = replayed.entries;
+      for (auto& e : apply_rules(source, options.tensor_types))
+        plan.entries.push_back(std::move(e));
+      if (!plan.entries.empty()) report.passes.push_back(plan_result(plan));
+      for (auto& r : run_passes(model, mode, options, data, plan.by_node())) {
+        report.passes.push_back(std::move(r));
+      }
+      if (!options.plan_out.empty() && !request.dry_run) write_plan(plan, options.plan_out);
       if (data.evaluation) {
         const auto verify_start = std::chrono::steady_clock::now();
         report.verification = verify(source, model, *data.evaluation);

@@ -18,7 +18,7 @@ using testing::find_initializer;
 using testing::int_attr;
 
 PassResult run_f16(Model& model, bool keep_io = true) {
-  return make_float16_pass({keep_io})->run(model);
+  return make_float16_pass({keep_io, {}})->run(model);
 }
 
 // Every input is a graph input, an initializer or an earlier node's output; names are unique.

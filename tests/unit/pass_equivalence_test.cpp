@@ -262,7 +262,7 @@ TEST(PassEquivalence, MatMulNBitsInEveryGraph) {
 TEST(PassEquivalence, Float16InEveryGraph) {
   Model before = weighted();
   Model after = copy_model(before);
-  PassResult r = make_float16_pass({true})->run(after);
+  PassResult r = make_float16_pass({true, {}})->run(after);
   EXPECT_TRUE(r.warnings.empty()) << reasons(r);
   // Inside the bodies: the Gemm, the MatMuls and the Tanh compute in float16.
   int body_nodes = 0;
@@ -281,7 +281,7 @@ TEST(PassEquivalence, Q4F16ChainLoadsInBodies) {
   NBitsConfig config;
   config.float16_scales = true;
   make_matmul_nbits_pass(config)->run(after);
-  make_float16_pass({true})->run(after);
+  make_float16_pass({true, {}})->run(after);
   std::function<void(const onnx::GraphProto&)> check = [&](const onnx::GraphProto& g) {
     for (const auto& n : g.node()) {
       if (n.op_type() == "MatMulNBits") {

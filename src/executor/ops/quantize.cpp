@@ -18,6 +18,7 @@ namespace {
 using onnx::TensorProto;
 
 bool is_8bit(int t) { return t == TensorProto::UINT8 || t == TensorProto::INT8; }
+bool is_16bit(int t) { return t == TensorProto::UINT16 || t == TensorProto::INT16; }
 
 int32_t value_at(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
@@ -25,6 +26,10 @@ int32_t value_at(const Tensor& t, int64_t i) {
       return t.data<uint8_t>()[i];
     case TensorProto::INT8:
       return t.data<int8_t>()[i];
+    case TensorProto::UINT16:
+      return t.data<uint16_t>()[i];
+    case TensorProto::INT16:
+      return t.data<int16_t>()[i];
     case TensorProto::INT32:
       return t.data<int32_t>()[i];
     default:
@@ -57,8 +62,11 @@ void quantize_linear(OpContext& c) {
   if (x.dtype() != TensorProto::FLOAT || scale.dtype() != TensorProto::FLOAT)
     c.fail("only float32 x and scale are supported");
   const int type = c.has_input(2) ? c.input(2).dtype() : TensorProto::UINT8;
-  if (!is_8bit(type)) c.fail("output type {} is not supported", type);
-  const int lo = type == TensorProto::UINT8 ? 0 : -128, hi = type == TensorProto::UINT8 ? 255 : 127;
+  if (!is_8bit(type) && !is_16bit(type)) c.fail("output type {} is not supported", type);
+  const bool wide = is_16bit(type);
+  const bool is_unsigned = type == TensorProto::UINT8 || type == TensorProto::UINT16;
+  const int lo = is_unsigned ? 0 : wide ? -32768 : -128;
+  const int hi = is_unsigned ? (wide ? 65535 : 255) : (wide ? 32767 : 127);
   const Broadcast b = along_axis(c, x, scale);
   Tensor y(type, x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
@@ -66,8 +74,13 @@ void quantize_linear(OpContext& c) {
     const int32_t zp = c.has_input(2) ? value_at(c.input(2), k) : 0;
     const float q =
         std::nearbyint(x.data<float>()[i] / scale.data<float>()[k]) + static_cast<float>(zp);
-    y.raw()[i] = static_cast<uint8_t>(
-        static_cast<int32_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi))));
+    const int32_t v =
+        static_cast<int32_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi)));
+    if (wide) {
+      y.data<uint16_t>()[i] = static_cast<uint16_t>(v);
+    } else {
+      y.raw()[i] = static_cast<uint8_t>(v);
+    }
   }
   c.output(0) = std::move(y);
 }
@@ -76,7 +89,7 @@ void dequantize_linear(OpContext& c) {
   const Tensor& x = c.input(0);
   const Tensor& scale = c.input(1);
   if (scale.dtype() != TensorProto::FLOAT) c.fail("only float32 scales are supported");
-  if (!is_8bit(x.dtype()) && x.dtype() != TensorProto::INT32)
+  if (!is_8bit(x.dtype()) && !is_16bit(x.dtype()) && x.dtype() != TensorProto::INT32)
     c.fail("x of data type {} is not supported", x.dtype());
   const Broadcast b = along_axis(c, x, scale);
   Tensor y(TensorProto::FLOAT, x.shape());
