@@ -499,7 +499,10 @@ class StaticQdqPass final : public Pass {
   // 8 bits or, `wide`, 16.
   Params activation_params(const std::string& t, bool wide) {
     Range r = ranges_.at(t);
-    const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f);
+    // 16-bit activations have resolution to spare: four times the calibrated range (two of
+    // sixteen bits) keeps data the calibration never saw from clipping.
+    const float headroom = wide ? 4.0f : 1.0f;
+    const float lo = headroom * std::min(r.lo, 0.0f), hi = headroom * std::max(r.hi, 0.0f);
     const int levels = wide ? 65535 : 255;
     const int qmin = config_.signed_activations ? -(levels + 1) / 2 : 0, qmax = qmin + levels;
     float scale = (hi - lo) / static_cast<float>(levels);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "calibration/calibrate.h"
+#include "model/tensor_data.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "test_util.h"
@@ -70,14 +71,16 @@ TEST(Plan, DynamicAndFloat16KeepFloatNodes) {
   }
 }
 
-// a16: the node's activations get 16-bit pairs (com.microsoft below opset 21), the rest 8 bits;
-// float: the node stays float.
+// a16: the node's activations get 16-bit pairs (com.microsoft below opset 21) over four times
+// the calibrated range (data beyond it does not clip), the rest 8 bits; float: the node stays
+// float.
 TEST(Plan, StaticA16AndFloat) {
   Model model = two_layers();
   StaticQdqConfig config;
   config.signed_activations = false;
   config.precisions = {{"first", Precision::kA16}, {"second", Precision::kFloat}};
-  config.calibrate = [](const Model& m, const std::set<std::string>& tensors) {
+  std::unordered_map<std::string, Range> calibrated;
+  config.calibrate = [&calibrated](const Model& m, const std::set<std::string>& tensors) {
     CalibrationData data;
     data.count = 4;
     data.sample = [&m](size_t i) { return testing::random_inputs(m, 10 + i); };
@@ -85,6 +88,7 @@ TEST(Plan, StaticA16AndFloat) {
     run_calibration(m, data, {&ranges});
     Calibration c;
     c.ranges = ranges.ranges();
+    calibrated = c.ranges;
     return c;
   };
   Model before = copy_model(model);
@@ -97,6 +101,12 @@ TEST(Plan, StaticA16AndFloat) {
     ASSERT_NE(zp, nullptr);
     EXPECT_EQ(zp->data_type(), onnx::TensorProto::UINT16) << n.name();
     EXPECT_EQ(n.domain(), "com.microsoft");
+    const auto* scale = testing::find_initializer(g, n.input(1));
+    ASSERT_NE(scale, nullptr);
+    ASSERT_TRUE(calibrated.count(n.input(0))) << n.input(0);
+    const Range r = calibrated.at(n.input(0));
+    const float span = std::max(r.hi, 0.0f) - std::min(r.lo, 0.0f);
+    EXPECT_FLOAT_EQ(tensor_floats(model, *scale).at(0), 4 * span / 65535);
     ++wide;
   }
   EXPECT_EQ(wide, 1) << "x, the input of 'first' (its output feeds a float node)";
