@@ -9,11 +9,12 @@
 // from the model's inputs, with --dim NAME=V for symbolic dims (default 1), --float-range LO:HI
 // (default -1:1) and --range INPUT=LO:HI (ints default 0:9).
 // Metrics: cosine, max/mean abs error, finiteness per output; --top1 OUT (argmax agreement over
-// the last axis); --ppl OUT --ppl-ids INPUT (next-token perplexity ratio, quant / float).
-// Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-ppl-ratio X, --finite,
-// --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
-// --images A.png,B.png (--image-scale S --image-offset O --image-order rgb|bgr): real photos
-// as the first input instead (see imageSets). --digits FILE.csv.gz[:FIRST:COUNT]: handwritten
+// the last axis, and the mean KL divergence of the quantized softmax from the float one there);
+// --ppl OUT --ppl-ids INPUT (next-token perplexity ratio, quant / float).
+// Thresholds: --min-cosine X [--output NAME ...], --min-top1 X, --max-kl X, --max-ppl-ratio X,
+// --finite, --max-abs X. Prints one line per output, then "N passed, M failed"; exit 0 iff all passed.
+// --images A.png,B.png (--image-scale S --image-offset O --image-order rgb|bgr --image-layout
+// nchw|nhwc): real photos as the first input instead (see imageSets). --digits FILE.csv.gz[:FIRST:COUNT]: handwritten
 // digits as a 1-channel image input (see digitSets).
 // --save-float DIR writes each input set and ONNX Runtime's float outputs as DIR/test_data_set_N
 // (for checking the tool's own executor with `quantize run`). --ort-optimization LEVEL sets ONNX
@@ -221,7 +222,9 @@ function resolveShape(shape, args) {
 
 function imageSets(meta, args) {
   const m = meta[0];
-  const [, channels, height, width] = resolveShape(m.shape, args);
+  const nhwc = args['image-layout'] === 'nhwc';  // [1, H, W, C] (tf2onnx exports)
+  const shape = resolveShape(m.shape, args);
+  const [channels, height, width] = nhwc ? [shape[3], shape[1], shape[2]] : shape.slice(1);
   const scale = Number(args['image-scale'] ?? 1), offset = Number(args['image-offset'] ?? 0);
   const order = args['image-order'] ?? 'rgb';
   return args.images.split(',').map((file) => {
@@ -243,12 +246,13 @@ function imageSets(meta, args) {
           let v;
           if (channels === 1) v = 0.299 * sample(fx, fy, 0) + 0.587 * sample(fx, fy, 1) + 0.114 * sample(fx, fy, 2);
           else v = sample(fx, fy, order === 'bgr' ? 2 - c : c);
-          values[(c * height + y) * width + x] = v * scale + offset;
+          values[nhwc ? (y * width + x) * channels + c : (c * height + y) * width + x] =
+            v * scale + offset;
         }
       }
     }
     const set = randomSets(meta.slice(1), {...args, random: 1})[0];
-    set.inputs[m.name] = {values, dims: [1, channels, height, width]};
+    set.inputs[m.name] = {values, dims: nhwc ? [1, height, width, channels] : [1, channels, height, width]};
     set.label = file;
     return set;
   });
@@ -367,7 +371,7 @@ function logSoftmaxAt(row, index) {
 class Stats {
   constructor() {
     Object.assign(this, {dot: 0, ff: 0, qq: 0, maxAbs: 0, sumAbs: 0, count: 0, finite: true,
-                         top1Same: 0, top1Total: 0, nllF: 0, nllQ: 0, nllCount: 0, refDot: 0,
+                         top1Same: 0, top1Total: 0, kl: 0, nllF: 0, nllQ: 0, nllCount: 0, refDot: 0,
                          refFF: 0, refRR: 0});
   }
   add(f, q) {
@@ -394,6 +398,17 @@ class Stats {
       }
       this.top1Same += a === b;
       this.top1Total++;
+      // KL(p_float || p_quant) = sum p_f (log p_f - log p_q), each softmax taken stably.
+      const logSum = (v, top) => {
+        let sum = 0;
+        for (let i = base; i < base + last; i++) sum += Math.exp(v[i] - v[top]);
+        return v[top] + Math.log(sum);
+      };
+      const lf = logSum(f, a), lq = logSum(q, b);
+      for (let i = base; i < base + last; i++) {
+        const logPf = f[i] - lf;
+        this.kl += Math.exp(logPf) * (logPf - (q[i] - lq));
+      }
     }
   }
   perplexity(f, q, ids, vocab) {
@@ -414,6 +429,7 @@ class Stats {
   get cosine() { return this.ff && this.qq ? this.dot / Math.sqrt(this.ff * this.qq) : (this.ff === this.qq ? 1 : 0); }
   get refCosine() { return this.refFF && this.refRR ? this.refDot / Math.sqrt(this.refFF * this.refRR) : null; }
   get top1Rate() { return this.top1Total ? this.top1Same / this.top1Total : null; }
+  get meanKl() { return this.top1Total ? this.kl / this.top1Total : null; }
   get pplRatio() { return this.nllCount ? Math.exp((this.nllQ - this.nllF) / this.nllCount) : null; }
 }
 
@@ -421,7 +437,8 @@ class Stats {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const options = {intraOpNumThreads: 2, graphOptimizationLevel: args['ort-optimization'] ?? 'all'};
+  const options = {intraOpNumThreads: 2, graphOptimizationLevel: args['ort-optimization'] ?? 'all',
+                   logSeverityLevel: 3};
   const load = async (file) => {
     try {
       return await ort.InferenceSession.create(file, options);
@@ -492,7 +509,7 @@ async function main() {
     const s = stats[name];
     const parts = [`cosine ${s.cosine.toFixed(6)}`, `max_abs ${s.maxAbs.toPrecision(3)}`,
                    `mean_abs ${(s.sumAbs / Math.max(1, s.count)).toPrecision(3)}`];
-    if (s.top1Rate !== null) parts.push(`top1 ${s.top1Rate.toFixed(4)}`);
+    if (s.top1Rate !== null) parts.push(`top1 ${s.top1Rate.toFixed(4)} kl ${s.meanKl.toPrecision(3)}`);
     if (s.pplRatio !== null) parts.push(`ppl x${s.pplRatio.toFixed(4)}`);
     if (s.refCosine !== null) parts.push(`float_vs_reference_cosine ${s.refCosine.toFixed(6)}`);
     parts.push(`finite ${s.finite ? 'yes' : 'NO'}`);
@@ -506,6 +523,10 @@ async function main() {
     const s = stats[args.top1];
     check(`top1 >= ${args['min-top1']}`, s !== undefined && s.top1Rate >= Number(args['min-top1']));
   }
+  if (args['max-kl'] !== undefined) {
+    const s = stats[args.top1];
+    check(`kl <= ${args['max-kl']}`, s !== undefined && s.meanKl <= Number(args['max-kl']));
+  }
   if (args['max-ppl-ratio'] !== undefined) {
     const s = stats[args.ppl];
     check(`ppl ratio <= ${args['max-ppl-ratio']}`, s !== undefined && s.pplRatio <= Number(args['max-ppl-ratio']));
@@ -515,7 +536,7 @@ async function main() {
   if (args.json) {
     const out = Object.fromEntries(Object.entries(stats).map(([n, s]) => [n, {
       cosine: s.cosine, max_abs: s.maxAbs, mean_abs: s.sumAbs / Math.max(1, s.count), finite: s.finite,
-      top1: s.top1Rate, ppl_ratio: s.pplRatio, float_vs_reference_cosine: s.refCosine}]));
+      top1: s.top1Rate, kl: s.meanKl, ppl_ratio: s.pplRatio, float_vs_reference_cosine: s.refCosine}]));
     fs.writeFileSync(args.json, JSON.stringify(out, null, 1));
   }
   const failed = results.filter((r) => !r.ok).length;
