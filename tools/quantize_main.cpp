@@ -28,7 +28,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float;
-  std::vector<std::string> tensor_types;
+  std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
   int verbosity = 0;
@@ -81,6 +81,7 @@ void finish_options(const Cli& cli, Options& options) {
   options.filter = NodeFilter(cli.include, cli.exclude);
   options.op_types = split_list(cli.op_types);
   for (const auto& t : cli.tensor_types) options.tensor_types.push_back(PrecisionRule::parse(t));
+  for (const auto& t : cli.targets) options.targets.push_back(Target::parse(t));
   options.keep_float = split_list(cli.keep_float);
   static const std::map<std::string, Format> formats = {{"qoperator", Format::kQOperator},
                                                         {"qdq", Format::kQdq}};
@@ -337,6 +338,9 @@ int main(int argc, char** argv) {
   mixed->add_option("--tensor-type", cli.tensor_types,
                     "REGEX=TYPE (repeatable): nodes whose name or weight name matches get TYPE: "
                     "float, fp16, int8, uint8, a16 (16-bit activations, static INT8), q4, q8");
+  mixed->add_option("--target", cli.targets,
+                    "[OUTPUT:]METRIC=VALUE (repeatable; METRIC: cosine, top1, snr: at least; kl: "
+                    "at most): raise precision node by node until the judged data meets it");
   mixed->add_option("--plan", options.plan,
                     "Replay the per-node precisions of a plan file exactly (from --plan-out)");
   mixed->add_option("--plan-out", options.plan_out,
@@ -385,7 +389,8 @@ int main(int argc, char** argv) {
                        "Also write the figures as JSON to FILE (-: stdout only)");
   app.footer(
       "Exit codes: 0 success, 1 internal error, 2 bad command line, 3 unreadable or invalid "
-      "model, 4 output not written, 5 (run) outputs beyond tolerance.");
+      "model, 4 output not written, 5 (run) outputs beyond tolerance, 6 --target not met "
+      "(nothing written).");
 
   try {
     app.parse(argc, argv);

@@ -17,6 +17,7 @@ enum class ExitCode : int {
   kInput = 3,     // a model could not be read, is malformed or unsafe
   kOutput = 4,    // an output could not be written, or exists without --force
   kMismatch = 5,  // `quantize run`: outputs differ from the expected ones beyond tolerance
+  kTarget = 6,    // --target could not be met: nothing was written
 };
 
 class Error : public std::runtime_error {

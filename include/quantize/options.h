@@ -52,6 +52,17 @@ struct PrecisionRule {
   static PrecisionRule parse(const std::string& text);  // "REGEX=TYPE"; Error(kUsage)
 };
 
+// --target [OUTPUT:]METRIC=VALUE: what the quantized model must reach on the judged data; the
+// run raises precision node by node until it does. METRIC: cosine, top1 (at least VALUE), snr
+// (dB, at least), kl (at most); over every output it applies to, or OUTPUT's.
+struct Target {
+  std::string output;
+  std::string metric;
+  double value = 0;
+  static Target parse(const std::string& text);  // Error(kUsage) naming the flag
+  std::string describe() const;                  // "cosine >= 0.99", "scores: kl <= 0.05"
+};
+
 // --include / --exclude: regular expressions over node names, compiled once.
 class NodeFilter {
  public:
@@ -98,8 +109,9 @@ struct Options {
   Verify verify = Verify::kAuto;  // kAuto: when there is data; kAlways: else on synthetic inputs
   // precision overrides, by hand or replayed from a plan (applied in that order: a rule wins)
   std::vector<PrecisionRule> tensor_types;  // --tensor-type
-  std::string plan;      // --plan FILE: replay its per-node precisions exactly (no search)
-  std::string plan_out;  // --plan-out FILE: write the per-node decisions of this run
+  std::string plan;             // --plan FILE: replay its per-node precisions exactly (no search)
+  std::string plan_out;         // --plan-out FILE: write the per-node decisions of this run
+  std::vector<Target> targets;  // --target: accuracy-driven mixed precision
   // preparation
   bool fold_constants = true;  // fold constant subexpressions (weights behind Reshape, Cast, ...)
   bool convert_opset = true;   // raise the opset where a mode needs a newer one

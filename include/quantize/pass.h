@@ -21,8 +21,12 @@ struct TensorChange {
 };
 
 struct NodeNote {
+  NodeNote() = default;
+  NodeNote(std::string node_, std::string reason_, std::string key_ = {})
+      : node(std::move(node_)), reason(std::move(reason_)), key(std::move(key_)) {}
   std::string node;    // node_label()
   std::string reason;  // why it was left alone, or what it became
+  std::string key;     // the node's name, or its first output (how plans name it)
 };
 
 struct PassResult {

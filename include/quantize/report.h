@@ -17,6 +17,7 @@ struct OutputReport {
   uint64_t bytes_before = 0, bytes_after = 0;
   double seconds = 0;
   bool dry_run = false;
+  std::string not_written;  // why the output was not written (a --target not met), if it was not
   std::optional<Verification> verification;  // when the run had data to judge on
 };
 

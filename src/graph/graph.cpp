@@ -431,8 +431,9 @@ void visit_nodes(const ModelIndex& index, PassResult& result,
           continue;
         }
       }
+      const std::string key = node_key(*node);
       Verdict v = visit(*graph, *node);
-      (v.changed ? result.changed : result.skipped).push_back({label, std::move(v.text)});
+      (v.changed ? result.changed : result.skipped).push_back({label, std::move(v.text), key});
     }
   }
 }

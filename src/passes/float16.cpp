@@ -555,7 +555,7 @@ class GraphConverter {
       } else if (node.op_type() == "ConstantOfShape") {
         convert_constant_of_shape(node);
       }
-      s_.result->changed.push_back({label, "float16"});
+      s_.result->changed.push_back({label, "float16", node_key(node)});
     }
   }
 

@@ -22,6 +22,14 @@ namespace quantize {
 struct RunData {
   std::optional<CalibrationData> calibration;
   std::optional<CalibrationData> evaluation;
+  // Statistics already measured on `calibration` (the target search builds many candidates of
+  // one model: each tensor is calibrated once).
+  struct Cache {
+    std::set<std::string> measured;
+    std::unordered_map<std::string, Range> ranges;
+    std::unordered_map<std::string, std::vector<double>> channel_power;
+  };
+  std::shared_ptr<Cache> cache = std::make_shared<Cache>();
 };
 // From --calib and --eval: with --calib only, every 4th sample is held out for judging (at least
 // one) unless options.holdout is off; with options.verify kAlways and no data, synthetic inputs.

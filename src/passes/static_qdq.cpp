@@ -326,6 +326,7 @@ class StaticQdqPass final : public Pass {
         continue;
       }
       selected_.push_back(i);
+      keys_[i] = node_key(node);  // before folds rename outputs (plans name nodes as given)
       weighted_ += kind == Kind::kWeighted;
       if (precision_of(node) == Precision::kA16) {  // 16-bit activations in and out
         wide_.insert(ins.begin(), ins.end());
@@ -457,7 +458,7 @@ class StaticQdqPass final : public Pass {
       std::string done = "QDQ activations";
       if (kind == Kind::kWeighted) done = quantize_weights(node);
       if (kind == Kind::kShares) done = "QDQ with its input's scale and zero point";
-      result_.changed.push_back({node_label(node), done});
+      result_.changed.push_back({node_label(node), done, keys_.at(index)});
     }
     for (int index : removed) editor_->remove_node(*graph_->mutable_node(index));
     // One pair per tensor; every reader but its QuantizeLinear reads the DequantizeLinear output.
@@ -710,6 +711,7 @@ class StaticQdqPass final : public Pass {
   std::set<std::string> quantized_;  // read by a quantized node: these get a pair
   std::set<std::string> produced_;  // written by a quantized node (a pair only if also read by one)
   std::set<std::string> wide_;      // tensors of nodes planned with 16-bit activations
+  std::map<int, std::string> keys_;  // node_key() of each selected node, as the model gave it
   std::map<std::string, std::string> shares_;  // output -> the input whose parameters it takes
   std::map<std::string, int> folded_;          // activation input -> the activation node
   std::map<std::string, Params> params_;

@@ -1,6 +1,8 @@
 // The mode table, option checks and descriptions, and each mode's passes.
 #include <fmt/ranges.h>
 
+#include <cmath>
+
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "verify/verify.h"
@@ -88,6 +90,43 @@ Precision parse_precision(const std::string& name, const std::string& what) {
   }
   fail(ExitCode::kUsage, "{}: '{}' is not a precision (float, fp16, int8, uint8, a16, q4, q8)",
        what, name);
+}
+
+Target Target::parse(const std::string& text) {
+  const auto eq = text.rfind('=');
+  if (eq == std::string::npos) fail(ExitCode::kUsage, "--target {}: expected METRIC=VALUE", text);
+  Target t;
+  std::string left = text.substr(0, eq);
+  if (const auto colon = left.rfind(':'); colon != std::string::npos) {
+    t.output = left.substr(0, colon);
+    left = left.substr(colon + 1);
+  }
+  t.metric = left;
+  if (t.metric != "cosine" && t.metric != "top1" && t.metric != "kl" && t.metric != "snr") {
+    fail(ExitCode::kUsage, "--target {}: metric '{}' is not cosine, top1, kl or snr", text,
+         t.metric);
+  }
+  try {
+    size_t used = 0;
+    t.value = std::stod(text.substr(eq + 1), &used);
+    if (used != text.size() - eq - 1) throw std::invalid_argument("trailing characters");
+  } catch (const std::exception&) {
+    fail(ExitCode::kUsage, "--target {}: '{}' is not a number", text, text.substr(eq + 1));
+  }
+  const bool fraction = t.metric == "cosine" || t.metric == "top1";
+  if (!std::isfinite(t.value) || (fraction && (t.value < 0 || t.value > 1)) ||
+      (t.metric == "kl" && t.value < 0)) {
+    fail(ExitCode::kUsage, "--target {}: {} must be {}", text, t.metric,
+         fraction           ? "between 0 and 1"
+         : t.metric == "kl" ? "at least 0"
+                            : "a finite number of dB");
+  }
+  return t;
+}
+
+std::string Target::describe() const {
+  return fmt::format("{}{} {} {}", output.empty() ? "" : output + ": ", metric,
+                     metric == "kl" ? "<=" : ">=", value);
 }
 
 PrecisionRule PrecisionRule::parse(const std::string& text) {
@@ -181,6 +220,16 @@ void Options::validate() const {
     if (!known.count(op) || (any_dynamic && !kDynamicOps.count(op))) {
       fail(ExitCode::kUsage, "--op-types: '{}' is not one of {}", op, fmt::join(known, ", "));
     }
+  }
+  if (!targets.empty()) {
+    if (calib.empty() && eval.empty()) {
+      fail(ExitCode::kUsage,
+           "--target needs data to judge on: --calib (every 4th sample judges) or --eval");
+    }
+    if (verify == Verify::kNever)
+      fail(ExitCode::kUsage, "--target needs verification: drop --no-verify");
+    if (!plan.empty())
+      fail(ExitCode::kUsage, "--plan replays a plan: it does not search (drop --target)");
   }
   if (any_static) {
     if (calib.empty()) {
@@ -285,16 +334,29 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.keep_float = options.keep_float;
     config.filter = options.filter;
     config.precisions = precisions;
-    config.calibrate = [data = data.calibration, method = options.calib_method,
+    config.calibrate = [data = data.calibration, cache = data.cache, method = options.calib_method,
                         percentile = options.percentile, progress = options.calib_progress](
                            const Model& model, const std::set<std::string>& tensors) {
       if (!data) fail(ExitCode::kUsage, "static INT8 needs calibration data (--calib)");
-      RangeCollector ranges(tensors, method, percentile);
-      ChannelPowerCollector power(tensors);
-      run_calibration(model, *data, {&ranges, &power}, progress);
+      std::set<std::string> missing;
+      for (const auto& t : tensors) {
+        if (!cache->measured.count(t)) missing.insert(t);
+      }
+      if (!missing.empty()) {
+        RangeCollector ranges(missing, method, percentile);
+        ChannelPowerCollector power(missing);
+        run_calibration(model, *data, {&ranges, &power}, progress);
+        for (auto& [t, r] : ranges.ranges()) cache->ranges[t] = r;
+        for (auto& [t, p] : power.power()) cache->channel_power[t] = std::move(p);
+        cache->measured.insert(missing.begin(), missing.end());
+      }
       Calibration c;
-      c.ranges = ranges.ranges();
-      c.channel_power = power.power();
+      for (const auto& t : tensors) {
+        if (auto it = cache->ranges.find(t); it != cache->ranges.end()) c.ranges[t] = it->second;
+        if (auto it = cache->channel_power.find(t); it != cache->channel_power.end()) {
+          c.channel_power[t] = it->second;
+        }
+      }
       c.description = fmt::format("{}, {} ranges", data->description,
                                   method == CalibMethod::kMinMax       ? "min/max"
                                   : method == CalibMethod::kPercentile ? "percentile"

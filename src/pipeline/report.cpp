@@ -52,14 +52,19 @@ std::string describe(const OutputMetrics& m) {
   if (!m.is_float) return fmt::format("{:.1f}% identical", 100 * m.exact);
   std::string s = fmt::format("cosine {:.5f}, rel L2 {:.3g}, max abs {:.3g}, SNR {:.1f} dB",
                               m.cosine, m.rel_l2, m.max_abs, m.snr_db);
-  if (m.logits) s += fmt::format(", top-1 {:.1f}%, KL {:.3g}", 100 * m.top1, m.kl);
+  if (m.logits) {
+    s += fmt::format(", top-1 {:.1f}%, KL {:.3g}", 100 * m.top1, m.kl < 1e-12 ? 0.0 : m.kl);
+  }
   if (!m.finite) s += ", NOT FINITE";
   return s;
 }
 
 void print_report(const OutputReport& report, int verbosity, std::FILE* out) {
-  fmt::print(out, "{} -> {}  [{}]\n", report.input, report.dry_run ? "(dry run)" : report.output,
-             report.options);
+  const std::string to = report.dry_run ? "(dry run)"
+                         : report.not_written.empty()
+                             ? report.output
+                             : fmt::format("{} NOT WRITTEN: {}", report.output, report.not_written);
+  fmt::print(out, "{} -> {}  [{}]\n", report.input, to, report.options);
   for (const auto& pass : report.passes) print_pass(pass, verbosity, out);
   if (const auto& v = report.verification) {
     fmt::print(out, "  verify{}: {} sample(s): {}\n", v->synthetic ? " (SYNTHETIC inputs)" : "",
@@ -74,7 +79,10 @@ void print_report(const OutputReport& report, int verbosity, std::FILE* out) {
       report.bytes_before ? static_cast<double>(report.bytes_after) / report.bytes_before : 0.0;
   fmt::print(out, "  size: {} -> {} (x{:.2f}){}, {:.2f} s\n", format_bytes(report.bytes_before),
              format_bytes(report.bytes_after), ratio,
-             report.dry_run ? " if written (dry run: nothing was)" : "", report.seconds);
+             report.dry_run               ? " if written (dry run: nothing was)"
+             : report.not_written.empty() ? ""
+                                          : " if written",
+             report.seconds);
 }
 
 }  // namespace quantize

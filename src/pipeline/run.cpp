@@ -6,6 +6,7 @@
 
 #include "passes/passes.h"
 #include "pipeline/plan.h"
+#include "pipeline/search.h"
 #include "quantize/error.h"
 #include "quantize/log.h"
 #include "quantize/model.h"
@@ -67,6 +68,85 @@ void record_verification(Model& model, const Verification& v) {
   auto* entry = model.proto.add_metadata_props();
   entry->set_key("quantize.verify");
   entry->set_value(text);
+}
+
+std::string describe_targets(const std::vector<Target>& targets) {
+  std::string s;
+  for (const auto& t : targets) s += (s.empty() ? "" : ", ") + t.describe();
+  return s;
+}
+
+// Whether `p` is what `mode` gives a node with no plan (4 bits for --q4, 8 for --int8 ...).
+bool mode_precision(Mode mode, const Options& options, Precision p) {
+  switch (mode_info(mode).family) {
+    case ModeFamily::kWeightOnly:
+      return options.bits == 8
+                 ? p == Precision::kQ8 || p == Precision::kInt8 || p == Precision::kUInt8
+                 : p == Precision::kQ4;
+    case ModeFamily::kStaticInt8:
+    case ModeFamily::kDynamicInt8:
+      return p == Precision::kInt8 || p == Precision::kUInt8;
+    case ModeFamily::kFloat16:
+      return p == Precision::kFp16;
+  }
+  return false;
+}
+
+// What the target search did, as the report shows it: the targets before and after, what it
+// raised, the share of multiply-adds left at the mode's precision, and the size it costs.
+PassResult target_result(const SearchOutcome& o, Mode mode, const Options& options,
+                         const Model& source, const Model& model,
+                         const std::vector<PassResult>& results, const PrecisionPlan& plan,
+                         const CalibrationData& judged) {
+  PassResult r;
+  r.pass = "target";
+  const Target& first = options.targets[0];
+  r.notes.push_back(fmt::format(
+      "{} on {}: fully quantized {:.5g}, now {:.5g}: {}", describe_targets(options.targets),
+      judged.description, o.quantized.worst(first.metric, first.output),
+      o.best.worst(first.metric, first.output), o.met ? "met" : "NOT MET"));
+  std::map<std::string, int> by_precision;
+  for (const auto& e : o.raised) ++by_precision[precision_name(e.precision)];
+  std::string how;
+  for (const auto& [p, n] : by_precision)
+    how += fmt::format("{}{}: {}", how.empty() ? "" : ", ", p, n);
+  if (o.candidates == 0 && !o.met) {
+    r.notes.push_back("no node left to raise: the plan or --tensor-type fixed every one");
+  } else {
+    r.notes.push_back(fmt::format("raised {} of {} node(s){}; {} candidate model(s) judged{}",
+                                  o.raised.size(), o.candidates,
+                                  how.empty() ? "" : " (" + how + ")", o.evaluations,
+                                  o.harm_data.empty() ? "" : "; harm measured on " + o.harm_data));
+  }
+  // Multiply-adds of Conv/MatMul/Gemm left at the mode's precision.
+  const auto macs = multiply_adds(source, judged);
+  const auto planned = plan.by_node();
+  double total = 0, kept = 0;
+  std::set<std::string> quantized;
+  if (const PassResult* q = quantizing_pass(results)) {
+    for (const auto& c : q->changed) quantized.insert(c.key);
+  }
+  for (const auto& [key, n] : macs) {
+    total += n;
+    auto p = planned.find(key);
+    if (quantized.count(key) && (p == planned.end() || mode_precision(mode, options, p->second))) {
+      kept += n;
+    }
+  }
+  if (total > 0) {
+    r.notes.push_back(fmt::format(
+        "Conv/MatMul/Gemm multiply-adds at the mode's own precision: {:.1f}% (of {:.3g})",
+        100 * kept / total, total));
+  }
+  const uint64_t bytes = encoded_size(model, false);
+  r.notes.push_back(fmt::format("size: {} against {} fully quantized (x{:.2f})",
+                                format_bytes(bytes), format_bytes(o.quantized_bytes),
+                                o.quantized_bytes ? double(bytes) / o.quantized_bytes : 0.0));
+  for (const auto& e : o.raised) {
+    r.changed.push_back(
+        {e.node, fmt::format("{} ({})", precision_name(e.precision), e.why), e.node});
+  }
+  return r;
 }
 
 // The plan's entries as the report shows them.
@@ -133,13 +213,20 @@ void quantize_files(const RunRequest& request,
       for (auto& e : apply_rules(source, options.tensor_types))
         plan.entries.push_back(std::move(e));
       if (!plan.entries.empty()) report.passes.push_back(plan_result(plan));
-      for (auto& r : run_passes(model, mode, options, data, plan.by_node())) {
-        report.passes.push_back(std::move(r));
+      std::optional<SearchOutcome> search;  // its entries are listed by the target section
+      if (!options.targets.empty()) {
+        search = search_precisions(source, mode, options, data, plan);
+        plan.entries.insert(plan.entries.end(), search->raised.begin(), search->raised.end());
       }
-      if (!options.plan_out.empty() && !request.dry_run) write_plan(plan, options.plan_out);
+      std::vector<PassResult> results = run_passes(model, mode, options, data, plan.by_node());
+      if (search) {
+        report.passes.push_back(
+            target_result(*search, mode, options, source, model, results, plan, *data.evaluation));
+      }
+      for (auto& r : results) report.passes.push_back(std::move(r));
       if (data.evaluation) {
         const auto verify_start = std::chrono::steady_clock::now();
-        report.verification = verify(source, model, *data.evaluation);
+        report.verification = search ? search->best : verify(source, model, *data.evaluation);
         log().debug("verification: {} sample(s), {:.2f} s", data.evaluation->count,
                     seconds_since(verify_start));
         record_verification(model, *report.verification);
@@ -148,6 +235,16 @@ void quantize_files(const RunRequest& request,
       report.dry_run = request.dry_run;
       const fs::path out = output_path(request, model_path, mode);
       report.output = out.string();
+      if (search && !search->met) {
+        report.not_written = "the target was not met";
+        report.bytes_after = encoded_size(model, request.external_data);
+        report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
+        on_report(report);
+        fail(ExitCode::kTarget, "{}: {} not met even with {} of {} node(s) raised; nothing written",
+             source.source, describe_targets(options.targets), search->raised.size(),
+             search->candidates);
+      }
+      if (!options.plan_out.empty() && !request.dry_run) write_plan(plan, options.plan_out);
       if (request.dry_run) {
         report.bytes_after = encoded_size(model, request.external_data);
       } else {

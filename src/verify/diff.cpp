@@ -42,7 +42,11 @@ double capped(double snr) { return std::isfinite(snr) ? std::min(snr, kCapDb) : 
 DiffResult diff_models(const DiffRequest& request) {
   Model float_model = load_model(request.float_model);
   Model quant_model = load_model(request.quant_model);
-  CalibrationData data = open_calibration_data(request.data, float_model, request.samples);
+  return diff(float_model, quant_model,
+              open_calibration_data(request.data, float_model, request.samples));
+}
+
+DiffResult diff(const Model& float_model, const Model& quant_model, const CalibrationData& data) {
   const auto map = tensor_map(quant_model);
 
   // What the float model has: node outputs (observed while it runs) and initializers.

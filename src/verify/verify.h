@@ -8,6 +8,7 @@
 #include "calibration/calibrate.h"
 #include "quantize/executor.h"
 #include "quantize/model.h"
+#include "quantize/run.h"
 #include "quantize/verify.h"
 
 namespace quantize {
@@ -40,6 +41,9 @@ Reference reference_outputs(const Model& model, const CalibrationData& data);
 
 Verification verify(const Reference& reference, const Model& candidate,
                     const CalibrationData& data);
+
+// quantize diff on models in memory (see DiffRequest in quantize/run.h).
+DiffResult diff(const Model& float_model, const Model& quant_model, const CalibrationData& data);
 
 // The samples of `data` whose index `keep` accepts, renumbered.
 CalibrationData subset(const CalibrationData& data, const std::function<bool(size_t)>& keep,
