@@ -5,6 +5,7 @@
 # on x86 CPUs without VNNI its fused int8 kernels saturate, unfused it follows ONNX), the share of
 # multiply-adds left in 8 bits, and the time.
 #   tools/target_check.sh [WORKDIR] [--target SPEC] [--mode int8|uint8] [--only NAME]
+#                         [--judge NAME,NAME,...]   (other photos of build/test-images to judge on)
 # Needs a built tree and the photos (tools/bootstrap.sh --tests).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,11 +13,13 @@ work=$root/build/target_check
 target=cosine=0.99
 mode=int8
 only=
+judge_names=motorcycle_right,camera,page,ihc
 while [ $# -gt 0 ]; do
   case $1 in
     --target) target=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --judge) judge_names=$2; shift 2 ;;
     *) work=$1; shift ;;
   esac
 done
@@ -25,7 +28,7 @@ compare=$root/tests/ort/compare.mjs
 img=$root/build/test-images
 shared=$root/../shared/models
 calib=$img/astronaut.png,$img/chelsea.png,$img/coffee.png,$img/motorcycle_left.png,$img/moon.png,$img/coins.png
-judge=$img/motorcycle_right.png,$img/camera.png,$img/page.png,$img/ihc.png
+judge=$img/${judge_names//,/.png,$img/}.png
 mkdir -p "$work"
 # name | model | image flags (compare.mjs)
 models=(

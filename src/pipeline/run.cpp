@@ -110,7 +110,9 @@ PassResult target_result(const SearchOutcome& o, Mode mode, const Options& optio
   std::string how;
   for (const auto& [p, n] : by_precision)
     how += fmt::format("{}{}: {}", how.empty() ? "" : ", ", p, n);
-  if (o.candidates == 0 && !o.met) {
+  if (o.raised.empty() && o.met) {
+    r.notes.push_back("nothing raised: the fully quantized model meets it");
+  } else if (o.candidates == 0) {
     r.notes.push_back("no node left to raise: the plan or --tensor-type fixed every one");
   } else {
     r.notes.push_back(fmt::format("raised {} of {} node(s){}; {} candidate model(s) judged{}",

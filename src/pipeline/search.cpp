@@ -231,7 +231,7 @@ SearchOutcome search_precisions(const Model& source, Mode mode, const Options& o
   struct Block {
     double gain = 0;  // output noise power removed by raising the block alone
     Precision fix = Precision::kFloat;
-    size_t size = 0;
+    size_t index = 0, size = 0;
   };
   std::map<std::string, Block> block_of;  // node -> its block
   for (size_t b = 0; b < blocks; ++b) {
@@ -250,7 +250,7 @@ SearchOutcome search_precisions(const Model& source, Mode mode, const Options& o
       }
     }
     for (size_t i = first; i < last; ++i)
-      block_of[candidates[i]] = {best_gain, best_fix, last - first};
+      block_of[candidates[i]] = {best_gain, best_fix, b, last - first};
   }
   // Stage 1: blocks by gain, nodes within a block by local noise, each with its block's fix;
   // stage 2, if all of stage 1 is not enough: float (the mode's last fix) on top, same order.
@@ -292,9 +292,10 @@ SearchOutcome search_precisions(const Model& source, Mode mode, const Options& o
       const Block& block = block_of.at(st.node);
       entries.push_back(
           {st.node, it->second,
-           fmt::format("--target: its block of {} node(s), raised alone, removes {:.0f}% of the "
-                       "output noise; it adds {:.2g} of its own",
-                       block.size, base_noise > 0 ? 100 * block.gain / base_noise : 0.0, st.harm),
+           fmt::format("--target: block {} of {} ({} node(s)), raised alone, removes {:.0f}% of "
+                       "the output noise",
+                       block.index + 1, blocks, block.size,
+                       base_noise > 0 ? 100 * block.gain / base_noise : 0.0),
            reached});
     }
     std::stable_sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) {
