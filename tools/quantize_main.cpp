@@ -27,7 +27,8 @@ struct Cli {
   RunRequest request;
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
-  std::string include, exclude, op_types, format, calib_method = "minmax", keep_float;
+  std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
+  std::string equalize = "auto", bias_correction = "auto";
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
@@ -95,13 +96,36 @@ void finish_options(const Cli& cli, Options& options) {
   static const std::map<std::string, CalibMethod> methods = {
       {"minmax", CalibMethod::kMinMax},
       {"percentile", CalibMethod::kPercentile},
-      {"entropy", CalibMethod::kEntropy}};
+      {"entropy", CalibMethod::kEntropy},
+      {"mse", CalibMethod::kMse}};
   auto it = methods.find(cli.calib_method);
   if (it == methods.end()) {
-    fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile or entropy",
+    fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile, entropy or mse",
          cli.calib_method);
   }
   options.calib_method = it->second;
+  static const std::map<std::string, ActivationType> activation_types = {
+      {"int8", ActivationType::kInt8},
+      {"uint8", ActivationType::kUInt8},
+      {"int16", ActivationType::kInt16},
+      {"uint16", ActivationType::kUInt16}};
+  if (!cli.activations.empty()) {
+    auto a = activation_types.find(cli.activations);
+    if (a == activation_types.end()) {
+      fail(ExitCode::kUsage, "--activations {}: expected int8, uint8, int16 or uint16",
+           cli.activations);
+    }
+    options.activations = a->second;
+  }
+  static const std::map<std::string, Toggle> toggles = {
+      {"auto", Toggle::kAuto}, {"on", Toggle::kOn}, {"off", Toggle::kOff}};
+  for (auto [value, name, out] :
+       {std::tuple{&cli.equalize, "--equalize", &options.equalize},
+        std::tuple{&cli.bias_correction, "--bias-correction", &options.bias_correction}}) {
+    auto t = toggles.find(*value);
+    if (t == toggles.end()) fail(ExitCode::kUsage, "{} {}: expected auto, on or off", name, *value);
+    *out = t->second;
+  }
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -320,9 +344,20 @@ int main(int argc, char** argv) {
                  "Use at most N calibration samples (0: all; random: 8)")
       ->capture_default_str();
   st->add_option("--calib-method", cli.calib_method,
-                 "Activation ranges: minmax, percentile or entropy (KL divergence)")
+                 "Activation ranges: minmax, percentile, entropy (KL divergence) or mse (least "
+                 "squared quantization error)")
       ->capture_default_str();
   st->add_option("--percentile", options.percentile, "Percentile kept by --calib-method percentile")
+      ->capture_default_str();
+  st->add_option("--activations", cli.activations,
+                 "Activation type: int8, uint8, int16 or uint16 (16 bits: weights stay 8-bit, "
+                 "A16W8); default: the mode's");
+  st->add_option("--equalize", cli.equalize,
+                 "Cross-layer equalization of Conv channels (BatchNormalization folded first): "
+                 "auto (applied when it measures better on the calibration data), on or off")
+      ->capture_default_str();
+  st->add_option("--bias-correction", cli.bias_correction,
+                 "Take the weights' rounding shift out of Conv/Gemm biases: auto, on or off")
       ->capture_default_str();
   st->add_option("--keep-float", cli.keep_float, "Tensors (comma-separated names) that stay float");
   auto* check = app.add_option_group(

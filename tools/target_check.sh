@@ -4,8 +4,9 @@
 # photos. Prints per model: the tool's figures, ONNX Runtime's cosine (optimizations on, and off:
 # on x86 CPUs without VNNI its fused int8 kernels saturate, unfused it follows ONNX), the share of
 # multiply-adds left in 8 bits, and the time.
-#   tools/target_check.sh [WORKDIR] [--target SPEC] [--mode int8|uint8] [--only NAME]
+#   tools/target_check.sh [WORKDIR] [--target SPEC|none] [--mode int8|uint8] [--only NAME]
 #                         [--judge NAME,NAME,...]   (other photos of build/test-images to judge on)
+#                         [--flags "QUANTIZE FLAGS"] (more flags for quantize, e.g. --calib-method mse)
 # Needs a built tree and the photos (tools/bootstrap.sh --tests).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,7 @@ work=$root/build/target_check
 target=cosine=0.99
 mode=int8
 only=
+extra=
 judge_names=motorcycle_right,camera,page,ihc
 while [ $# -gt 0 ]; do
   case $1 in
@@ -20,6 +22,7 @@ while [ $# -gt 0 ]; do
     --mode) mode=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --judge) judge_names=$2; shift 2 ;;
+    --flags) extra=$2; shift 2 ;;
     *) work=$1; shift ;;
   esac
 done
@@ -52,8 +55,11 @@ for entry in "${models[@]}"; do
   node "$compare" --float "$model" --quant "$model" --images "$calib" $flags --save-float "$dir/calib" >/dev/null
   start=$(date +%s.%N)
   rc=0
-  "$quantize" "$model" --$mode --static --per-channel --calib "$dir/calib" --target "$target" \
-    -o "$dir/q.onnx" >"$dir/report.txt" 2>&1 || rc=$?
+  target_flags=(--target "$target")
+  [ "$target" = none ] && target_flags=()
+  # shellcheck disable=SC2086
+  "$quantize" "$model" --$mode --static --per-channel --calib "$dir/calib" "${target_flags[@]}" \
+    $extra -o "$dir/q.onnx" >"$dir/report.txt" 2>&1 || rc=$?
   seconds=$(echo "$(date +%s.%N) - $start" | bc)
   tool=$(sed -n 's/^    \([^ ]*\): *cosine \([0-9.]*\),.*/\1 \2/p' "$dir/report.txt" | awk '{print $2}' | sort -g | head -1)
   share=$(sed -n 's/.*own precision: \([0-9.]*\)%.*/\1%/p' "$dir/report.txt")

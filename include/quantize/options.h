@@ -32,7 +32,12 @@ const ModeInfo& mode_info(Mode mode);
 // The static form of --int8 / --uint8 (other modes have none: nullopt).
 std::optional<Mode> static_mode(Mode dynamic);
 
-enum class CalibMethod { kMinMax, kPercentile, kEntropy };
+enum class CalibMethod { kMinMax, kPercentile, kEntropy, kMse };
+// Static INT8 activation type (--activations): the mode's (int8 for --int8, uint8 for --uint8), or
+// forced; 16 bits keep 8-bit weights (A16W8).
+enum class ActivationType { kDefault, kInt8, kUInt8, kInt16, kUInt16 };
+// A refinement the tool applies when it measures a gain (kAuto), always, or never.
+enum class Toggle { kAuto, kOn, kOff };
 // INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.
 enum class Format { kDefault, kQOperator, kQdq };
 
@@ -99,7 +104,10 @@ struct Options {
   size_t calib_samples = 0;
   CalibMethod calib_method = CalibMethod::kMinMax;
   double percentile = 99.999;
-  std::set<std::string> keep_float;                    // tensor names
+  ActivationType activations = ActivationType::kDefault;
+  Toggle equalize = Toggle::kAuto;         // cross-layer equalization (Conv nets)
+  Toggle bias_correction = Toggle::kAuto;  // weight rounding's mean shift taken out of the bias
+  std::set<std::string> keep_float;        // tensor names
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
   // verification: the quantized model judged against the float model on data it was not
   // calibrated on

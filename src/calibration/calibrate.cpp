@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <utility>
 
 #include "quantize/error.h"
 
@@ -55,13 +56,23 @@ void TensorStats::add(const float* x, size_t n) {
     if (!std::isfinite(x[i])) continue;
     int b = static_cast<int>((x[i] + limit_) * to_bin);
     ++bins_[std::clamp(b, 0, kBins - 1)];
+    zeros_ += x[i] == 0;
   }
 }
 
-Range TensorStats::range(CalibMethod method, double percentile) const {
+Range TensorStats::range(CalibMethod method, double percentile, int levels) const {
   if (count_ == 0) return {};
   if (method == CalibMethod::kMinMax || !histogram_) return {min_, max_};
-  return method == CalibMethod::kPercentile ? percentile_range(percentile) : entropy_range();
+  switch (method) {
+    case CalibMethod::kPercentile:
+      return percentile_range(percentile);
+    case CalibMethod::kEntropy:
+      return entropy_range();
+    case CalibMethod::kMse:
+      return mse_range(levels);
+    default:
+      return {min_, max_};
+  }
 }
 
 Range TensorStats::percentile_range(double percentile) const {
@@ -86,48 +97,216 @@ Range TensorStats::percentile_range(double percentile) const {
   return r;
 }
 
-Range TensorStats::entropy_range() const {
-  constexpr int kAbsBins = 2048, kLevels = 128, kStep = 16;
-  // |x| histogram: kBins/2 bins per side folded, then pairs merged down to kAbsBins.
-  std::vector<double> a(kAbsBins, 0.0);
-  const int half = kBins / 2, merge = half / kAbsBins;
-  for (int k = 0; k < half; ++k) a[k / merge] += bins_[half + k] + bins_[half - 1 - k];
-  const double width = static_cast<double>(limit_) / kAbsBins;
-  double total = 0;
-  for (double c : a) total += c;
-  if (total == 0) return {min_, max_};
+Range TensorStats::entropy_range(int bins, int quantized_bins) const {
+  if (count_ == 0) return {};
+  const double m =
+      std::max(std::fabs(static_cast<double>(min_)), std::fabs(static_cast<double>(max_)));
+  const int zero = bins / 2, half = quantized_bins / 2;
+  if (!histogram_ || !(m > 0) || bins < 2 || quantized_bins < 1 || half > zero) {
+    return {min_, max_};
+  }
+  // Ours in their layout, B bins over [-M, M]: each of our bins whole in the bin of its centre.
+  std::vector<double> hist(bins, 0.0);
+  const double ours = 2.0 * limit_ / kBins, theirs = 2 * m / bins;
+  for (int k = 0; k < kBins; ++k) {
+    if (!bins_[k]) continue;
+    const double centre = -limit_ + (k + 0.5) * ours;
+    hist[std::clamp(static_cast<int>(std::floor((centre + m) / theirs)), 0, bins - 1)] += bins_[k];
+  }
+  std::vector<double> cum(bins + 1, 0.0);  // cum[k]: the count of bins [0, k)
+  for (int k = 0; k < bins; ++k) cum[k + 1] = cum[k] + hist[k];
+  auto edge = [&](int k) { return k == bins ? m : -m + k * theirs; };
+  // Zero bins get 1e-4, the others lose 1e-4 * zeros / non-zeros; false when every bin is 0.
+  auto smooth = [](std::vector<double>& v) {
+    const auto nonzero = std::count_if(v.begin(), v.end(), [](double x) { return x != 0; });
+    if (nonzero == 0) return false;
+    const double eps = 1e-4, eps1 = eps * static_cast<double>(v.size() - nonzero) / nonzero;
+    for (double& x : v) x += x == 0 ? eps : -eps1;
+    return true;
+  };
 
   double best_kl = std::numeric_limits<double>::infinity();
-  int best = kAbsBins;
+  int best_start = zero - half, best_end = std::min(zero + half + 1, bins);
   std::vector<double> p, q;
-  for (int i = kLevels; i <= kAbsBins; i += kStep) {
-    p.assign(a.begin(), a.begin() + i);
-    for (int k = i; k < kAbsBins; ++k) p[i - 1] += a[k];  // mass beyond T into the last bin
-    q.assign(i, 0.0);
-    for (int level = 0; level < kLevels; ++level) {
-      const int b0 = level * i / kLevels, b1 = (level + 1) * i / kLevels;
-      double sum = 0;
+  for (int i = half; i <= zero; ++i) {
+    const int start = zero - i, end = std::min(zero + i + 1, bins), n = end - start;
+    p.assign(hist.begin() + start, hist.begin() + end);
+    p.front() += cum[start];             // the counts left of the slice
+    p.back() += cum[bins] - cum[end];    // and right of it
+    const int run = n / quantized_bins;  // slice bins per quantized bin
+    q.assign(n, 0.0);
+    for (int j = 0; run > 0 && j < quantized_bins; ++j) {
+      const int b0 = j * run, b1 = b0 + run;
+      // The slice's own counts (no outliers); the leftover bins go to the last run.
+      const double sum = cum[start + (j == quantized_bins - 1 ? n : b1)] - cum[start + b0];
       int nonzero = 0;
-      for (int k = b0; k < b1; ++k) {
-        sum += a[k];  // the cut histogram without the clipped mass
-        nonzero += p[k] > 0;
+      for (int k = b0; k < b1; ++k) nonzero += p[k] != 0;
+      if (nonzero == 0) continue;
+      // Every bin of the run, empty in P or not, gets the truncated share (an int64 array).
+      for (int k = b0; k < b1; ++k) q[k] = std::floor(sum / nonzero);
+    }
+    double kl = std::numeric_limits<double>::infinity();
+    if (run > 0 && smooth(p) && smooth(q)) {
+      double p_total = 0, q_total = 0;
+      for (int k = 0; k < n; ++k) p_total += p[k], q_total += q[k];
+      kl = 0;
+      for (int k = 0; k < n; ++k) {
+        const double pk = p[k] / p_total;
+        kl += pk * std::log(pk / (q[k] / q_total));
       }
-      for (int k = b0; k < b1; ++k) q[k] = p[k] > 0 ? sum / nonzero : 0;
     }
-    double q_total = 0;
-    for (double v : q) q_total += v;
-    if (q_total == 0) continue;
-    double kl = 0;
-    for (int k = 0; k < i; ++k) {  // a bin Q leaves empty costs as if Q held 1e-9 of the mass
-      if (p[k] > 0) kl += p[k] / total * std::log((p[k] / total) / std::max(q[k] / q_total, 1e-9));
-    }
-    if (kl < best_kl) {
+    if (kl < best_kl) {  // the first minimum, as numpy's argmin
       best_kl = kl;
-      best = i;
+      best_start = start;
+      best_end = end;
     }
   }
-  const float t = static_cast<float>(best * width);
-  return {std::max(min_, -t), std::min(max_, t)};
+  return {std::max(static_cast<float>(edge(best_start)), min_),
+          std::min(static_cast<float>(edge(best_end)), max_)};
+}
+
+namespace {
+
+// The grid static_qdq quantizes a calibrated range to (activation_params): the range widened to
+// include 0, s = (hi - lo) / (levels - 1), zero point z = round(-lo / s); the points s * (k - z),
+// k = 0 .. levels - 1, of which `lo` and `hi` here are the ends.
+struct Grid {
+  double step, lo, hi;
+};
+
+Grid grid_for(double lo, double hi, int levels) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  const double steps = levels - 1, s = (hi - lo) / steps;
+  const double z = std::clamp(std::nearbyint(-lo / s), 0.0, steps);
+  return {s, -z * s, (steps - z) * s};
+}
+
+// The expected squared quantize-dequantize error, summed over the values a histogram counts,
+// each bin's count spread evenly over the bin, the exact zeros apart (a grid holds 0 exactly).
+class HistogramError {
+ public:
+  HistogramError(const std::vector<uint32_t>& bins, uint64_t zeros, double limit)
+      : n_(static_cast<int>(bins.size())),
+        width_(2 * limit / n_),
+        limit_(limit),
+        count_(bins.begin(), bins.end()),
+        cum0_(n_ + 1, 0.0),
+        cum1_(n_ + 1, 0.0),
+        cum2_(n_ + 1, 0.0) {
+    count_[n_ / 2] -= static_cast<double>(zeros);  // zeros are counted in the bin [0, w)
+    for (int k = 0; k < n_; ++k) {
+      const double c = count_[k], centre = -limit_ + (k + 0.5) * width_;
+      cum0_[k + 1] = cum0_[k] + c;
+      cum1_[k + 1] = cum1_[k] + c * centre;
+      cum2_[k + 1] = cum2_[k] + c * (centre * centre + width_ * width_ / 12);  // E[x^2] in bin
+    }
+  }
+
+  // Mass beyond the grid at its exact squared distance to the ends, mass within at s^2 / 12.
+  double approximate(const Grid& g) const {
+    const auto [above, above_error] = beyond(g.hi, true);
+    const auto [below, below_error] = beyond(g.lo, false);
+    const double within = std::max(cum0_[n_] - above - below, 0.0);
+    return above_error + below_error + within * g.step * g.step / 12;
+  }
+
+  // Exact: the integral of (x - Q(x))^2 over each bin, with Q the grid's nearest point, clamped.
+  double exact(const Grid& g, int levels) const {
+    const double s = g.step, s3 = s * s * s, inner = s3 * (levels - 1) / 12;
+    auto integral = [&](double x) {  // of (t - Q(t))^2 from g.lo to x
+      if (x <= g.lo) return -std::pow(g.lo - x, 3) / 3;
+      if (x >= g.hi) return inner + std::pow(x - g.hi, 3) / 3;
+      const double u = (x - g.lo) / s, k = std::floor(u), r = u - k;
+      return s3 * (k / 12 + (r <= 0.5 ? r * r * r / 3 : 1.0 / 12 - std::pow(1 - r, 3) / 3));
+    };
+    double error = 0;
+    for (int k = 0; k < n_; ++k) {
+      if (count_[k] <= 0) continue;
+      const double a = -limit_ + k * width_;
+      error += count_[k] / width_ * (integral(a + width_) - integral(a));
+    }
+    return error;
+  }
+
+ private:
+  // The mass beyond `edge` (above it, or below) and its squared distance to `edge`, summed.
+  std::pair<double, double> beyond(double edge, bool above) const {
+    const double u = (edge + limit_) / width_;
+    if (above ? u >= n_ : u <= 0) return {0, 0};
+    const int k = std::clamp(static_cast<int>(std::floor(u)), 0, n_ - 1);
+    const double f = above ? k + 1 - u : u - k;               // the part of bin k beyond the edge
+    const int from = above ? k + 1 : 0, to = above ? n_ : k;  // the bins wholly beyond
+    const double c = cum0_[to] - cum0_[from], c1 = cum1_[to] - cum1_[from];
+    const double c2 = cum2_[to] - cum2_[from];
+    const double whole = std::max(c2 - 2 * edge * c1 + edge * edge * c, 0.0);
+    const double part = count_[k] * f * f * f * width_ * width_ / 3;
+    return {c + count_[k] * f, whole + part};
+  }
+
+  int n_;
+  double width_, limit_;
+  std::vector<double> count_, cum0_, cum1_, cum2_;
+};
+
+}  // namespace
+
+Range TensorStats::mse_range(int levels) const {
+  if (count_ == 0) return {};
+  if (!histogram_ || min_ == max_ || levels < 2) return {min_, max_};
+  const HistogramError model(bins_, zeros_, limit_);
+  // Candidate ends: the bin edges strictly between 0 and max (min and 0), then max (min).
+  const double width = 2.0 * limit_ / kBins;
+  std::vector<double> his, los;
+  for (int k = kBins / 2 + 1; max_ > 0 && k < kBins && -limit_ + k * width < max_; ++k) {
+    his.push_back(-limit_ + k * width);
+  }
+  his.push_back(std::max(max_, 0.0f));
+  for (int k = kBins / 2 - 1; min_ < 0 && k > 0 && -limit_ + k * width > min_; --k) {
+    los.push_back(-limit_ + k * width);
+  }
+  los.push_back(std::min(min_, 0.0f));
+
+  auto cost = [&](size_t lo, size_t hi) {
+    return model.approximate(grid_for(los[lo], his[hi], levels));
+  };
+  size_t lo = los.size() - 1, hi = his.size() - 1;
+  double best = cost(lo, hi);
+  auto consider = [&](size_t l, size_t h) {
+    const double c = cost(l, h);
+    if (c >= best) return false;
+    best = c, lo = l, hi = h;
+    return true;
+  };
+  // The best of a subgrid of at most 64 x 64 ends, then alternate full scans of one end with the
+  // other fixed until neither moves.
+  const size_t parts_lo = std::min<size_t>(64, los.size()),
+               parts_hi = std::min<size_t>(64, his.size());
+  for (size_t a = 0; a < parts_lo; ++a) {
+    for (size_t b = 0; b < parts_hi; ++b) {
+      consider(parts_lo > 1 ? (los.size() - 1) * a / (parts_lo - 1) : 0,
+               parts_hi > 1 ? (his.size() - 1) * b / (parts_hi - 1) : 0);
+    }
+  }
+  for (int round = 0; round < 32; ++round) {
+    bool moved = false;
+    for (size_t h = 0, l = lo; h < his.size(); ++h) moved |= consider(l, h);
+    for (size_t l = 0, h = hi; l < los.size(); ++l) moved |= consider(l, h);
+    if (!moved) break;
+  }
+  // The exact error decides between the optimum, [min, max] and the two mixes.
+  const std::pair<double, double> choices[] = {
+      {los.back(), his.back()}, {los[lo], his[hi]}, {los[lo], his.back()}, {los.back(), his[hi]}};
+  double best_exact = std::numeric_limits<double>::infinity();
+  Range r{min_, max_};
+  for (const auto& [l, h] : choices) {
+    const double e = model.exact(grid_for(l, h, levels), levels);
+    if (e < best_exact) {
+      best_exact = e;
+      r = {min_ < 0 ? static_cast<float>(l) : min_, max_ > 0 ? static_cast<float>(h) : max_};
+    }
+  }
+  return r;
 }
 
 // --- samples ------------------------------------------------------------------------------------
@@ -475,32 +654,57 @@ std::unordered_map<std::string, Range> RangeCollector::ranges() const {
   return ranges;
 }
 
-void ChannelPowerCollector::observe(const std::string& name, const Tensor& value) {
-  if (value.dtype() != TensorProto::FLOAT || value.rank() < 3 || !tensors_.count(name)) return;
-  const int64_t outer = value.shape()[0], channels = value.shape()[1];
-  int64_t inner = 1;
-  for (int64_t i = 2; i < value.rank(); ++i) inner *= value.shape()[i];
+ChannelStatsCollector::ChannelStatsCollector(const std::set<std::string>& tensors, int axis) {
+  for (const auto& t : tensors) axes_.emplace(t, axis);
+}
+
+void ChannelStatsCollector::observe(const std::string& name, const Tensor& value) {
+  auto axis_it = axes_.find(name);
+  if (axis_it == axes_.end() || value.dtype() != TensorProto::FLOAT || value.rank() < 1) return;
+  const int64_t rank = value.rank();
+  const int64_t axis = axis_it->second < 0 ? axis_it->second + rank : axis_it->second;
+  if (axis < 0 || axis >= rank) return;
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= value.shape()[i];
+  for (int64_t i = axis + 1; i < rank; ++i) inner *= value.shape()[i];
+  const int64_t channels = value.shape()[axis];
   Sums& s = sums_[name];
-  if (s.squares.empty()) s.squares.assign(channels, 0.0);
-  if (static_cast<int64_t>(s.squares.size()) != channels)
-    return;  // the shape changed: keep the first
+  if (s.sum.empty()) {
+    s.sum.assign(channels, 0.0);
+    s.squares.assign(channels, 0.0);
+    s.max_abs.assign(channels, 0.0f);
+  }
+  if (static_cast<int64_t>(s.sum.size()) != channels) return;  // the shape changed: keep the first
   const float* x = value.data<float>();
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < channels; ++c) {
       const float* p = x + (o * channels + c) * inner;
-      double sum = 0;
-      for (int64_t k = 0; k < inner; ++k) sum += std::isfinite(p[k]) ? double(p[k]) * p[k] : 0.0;
-      s.squares[c] += sum;
+      double sum = 0, squares = 0;
+      float top = s.max_abs[c];
+      for (int64_t k = 0; k < inner; ++k) {
+        if (!std::isfinite(p[k])) continue;
+        sum += p[k];
+        squares += double(p[k]) * p[k];
+        top = std::max(top, std::fabs(p[k]));
+      }
+      s.sum[c] += sum;
+      s.squares[c] += squares;
+      s.max_abs[c] = top;
     }
   }
   s.count += outer * inner;
 }
 
-std::unordered_map<std::string, std::vector<double>> ChannelPowerCollector::power() const {
-  std::unordered_map<std::string, std::vector<double>> out;
+std::unordered_map<std::string, ChannelStats> ChannelStatsCollector::stats() const {
+  std::unordered_map<std::string, ChannelStats> out;
   for (const auto& [name, s] : sums_) {
-    std::vector<double>& power = out[name];
-    for (double sq : s.squares) power.push_back(s.count ? sq / s.count : 0);
+    ChannelStats& c = out[name];
+    const double n = s.count ? static_cast<double>(s.count) : 1.0;
+    for (size_t k = 0; k < s.sum.size(); ++k) {
+      c.mean.push_back(s.sum[k] / n);
+      c.mean_square.push_back(s.squares[k] / n);
+    }
+    c.max_abs = s.max_abs;
   }
   return out;
 }

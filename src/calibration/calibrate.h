@@ -2,25 +2,49 @@
 // every tensor of interest is summarised as it is produced (the executor's observer), so memory
 // follows the number of tensors tracked, never the number of samples.
 //
-// Statistics per tensor: running min/max and, for the percentile and entropy methods, a histogram
-// of kBins equal bins over [-H, H], H a power of two. When a value falls outside, H doubles and
-// neighbouring bins merge pairwise, which is exact (no count is smeared over a bin boundary).
+// Statistics per tensor: running min/max and, for the histogram methods, a histogram of kBins
+// equal bins over [-H, H], H a power of two, plus the count of exact zeros. When a value falls
+// outside, H doubles and neighbouring bins merge pairwise, which is exact (no count is smeared
+// over a bin boundary).
 //
 // Ranges (always widened to include 0 afterwards, by the quantizer):
 //   minmax      [min, max]
 //   percentile  the p/100 and (1 - p/100) quantiles, each read at the far edge of the bin where
 //               the cumulative count reaches it, clipped to [min, max]
-//   entropy     the |x| threshold T minimising KL(P || Q) (TensorRT's method): P is the |x|
-//               histogram cut at T with the mass beyond T added to its last bin, Q the cut
-//               histogram (without that mass) merged into 128 levels, each spread evenly over
-//               the level's bins that are non-empty in P; both normalised, an empty Q bin
-//               counted as 1e-9. T runs over 128, 144, ..., 2048 of 2048 |x| bins; the range
-//               is [max(min, -T), min(max, T)].
+//   entropy     ONNX Runtime's quantize_static with CalibrationMethod.Entropy (calibrate.py,
+//               HistogramCollector.collect_value and get_entropy_threshold) at its defaults,
+//               B = 128 bins and Q = 128 quantized bins; ORT histograms all samples in one go.
+//               Their histogram: B equal bins over [-M, M], M = max(|min|, |max|); ours is
+//               re-binned into it, each of our bins counted whole in the bin of its centre.
+//               Candidates i = Q/2 .. B/2: the slice of bins [B/2 - i, min(B/2 + i + 1, B)),
+//               threshold its outer edges. P: the slice, with the counts left of it added to its
+//               first bin and those right of it to its last. Q: the slice without them, cut into
+//               Q runs of m = len / Q bins (the leftover bins' counts go to the last run's sum);
+//               every bin of a run, empty in P or not, gets floor(run sum / the run's bins
+//               non-zero in P), or 0 when there are none; the leftover bins get 0. Both smoothed:
+//               each zero bin gets 1e-4, each non-zero bin loses 1e-4 * zeros / non-zeros (no
+//               non-zero bin: KL is infinite); KL(P || Q) of the normalised vectors (in double
+//               precision; ORT smooths in float32). The first minimum wins; the range is its
+//               threshold clipped to [min, max]. At the defaults (B = Q) the one candidate is the
+//               whole histogram, so the range is [min, max], the same as minmax.
+//   mse         the [lo, hi] minimising the expected squared error of the quantize-dequantize the
+//               quantizer applies with `levels` levels (256; static_qdq's activation_params):
+//               after widening to 0, s = (hi - lo) / (levels - 1), z = round(-lo / s), the grid
+//               s * (k - z) for k = 0 .. levels - 1, x -> nearest grid point, clamped to its ends.
+//               Each bin's count (exact zeros apart: always represented exactly) is taken as
+//               spread evenly over the bin. Search: mass beyond the grid's ends costs its exact
+//               squared distance to them, mass within s^2 / 12; lo and hi run over the bin edges
+//               between min and 0 and between 0 and max (and min, max themselves): the best of a
+//               64 x 64 subgrid, then alternate full scans of one end with the other fixed until
+//               neither moves. Last, the exact expected error (each bin's own rounding to the
+//               grid, not s^2 / 12) decides between that optimum, [min, max] and the two mixes,
+//               so data lying on the min/max grid (integers, x / 255 pixels) keeps min/max.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -45,20 +69,25 @@ class TensorStats {
   void add(const float* x, size_t n);  // NaN and infinities are ignored
 
   uint64_t count() const { return count_; }
+  uint64_t zeros() const { return zeros_; }  // exact zeros (with a histogram only)
   float min() const { return min_; }
   float max() const { return max_; }
   float limit() const { return limit_; }  // H (0 before any finite value)
   const std::vector<uint32_t>& bins() const { return bins_; }
 
-  Range range(CalibMethod method, double percentile = 99.999) const;
+  // `levels`: the quantizer's (mse only).
+  Range range(CalibMethod method, double percentile = 99.999, int levels = 256) const;
+
+  // The methods (see the top of the file); range() uses them at their defaults.
+  Range entropy_range(int bins = 128, int quantized_bins = 128) const;
+  Range mse_range(int levels = 256) const;
 
  private:
   void grow(float magnitude);
   Range percentile_range(double percentile) const;
-  Range entropy_range() const;
 
   bool histogram_;
-  uint64_t count_ = 0;
+  uint64_t count_ = 0, zeros_ = 0;
   float min_ = 0, max_ = 0;
   float limit_ = 0;
   std::vector<uint32_t> bins_;
@@ -106,20 +135,29 @@ class RangeCollector final : public Collector {
   std::unordered_map<std::string, TensorStats> stats_;
 };
 
-// The mean square of each channel (axis 1, as in NCHW) of the float tensors of rank 3 or more
-// named in `tensors`.
-class ChannelPowerCollector final : public Collector {
+// Per-channel statistics of a float tensor: what equalization (largest magnitude), bias
+// correction (mean) and the buried-channel check (mean square) read.
+struct ChannelStats {
+  std::vector<double> mean, mean_square;
+  std::vector<float> max_abs;
+};
+
+// ChannelStats of the float tensors named, each along its channel axis (negative: from the end;
+// 1 is NCHW's). A tensor whose channel count changes between samples keeps the first.
+class ChannelStatsCollector final : public Collector {
  public:
-  explicit ChannelPowerCollector(std::set<std::string> tensors) : tensors_(std::move(tensors)) {}
+  explicit ChannelStatsCollector(std::map<std::string, int> axes) : axes_(std::move(axes)) {}
+  ChannelStatsCollector(const std::set<std::string>& tensors, int axis);  // one axis for all
   void observe(const std::string& name, const Tensor& value) override;
-  std::unordered_map<std::string, std::vector<double>> power() const;
+  std::unordered_map<std::string, ChannelStats> stats() const;
 
  private:
   struct Sums {
-    std::vector<double> squares;
+    std::vector<double> sum, squares;
+    std::vector<float> max_abs;
     uint64_t count = 0;  // elements per channel so far
   };
-  std::set<std::string> tensors_;
+  std::map<std::string, int> axes_;
   std::unordered_map<std::string, Sums> sums_;
 };
 

@@ -27,7 +27,7 @@ struct RunData {
   struct Cache {
     std::set<std::string> measured;
     std::unordered_map<std::string, Range> ranges;
-    std::unordered_map<std::string, std::vector<double>> channel_power;
+    std::unordered_map<std::string, ChannelStats> channel_stats;
   };
   std::shared_ptr<Cache> cache = std::make_shared<Cache>();
 };
@@ -83,16 +83,19 @@ std::unique_ptr<Pass> make_dynamic_int8_pass(DynamicInt8Config config);
 // Ranges of the tensors a static pass asks for, from the float model (calibration).
 struct Calibration {
   std::unordered_map<std::string, Range> ranges;
-  std::unordered_map<std::string, std::vector<double>> channel_power;  // mean square per channel
-  std::string description;                                             // what the samples were
+  std::unordered_map<std::string, ChannelStats> channel_stats;  // along axis 1
+  std::string description;                                      // what the samples were
   bool synthetic = false;
 };
 using Calibrator =
     std::function<Calibration(const Model& model, const std::set<std::string>& tensors)>;
 
 struct StaticQdqConfig {
-  bool signed_activations = true;  // int8 activations and symmetric int8 weights (S8S8), else U8U8
+  bool signed_activations = true;  // int8 / int16 activations, else uint8 / uint16
+  bool signed_weights = true;      // symmetric int8 weights, else asymmetric uint8
+  bool wide_activations = false;   // 16-bit activations for every node (A16W8) unless planned
   bool per_channel = false;
+  bool bias_correction = false;    // Conv/Gemm biases absorb the weights' rounding shift
   bool qoperator = false;          // QLinearConv / QLinearMatMul where the pattern allows
   std::set<std::string> op_types;  // empty: every op the pass knows
   std::set<std::string> keep_float;
@@ -101,6 +104,19 @@ struct StaticQdqConfig {
   Calibrator calibrate;
 };
 std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config);
+
+// BatchNormalization after a Conv folded into the Conv's filter and bias (main graph).
+std::unique_ptr<Pass> make_fold_batchnorm_pass();
+
+// Cross-layer equalization (equalize.cpp): Conv channels rescaled so each activation's channels
+// span similar ranges, the float model's outputs unchanged; from per-channel statistics (axis 1)
+// of the named tensors on the calibration data.
+struct EqualizeConfig {
+  std::function<std::unordered_map<std::string, ChannelStats>(const Model&,
+                                                              const std::set<std::string>&)>
+      channel_stats;
+};
+std::unique_ptr<Pass> make_equalize_pass(EqualizeConfig config);
 
 struct Float16Config {
   bool keep_io_types = true;

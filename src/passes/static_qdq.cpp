@@ -131,7 +131,7 @@ class StaticQdqPass final : public Pass {
     if (!config_.calibrate) fail(ExitCode::kInternal, "static_qdq: no calibrator");
     Calibration calibration = config_.calibrate(model, wanted);
     ranges_ = std::move(calibration.ranges);
-    channel_power_ = std::move(calibration.channel_power);
+    channel_stats_ = std::move(calibration.channel_stats);
     if (calibration.synthetic) {
       result_.warnings.push_back(
           "calibrated on RANDOM inputs (--calib random): activation ranges are only as good as "
@@ -328,7 +328,8 @@ class StaticQdqPass final : public Pass {
       selected_.push_back(i);
       keys_[i] = node_key(node);  // before folds rename outputs (plans name nodes as given)
       weighted_ += kind == Kind::kWeighted;
-      if (precision_of(node) == Precision::kA16) {  // 16-bit activations in and out
+      const auto planned = precision_of(node);
+      if (planned == Precision::kA16 || (!planned && config_.wide_activations)) {  // 16 bits
         wide_.insert(ins.begin(), ins.end());
         wide_.insert(node.output().begin(), node.output().end());
       }
@@ -347,26 +348,26 @@ class StaticQdqPass final : public Pass {
   // channels differ widely in scale are the usual victims: YOLOX-nano's Conv_44 (-3 dB) alone
   // takes its output from cosine 0.99 to 0.955.
   std::string buried_channel(const onnx::NodeProto& node) const {
-    auto out = channel_power_.find(node.output(0));
+    auto stats = channel_stats_.find(node.output(0));
     auto ref = constant(node.input(1));
-    if (out == channel_power_.end() || !ref || ref->tensor->dims_size() < 2) return {};
+    if (stats == channel_stats_.end() || !ref || ref->tensor->dims_size() < 2) return {};
+    const std::vector<double>& power = stats->second.mean_square;
     const Range r = ranges_.at(node.input(0));
     const double step = (std::max(r.hi, 0.0f) - std::min(r.lo, 0.0f)) / 255.0;
     const std::vector<float> w = tensor_floats(*model_, *ref->tensor);
     const int64_t channels = ref->tensor->dims(0);
-    if (channels != static_cast<int64_t>(out->second.size()) || channels == 0) return {};
+    if (channels != static_cast<int64_t>(power.size()) || channels == 0) return {};
     const size_t per = w.size() / channels;
     double mean_power = 0;
-    for (double p : out->second) mean_power += p / channels;
+    for (double p : power) mean_power += p / channels;
     double worst = std::numeric_limits<double>::infinity();
     int64_t worst_channel = 0;
     for (int64_t o = 0; o < channels; ++o) {
-      if (out->second[o] < 1e-4 * mean_power) continue;  // a dead channel carries nothing to bury
+      if (power[o] < 1e-4 * mean_power) continue;  // a dead channel carries nothing to bury
       double wsq = 0;
       for (size_t k = 0; k < per; ++k) wsq += double(w[o * per + k]) * w[o * per + k];
       const double noise = wsq * step * step / 12;
-      const double sqnr =
-          noise > 0 ? out->second[o] / noise : std::numeric_limits<double>::infinity();
+      const double sqnr = noise > 0 ? power[o] / noise : std::numeric_limits<double>::infinity();
       if (sqnr < worst) worst = sqnr, worst_channel = o;
     }
     const double db = 10 * std::log10(worst);
@@ -485,15 +486,18 @@ class StaticQdqPass final : public Pass {
       }
       result_.stands_for.emplace_back(dq_name, t);
     }
-    if (config_.signed_activations && weighted_ > 0) {
+    if (config_.signed_weights && !config_.wide_activations && weighted_ > 0) {
       result_.warnings.push_back(fmt::format(
-          "{} Conv/MatMul/Gemm node(s) with int8 activations and weights: ONNX Runtime fuses them "
+          "{} Conv/MatMul/Gemm node(s) with int8 weights and 8-bit activations: ONNX Runtime fuses "
+          "them "
           "into uint8 x int8 kernels that, on x86 CPUs without VNNI, add products pairwise in 16 "
           "bits and can saturate{} (FastestDet: cosine 0.9986 -> 0.97); --uint8 (U8U8) avoids it",
           weighted_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
     }
     result_.notes.push_back(fmt::format("{} activation(s) quantized ({})", quantized_.size(),
-                                        config_.signed_activations ? "int8" : "uint8"));
+                                        config_.wide_activations
+                                            ? (config_.signed_activations ? "int16" : "uint16")
+                                            : (config_.signed_activations ? "int8" : "uint8")));
   }
 
   // Scale and zero point of an activation from its calibrated range (widened to include 0), in
@@ -551,21 +555,27 @@ class StaticQdqPass final : public Pass {
     if (!weights_.count(key)) weights_[key] = quantize_weight(w, dims, axis);
     const QuantizedWeight& qw = weights_[key];
     node.set_input(1, qw.dequantized);
-    std::string done =
-        fmt::format("QDQ, {} weights{}", config_.signed_activations ? "int8" : "uint8",
-                    axis >= 0 ? " per channel" : "");
-    // Bias: int32 at input scale x weight scale (Conv, ConvTranspose; Gemm with alpha = beta = 1).
+    std::string done = fmt::format("QDQ, {} weights{}", config_.signed_weights ? "int8" : "uint8",
+                                   axis >= 0 ? " per channel" : "");
     const std::string& op = node.op_type();
+    std::vector<float> b;
+    if (config_.bias_correction && correct_bias(node, w, qw, b)) done += ", bias corrected";
+    // Bias: int32 at input scale x weight scale (Conv, ConvTranspose; Gemm with alpha = beta = 1).
     if (node.input_size() < 3 || node.input(2).empty() || op == "MatMul") return done;
     if (op == "Gemm") {
       for (const auto& a : node.attribute()) {
         if ((a.name() == "alpha" || a.name() == "beta") && a.f() != 1.0f) return done;
       }
     }
-    auto bias = constant(node.input(2));
-    if (!bias || bias->tensor->data_type() != TensorProto::FLOAT || bias->tensor->dims_size() != 1)
-      return done;
-    const std::vector<float> b = tensor_floats(*model_, *bias->tensor);
+    std::string base = node.input(2);
+    if (b.empty()) {
+      auto bias = constant(node.input(2));
+      if (!bias || bias->tensor->data_type() != TensorProto::FLOAT ||
+          bias->tensor->dims_size() != 1)
+        return done;
+      b = tensor_floats(*model_, *bias->tensor);
+      if (!bias->tensor->name().empty()) base = bias->tensor->name();
+    }
     const size_t channels = qw.scales.size();
     if (channels > 1 && b.size() != channels) return done;
     const float sx = params_.at(node.input(0)).s;
@@ -578,7 +588,6 @@ class StaticQdqPass final : public Pass {
       q[i] = static_cast<int32_t>(
           std::clamp(std::nearbyint(double(b[i]) / s), -2147483647.0, 2147483647.0));
     }
-    const std::string base = bias->tensor->name().empty() ? node.input(2) : bias->tensor->name();
     const std::string qb =
         add_initializer(base + "_quantized", TensorProto::INT32, {static_cast<int64_t>(b.size())},
                         q.data(), q.size() * 4);
@@ -601,14 +610,84 @@ class StaticQdqPass final : public Pass {
   struct QuantizedWeight {
     std::string dequantized;
     std::vector<float> scales;
+    std::vector<float> error;  // dequantized - float, with bias correction
   };
+
+  // Bias correction (Nagel et al. 2019): the rounded weights shift each output's mean by
+  // sum_c,k (Wq - W)[o, c, k] * E[x_c] (E[x_c]: the calibrated mean of input channel c; zero
+  // padding ignored); that shift is taken out of the bias (`corrected`, quantized to int32 like
+  // any bias; the node gets a bias input when it has none). Conv (any group) and Gemm (transA 0,
+  // alpha = beta = 1). Returns whether the bias changed.
+  bool correct_bias(onnx::NodeProto& node, const TensorProto& w, const QuantizedWeight& qw,
+                    std::vector<float>& corrected) {
+    const std::string& op = node.op_type();
+    if (op != "Conv" && op != "Gemm") return false;
+    if (op == "Gemm" && (attr_int(node, "transA", 0) != 0 || attr_float(node, "alpha", 1) != 1 ||
+                         attr_float(node, "beta", 1) != 1)) {
+      return false;
+    }
+    auto stats = channel_stats_.find(node.input(0));
+    if (stats == channel_stats_.end() || qw.error.empty() || w.dims_size() < 2) return false;
+    const std::vector<double>& mean = stats->second.mean;
+    std::vector<double> shift;
+    if (op == "Conv") {
+      const int64_t m = w.dims(0), cg = w.dims(1), group = attr_int(node, "group", 1);
+      if (group <= 0 || m % group || static_cast<int64_t>(mean.size()) != cg * group) return false;
+      const size_t k = qw.error.size() / (m * cg);
+      shift.assign(m, 0.0);
+      for (int64_t o = 0; o < m; ++o) {
+        const int64_t c0 = (o / (m / group)) * cg;
+        for (int64_t c = 0; c < cg; ++c) {
+          double s = 0;
+          for (size_t j = 0; j < k; ++j) s += qw.error[(o * cg + c) * k + j];
+          shift[o] += s * mean[c0 + c];
+        }
+      }
+    } else {
+      if (w.dims_size() != 2) return false;
+      const bool trans = attr_int(node, "transB", 0) != 0;
+      const int64_t k = w.dims(trans ? 1 : 0), n = w.dims(trans ? 0 : 1);
+      if (static_cast<int64_t>(mean.size()) != k) return false;
+      shift.assign(n, 0.0);
+      for (int64_t i = 0; i < k; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          shift[j] += qw.error[trans ? j * k + i : i * n + j] * mean[i];
+        }
+      }
+    }
+    const bool has_bias = node.input_size() > 2 && !node.input(2).empty();
+    std::vector<float> b(shift.size(), 0.0f);
+    std::string base = node.input(1) + "_bias";
+    if (has_bias) {
+      auto ref = constant(node.input(2));
+      if (!ref || ref->tensor->data_type() != TensorProto::FLOAT) return false;
+      b = tensor_floats(*model_, *ref->tensor);
+      if (b.size() != shift.size()) return false;
+      base = node.input(2);
+    }
+    bool changed = false;
+    for (size_t i = 0; i < b.size(); ++i) {
+      const float corrected = static_cast<float>(b[i] - shift[i]);
+      changed |= corrected != b[i];
+      b[i] = corrected;
+    }
+    if (!changed) return false;
+    if (!has_bias) {  // a float bias, replaced by its int32 form right after
+      const std::string name =
+          editor_->add_floats(*graph_, base, {static_cast<int64_t>(b.size())}, b);
+      while (node.input_size() < 2) node.add_input("");
+      node.add_input(name);
+    }
+    corrected = std::move(b);
+    return true;
+  }
 
   QuantizedWeight quantize_weight(const TensorProto& w, const std::vector<int64_t>& dims,
                                   int axis) {
     const std::vector<float> x = tensor_floats(*model_, w);
     const ChannelLayout cl = channel_layout(dims, axis);
     const int64_t outer = cl.outer, channels = cl.channels, inner = cl.inner;
-    const bool is_signed = config_.signed_activations;
+    const bool is_signed = config_.signed_weights;
     std::vector<float> mn(channels), mx(channels);
     channel_minmax(x.data(), cl, mn.data(), mx.data());
     std::vector<AffineParams> p(channels);
@@ -633,6 +712,18 @@ class StaticQdqPass final : public Pass {
         axis >= 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
     QuantizedWeight qw;
     qw.scales = scales;
+    if (config_.bias_correction) {
+      qw.error.resize(x.size());
+      for (int64_t o = 0; o < outer; ++o) {
+        for (int64_t c = 0; c < channels; ++c) {
+          for (int64_t i = 0; i < inner; ++i) {
+            const int64_t at = (o * channels + c) * inner + i;
+            const int v = is_signed ? static_cast<int8_t>(q[at]) : q[at];
+            qw.error[at] = (v - p[c].zp) * p[c].scale - x[at];
+          }
+        }
+      }
+    }
     const std::string qn = add_initializer(base + "_quantized", qtype, dims, q.data(), q.size());
     const std::string sn =
         add_initializer(base + "_scale", TensorProto::FLOAT, cdims, scales.data(), channels * 4);
@@ -705,7 +796,7 @@ class StaticQdqPass final : public Pass {
   std::string q_domain_;
   bool uses_ms_ = false;
   std::unordered_map<std::string, Range> ranges_;
-  std::unordered_map<std::string, std::vector<double>> channel_power_;
+  std::unordered_map<std::string, ChannelStats> channel_stats_;
   std::vector<int> selected_;
   int weighted_ = 0;                 // selected Conv/ConvTranspose/Gemm/MatMul
   std::set<std::string> quantized_;  // read by a quantized node: these get a pair

@@ -47,6 +47,22 @@ std::regex compile(const std::string& pattern, const char* option) {
   }
 }
 
+const char* activation_type_name(ActivationType type) {
+  switch (type) {
+    case ActivationType::kDefault:
+      return "default";
+    case ActivationType::kInt8:
+      return "int8";
+    case ActivationType::kUInt8:
+      return "uint8";
+    case ActivationType::kInt16:
+      return "int16";
+    case ActivationType::kUInt16:
+      return "uint16";
+  }
+  return "?";
+}
+
 const char* method_name(CalibMethod method) {
   switch (method) {
     case CalibMethod::kMinMax:
@@ -55,6 +71,8 @@ const char* method_name(CalibMethod method) {
       return "percentile";
     case CalibMethod::kEntropy:
       return "entropy";
+    case CalibMethod::kMse:
+      return "mse";
   }
   return "?";
 }
@@ -231,6 +249,16 @@ void Options::validate() const {
     if (!plan.empty())
       fail(ExitCode::kUsage, "--plan replays a plan: it does not search (drop --target)");
   }
+  if (activations != ActivationType::kDefault) {
+    if (!any_static) fail(ExitCode::kUsage, "--activations needs --static");
+    if (format == Format::kQOperator &&
+        (activations == ActivationType::kInt16 || activations == ActivationType::kUInt16)) {
+      fail(ExitCode::kUsage,
+           "--activations {}: QLinearConv/QLinearMatMul take 8-bit activations only; use "
+           "--format qdq",
+           activation_type_name(activations));
+    }
+  }
   if (any_static) {
     if (calib.empty()) {
       fail(ExitCode::kUsage,
@@ -260,6 +288,14 @@ std::string Options::describe(Mode mode) const {
                       format == Format::kQOperator ? "qoperator" : "qdq",
                       per_channel ? "per_channel" : "per_tensor", method_name(calib_method));
       if (calib_method == CalibMethod::kPercentile) s += fmt::format(" percentile={}", percentile);
+      if (activations != ActivationType::kDefault) {
+        s += fmt::format(" activations={}", activation_type_name(activations));
+      }
+      auto toggle = [](Toggle t) {
+        return t == Toggle::kOn ? "on" : t == Toggle::kOff ? "off" : "auto";
+      };
+      s +=
+          fmt::format(" equalize={} bias_correction={}", toggle(equalize), toggle(bias_correction));
       if (!op_types.empty()) s += fmt::format(" op_types={}", fmt::join(op_types, ","));
       if (!keep_float.empty()) s += fmt::format(" keep_float={}", fmt::join(keep_float, ","));
       return s + filter_description(filter);
@@ -327,16 +363,23 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
   }
   if (family == ModeFamily::kStaticInt8) {
     StaticQdqConfig config;
-    config.signed_activations = mode == Mode::kStaticInt8;
+    config.signed_weights = mode == Mode::kStaticInt8;
+    const ActivationType a = options.activations;
+    config.signed_activations = a == ActivationType::kDefault
+                                    ? config.signed_weights
+                                    : a == ActivationType::kInt8 || a == ActivationType::kInt16;
+    config.wide_activations = a == ActivationType::kInt16 || a == ActivationType::kUInt16;
     config.per_channel = options.per_channel;
+    config.bias_correction = options.bias_correction == Toggle::kOn;
     config.qoperator = options.format == Format::kQOperator;
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
     config.filter = options.filter;
     config.precisions = precisions;
-    config.calibrate = [data = data.calibration, cache = data.cache, method = options.calib_method,
-                        percentile = options.percentile, progress = options.calib_progress](
-                           const Model& model, const std::set<std::string>& tensors) {
+    Calibrator calibrate = [data = data.calibration, cache = data.cache,
+                            method = options.calib_method, percentile = options.percentile,
+                            progress = options.calib_progress](
+                               const Model& model, const std::set<std::string>& tensors) {
       if (!data) fail(ExitCode::kUsage, "static INT8 needs calibration data (--calib)");
       std::set<std::string> missing;
       for (const auto& t : tensors) {
@@ -344,26 +387,35 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
       }
       if (!missing.empty()) {
         RangeCollector ranges(missing, method, percentile);
-        ChannelPowerCollector power(missing);
-        run_calibration(model, *data, {&ranges, &power}, progress);
+        ChannelStatsCollector channels(missing, 1);
+        run_calibration(model, *data, {&ranges, &channels}, progress);
         for (auto& [t, r] : ranges.ranges()) cache->ranges[t] = r;
-        for (auto& [t, p] : power.power()) cache->channel_power[t] = std::move(p);
+        for (auto& [t, s] : channels.stats()) cache->channel_stats[t] = std::move(s);
         cache->measured.insert(missing.begin(), missing.end());
       }
       Calibration c;
       for (const auto& t : tensors) {
         if (auto it = cache->ranges.find(t); it != cache->ranges.end()) c.ranges[t] = it->second;
-        if (auto it = cache->channel_power.find(t); it != cache->channel_power.end()) {
-          c.channel_power[t] = it->second;
+        if (auto it = cache->channel_stats.find(t); it != cache->channel_stats.end()) {
+          c.channel_stats[t] = it->second;
         }
       }
       c.description = fmt::format("{}, {} ranges", data->description,
                                   method == CalibMethod::kMinMax       ? "min/max"
                                   : method == CalibMethod::kPercentile ? "percentile"
-                                                                       : "entropy (KL)");
+                                  : method == CalibMethod::kEntropy    ? "entropy (KL)"
+                                                                       : "MSE-optimal");
       c.synthetic = data->synthetic;
       return c;
     };
+    if (options.equalize == Toggle::kOn) {
+      passes.push_back(make_fold_batchnorm_pass());
+      passes.push_back(make_equalize_pass(
+          {[calibrate](const Model& model, const std::set<std::string>& tensors) {
+            return calibrate(model, tensors).channel_stats;
+          }}));
+    }
+    config.calibrate = std::move(calibrate);
     passes.push_back(make_static_qdq_pass(std::move(config)));
   }
   if (family == ModeFamily::kDynamicInt8) {

@@ -2,6 +2,7 @@
 #include "quantize/run.h"
 
 #include <chrono>
+#include <optional>
 #include <set>
 
 #include "passes/passes.h"
@@ -151,6 +152,71 @@ PassResult target_result(const SearchOutcome& o, Mode mode, const Options& optio
   return r;
 }
 
+// --equalize / --bias-correction auto, static INT8 on a model with Conv or Gemm: every
+// combination of the refinements left to auto is built and judged on the calibration share (the
+// samples the ranges came from, at most kRefineSamples of them: the cost stays a few candidate
+// runs whatever the calibration size; the held-out ones stay for the final verdict). The best
+// worst-output cosine wins; a refinement is kept only when it gains over going without. Resolves
+// the options to on/off and says what was measured.
+constexpr size_t kRefineSamples = 4;
+std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Options& options,
+                                             const RunData& data, const Precisions& precisions) {
+  if (mode_info(mode).family != ModeFamily::kStaticInt8 || !data.calibration ||
+      (options.equalize != Toggle::kAuto && options.bias_correction != Toggle::kAuto)) {
+    return std::nullopt;
+  }
+  bool weighted = false;
+  for (const auto& n : source.proto.graph().node()) {
+    weighted |= n.op_type() == "Conv" || n.op_type() == "Gemm";
+  }
+  auto choices = [](Toggle t) {
+    return t == Toggle::kAuto ? std::vector<Toggle>{Toggle::kOff, Toggle::kOn}
+                              : std::vector<Toggle>{t};
+  };
+  if (!weighted) {  // nothing either refinement applies to
+    if (options.equalize == Toggle::kAuto) options.equalize = Toggle::kOff;
+    if (options.bias_correction == Toggle::kAuto) options.bias_correction = Toggle::kOff;
+    return std::nullopt;
+  }
+  CalibrationData judged = *data.calibration;
+  if (judged.count > kRefineSamples) {
+    judged.count = kRefineSamples;
+    judged.description =
+        fmt::format("the first {} of {}", kRefineSamples, data.calibration->description);
+  }
+  PassResult r;
+  r.pass = "refine";
+  std::string figures, best_name = "neither";
+  double best = -2;
+  const std::vector<Toggle> equalize = choices(options.equalize),
+                            correct = choices(options.bias_correction);
+  for (Toggle bc : correct) {
+    for (Toggle eq : equalize) {
+      Options candidate = options;
+      candidate.equalize = eq;
+      candidate.bias_correction = bc;
+      Model model = copy_model(source);
+      run_passes(model, mode, candidate, data, precisions);
+      const double cosine = verify(source, model, judged).worst("cosine");
+      const std::string name = eq == Toggle::kOn && bc == Toggle::kOn ? "both"
+                               : eq == Toggle::kOn                    ? "equalization"
+                               : bc == Toggle::kOn                    ? "bias correction"
+                                                                      : "neither";
+      figures += fmt::format("{}{} {:.5f}", figures.empty() ? "" : ", ", name, cosine);
+      if (cosine > best + 1e-5) {  // a later (more refined) candidate must gain
+        best = cosine;
+        best_name = name;
+        options.equalize = eq;
+        options.bias_correction = bc;
+      }
+    }
+  }
+  r.notes.push_back(fmt::format("measured on the calibration share ({}), worst output cosine: {}",
+                                judged.description, figures));
+  r.notes.push_back(fmt::format("applied: {}", best_name));
+  return r;
+}
+
 // The plan's entries as the report shows them.
 PassResult plan_result(const PrecisionPlan& plan) {
   PassResult r;
@@ -215,15 +281,20 @@ void quantize_files(const RunRequest& request,
       for (auto& e : apply_rules(source, options.tensor_types))
         plan.entries.push_back(std::move(e));
       if (!plan.entries.empty()) report.passes.push_back(plan_result(plan));
+      Options mode_options = options;
+      if (auto refined = choose_refinements(source, mode, mode_options, data, plan.by_node())) {
+        report.passes.push_back(std::move(*refined));
+      }
+      report.options = mode_options.describe(mode);
       std::optional<SearchOutcome> search;  // its entries are listed by the target section
       if (!options.targets.empty()) {
-        search = search_precisions(source, mode, options, data, plan);
+        search = search_precisions(source, mode, mode_options, data, plan);
         plan.entries.insert(plan.entries.end(), search->raised.begin(), search->raised.end());
       }
-      std::vector<PassResult> results = run_passes(model, mode, options, data, plan.by_node());
+      std::vector<PassResult> results = run_passes(model, mode, mode_options, data, plan.by_node());
       if (search) {
-        report.passes.push_back(
-            target_result(*search, mode, options, source, model, results, plan, *data.evaluation));
+        report.passes.push_back(target_result(*search, mode, mode_options, source, model, results,
+                                              plan, *data.evaluation));
       }
       for (auto& r : results) report.passes.push_back(std::move(r));
       if (data.evaluation) {

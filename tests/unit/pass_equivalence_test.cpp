@@ -318,18 +318,7 @@ TEST(PassEquivalence, StaticQdqMainGraphBodiesReported) {
   Model after = copy_model(before);
   StaticQdqConfig config;
   config.per_channel = true;
-  config.calibrate = [](const Model& m, const std::set<std::string>& tensors) {
-    CalibrationData data;
-    data.count = 8;
-    data.sample = [&m](size_t i) { return testing::random_inputs(m, 100 + i, 3); };
-    RangeCollector ranges(tensors, CalibMethod::kMinMax, 99.999);
-    ChannelPowerCollector power(tensors);
-    run_calibration(m, data, {&ranges, &power});
-    Calibration c;
-    c.ranges = ranges.ranges();
-    c.channel_power = power.power();
-    return c;
-  };
+  config.calibrate = testing::random_calibrator(8, 100, 3);
   PassResult r = make_static_qdq_pass(config)->run(after);
   EXPECT_GT(count_ops(after.proto.graph(), "QuantizeLinear"), 0);
   int in_bodies = 0;

@@ -1,10 +1,12 @@
 // Static INT8: the calibrators against hand-computed ranges, and QDQ placement on a small graph.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "calibration/calibrate.h"
 #include "model/tensor_data.h"
@@ -76,28 +78,192 @@ TEST(Calibration, PercentileReadsTheQuantileBins) {
   EXPECT_EQ(all.lo, 0.0f);
 }
 
-TEST(Calibration, EntropyKeepsIsolatedOutliersAndCutsLongTails) {
-  // 10000 values in [0, 1) and ten at 100 (H = 128, |x| bins 1/16 wide): any cut below 100 puts
-  // the outliers in a bin the cut histogram leaves empty, so only the full range has KL 0.
-  std::vector<float> v;
-  for (int i = 0; i < 10000; ++i) v.push_back(i / 10000.0f);
-  for (int i = 0; i < 10; ++i) v.push_back(100.0f);
-  TensorStats s(true);
-  s.add(v.data(), v.size());
-  EXPECT_EQ(s.range(CalibMethod::kEntropy).hi, 100.0f);
-  // Uniform data: the range is the data's own.
-  TensorStats plain(true);
-  plain.add(v.data(), 10000);
-  EXPECT_EQ(plain.range(CalibMethod::kEntropy).hi, 0.9999f);
-  EXPECT_EQ(plain.range(CalibMethod::kEntropy).lo, 0.0f);
-  // An exponential distribution (max ~ 12): the sparse tail is cut, the bulk kept.
+// Samples from a fixed generator, the same on every standard library: uniform in (0, 1).
+struct Samples {
+  std::mt19937 rng{12345};
+  double uniform() { return (rng() + 0.5) / 4294967296.0; }
+  double gauss() {
+    const double radius = std::sqrt(-2 * std::log(uniform()));
+    return radius * std::cos(6.283185307179586 * uniform());
+  }
+  double laplace() {
+    const double u = uniform();
+    return u < 0.5 ? std::log(2 * u) : -std::log(2 * (1 - u));
+  }
+};
+
+// ONNX Runtime's entropy threshold (calibrate.py get_entropy_threshold), written out plainly on
+// the histogram np.histogram(x, bins, range=(-M, M)) of the samples themselves.
+Range ort_entropy_reference(const std::vector<float>& x, int bins, int quantized) {
+  float lo = x[0], hi = x[0];
+  for (float v : x) lo = std::min(lo, v), hi = std::max(hi, v);
+  const double m = std::max(-double{lo}, double{hi}), width = 2 * m / bins;
+  std::vector<int64_t> hist(bins, 0);
+  for (float v : x) ++hist[std::min(static_cast<int>((v + m) / width), bins - 1)];
+  const int zero = bins / 2, half = quantized / 2;
+  double best = INFINITY;
+  Range r;
+  for (int i = half; i <= zero; ++i) {
+    const int start = zero - i, end = std::min(zero + i + 1, bins), n = end - start;
+    std::vector<double> p(hist.begin() + start, hist.begin() + end), q(n, 0.0);
+    for (int k = 0; k < start; ++k) p[0] += hist[k];
+    for (int k = end; k < bins; ++k) p[n - 1] += hist[k];
+    const int merged = n / quantized;
+    for (int j = 0; j < quantized; ++j) {
+      int64_t sum = 0, nonzero = 0;
+      for (int k = j * merged; k < (j + 1) * merged; ++k)
+        sum += hist[start + k], nonzero += p[k] != 0;
+      if (j == quantized - 1) {
+        for (int k = quantized * merged; k < n; ++k) sum += hist[start + k];
+      }
+      for (int k = j * merged; nonzero && k < (j + 1) * merged; ++k) q[k] = double(sum / nonzero);
+    }
+    for (std::vector<double>* v : {&p, &q}) {
+      double zeros = 0;
+      for (double e : *v) zeros += e == 0;
+      const double eps1 = 1e-4 * zeros / (n - zeros);
+      for (double& e : *v) e = e == 0 ? 1e-4 : e - eps1;
+    }
+    double sp = 0, sq = 0, kl = 0;
+    for (int k = 0; k < n; ++k) sp += p[k], sq += q[k];
+    for (int k = 0; k < n; ++k) kl += p[k] / sp * std::log((p[k] / sp) / (q[k] / sq));
+    if (kl < best) {
+      best = kl;
+      r = {std::max(float(-m + start * width), lo), std::min(float(-m + end * width), hi)};
+    }
+  }
+  return r;
+}
+
+TEST(Calibration, EntropyAtOnnxRuntimesDefaultsIsTheWholeRange) {
+  // 128 bins and 128 quantized bins leave one candidate, the whole histogram: [min, max] however
+  // long the tail (the TensorRT-style search this replaces cut this exponential's tail).
   std::vector<float> e;
   for (int i = 1; i <= 200000; ++i) e.push_back(-std::log(i / 200001.0f));
   TensorStats tail(true);
   tail.add(e.data(), e.size());
   const Range r = tail.range(CalibMethod::kEntropy);
-  EXPECT_GT(r.hi, 3.0f);
-  EXPECT_LT(r.hi, tail.max() * 0.9f);
+  EXPECT_EQ(r.lo, tail.min());
+  EXPECT_EQ(r.hi, tail.max());
+  std::vector<float> v;
+  for (int i = 0; i < 10000; ++i) v.push_back(i / 10000.0f - 0.25f);
+  for (int i = 0; i < 3; ++i) v.push_back(-100.0f);
+  TensorStats outliers(true);
+  outliers.add(v.data(), v.size());
+  EXPECT_EQ(outliers.range(CalibMethod::kEntropy).lo, -100.0f);
+  EXPECT_EQ(outliers.range(CalibMethod::kEntropy).hi, 0.7499f);
+}
+
+TEST(Calibration, EntropyWithMoreBinsIsOnnxRuntimesSearch) {
+  // With more bins than quantized bins (ORT's num_bins option) the search runs. Laplace values
+  // on a lattice of 1/16, so P has empty bins inside Q's runs, and a last value at 8: M = 8 =
+  // H / 2, so ORT's bins are unions of ours and the re-binning is exact.
+  Samples g;
+  std::vector<float> x;
+  for (int i = 0; i < 100000; ++i) x.push_back(std::round(16 * 0.6f * g.laplace()) / 16);
+  x.push_back(8.0f);
+  TensorStats s(true);
+  s.add(x.data(), x.size());
+  ASSERT_EQ(s.limit(), 16.0f);
+  for (int bins : {512, 1024}) {
+    const Range ours = s.entropy_range(bins, 128), theirs = ort_entropy_reference(x, bins, 128);
+    EXPECT_FLOAT_EQ(ours.hi, theirs.hi) << bins;
+    EXPECT_FLOAT_EQ(ours.lo, theirs.lo) << bins;
+    EXPECT_LT(ours.hi, 7.0f) << bins;  // the sparse tail is cut
+    EXPECT_GT(ours.hi, 2.0f) << bins;
+  }
+}
+
+// static_qdq's 8-bit activation quantizer for a calibrated range: the mean squared
+// quantize-dequantize error over `x`, each of whose values counts `repeat` times, plus `extra`.
+double qdq_error(const std::vector<float>& x, Range r, int repeat = 1,
+                 const std::vector<float>& extra = {}) {
+  const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f), scale = (hi - lo) / 255;
+  const float zp = std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f);
+  auto error = [&](float v) {
+    const float q = std::clamp(std::nearbyint(v / scale) + zp, 0.0f, 255.0f);
+    const double d = double{v} - double{(q - zp) * scale};
+    return d * d;
+  };
+  double sum = 0, extra_sum = 0;
+  for (float v : x) sum += error(v);
+  for (float v : extra) extra_sum += error(v);
+  return (sum * repeat + extra_sum) / (double(x.size()) * repeat + extra.size());
+}
+
+// The least qdq_error over ranges [-t, t] (or [0, t]), t = top * k / 400.
+double brute_force_mse(const std::vector<float>& x, float top, bool one_sided, int repeat = 1,
+                       const std::vector<float>& extra = {}) {
+  double best = INFINITY;
+  for (int k = 1; k <= 400; ++k) {
+    const float t = top * k / 400;
+    best = std::min(best, qdq_error(x, {one_sided ? 0.0f : -t, t}, repeat, extra));
+  }
+  return best;
+}
+
+TEST(Calibration, MseFindsTheLeastQuantizationError) {
+  Samples g;
+  // Laplace: the optimum clips at ~10 b of a maximum of ~11 b; within 1% of brute force.
+  std::vector<float> laplace;
+  for (int i = 0; i < 50000; ++i) laplace.push_back(static_cast<float>(g.laplace()));
+  TensorStats l(true);
+  l.add(laplace.data(), laplace.size());
+  const Range rl = l.range(CalibMethod::kMse);
+  EXPECT_LT(qdq_error(laplace, rl), 1.01 * brute_force_mse(laplace, l.max(), false));
+  EXPECT_LT(rl.hi, 0.95f * l.max());
+  // After a ReLU: half the values exactly 0 (represented exactly, whatever the scale).
+  std::vector<float> relu;
+  for (int i = 0; i < 50000; ++i)
+    relu.push_back(i % 2 ? 0.0f : static_cast<float>(std::fabs(g.gauss())));
+  TensorStats z(true);
+  z.add(relu.data(), relu.size());
+  EXPECT_EQ(z.zeros(), 25000u);
+  const Range rz = z.range(CalibMethod::kMse);
+  EXPECT_EQ(rz.lo, 0.0f);
+  EXPECT_LT(qdq_error(relu, rz), 1.01 * brute_force_mse(relu, z.max(), true));
+  // A Gaussian bulk, 20 times over (1M values), and one value at -60 and one at +60: min/max
+  // spends the 256 levels on the two; clipping them (at ~17) costs far less than that.
+  std::vector<float> bulk, far = {-60.0f, 60.0f};
+  for (int i = 0; i < 50000; ++i) bulk.push_back(static_cast<float>(g.gauss()));
+  TensorStats h(true);
+  for (int i = 0; i < 20; ++i) h.add(bulk.data(), bulk.size());
+  h.add(far.data(), far.size());
+  const Range rh = h.range(CalibMethod::kMse);
+  const double mse = qdq_error(bulk, rh, 20, far);
+  EXPECT_LT(mse, 1.02 * brute_force_mse(bulk, 60.0f, false, 20, far));
+  EXPECT_LT(mse, 0.35 * qdq_error(bulk, {h.min(), h.max()}, 20, far));
+  EXPECT_LT(rh.hi, 25.0f);
+  EXPECT_GT(rh.lo, -25.0f);
+}
+
+TEST(Calibration, MseKeepsTheRangeOfUniformAndGridData) {
+  Samples g;
+  // Uniform: clipping gains next to nothing (the optimum trims ~0.2% off the range).
+  std::vector<float> u;
+  for (int i = 0; i < 100000; ++i) u.push_back(static_cast<float>(4 * g.uniform() - 1));
+  TensorStats s(true);
+  s.add(u.data(), u.size());
+  const Range r = s.range(CalibMethod::kMse);
+  EXPECT_GT(r.hi, 0.99f * s.max());
+  EXPECT_LT(r.lo, 0.99f * s.min());
+  // Pixels k / 255 lie on the grid of [0, 1] exactly: no other range comes close.
+  std::vector<float> pixels;
+  for (int i = 0; i < 100000; ++i) pixels.push_back(static_cast<float>(g.rng() % 256) / 255.0f);
+  TensorStats p(true);
+  p.add(pixels.data(), pixels.size());
+  EXPECT_EQ(p.range(CalibMethod::kMse).lo, 0.0f);
+  EXPECT_EQ(p.range(CalibMethod::kMse).hi, 1.0f);
+  // Integers -128 .. 127, Gaussian (sd 25): the s^2 / 12 model alone would clip the sparse tails,
+  // but on [min, max] every value is a grid point, so the exact check keeps it.
+  std::vector<float> ints = {-128.0f, 127.0f};
+  for (int i = 0; i < 100000; ++i)
+    ints.push_back(std::clamp(std::round(25 * static_cast<float>(g.gauss())), -128.0f, 127.0f));
+  TensorStats n(true);
+  n.add(ints.data(), ints.size());
+  EXPECT_EQ(n.range(CalibMethod::kMse).lo, -128.0f);
+  EXPECT_EQ(n.range(CalibMethod::kMse).hi, 127.0f);
+  EXPECT_EQ(qdq_error(ints, n.range(CalibMethod::kMse)), 0.0);
 }
 
 // A 2 x 3 float32 array as NumPy writes it (format 1.0, header padded to 128 bytes).
@@ -330,7 +496,7 @@ TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
     config.calibrate = [&](const Model&, const std::set<std::string>&) {
       Calibration c;
       c.ranges = {{"x", {-100, 100}}, {"c", {-1, 1}}, {"y", {0, 1}}};
-      c.channel_power = {{"c", {1.0, channel1_power}}};
+      c.channel_stats["c"].mean_square = {1.0, channel1_power};
       return c;
     };
     PassResult r = make_static_qdq_pass(config)->run(model);

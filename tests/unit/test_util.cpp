@@ -174,4 +174,21 @@ OutputGap output_gap(const Model& before, const Model& after, int samples, uint3
   return gap;
 }
 
+Calibrator random_calibrator(size_t count, uint32_t seed, int64_t int_hi) {
+  return [=](const Model& m, const std::set<std::string>& tensors) {
+    CalibrationData data;
+    data.count = count;
+    data.sample = [&m, seed, int_hi](size_t i) {
+      return random_inputs(m, seed + static_cast<uint32_t>(i), int_hi);
+    };
+    RangeCollector ranges(tensors, CalibMethod::kMinMax, 99.999);
+    ChannelStatsCollector channels(tensors, 1);
+    run_calibration(m, data, {&ranges, &channels});
+    Calibration c;
+    c.ranges = ranges.ranges();
+    c.channel_stats = channels.stats();
+    return c;
+  };
+}
+
 }  // namespace quantize::testing

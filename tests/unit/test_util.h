@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "passes/passes.h"
 #include "quantize/executor.h"
 #include "quantize/model.h"
 
@@ -52,5 +53,9 @@ struct OutputGap {
 // Runs both models in the executor on `samples` random input sets.
 OutputGap output_gap(const Model& before, const Model& after, int samples = 2, uint32_t seed = 1,
                      int64_t int_hi = 4);
+
+// A static-INT8 calibrator over `count` random input sets (seeds seed, seed + 1, ...): min/max
+// ranges and per-channel statistics (axis 1).
+Calibrator random_calibrator(size_t count, uint32_t seed, int64_t int_hi = 4);
 
 }  // namespace quantize::testing
