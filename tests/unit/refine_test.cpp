@@ -110,6 +110,28 @@ TEST(Equalize, KeepsFloatOutputsAndEvensTheChannels) {
   }
 }
 
+// Zero channels appended by Concat (how tf2onnx pads a residual stream's channels; folded to a
+// constant) take any scale: the stream before them is still equalized.
+TEST(Equalize, SeesThroughZeroChannelConcat) {
+  auto proto = testing::parse(R"(
+      <ir_version: 8, opset_import: ["" : 13]>
+      g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) <float[2, 2, 1, 1] w1, float[1, 2, 4, 4] z,
+          float[2, 4, 1, 1] w2> {
+        a = Conv (x, w1)
+        c = Concat <axis = 1> (a, z)
+        y = Conv (c, w2)
+      })");
+  testing::set_floats(proto, "w1", {2, 2, 1, 1}, {1, 0.5f, 0.002f, 0.001f});
+  testing::set_floats(proto, "z", {1, 2, 4, 4}, std::vector<float>(32, 0.0f));
+  testing::set_floats(proto, "w2", {2, 4, 1, 1}, {1, 1, 1, 1, 0.5f, 1, 1, 1});
+  Model model = testing::round_trip(proto);
+  const Model before = copy_model(model);
+  PassResult r = make_equalize_pass(measured())->run(model);
+  EXPECT_EQ(r.changed.size(), 2u) << "both Convs rescaled";
+  EXPECT_LT(testing::output_gap(before, model, 2).max_abs, 1e-5);
+  EXPECT_LT(spread(model, "a_equalized"), spread(before, "a") / 4);
+}
+
 // A tensor read by an op that does not commute with a per-channel scale (Sigmoid) or that is a
 // graph output fixes its channels: nothing changes.
 TEST(Equalize, LeavesChannelsReadElsewhereAlone) {
