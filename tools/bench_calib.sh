@@ -2,7 +2,7 @@
 # Calibration memory against the number of samples: static INT8 of YOLOX-nano calibrated on 8
 # and on 64 random images (ONNX test data written by ONNX Runtime), peak RSS and time of each,
 # per calibration method, and for min/max with the refinements (equalization, bias correction)
-# off and chosen automatically (four candidate models built and judged on the calibration share).
+# off and chosen automatically (four candidate models, cross-fitted on the calibration share).
 # Statistics are streamed, so peak RSS should not grow with the samples.
 # Needs a built tree with tests/ort installed (tools/bootstrap.sh --tests) and ../shared/models.
 set -euo pipefail

@@ -33,6 +33,7 @@ const ModeInfo& mode_info(Mode mode);
 std::optional<Mode> static_mode(Mode dynamic);
 
 enum class CalibMethod { kMinMax, kPercentile, kEntropy, kMse };
+const char* calib_method_name(CalibMethod method);  // as --calib-method spells it
 // Static INT8 activation type (--activations): the mode's (int8 for --int8, uint8 for --uint8), or
 // forced; 16 bits keep 8-bit weights (A16W8).
 enum class ActivationType { kDefault, kInt8, kUInt8, kInt16, kUInt16 };

@@ -25,8 +25,8 @@ struct RunData {
   // Statistics already measured on `calibration` (the target search builds many candidates of
   // one model: each tensor is calibrated once).
   struct Cache {
-    std::set<std::string> measured;
-    std::unordered_map<std::string, Range> ranges;
+    std::set<std::string> measured;                 // "<method>|<tensor>"
+    std::unordered_map<std::string, Range> ranges;  // by "<method>|<tensor>"
     std::unordered_map<std::string, ChannelStats> channel_stats;
   };
   std::shared_ptr<Cache> cache = std::make_shared<Cache>();

@@ -63,7 +63,16 @@ const char* activation_type_name(ActivationType type) {
   return "?";
 }
 
-const char* method_name(CalibMethod method) {
+std::string filter_description(const NodeFilter& filter) {
+  std::string s;
+  if (!filter.include().empty()) s += fmt::format(" include={}", filter.include());
+  if (!filter.exclude().empty()) s += fmt::format(" exclude={}", filter.exclude());
+  return s;
+}
+
+}  // namespace
+
+const char* calib_method_name(CalibMethod method) {
   switch (method) {
     case CalibMethod::kMinMax:
       return "minmax";
@@ -76,15 +85,6 @@ const char* method_name(CalibMethod method) {
   }
   return "?";
 }
-
-std::string filter_description(const NodeFilter& filter) {
-  std::string s;
-  if (!filter.include().empty()) s += fmt::format(" include={}", filter.include());
-  if (!filter.exclude().empty()) s += fmt::format(" exclude={}", filter.exclude());
-  return s;
-}
-
-}  // namespace
 
 std::span<const ModeInfo> all_modes() { return kModes; }
 
@@ -286,7 +286,7 @@ std::string Options::describe(Mode mode) const {
       std::string s =
           fmt::format("{} static format={} {} calib_method={}", info.flag,
                       format == Format::kQOperator ? "qoperator" : "qdq",
-                      per_channel ? "per_channel" : "per_tensor", method_name(calib_method));
+                      per_channel ? "per_channel" : "per_tensor", calib_method_name(calib_method));
       if (calib_method == CalibMethod::kPercentile) s += fmt::format(" percentile={}", percentile);
       if (activations != ActivationType::kDefault) {
         s += fmt::format(" activations={}", activation_type_name(activations));
@@ -381,21 +381,27 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                             progress = options.calib_progress](
                                const Model& model, const std::set<std::string>& tensors) {
       if (!data) fail(ExitCode::kUsage, "static INT8 needs calibration data (--calib)");
+      // Ranges are cached per method: one cache never mixes two.
+      auto range_key = [method](const std::string& t) {
+        return std::string(calib_method_name(method)) + "|" + t;
+      };
       std::set<std::string> missing;
       for (const auto& t : tensors) {
-        if (!cache->measured.count(t)) missing.insert(t);
+        if (!cache->measured.count(range_key(t))) missing.insert(t);
       }
       if (!missing.empty()) {
         RangeCollector ranges(missing, method, percentile);
         ChannelStatsCollector channels(missing, 1);
         run_calibration(model, *data, {&ranges, &channels}, progress);
-        for (auto& [t, r] : ranges.ranges()) cache->ranges[t] = r;
+        for (auto& [t, r] : ranges.ranges()) cache->ranges[range_key(t)] = r;
         for (auto& [t, s] : channels.stats()) cache->channel_stats[t] = std::move(s);
-        cache->measured.insert(missing.begin(), missing.end());
+        for (const auto& t : missing) cache->measured.insert(range_key(t));
       }
       Calibration c;
       for (const auto& t : tensors) {
-        if (auto it = cache->ranges.find(t); it != cache->ranges.end()) c.ranges[t] = it->second;
+        if (auto it = cache->ranges.find(range_key(t)); it != cache->ranges.end()) {
+          c.ranges[t] = it->second;
+        }
         if (auto it = cache->channel_stats.find(t); it != cache->channel_stats.end()) {
           c.channel_stats[t] = it->second;
         }

@@ -152,12 +152,26 @@ PassResult target_result(const SearchOutcome& o, Mode mode, const Options& optio
   return r;
 }
 
+// Every other sample of `data` from `first` (0 or 1), at most `cap` of them.
+CalibrationData alternate_samples(const CalibrationData& data, size_t first, size_t cap) {
+  std::vector<size_t> picked;
+  for (size_t i = first; i < data.count && picked.size() < cap; i += 2) picked.push_back(i);
+  CalibrationData s = data;
+  s.count = picked.size();
+  s.sample = [all = data.sample, picked](size_t i) { return all(picked.at(i)); };
+  return s;
+}
+
 // --equalize / --bias-correction auto, static INT8 on a model with Conv or Gemm: every
-// combination of the refinements left to auto is built and judged on the calibration share (the
-// samples the ranges came from, at most kRefineSamples of them: the cost stays a few candidate
-// runs whatever the calibration size; the held-out ones stay for the final verdict). The best
-// worst-output cosine wins; a refinement is kept only when it gains over going without. Resolves
-// the options to on/off and says what was measured.
+// combination of the refinements left to auto is built and judged on the calibration share,
+// cross-fitted: calibrated on its even samples and judged on its odd ones, then the other way
+// round (both refinements fit the calibration data, so judging on the samples they were fitted
+// on favours them: on BlazeFace front, bias correction measured 0.989 -> 0.994 in-sample but cost
+// 0.004 on other photos). At most kRefineSamples samples per half: the cost stays a few candidate
+// runs whatever the calibration size; the held-out share stays for the final verdict. The best
+// mean of the two halves' worst-output cosines wins; a refinement is kept only when it gains over
+// going without. With one calibration sample, it is judged in-sample. Resolves the options to
+// on/off and says what was measured.
 constexpr size_t kRefineSamples = 4;
 std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Options& options,
                                              const RunData& data, const Precisions& precisions) {
@@ -173,35 +187,53 @@ std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Opt
     return t == Toggle::kAuto ? std::vector<Toggle>{Toggle::kOff, Toggle::kOn}
                               : std::vector<Toggle>{t};
   };
-  if (!weighted) {  // nothing either refinement applies to
-    if (options.equalize == Toggle::kAuto) options.equalize = Toggle::kOff;
-    if (options.bias_correction == Toggle::kAuto) options.bias_correction = Toggle::kOff;
-    return std::nullopt;
-  }
-  CalibrationData judged = *data.calibration;
-  if (judged.count > kRefineSamples) {
-    judged.count = kRefineSamples;
-    judged.description =
-        fmt::format("the first {} of {}", kRefineSamples, data.calibration->description);
-  }
-  PassResult r;
-  r.pass = "refine";
-  std::string figures, best_name = "neither";
-  double best = -2;
   const std::vector<Toggle> equalize = choices(options.equalize),
                             correct = choices(options.bias_correction);
+  if (options.equalize == Toggle::kAuto) options.equalize = Toggle::kOff;
+  if (options.bias_correction == Toggle::kAuto) options.bias_correction = Toggle::kOff;
+  if (!weighted) return std::nullopt;  // nothing either refinement applies to
+
+  // (fit, judge) pairs
+  std::vector<std::pair<RunData, CalibrationData>> folds;
+  const CalibrationData& all = *data.calibration;
+  if (all.count >= 2) {
+    for (size_t k = 0; k < 2; ++k) {
+      RunData fit;
+      fit.calibration = alternate_samples(all, k, kRefineSamples);
+      folds.emplace_back(std::move(fit), alternate_samples(all, 1 - k, kRefineSamples));
+    }
+  } else {
+    folds.emplace_back(data, all);
+  }
+  auto score = [&](const Options& candidate) {
+    double cosine = 0;
+    for (const auto& [fit, judged] : folds) {
+      Model model = copy_model(source);
+      Options quiet = candidate;
+      quiet.calib_progress = nullptr;
+      run_passes(model, mode, quiet, fit, precisions);
+      cosine += verify(source, model, judged).worst("cosine") / folds.size();
+    }
+    return cosine;
+  };
+  PassResult r;
+  r.pass = "refine";
+  r.notes.push_back(fmt::format(
+      "measured on the calibration share ({}){}, worst output cosine:", all.description,
+      folds.size() > 1 ? ", calibrated on half and judged on the other half, both ways" : ""));
+  double best = -2;
+  std::string figures, best_name = "neither";
+  const Options base = options;
   for (Toggle bc : correct) {
     for (Toggle eq : equalize) {
-      Options candidate = options;
+      Options candidate = base;
       candidate.equalize = eq;
       candidate.bias_correction = bc;
-      Model model = copy_model(source);
-      run_passes(model, mode, candidate, data, precisions);
-      const double cosine = verify(source, model, judged).worst("cosine");
       const std::string name = eq == Toggle::kOn && bc == Toggle::kOn ? "both"
                                : eq == Toggle::kOn                    ? "equalization"
                                : bc == Toggle::kOn                    ? "bias correction"
                                                                       : "neither";
+      const double cosine = score(candidate);
       figures += fmt::format("{}{} {:.5f}", figures.empty() ? "" : ", ", name, cosine);
       if (cosine > best + 1e-5) {  // a later (more refined) candidate must gain
         best = cosine;
@@ -211,9 +243,7 @@ std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Opt
       }
     }
   }
-  r.notes.push_back(fmt::format("measured on the calibration share ({}), worst output cosine: {}",
-                                judged.description, figures));
-  r.notes.push_back(fmt::format("applied: {}", best_name));
+  r.notes.push_back(fmt::format("refinements: {} -> applied: {}", figures, best_name));
   return r;
 }
 
