@@ -28,7 +28,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
-  std::string equalize = "auto", bias_correction = "auto";
+  std::string equalize = "auto", bias_correction = "auto", algo = "rtn";
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
@@ -117,6 +117,10 @@ void finish_options(const Cli& cli, Options& options) {
     }
     options.activations = a->second;
   }
+  if (cli.algo != "rtn" && cli.algo != "search") {
+    fail(ExitCode::kUsage, "--algo {}: expected rtn or search", cli.algo);
+  }
+  options.weight_algo = cli.algo == "rtn" ? WeightAlgo::kRtn : WeightAlgo::kSearch;
   static const std::map<std::string, Toggle> toggles = {
       {"auto", Toggle::kAuto}, {"on", Toggle::kOn}, {"off", Toggle::kOff}};
   for (auto [value, name, out] :
@@ -317,6 +321,10 @@ int main(int argc, char** argv) {
   q4->add_flag("--asymmetric", cli.asymmetric, "Per-block zero points, packed uint8")
       ->excludes(sym);
   q4->add_option("--bits", options.bits, "4, or 8 for 8-bit MatMulNBits")->capture_default_str();
+  q4->add_option("--algo", cli.algo,
+                 "Block codes: rtn (round to nearest, the reference tools' bytes) or search "
+                 "(data-free error-minimising scales; symmetric blocks)")
+      ->capture_default_str();
   q4->add_option("--accuracy-level", options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")
       ->capture_default_str();

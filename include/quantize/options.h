@@ -37,6 +37,9 @@ const char* calib_method_name(CalibMethod method);  // as --calib-method spells 
 // Static INT8 activation type (--activations): the mode's (int8 for --int8, uint8 for --uint8), or
 // forced; 16 bits keep 8-bit weights (A16W8).
 enum class ActivationType { kDefault, kInt8, kUInt8, kInt16, kUInt16 };
+// How 4/8-bit block weights get their codes (--algo): round to nearest (the reference tools'
+// bytes), or the data-free error-minimising scale search.
+enum class WeightAlgo { kRtn, kSearch };
 // A refinement the tool applies when it measures a gain (kAuto), always, or never.
 enum class Toggle { kAuto, kOn, kOff };
 // INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.
@@ -92,6 +95,7 @@ struct Options {
   bool symmetric = true;
   int bits = 4;
   int accuracy_level = 0;
+  WeightAlgo weight_algo = WeightAlgo::kRtn;
   NodeFilter filter;
   // float16
   bool keep_io_types = true;  // graph inputs and outputs stay float32

