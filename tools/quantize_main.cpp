@@ -321,9 +321,10 @@ int main(int argc, char** argv) {
   q4->add_flag("--asymmetric", cli.asymmetric, "Per-block zero points, packed uint8")
       ->excludes(sym);
   q4->add_option("--bits", options.bits, "4, or 8 for 8-bit MatMulNBits")->capture_default_str();
-  q4->add_option("--algo", cli.algo,
-                 "Block codes: rtn (round to nearest, the reference tools' bytes) or search "
-                 "(data-free error-minimising scales; symmetric blocks)")
+  q4->add_option(
+        "--algo", cli.algo,
+        "Block codes: rtn (round to nearest, the reference tools' bytes) or search "
+        "(data-free error-minimising scales and zero points, never worse than rtn per block)")
       ->capture_default_str();
   q4->add_option("--accuracy-level", options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")

@@ -27,75 +27,99 @@ class RoundToNearest final : public BlockQuantizer {
   }
 };
 
-// Error-minimising scales, data-free, symmetric blocks (k-quant style). Per block, with L = 8 (4
-// bits) or 128 (8 bits) and m the value of largest magnitude: for each candidate inverse scale
-// -(L + i / 10) / m, i = -9..9, codes q = clamp(round(x * inv), -L, L - 1), then the weighted
-// least-squares scale for those codes, s = sum(w x q) / sum(w q^2), and the codes re-rounded at
-// s, up to three times while they change; the (s, q) of least weighted error sum w (x - s q)^2
-// wins, w = x^2 (large weights matter most: on TinyStories, plain squared error gave top-1 85.1%,
-// KL 0.084, perplexity x1.100; x^2-weighted 87.0%, 0.085, x1.074; RTN 84.6%, 0.092, x1.096).
-// Candidate i = 0 has round-to-nearest's codes, whose least-squares scale is never worse than
-// round-to-nearest's own: no block ends worse than RTN in that error. Asymmetric blocks: round
-// to nearest.
+// Error-minimising scales, data-free (k-quant style). A block's values x are coded as
+// s (c - z), codes c in [0, Q] (Q = 15 or 255), z = 8 or 128 for symmetric blocks, a per-block
+// zero point otherwise. Round-to-nearest's block (the kernels') is the starting point; then, per
+// candidate scale around RTN's (symmetric: inverse -(L + i / 10) / m, m the value of largest
+// magnitude, L = 8 or 128; asymmetric: (max - min) / (Q + i / 10), z = round(-min / scale);
+// i = -9..9, i = 0 is RTN's), codes by rounding, the weighted least-squares scale for those codes,
+// s = sum(w x d) / sum(w d^2) with d = c - z, and the codes re-rounded at s, up to three times
+// while they change. The (s, c, z) of least weighted error sum w (x - s d)^2 wins, w = x^2 (large
+// weights matter most: on TinyStories, plain squared error gave top-1 85.1%, KL 0.084,
+// perplexity x1.100; x^2-weighted 87.0%, 0.085, x1.074; RTN 84.6%, 0.092, x1.096). RTN's own
+// block is the first candidate, so no block ends worse than RTN in that error.
 class ScaleSearch final : public BlockQuantizer {
  public:
   const char* name() const override { return "search"; }
   void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
                 float* scales, uint8_t* zero_points) const override {
-    if (!format.symmetric) {
-      kernels().quantize_blocks(column, k, format, packed, scales, zero_points);
-      return;
-    }
-    const int levels = 1 << (format.bits - 1);
+    kernels().quantize_blocks(column, k, format, packed, scales, zero_points);  // the start
+    const int top = (1 << format.bits) - 1, half = 1 << (format.bits - 1);
     const size_t bs = format.block_size;
     std::vector<int> codes(bs), trial(bs), best(bs);
     for (size_t b = 0; b < format.blocks(k); ++b) {
       const size_t begin = b * bs, n = std::min(bs, k - begin);
       const float* x = column + begin;
-      float m = 0;
+      uint8_t* blob = packed + b * format.blob_bytes();
       for (size_t j = 0; j < n; ++j) {
-        if (std::fabs(x[j]) > std::fabs(m)) m = x[j];
+        best[j] = format.bits == 8 ? blob[j] : (blob[j / 2] >> (4 * (j % 2))) & 15;
       }
-      std::fill(best.begin(), best.end(), 0);
-      double best_err = std::numeric_limits<double>::infinity(), best_scale = 0;
-      auto round_at = [&](double inv, std::vector<int>& q) {
+      int best_z = format.symmetric ? half : zero_points[b];
+      double best_scale = scales[b];
+      auto error = [&](const std::vector<int>& c, int z, double s) {
+        double e = 0;
         for (size_t j = 0; j < n; ++j) {
-          q[j] = static_cast<int>(
-              std::clamp(std::nearbyint(x[j] * inv), double(-levels), double(levels - 1)));
+          const double r = x[j] - s * (c[j] - z);
+          e += double(x[j]) * x[j] * r * r;
+        }
+        return e;
+      };
+      double best_err = error(best, best_z, best_scale);
+      auto round_at = [&](double inv, int z, std::vector<int>& c) {
+        for (size_t j = 0; j < n; ++j) {
+          c[j] = static_cast<int>(std::clamp(std::nearbyint(x[j] * inv) + z, 0.0, double(top)));
         }
       };
-      for (int i = -9; i <= 9 && m != 0; ++i) {
-        round_at(-(levels + 0.1 * i) / m, codes);
+      auto refine = [&](int z) {  // from `codes`
         for (int refit = 0; refit < 3; ++refit) {
-          double sxq = 0, sqq = 0, sxx = 0;
+          double sxd = 0, sdd = 0;
           for (size_t j = 0; j < n; ++j) {
-            const double w = double(x[j]) * x[j];
-            sxq += w * x[j] * codes[j];
-            sqq += w * codes[j] * codes[j];
-            sxx += w * x[j] * x[j];
+            const double w = double(x[j]) * x[j], d = codes[j] - z;
+            sxd += w * x[j] * d;
+            sdd += w * d * d;
           }
-          if (sqq == 0) break;
-          const double s = sxq / sqq, err = sxx - sxq * sxq / sqq;
+          if (sdd == 0) return;
+          const double s = sxd / sdd, err = error(codes, z, s);
           if (err < best_err) {
-            best_err = err;
-            best_scale = s;
+            best_err = err, best_scale = s, best_z = z;
             std::copy(codes.begin(), codes.begin() + n, best.begin());
           }
-          round_at(1 / s, trial);
-          if (std::equal(trial.begin(), trial.begin() + n, codes.begin())) break;
+          round_at(1 / s, z, trial);
+          if (std::equal(trial.begin(), trial.begin() + n, codes.begin())) return;
           std::swap(trial, codes);
+        }
+      };
+      std::copy(best.begin(), best.begin() + n, codes.begin());
+      refine(best_z);  // RTN's codes, refitted
+      float m = 0, mn = 0, mx = 0;
+      for (size_t j = 0; j < n; ++j) {
+        if (std::fabs(x[j]) > std::fabs(m)) m = x[j];
+        mn = std::min(mn, x[j]);
+        mx = std::max(mx, x[j]);
+      }
+      for (int i = -9; i <= 9; ++i) {
+        if (format.symmetric) {
+          if (m == 0) break;
+          round_at(-(half + 0.1 * i) / m, half, codes);
+          refine(half);
+        } else {
+          if (mx - mn <= 0) break;
+          const double scale = (mx - mn) / (top + 0.1 * i);
+          const int z = static_cast<int>(std::clamp(std::nearbyint(-mn / scale), 0.0, double(top)));
+          round_at(1 / scale, z, codes);
+          refine(z);
         }
       }
       scales[b] = static_cast<float>(best_scale);
-      uint8_t* out = packed + b * format.blob_bytes();
+      if (!format.symmetric) zero_points[b] = static_cast<uint8_t>(best_z);
       for (size_t j = 0; j < bs; ++j) {
-        const uint8_t q = static_cast<uint8_t>((j < n ? best[j] : 0) + levels);
+        const uint8_t c = static_cast<uint8_t>(j < n ? best[j] : best_z);  // padding codes 0.0
         if (format.bits == 8) {
-          out[j] = q;
+          blob[j] = c;
         } else if (j % 2 == 0) {
-          out[j / 2] = q;
+          blob[j / 2] = c;
         } else {
-          out[j / 2] |= static_cast<uint8_t>(q << 4);
+          blob[j / 2] |= static_cast<uint8_t>(c << 4);
         }
       }
     }

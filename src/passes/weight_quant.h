@@ -51,7 +51,7 @@ class BlockQuantizer {
 };
 // Round to nearest with the reference tools' scales (kernels.h): the SIMD kernels.
 const BlockQuantizer& round_to_nearest();
-// Data-free error-minimising scales for symmetric blocks (weight_quant.cpp); asymmetric: RTN.
+// Data-free error-minimising scales, starting from round to nearest (weight_quant.cpp).
 const BlockQuantizer& scale_search();
 
 // How a weight feeds its node: MatMul's B [K, N], or Gemm's B ([N, K] with transB), whose alpha

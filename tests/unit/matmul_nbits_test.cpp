@@ -298,38 +298,42 @@ namespace {
 
 // The scale search (--algo search): its codes decode through the same kernels as RTN's, and no
 // block ends with a larger x^2-weighted squared error than round-to-nearest's, 4 and 8 bits,
-// on Gaussian and heavy-tailed (cubed) columns with a partial last block; on most blocks it is
-// strictly smaller.
+// symmetric and asymmetric, on uniform and heavy-tailed (cubed) columns with a partial last
+// block; on most blocks it is strictly smaller.
 TEST(NBits, ScaleSearchNeverWorseThanRoundToNearest) {
-  for (const int bits : {4, 8}) {
-    const BlockFormat fmt{bits, 32, true};
-    const size_t k = 32 * 40 + 7;
-    for (const bool heavy : {false, true}) {
-      std::vector<float> x = testing::random_floats(k, bits * 10 + heavy);
-      if (heavy) {
-        for (float& v : x) v = v * v * v;
-      }
-      const size_t nb = fmt.blocks(k);
-      std::vector<uint8_t> p_rtn(nb * fmt.blob_bytes()), p_s(nb * fmt.blob_bytes());
-      std::vector<float> s_rtn(nb), s_s(nb), y_rtn(k), y_s(k);
-      round_to_nearest().quantize(x.data(), k, fmt, p_rtn.data(), s_rtn.data(), nullptr);
-      scale_search().quantize(x.data(), k, fmt, p_s.data(), s_s.data(), nullptr);
-      kernels().dequantize_blocks(p_rtn.data(), s_rtn.data(), nullptr, k, fmt, y_rtn.data());
-      kernels().dequantize_blocks(p_s.data(), s_s.data(), nullptr, k, fmt, y_s.data());
-      int better = 0;
-      for (size_t b = 0; b < nb; ++b) {
-        double e_rtn = 0, e_s = 0;
-        for (size_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) {
-          const double w = double(x[j]) * x[j];
-          e_rtn += w * (x[j] - y_rtn[j]) * (x[j] - y_rtn[j]);
-          e_s += w * (x[j] - y_s[j]) * (x[j] - y_s[j]);
+  for (const int bits : {4, 8})
+    for (const bool symmetric : {true, false}) {
+      const BlockFormat fmt{bits, 32, symmetric};
+      const size_t k = 32 * 40 + 7;
+      for (const bool heavy : {false, true}) {
+        std::vector<float> x = testing::random_floats(k, bits * 10 + heavy);
+        if (heavy) {
+          for (float& v : x) v = v * v * v;
         }
-        ASSERT_LE(e_s, e_rtn * (1 + 1e-6) + 1e-30) << bits << " bits, block " << b;
-        better += e_s < e_rtn * 0.999;
+        const size_t nb = fmt.blocks(k);
+        std::vector<uint8_t> p_rtn(nb * fmt.blob_bytes()), p_s(nb * fmt.blob_bytes());
+        std::vector<float> s_rtn(nb), s_s(nb), y_rtn(k), y_s(k);
+        std::vector<uint8_t> z_rtn(nb), z_s(nb);
+        round_to_nearest().quantize(x.data(), k, fmt, p_rtn.data(), s_rtn.data(), z_rtn.data());
+        scale_search().quantize(x.data(), k, fmt, p_s.data(), s_s.data(), z_s.data());
+        kernels().dequantize_blocks(p_rtn.data(), s_rtn.data(), z_rtn.data(), k, fmt, y_rtn.data());
+        kernels().dequantize_blocks(p_s.data(), s_s.data(), z_s.data(), k, fmt, y_s.data());
+        int better = 0;
+        for (size_t b = 0; b < nb; ++b) {
+          double e_rtn = 0, e_s = 0;
+          for (size_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) {
+            const double w = double(x[j]) * x[j];
+            e_rtn += w * (x[j] - y_rtn[j]) * (x[j] - y_rtn[j]);
+            e_s += w * (x[j] - y_s[j]) * (x[j] - y_s[j]);
+          }
+          ASSERT_LE(e_s, e_rtn * (1 + 1e-6) + 1e-30)
+              << bits << " bits, symmetric " << symmetric << ", block " << b;
+          better += e_s < e_rtn * 0.999;
+        }
+        EXPECT_GT(better, static_cast<int>(nb) / 2)
+            << bits << " bits, symmetric " << symmetric << ", heavy " << heavy;
       }
-      EXPECT_GT(better, static_cast<int>(nb) / 2) << bits << " bits, heavy " << heavy;
     }
-  }
 }
 
 }  // namespace
