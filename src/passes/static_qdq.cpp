@@ -304,8 +304,10 @@ class StaticQdqPass final : public Pass {
           continue;
         }
       }
+      const auto planned = precision_of(node);
+      const bool wide = planned == Precision::kA16 || (!planned && config_.wide_activations);
       if (node.op_type() == "Conv" && has_range(node.input(0))) {
-        why = buried_channel(node);
+        why = buried_channel(node, wide);
         if (!why.empty()) {
           result_.skipped.push_back({node_label(node), why});
           continue;
@@ -328,8 +330,7 @@ class StaticQdqPass final : public Pass {
       selected_.push_back(i);
       keys_[i] = node_key(node);  // before folds rename outputs (plans name nodes as given)
       weighted_ += kind == Kind::kWeighted;
-      const auto planned = precision_of(node);
-      if (planned == Precision::kA16 || (!planned && config_.wide_activations)) {  // 16 bits
+      if (wide) {  // 16 bits
         wide_.insert(ins.begin(), ins.end());
         wide_.insert(node.output().begin(), node.output().end());
       }
@@ -347,13 +348,14 @@ class StaticQdqPass final : public Pass {
   // square (channels below 1e-4 of the mean, dead ones, ignored). Depthwise convs whose input
   // channels differ widely in scale are the usual victims: YOLOX-nano's Conv_44 (-3 dB) alone
   // takes its output from cosine 0.99 to 0.955.
-  std::string buried_channel(const onnx::NodeProto& node) const {
+  std::string buried_channel(const onnx::NodeProto& node, bool wide) const {
     auto stats = channel_stats_.find(node.output(0));
     auto ref = constant(node.input(1));
     if (stats == channel_stats_.end() || !ref || ref->tensor->dims_size() < 2) return {};
     const std::vector<double>& power = stats->second.mean_square;
     const Range r = ranges_.at(node.input(0));
-    const double step = (std::max(r.hi, 0.0f) - std::min(r.lo, 0.0f)) / 255.0;
+    const double span = std::max(r.hi, 0.0f) - std::min(r.lo, 0.0f);
+    const double step = wide ? 4 * span / 65535.0 : span / 255.0;  // a16: 4x the range, 16 bits
     const std::vector<float> w = tensor_floats(*model_, *ref->tensor);
     const int64_t channels = ref->tensor->dims(0);
     if (channels != static_cast<int64_t>(power.size()) || channels == 0) return {};
@@ -373,8 +375,9 @@ class StaticQdqPass final : public Pass {
     const double db = 10 * std::log10(worst);
     if (db >= kMinSqnrDb) return {};
     return fmt::format(
-        "an 8-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB): kept float",
-        worst_channel, db, kMinSqnrDb);
+        "an {}-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB): kept "
+        "float",
+        wide ? 16 : 8, worst_channel, db, kMinSqnrDb);
   }
 
   // Sigmoid and Mul computing x * Sigmoid(x) (SiLU), the Sigmoid read by that Mul only.
@@ -488,10 +491,10 @@ class StaticQdqPass final : public Pass {
     }
     if (config_.signed_weights && !config_.wide_activations && weighted_ > 0) {
       result_.warnings.push_back(fmt::format(
-          "{} Conv/MatMul/Gemm node(s) with int8 weights and 8-bit activations: ONNX Runtime fuses "
-          "them "
-          "into uint8 x int8 kernels that, on x86 CPUs without VNNI, add products pairwise in 16 "
-          "bits and can saturate{} (FastestDet: cosine 0.9986 -> 0.97); --uint8 (U8U8) avoids it",
+          "{} Conv/MatMul/Gemm node(s) with int8 weights and 8-bit activations: ONNX Runtime "
+          "fuses them into uint8 x int8 kernels that, on x86 CPUs without VNNI, add products "
+          "pairwise in 16 bits and can saturate{} (FastestDet: cosine 0.9986 -> 0.97); --uint8 "
+          "(U8U8) avoids it",
           weighted_, x86_without_vnni() ? " (this machine has no VNNI)" : ""));
     }
     result_.notes.push_back(fmt::format("{} activation(s) quantized ({})", quantized_.size(),
