@@ -21,9 +21,9 @@ bench() {  # bench NAME MODEL [compare.mjs input flags...]
   printf '%-14s %10.2f %12.2f %7.2f\n' "$name" "$ort" "$ours" "$(awk "BEGIN{print $ours / $ort}")"
 }
 bench mnist "$root/models/mnist.onnx" --random 1 --float-range 0:1
-bench ultraface "$shared/ultraface/Ultraface_version-RFB-320.onnx" --random 1
-bench fastestdet "$shared/fastestdet/FastestDet.onnx" --random 1 --float-range 0:1
-bench superres "$shared/superres/pytorch_super_resolution.onnx" --random 1 --float-range 0:1
+bench ultraface "$root/models/ultraface/Ultraface_version-RFB-320.onnx" --random 1
+bench fastestdet "$root/models/fastestdet/FastestDet.onnx" --random 1 --float-range 0:1
+bench superres "$root/models/superres/pytorch_super_resolution.onnx" --random 1 --float-range 0:1
 bench yolox_nano "$shared/yolox-nano/yolox_nano.onnx" --random 1 --range images=0:255
 bench magika "$root/models/magika/model.onnx" --random 1 --dim unk__214=1 --range bytes=0:255
 bench stories260K "$root/models/stories260K/stories260K.onnx" --data "$root/models/stories260K/test_data_set_7"

@@ -36,13 +36,13 @@ mkdir -p "$work"
 # name | model | image flags (compare.mjs)
 models=(
   "yolox-nano|$shared/yolox-nano/yolox_nano.onnx|--image-order bgr"
-  "fastestdet|$shared/fastestdet/FastestDet.onnx|--image-scale 0.00392157"
-  "ultraface|$shared/ultraface/Ultraface_version-RFB-320.onnx|--image-scale 0.0078125 --image-offset -0.9921875"
-  "superres|$shared/superres/pytorch_super_resolution.onnx|--image-scale 0.00392157"
+  "fastestdet|$root/models/fastestdet/FastestDet.onnx|--image-scale 0.00392157"
+  "ultraface|$root/models/ultraface/Ultraface_version-RFB-320.onnx|--image-scale 0.0078125 --image-offset -0.9921875"
+  "superres|$root/models/superres/pytorch_super_resolution.onnx|--image-scale 0.00392157"
   "mnist|$root/models/mnist.onnx|"
-  "blazeface-front|$shared/blazeface/face_detection_front_128x128_barracuda.onnx|--image-layout nhwc --image-scale 0.00784314 --image-offset -1"
-  "blazeface-back|$shared/blazeface/face_detection_back_256x256_barracuda.onnx|--image-layout nhwc --image-scale 0.00784314 --image-offset -1"
-  "paddleocr-cls|$shared/paddleocr-cls/ch_ppocr_mobile_v2.0_cls_infer.onnx|--dim p2o.DynamicDimension.1=48 --dim p2o.DynamicDimension.2=192 --image-scale 0.00784314 --image-offset -1"
+  "blazeface-front|$root/models/blazeface/face_detection_front_128x128_barracuda.onnx|--image-layout nhwc --image-scale 0.00784314 --image-offset -1"
+  "blazeface-back|$root/models/blazeface/face_detection_back_256x256_barracuda.onnx|--image-layout nhwc --image-scale 0.00784314 --image-offset -1"
+  "paddleocr-cls|$root/models/paddleocr-cls/ch_ppocr_mobile_v2.0_cls_infer.onnx|--dim p2o.DynamicDimension.1=48 --dim p2o.DynamicDimension.2=192 --image-scale 0.00784314 --image-offset -1"
 )
 printf '%-16s %-30s %-22s %-22s %8s %7s %6s\n' model "tool (held-out)" "ORT cosine (opt on)" "ORT cosine (opt off)" "8-bit" raised "s"
 for entry in "${models[@]}"; do
