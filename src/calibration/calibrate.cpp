@@ -654,15 +654,10 @@ std::unordered_map<std::string, Range> RangeCollector::ranges() const {
   return ranges;
 }
 
-ChannelStatsCollector::ChannelStatsCollector(const std::set<std::string>& tensors, int axis) {
-  for (const auto& t : tensors) axes_.emplace(t, axis);
-}
-
 void ChannelStatsCollector::observe(const std::string& name, const Tensor& value) {
-  auto axis_it = axes_.find(name);
-  if (axis_it == axes_.end() || value.dtype() != TensorProto::FLOAT || value.rank() < 1) return;
+  if (!tensors_.count(name) || value.dtype() != TensorProto::FLOAT || value.rank() < 1) return;
   const int64_t rank = value.rank();
-  const int64_t axis = axis_it->second < 0 ? axis_it->second + rank : axis_it->second;
+  const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
   if (axis < 0 || axis >= rank) return;
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= value.shape()[i];

@@ -44,7 +44,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -142,12 +141,12 @@ struct ChannelStats {
   std::vector<float> max_abs;
 };
 
-// ChannelStats of the float tensors named, each along its channel axis (negative: from the end;
-// 1 is NCHW's). A tensor whose channel count changes between samples keeps the first.
+// ChannelStats of the float tensors named, along `axis` (negative: from the end; 1 is NCHW's).
+// A tensor whose channel count changes between samples keeps the first.
 class ChannelStatsCollector final : public Collector {
  public:
-  explicit ChannelStatsCollector(std::map<std::string, int> axes) : axes_(std::move(axes)) {}
-  ChannelStatsCollector(const std::set<std::string>& tensors, int axis);  // one axis for all
+  ChannelStatsCollector(std::set<std::string> tensors, int axis)
+      : tensors_(std::move(tensors)), axis_(axis) {}
   void observe(const std::string& name, const Tensor& value) override;
   std::unordered_map<std::string, ChannelStats> stats() const;
 
@@ -157,7 +156,8 @@ class ChannelStatsCollector final : public Collector {
     std::vector<float> max_abs;
     uint64_t count = 0;  // elements per channel so far
   };
-  std::map<std::string, int> axes_;
+  std::set<std::string> tensors_;
+  int axis_;
   std::unordered_map<std::string, Sums> sums_;
 };
 

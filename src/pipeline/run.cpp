@@ -152,16 +152,6 @@ PassResult target_result(const SearchOutcome& o, Mode mode, const Options& optio
   return r;
 }
 
-// Every other sample of `data` from `first` (0 or 1), at most `cap` of them.
-CalibrationData alternate_samples(const CalibrationData& data, size_t first, size_t cap) {
-  std::vector<size_t> picked;
-  for (size_t i = first; i < data.count && picked.size() < cap; i += 2) picked.push_back(i);
-  CalibrationData s = data;
-  s.count = picked.size();
-  s.sample = [all = data.sample, picked](size_t i) { return all(picked.at(i)); };
-  return s;
-}
-
 // --equalize / --bias-correction auto, static INT8 on a model with Conv or Gemm: every
 // combination of the refinements left to auto is built and judged on the calibration share,
 // cross-fitted: calibrated on its even samples and judged on its odd ones, then the other way
@@ -193,26 +183,38 @@ std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Opt
   if (options.bias_correction == Toggle::kAuto) options.bias_correction = Toggle::kOff;
   if (!weighted) return std::nullopt;  // nothing either refinement applies to
 
-  // (fit, judge) pairs
-  std::vector<std::pair<RunData, CalibrationData>> folds;
+  // Calibrated on `fit`, judged on `judged` against the float outputs, computed once.
+  struct Fold {
+    RunData fit;
+    CalibrationData judged;
+    Reference reference;
+  };
+  std::vector<Fold> folds;
   const CalibrationData& all = *data.calibration;
   if (all.count >= 2) {
+    auto half = [&all](size_t parity) {  // every other sample, at most kRefineSamples
+      return subset(
+          all, [parity](size_t i) { return i % 2 == parity && i / 2 < kRefineSamples; },
+          all.description);
+    };
     for (size_t k = 0; k < 2; ++k) {
       RunData fit;
-      fit.calibration = alternate_samples(all, k, kRefineSamples);
-      folds.emplace_back(std::move(fit), alternate_samples(all, 1 - k, kRefineSamples));
+      fit.calibration = half(k);
+      CalibrationData judged = half(1 - k);
+      Reference reference = reference_outputs(source, judged);
+      folds.push_back({std::move(fit), std::move(judged), std::move(reference)});
     }
   } else {
-    folds.emplace_back(data, all);
+    folds.push_back({data, all, reference_outputs(source, all)});
   }
   auto score = [&](const Options& candidate) {
     double cosine = 0;
-    for (const auto& [fit, judged] : folds) {
+    for (const Fold& f : folds) {
       Model model = copy_model(source);
       Options quiet = candidate;
       quiet.calib_progress = nullptr;
-      run_passes(model, mode, quiet, fit, precisions);
-      cosine += verify(source, model, judged).worst("cosine") / folds.size();
+      run_passes(model, mode, quiet, f.fit, precisions);
+      cosine += verify(f.reference, model, f.judged).worst("cosine") / folds.size();
     }
     return cosine;
   };
