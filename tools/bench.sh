@@ -33,7 +33,13 @@ bytes() {  # total size of the files given that exist
   echo $total
 }
 
-printf '%-34s %-18s %8s %10s %8s %10s\n' model mode seconds "peak RSS" "x input" output
+# Calibration data for the data-aware weight algorithms: 32 sequences of 128 random tokens.
+[ -s "$work/calib32x128.npy" ] || /usr/bin/python3 -c "
+import numpy as np
+np.save('$work/calib32x128.npy',
+        np.random.default_rng(7).integers(1, 32000, size=(32, 1, 128)).astype(np.int64))"
+
+printf '%-34s %-30s %8s %10s %8s %10s\n' model mode seconds "peak RSS" "x input" output
 run() {  # run MODEL_PATH MODE [extra flags]
   local model=$1 mode=$2
   shift 2
@@ -50,11 +56,16 @@ run() {  # run MODEL_PATH MODE [extra flags]
   read -r secs kb <<<"$best"
   local out_bytes
   out_bytes=$(bytes "$out" "$out.data")
-  printf '%-34s %-18s %8s %7d MB %8.2f %7d MB\n' "${model#$work/}" "$mode${1:+ ${1#--}}" "$secs" \
+  local flags="$*"
+  printf '%-34s %-30s %8s %7d MB %8.2f %7d MB\n' "${model#$work/}" "$mode${flags:+ ${flags//$work\//}}" "$secs" \
     $((kb / 1024)) "$(awk "BEGIN{print $kb * 1024 / $in_bytes}")" $((out_bytes / 1000000))
 }
 for mode in q4f16 fp16 q4 int8 q8; do run "$work/synth134m.onnx" $mode; done
 run "$work/synth134m.onnx" int8 --per-channel
+# Weight algorithms (q4 above is the default, the data-free search): round to nearest, and GPTQ
+# on all 32 calibration sequences (no held-out share, no verification: the algorithm's own cost).
+run "$work/synth134m.onnx" q4 --algo rtn
+run "$work/synth134m.onnx" q4 --algo gptq --calib "$work/calib32x128.npy" --no-holdout --no-verify
 for mode in q4f16 fp16 int8; do
   run "$work/ext_synth134m/synth134m.onnx" $mode --external-data
   run "$work/ext_synth_deep/synth_deep.onnx" $mode --external-data

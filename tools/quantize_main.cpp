@@ -28,7 +28,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
-  std::string equalize = "auto", bias_correction = "auto", algo = "rtn";
+  std::string equalize = "auto", bias_correction = "auto", algo = "auto";
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
@@ -117,10 +117,16 @@ void finish_options(const Cli& cli, Options& options) {
     }
     options.activations = a->second;
   }
-  if (cli.algo != "rtn" && cli.algo != "search") {
-    fail(ExitCode::kUsage, "--algo {}: expected rtn or search", cli.algo);
+  static const std::map<std::string, WeightAlgo> algos = {{"auto", WeightAlgo::kAuto},
+                                                          {"rtn", WeightAlgo::kRtn},
+                                                          {"search", WeightAlgo::kSearch},
+                                                          {"imatrix", WeightAlgo::kImatrix},
+                                                          {"gptq", WeightAlgo::kGptq}};
+  if (auto a = algos.find(cli.algo); a != algos.end()) {
+    options.weight_algo = a->second;
+  } else {
+    fail(ExitCode::kUsage, "--algo {}: expected auto, rtn, search, imatrix or gptq", cli.algo);
   }
-  options.weight_algo = cli.algo == "rtn" ? WeightAlgo::kRtn : WeightAlgo::kSearch;
   static const std::map<std::string, Toggle> toggles = {
       {"auto", Toggle::kAuto}, {"on", Toggle::kOn}, {"off", Toggle::kOff}};
   for (auto [value, name, out] :
@@ -323,8 +329,11 @@ int main(int argc, char** argv) {
   q4->add_option("--bits", options.bits, "4, or 8 for 8-bit MatMulNBits")->capture_default_str();
   q4->add_option(
         "--algo", cli.algo,
-        "Block codes: rtn (round to nearest, the reference tools' bytes) or search "
-        "(data-free error-minimising scales and zero points, never worse than rtn per block)")
+        "Block codes: rtn (round to nearest, the reference tools' bytes), search "
+        "(data-free error-minimising scales and zero points, never worse than rtn per block); "
+        "with --calib: imatrix (search weighted by each input channel's mean square) or gptq "
+        "(rounding errors pushed onto the rows not yet quantized). auto: gptq with --calib, "
+        "else search")
       ->capture_default_str();
   q4->add_option("--accuracy-level", options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")

@@ -38,8 +38,11 @@ const char* calib_method_name(CalibMethod method);  // as --calib-method spells 
 // forced; 16 bits keep 8-bit weights (A16W8).
 enum class ActivationType { kDefault, kInt8, kUInt8, kInt16, kUInt16 };
 // How 4/8-bit block weights get their codes (--algo): round to nearest (the reference tools'
-// bytes), or the data-free error-minimising scale search.
-enum class WeightAlgo { kRtn, kSearch };
+// bytes), the data-free error-minimising scale search, and with calibration data (--calib) the
+// search weighted by each input channel's mean square (imatrix) or GPTQ. kAuto: GPTQ with
+// --calib, else the search (Options::weight_algorithm()).
+enum class WeightAlgo { kAuto, kRtn, kSearch, kImatrix, kGptq };
+const char* weight_algo_name(WeightAlgo algo);  // as --algo spells it
 // A refinement the tool applies when it measures a gain (kAuto), always, or never.
 enum class Toggle { kAuto, kOn, kOff };
 // INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.
@@ -95,7 +98,7 @@ struct Options {
   bool symmetric = true;
   int bits = 4;
   int accuracy_level = 0;
-  WeightAlgo weight_algo = WeightAlgo::kRtn;
+  WeightAlgo weight_algo = WeightAlgo::kAuto;
   NodeFilter filter;
   // float16
   bool keep_io_types = true;  // graph inputs and outputs stay float32
@@ -131,6 +134,8 @@ struct Options {
 
   // Throws Error(kUsage) naming the bad option.
   void validate() const;
+  // weight_algo, kAuto resolved.
+  WeightAlgo weight_algorithm() const;
   // Output file name suffix of a mode under these options ("q4", or "nbits8" for --bits 8).
   std::string suffix(Mode mode) const;
   // The options that shape the output, for the report and the model's metadata.

@@ -1,6 +1,7 @@
 // Calibration statistics, samples and the calibration run (see include/quantize/calibrate.h).
 #include "calibration/calibrate.h"
 
+#include <cblas.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -702,6 +703,51 @@ std::unordered_map<std::string, ChannelStats> ChannelStatsCollector::stats() con
     c.max_abs = s.max_abs;
   }
   return out;
+}
+
+std::vector<float> Gram::mean_square() const {
+  std::vector<float> out(k);
+  const double n = rows ? static_cast<double>(rows) : 1.0;
+  for (int64_t i = 0; i < k; ++i) out[i] = static_cast<float>(sum[i * k + i] / n);
+  return out;
+}
+
+void GramCollector::observe(const std::string& name, const Tensor& value) {
+  if (!tensors_.count(name) || value.dtype() != TensorProto::FLOAT || value.rank() < 1) return;
+  const int64_t k = value.shape().back();
+  if (k <= 0) return;
+  Gram& g = grams_[name];
+  if (g.k == 0) {
+    g.k = k;
+    g.sum.assign(k * k, 0.0f);
+  }
+  if (g.k != k) return;  // the shape changed: keep the first
+  const int64_t rows = value.size() / k;
+  const float* x = value.data<float>();
+  std::vector<float> finite;  // the finite rows, when some are not
+  if (!std::all_of(x, x + value.size(), [](float v) { return std::isfinite(v); })) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * k;
+      if (std::all_of(row, row + k, [](float v) { return std::isfinite(v); })) {
+        finite.insert(finite.end(), row, row + k);
+      }
+    }
+    x = finite.data();
+  }
+  const int64_t used = finite.empty() ? rows : static_cast<int64_t>(finite.size()) / k;
+  if (used == 0 || x == nullptr) return;
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(k), static_cast<int>(used),
+              1.0f, x, static_cast<int>(k), 1.0f, g.sum.data(), static_cast<int>(k));
+  g.rows += used;
+}
+
+std::unordered_map<std::string, Gram> GramCollector::take() {
+  for (auto& [name, g] : grams_) {
+    for (int64_t i = 0; i < g.k; ++i) {
+      for (int64_t j = 0; j < i; ++j) g.sum[i * g.k + j] = g.sum[j * g.k + i];
+    }
+  }
+  return std::move(grams_);
 }
 
 void run_calibration(const Model& model, const CalibrationData& data,

@@ -161,6 +161,31 @@ class ChannelStatsCollector final : public Collector {
   std::unordered_map<std::string, Sums> sums_;
 };
 
+// Second moments of the rows of float tensors (rows: the last axis, K values; the leading axes
+// are flattened): the sum over rows of x x^T, K x K, for data-aware weight quantization (GPTQ
+// reads it whole; the importance-weighted search its diagonal), accumulated in float32 by OpenBLAS
+// (K^2 * 4 bytes per tensor). A tensor whose K changes between samples keeps the first; rows with
+// a non-finite value are skipped.
+struct Gram {
+  int64_t k = 0;
+  uint64_t rows = 0;
+  std::vector<float> sum;  // k x k, row-major, symmetric (both triangles filled by gram())
+  // The mean of x_i^2 per channel: sum's diagonal over rows.
+  std::vector<float> mean_square() const;
+};
+
+class GramCollector final : public Collector {
+ public:
+  explicit GramCollector(std::set<std::string> tensors) : tensors_(std::move(tensors)) {}
+  void observe(const std::string& name, const Tensor& value) override;
+  // Moves the sums out, by tensor name.
+  std::unordered_map<std::string, Gram> take();
+
+ private:
+  std::set<std::string> tensors_;
+  std::unordered_map<std::string, Gram> grams_;
+};
+
 // Runs the model on every sample with the collectors watching; progress(done, total) after each.
 void run_calibration(const Model& model, const CalibrationData& data,
                      const std::vector<Collector*>& collectors,

@@ -61,6 +61,19 @@ class MatMulNBitsPass final : public Pass {
       return node.domain().empty() && (node.op_type() == "MatMul" || node.op_type() == "Gemm") &&
              node.input_size() >= 2;
     };
+    InputStatisticsMap inputs;  // data-aware algorithms: by A's name
+    if (config_.statistics) {
+      std::set<std::string> names;
+      for (const auto& g : index.graphs()) {
+        for (const auto& node : g->proto->node()) {
+          if (candidate(node) && index.constant(*g, node.input(1)) &&
+              std::holds_alternative<WeightPrecision>(config_.policy.decide(node))) {
+            names.insert(node.input(0));
+          }
+        }
+      }
+      if (!names.empty()) inputs = config_.statistics(model, names);
+    }
     visit_nodes(
         index, result, candidate, [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
           auto decision = config_.policy.decide(node);
@@ -108,8 +121,10 @@ class MatMulNBitsPass final : public Pass {
           auto [it, fresh] = done.try_emplace(key);
           if (fresh) {
             TensorChange change;
-            it->second = add_packed_weight(editor, *ref, how, precision, scale_type(),
-                                           *config_.quantizer, change);
+            auto input = inputs.find(node.input(0));
+            it->second =
+                add_packed_weight(editor, *ref, how, precision, scale_type(), *config_.quantizer,
+                                  input == inputs.end() ? nullptr : input->second, change);
             result.tensors.push_back(std::move(change));
           }
           std::string output = node.output(0);

@@ -28,6 +28,8 @@ struct RunData {
     std::set<std::string> measured;                 // "<method>|<tensor>"
     std::unordered_map<std::string, Range> ranges;  // by "<method>|<tensor>"
     std::unordered_map<std::string, ChannelStats> channel_stats;
+    // Data-aware weight quantization: by "gram|<tensor>" or "ms|<tensor>" (null: not observed).
+    std::unordered_map<std::string, std::shared_ptr<const InputStatistics>> inputs;
   };
   std::shared_ptr<Cache> cache = std::make_shared<Cache>();
 };
@@ -66,6 +68,9 @@ struct NBitsConfig {
   int accuracy_level = 0;
   bool float16_scales = false;  // q4f16: scales written as float16 for a float16 A
   const BlockQuantizer* quantizer = &round_to_nearest();
+  // Data-aware algorithms: statistics of the inputs named (the MatMuls' A), from calibration;
+  // unset: data-free.
+  std::function<InputStatisticsMap(const Model&, const std::set<std::string>&)> statistics;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

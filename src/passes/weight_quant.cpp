@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "model/tensor_data.h"
+#include "passes/gptq.h"
 #include "support/threads.h"
 
 namespace quantize {
@@ -21,110 +22,143 @@ constexpr char kMsDomain[] = "com.microsoft";
 class RoundToNearest final : public BlockQuantizer {
  public:
   const char* name() const override { return "rtn"; }
-  void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
-                float* scales, uint8_t* zero_points) const override {
+  void quantize(const float* column, size_t k, const BlockFormat& format, const float*,
+                uint8_t* packed, float* scales, uint8_t* zero_points) const override {
     kernels().quantize_blocks(column, k, format, packed, scales, zero_points);
   }
 };
 
-// Error-minimising scales, data-free (k-quant style). A block's values x are coded as
-// s (c - z), codes c in [0, Q] (Q = 15 or 255), z = 8 or 128 for symmetric blocks, a per-block
-// zero point otherwise. Round-to-nearest's block (the kernels') is the starting point; then, per
-// candidate scale around RTN's (symmetric: inverse -(L + i / 10) / m, m the value of largest
-// magnitude, L = 8 or 128; asymmetric: (max - min) / (Q + i / 10), z = round(-min / scale);
-// i = -9..9, i = 0 is RTN's), codes by rounding, the weighted least-squares scale for those codes,
-// s = sum(w x d) / sum(w d^2) with d = c - z, and the codes re-rounded at s, up to three times
-// while they change. The (s, c, z) of least weighted error sum w (x - s d)^2 wins, w = x^2 (large
-// weights matter most: on TinyStories, plain squared error gave top-1 85.1%, KL 0.084,
-// perplexity x1.100; x^2-weighted 87.0%, 0.085, x1.074; RTN 84.6%, 0.092, x1.096). RTN's own
-// block is the first candidate, so no block ends worse than RTN in that error.
+// Round half to even for |v| < 2^22 (in the default rounding mode), in plain arithmetic the
+// compiler vectorises (std::nearbyint needs SSE4.1 for that).
+inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+// The search's candidate scales, in tenths of a level around RTN's (see ScaleSearch). Every
+// tenth from -9 to 9 cost 2.5x the time for no gain measured on TinyStories.
+constexpr int kSteps[] = {-9, 9};
+
+// Error-minimising scales (k-quant style). A block's values x are coded as s (c - z), codes c in
+// [0, Q] (Q = 15 or 255), z = 8 or 128 for symmetric blocks, a per-block zero point otherwise.
+// The weighted error of codes c at scale s is sum w (x - s d)^2, d = c - z; for given codes the
+// best scale is the least-squares one, s = Sxd / Sdd (Sxd = sum w x d, Sdd = sum w d^2), whose
+// error is Sxx - Sxd^2 / Sdd: one pass over the block (round, two sums) scores a candidate at its
+// refitted scale. Candidates: round to nearest's codes (the kernels' block, the start), and codes
+// rounded at scales around RTN's (symmetric: inverse -(L + i / 10) / m, m the value of largest
+// magnitude, L = 8 or 128; asymmetric: (max - min) / (Q + i / 10), z = round(-min / scale); i in
+// kSteps). The best is re-rounded once at its refitted scale, kept if better still. RTN's codes
+// refitted are a candidate, so no block ends worse than RTN in that error.
+// Weights, data-free: w = x^2 (large weights matter most; on TinyStories plain squared error
+// lost 2 points of top-1 to it). With an importance per input channel (imatrix: the mean square
+// a_j of the activation the weight multiplies, so sum a_j (x_j - q_j)^2 is the output's error if
+// channels were uncorrelated): w = a_j sqrt(sigma2 + x_j^2), sigma2 twice the block's mean
+// square (llama.cpp's weighting; on TinyStories KL 0.074, against 0.084 for a_j alone and 0.080
+// for a_j x_j^2). Float arithmetic, written so the compiler vectorises the passes.
 class ScaleSearch final : public BlockQuantizer {
  public:
   const char* name() const override { return "search"; }
-  void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
-                float* scales, uint8_t* zero_points) const override {
+  void quantize(const float* column, size_t k, const BlockFormat& format, const float* importance,
+                uint8_t* packed, float* scales, uint8_t* zero_points) const override {
     kernels().quantize_blocks(column, k, format, packed, scales, zero_points);  // the start
     const int top = (1 << format.bits) - 1, half = 1 << (format.bits - 1);
     const size_t bs = format.block_size;
-    std::vector<int> codes(bs), trial(bs), best(bs);
+    std::vector<float> w(bs), wx(bs), d(bs + 1);
     for (size_t b = 0; b < format.blocks(k); ++b) {
       const size_t begin = b * bs, n = std::min(bs, k - begin);
       const float* x = column + begin;
       uint8_t* blob = packed + b * format.blob_bytes();
-      for (size_t j = 0; j < n; ++j) {
-        best[j] = format.bits == 8 ? blob[j] : (blob[j / 2] >> (4 * (j % 2))) & 15;
-      }
-      int best_z = format.symmetric ? half : zero_points[b];
-      double best_scale = scales[b];
-      auto error = [&](const std::vector<int>& c, int z, double s) {
-        double e = 0;
+      float sigma2 = 0, mn = 0, mx = 0;
+#pragma omp simd reduction(+ : sigma2)
+      for (size_t j = 0; j < n; ++j) sigma2 += x[j] * x[j];
+      if (!format.symmetric) {
         for (size_t j = 0; j < n; ++j) {
-          const double r = x[j] - s * (c[j] - z);
-          e += double(x[j]) * x[j] * r * r;
+          mn = std::min(mn, x[j]);
+          mx = std::max(mx, x[j]);
         }
-        return e;
-      };
-      double best_err = error(best, best_z, best_scale);
-      auto round_at = [&](double inv, int z, std::vector<int>& c) {
-        for (size_t j = 0; j < n; ++j) {
-          c[j] = static_cast<int>(std::clamp(std::nearbyint(x[j] * inv) + z, 0.0, double(top)));
-        }
-      };
-      auto refine = [&](int z) {  // from `codes`
-        for (int refit = 0; refit < 3; ++refit) {
-          double sxd = 0, sdd = 0;
-          for (size_t j = 0; j < n; ++j) {
-            const double w = double(x[j]) * x[j], d = codes[j] - z;
-            sxd += w * x[j] * d;
-            sdd += w * d * d;
-          }
-          if (sdd == 0) return;
-          const double s = sxd / sdd, err = error(codes, z, s);
-          if (err < best_err) {
-            best_err = err, best_scale = s, best_z = z;
-            std::copy(codes.begin(), codes.begin() + n, best.begin());
-          }
-          round_at(1 / s, z, trial);
-          if (std::equal(trial.begin(), trial.begin() + n, codes.begin())) return;
-          std::swap(trial, codes);
-        }
-      };
-      std::copy(best.begin(), best.begin() + n, codes.begin());
-      refine(best_z);  // RTN's codes, refitted
-      float m = 0, mn = 0, mx = 0;
-      for (size_t j = 0; j < n; ++j) {
-        if (std::fabs(x[j]) > std::fabs(m)) m = x[j];
-        mn = std::min(mn, x[j]);
-        mx = std::max(mx, x[j]);
       }
-      for (int i = -9; i <= 9; ++i) {
+      // The value of largest magnitude: RTN's symmetric scale is m / -L.
+      const float m = format.symmetric ? -static_cast<float>(half) * scales[b] : 0.0f;
+      sigma2 = 2 * sigma2 / static_cast<float>(n);  // twice the block's mean square
+      if (importance) {
+        const float* a = importance + begin;
+        for (size_t j = 0; j < n; ++j) w[j] = a[j] * std::sqrt(sigma2 + x[j] * x[j]);
+      } else {
+        for (size_t j = 0; j < n; ++j) w[j] = x[j] * x[j];
+      }
+      double sxx = 0;  // the sums in double: an 8-bit block's error is ~1e-5 of sxx
+#pragma omp simd reduction(+ : sxx)
+      for (size_t j = 0; j < n; ++j) {
+        wx[j] = w[j] * x[j];
+        sxx += double(wx[j]) * x[j];
+      }
+      // The best so far: codes round(x * inv) + z (inv 0: RTN's own codes), least-squares scale.
+      struct Pick {
+        float inv = 0, scale = 0;
+        double err = 0;
+        int z = 0;
+      } best;
+      auto fit = [&](Pick& p, double sxd, double sdd) {  // the least-squares scale and its error
+        if (sdd <= 0) return false;
+        p.scale = static_cast<float>(sxd / sdd);
+        p.err = sxx - sxd * sxd / sdd;
+        return true;
+      };
+      best.z = format.symmetric ? half : zero_points[b];
+      if (format.bits == 8) {
+        for (size_t j = 0; j < n; ++j) d[j] = static_cast<float>(blob[j] - best.z);
+      } else {
+        for (size_t j = 0; j < (n + 1) / 2; ++j) {
+          d[2 * j] = static_cast<float>((blob[j] & 15) - best.z);
+          d[2 * j + 1] = static_cast<float>((blob[j] >> 4) - best.z);
+        }
+      }
+      double sxd = 0, sdd = 0;
+#pragma omp simd reduction(+ : sxd, sdd)
+      for (size_t j = 0; j < n; ++j) {
+        sxd += double(wx[j]) * d[j];
+        sdd += double(w[j]) * d[j] * d[j];
+      }
+      if (!fit(best, sxd, sdd)) continue;      // an all-zero block: RTN's is exact
+      auto consider = [&](float inv, int z) {  // codes clamp(round(x inv) + z), in one pass
+        const float lo = static_cast<float>(-z), hi = static_cast<float>(top - z);
+        double sxd = 0, sdd = 0;
+#pragma omp simd reduction(+ : sxd, sdd)
+        for (size_t j = 0; j < n; ++j) {
+          const float dj = round_even(std::clamp(x[j] * inv, lo, hi));
+          sxd += double(wx[j]) * dj;
+          sdd += double(w[j]) * dj * dj;
+        }
+        Pick p{inv, 0, 0, z};
+        if (fit(p, sxd, sdd) && p.err < best.err) best = p;
+      };
+      for (int i : kSteps) {
         if (format.symmetric) {
           if (m == 0) break;
-          round_at(-(half + 0.1 * i) / m, half, codes);
-          refine(half);
+          consider(-(half + 0.1f * i) / m, half);
         } else {
           if (mx - mn <= 0) break;
-          const double scale = (mx - mn) / (top + 0.1 * i);
-          const int z = static_cast<int>(std::clamp(std::nearbyint(-mn / scale), 0.0, double(top)));
-          round_at(1 / scale, z, codes);
-          refine(z);
+          const float scale = (mx - mn) / (top + 0.1f * i);
+          consider(1 / scale, static_cast<int>(std::clamp(std::nearbyint(-mn / scale), 0.0f,
+                                                          static_cast<float>(top))));
         }
       }
-      scales[b] = static_cast<float>(best_scale);
-      if (!format.symmetric) zero_points[b] = static_cast<uint8_t>(best_z);
-      for (size_t j = 0; j < bs; ++j) {
-        const uint8_t c = static_cast<uint8_t>(j < n ? best[j] : best_z);  // padding codes 0.0
-        if (format.bits == 8) {
-          blob[j] = c;
-        } else if (j % 2 == 0) {
-          blob[j / 2] = c;
-        } else {
-          blob[j / 2] |= static_cast<uint8_t>(c << 4);
-        }
+      if (best.scale != 0) consider(1 / best.scale, best.z);  // re-round at the refitted scale
+      scales[b] = best.scale;
+      if (best.inv == 0) continue;  // RTN's codes: only the scale changes
+      if (!format.symmetric) zero_points[b] = static_cast<uint8_t>(best.z);
+      const float lo = static_cast<float>(-best.z), hi = static_cast<float>(top - best.z);
+      for (size_t j = 0; j < bs; ++j) {  // padding codes 0.0
+        const int c = j < n ? static_cast<int>(round_even(std::clamp(x[j] * best.inv, lo, hi))) : 0;
+        put_code(blob, j, format.bits, c + best.z);
       }
     }
   }
 };
+
+bool uses_gptq(const InputStatistics* input, int64_t k) {
+  return input && input->gram && input->gram->k == k;
+}
+bool uses_importance(const InputStatistics* input, int64_t k) {
+  return input && static_cast<int64_t>(input->mean_square.size()) == k;
+}
 
 // Quantizes one weight [K, N] into the MatMulNBits layout. The packed bytes are written straight
 // into the writer's buffer; scales and zero points (small) are kept until their payload is read.
@@ -133,7 +167,8 @@ class NBitsJob {
   // source: float32 [K, N], or [N, K] when `rows_are_columns` (Gemm with transB). Stored scales
   // are multiplied by `scale_factor` (Gemm's alpha).
   NBitsJob(PayloadPtr source, int64_t k, int64_t n, BlockFormat fmt, bool f16_scales,
-           bool rows_are_columns, float scale_factor, const BlockQuantizer& quantizer)
+           bool rows_are_columns, float scale_factor, const BlockQuantizer& quantizer,
+           std::shared_ptr<const InputStatistics> input)
       : source_(std::move(source)),
         k_(k),
         n_(n),
@@ -141,7 +176,8 @@ class NBitsJob {
         f16_scales_(f16_scales),
         rows_are_columns_(rows_are_columns),
         scale_factor_(scale_factor),
-        quantizer_(quantizer) {}
+        quantizer_(quantizer),
+        input_(std::move(input)) {}
 
   uint64_t blocks() const { return fmt_.blocks(k_); }
   uint64_t packed_bytes() const { return n_ * blocks() * fmt_.blob_bytes(); }
@@ -167,32 +203,21 @@ class NBitsJob {
   }
 
   void compute(uint8_t* packed) {
-    const uint64_t nb = blocks(), blob = fmt_.blob_bytes(), zrow = zero_point_row();
+    const uint64_t nb = blocks(), zrow = zero_point_row();
     const int64_t k = k_, n = n_;
     std::vector<float> scales(n * nb);
     std::vector<uint8_t> zps(fmt_.symmetric ? 0 : n * nb);
     zero_points_.assign(zero_point_bytes(), 0);
     PayloadBytes source(source_);
     const float* w = reinterpret_cast<const float*>(source.data());
-    constexpr int64_t kTile = 16;  // columns per tile: one 64-byte line of each row of B
-    parallel_for((n + kTile - 1) / kTile, 4, [&](size_t t0, size_t t1) {
-      std::vector<float> rows(rows_are_columns_ ? 0 : kTile * k);
-      for (size_t t = t0; t < t1; ++t) {
-        const int64_t c0 = static_cast<int64_t>(t) * kTile, cols = std::min(kTile, n - c0);
-        if (!rows_are_columns_) {  // gather the tile's columns of [K, N] into rows
-          for (int64_t r = 0; r < k; ++r) {
-            const float* src = w + r * n + c0;
-            for (int64_t j = 0; j < cols; ++j) rows[j * k + r] = src[j];
-          }
-        }
-        for (int64_t j = 0; j < cols; ++j) {
-          const int64_t col = c0 + j;
-          const float* column = rows_are_columns_ ? w + col * k : rows.data() + j * k;
-          quantizer_.quantize(column, k, fmt_, packed + col * nb * blob, scales.data() + col * nb,
-                              fmt_.symmetric ? nullptr : zps.data() + col * nb);
-        }
-      }
-    });
+    const GptqFactor* gptq = uses_gptq(input_.get(), k) ? &input_->factor() : nullptr;
+    const float* importance =
+        uses_importance(input_.get(), k) ? input_->mean_square.data() : nullptr;
+    if (gptq) {
+      compute_gptq(w, *gptq, packed, scales.data(), zps.data());
+    } else {
+      compute_columns(w, importance, packed, scales.data(), zps.data());
+    }
     if (scale_factor_ != 1.0f) {
       for (float& v : scales) v *= scale_factor_;
     }
@@ -215,6 +240,71 @@ class NBitsJob {
     }
   }
 
+  // The tiles of 16 columns (one 64-byte line of each row of B), over the threads; body(c0,
+  // cols, tile) gets the tile's columns gathered as `cols` rows of K values, or, with
+  // `row_major`, as K rows of `cols` values.
+  template <typename Body>
+  void for_tiles(const float* w, bool row_major, int64_t tile, const Body& body) const {
+    const int64_t k = k_, n = n_;
+    parallel_for((n + tile - 1) / tile, 1, [&](size_t t0, size_t t1) {
+      std::vector<float> buf(tile * k);
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t c0 = static_cast<int64_t>(t) * tile, cols = std::min(tile, n - c0);
+        if (rows_are_columns_ && row_major) {  // [N, K] -> K rows of the tile
+          for (int64_t j = 0; j < cols; ++j) {
+            const float* src = w + (c0 + j) * k;
+            for (int64_t r = 0; r < k; ++r) buf[r * cols + j] = src[r];
+          }
+        } else if (rows_are_columns_) {
+          std::memcpy(buf.data(), w + c0 * k, cols * k * sizeof(float));
+        } else if (row_major) {  // [K, N]: one contiguous run of each row
+          for (int64_t r = 0; r < k; ++r) {
+            std::memcpy(buf.data() + r * cols, w + r * n + c0, cols * sizeof(float));
+          }
+        } else {  // [K, N] -> columns, 16 rows at a time (their lines stay in L1)
+          for (int64_t r0 = 0; r0 < k; r0 += 16) {
+            const int64_t r1 = std::min(k, r0 + 16);
+            for (int64_t j = 0; j < cols; ++j) {
+              for (int64_t r = r0; r < r1; ++r) buf[j * k + r] = w[r * n + c0 + j];
+            }
+          }
+        }
+        body(c0, cols, buf.data());
+      }
+    });
+  }
+
+  void compute_columns(const float* w, const float* importance, uint8_t* packed, float* scales,
+                       uint8_t* zps) const {
+    const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
+    auto one = [&](int64_t col, const float* column) {
+      quantizer_.quantize(column, k_, fmt_, importance, packed + col * nb * blob, scales + col * nb,
+                          fmt_.symmetric ? nullptr : zps + col * nb);
+    };
+    for_tiles(w, false, 16, [&](int64_t c0, int64_t cols, const float* tile) {
+      for (int64_t j = 0; j < cols; ++j) one(c0 + j, tile + j * k_);
+    });
+  }
+
+  void compute_gptq(const float* w, const GptqFactor& factor, uint8_t* packed, float* scales,
+                    uint8_t* zps) const {
+    const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
+    // Columns are independent: tiles of 64 keep the per-block GEMM efficient.
+    for_tiles(w, true, 64, [&](int64_t c0, int64_t cols, const float* tile) {
+      std::vector<float> work(tile, tile + k_ * cols);
+      std::vector<uint8_t> tile_packed(cols * nb * blob);
+      std::vector<float> tile_scales(cols * nb);
+      std::vector<uint8_t> tile_zps(cols * nb);
+      // Each block's scale by round to nearest: on TinyStories KL 0.053 (asymmetric 0.044),
+      // against 0.055 (0.046) with the search's.
+      gptq_quantize(work.data(), k_, cols, factor, fmt_, round_to_nearest(), f16_scales_,
+                    tile_packed.data(), tile_scales.data(), tile_zps.data());
+      std::memcpy(packed + c0 * nb * blob, tile_packed.data(), tile_packed.size());
+      std::memcpy(scales + c0 * nb, tile_scales.data(), tile_scales.size() * 4);
+      if (!fmt_.symmetric) std::memcpy(zps + c0 * nb, tile_zps.data(), tile_zps.size());
+    });
+  }
+
   PayloadPtr source_;
   int64_t k_, n_;
   BlockFormat fmt_;
@@ -222,6 +312,7 @@ class NBitsJob {
   bool rows_are_columns_;
   float scale_factor_;
   const BlockQuantizer& quantizer_;
+  std::shared_ptr<const InputStatistics> input_;
   std::mutex mutex_;
   std::vector<uint8_t> scales_, zero_points_;
 };
@@ -261,9 +352,15 @@ const BlockQuantizer& scale_search() {
   return search;
 }
 
+const GptqFactor& InputStatistics::factor() const {
+  std::call_once(once_, [this] { factor_ = std::make_shared<GptqFactor>(gptq_factor(*gram)); });
+  return *factor_;
+}
+
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,
                                const WeightPrecision& precision, int scale_type,
-                               const BlockQuantizer& quantizer, TensorChange& change) {
+                               const BlockQuantizer& quantizer,
+                               std::shared_ptr<const InputStatistics> input, TensorChange& change) {
   const onnx::TensorProto& b = *ref.tensor;
   PackedWeight q;
   q.k = b.dims(how.rows_are_columns ? 1 : 0);
@@ -271,7 +368,7 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   const BlockFormat fmt = precision.format();
   const bool f16 = scale_type == onnx::TensorProto::FLOAT16;
   auto job = std::make_shared<NBitsJob>(tensor_payload(editor.model(), b), q.k, q.n, fmt, f16,
-                                        how.rows_are_columns, how.alpha, quantizer);
+                                        how.rows_are_columns, how.alpha, quantizer, input);
   const std::string base = b.name().empty() ? "weight" : b.name();
   auto add = [&](const std::string& suffix, int type, std::vector<int64_t> dims, uint64_t size,
                  void (NBitsJob::*read)(uint8_t*)) {
@@ -292,9 +389,15 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   change.name = b.name();
   change.dims = {q.k, q.n};
   change.from = "f32";
-  change.to =
-      fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
-                  &quantizer == &round_to_nearest() ? "" : fmt::format(" {}", quantizer.name()));
+  // The algorithm, unless round to nearest (the reference tools' bytes).
+  std::string algo = &quantizer == &round_to_nearest() ? "" : quantizer.name();
+  if (uses_gptq(input.get(), q.k)) {
+    algo = "gptq";
+  } else if (uses_importance(input.get(), q.k) && !algo.empty()) {
+    algo = "imatrix";
+  }
+  change.to = fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
+                          algo.empty() ? "" : " " + algo);
   change.bytes_before = static_cast<uint64_t>(q.k * q.n) * 4;
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
   return q;

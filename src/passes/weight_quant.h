@@ -1,7 +1,8 @@
 // Weight-only quantization in three parts, each replaceable on its own:
 //   policy     which nodes get quantized weights, and at which precision (one precision for all
 //              today; per-node overrides are where mixed precision plugs in);
-//   quantizer  a float matrix -> block codes, scales and zero points (round-to-nearest today);
+//   quantizer  a float matrix -> block codes, scales and zero points: round to nearest, the
+//              error-minimising search (data-free, or weighted by the input's importance), GPTQ;
 //   emitter    the ops that consume them (com.microsoft.MatMulNBits today).
 // The quantizer runs lazily: the packed bytes are computed when the writer asks for them, and
 // written straight into its buffer.
@@ -10,8 +11,11 @@
 #include <onnx/onnx_pb.h>
 
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 
 #include "graph/graph.h"
@@ -34,25 +38,59 @@ struct WeightPolicy {
   NodeFilter filter;
   // By node_key(): q4 / q8 (int8, uint8: 8 bits too) or float / fp16 (the weight stays float).
   std::map<std::string, Precision> overrides;
-
   // The node's precision, or why its weight stays float.
   std::variant<WeightPrecision, std::string> decide(const onnx::NodeProto& node) const;
 };
 
+// Code i of a block in MatMulNBits' blob layout (8 bits: one byte each; 4 bits: two per byte, the
+// low nibble first). put_code expects the byte's high nibble clear when it writes a low one.
+inline int get_code(const uint8_t* blob, size_t i, int bits) {
+  return bits == 8 ? blob[i] : (blob[i / 2] >> (4 * (i % 2))) & 15;
+}
+inline void put_code(uint8_t* blob, size_t i, int bits, int code) {
+  if (bits == 8) {
+    blob[i] = static_cast<uint8_t>(code);
+  } else if (i % 2 == 0) {
+    blob[i / 2] = static_cast<uint8_t>(code);
+  } else {
+    blob[i / 2] |= static_cast<uint8_t>(code << 4);
+  }
+}
+
 // Quantizes one column of a weight (its K values along the reduction axis) into
 // format.blocks(k) blocks: packed codes (MatMulNBits' blob layout), one scale per block and,
-// when asymmetric, one zero point per block (unpacked).
+// when asymmetric, one zero point per block (unpacked). `importance` (K values, or nullptr): how
+// much each input channel's error counts (the mean square of the activation it multiplies).
 class BlockQuantizer {
  public:
   virtual ~BlockQuantizer() = default;
   virtual const char* name() const = 0;
-  virtual void quantize(const float* column, size_t k, const BlockFormat& format, uint8_t* packed,
-                        float* scales, uint8_t* zero_points) const = 0;
+  virtual void quantize(const float* column, size_t k, const BlockFormat& format,
+                        const float* importance, uint8_t* packed, float* scales,
+                        uint8_t* zero_points) const = 0;
 };
 // Round to nearest with the reference tools' scales (kernels.h): the SIMD kernels.
 const BlockQuantizer& round_to_nearest();
-// Data-free error-minimising scales, starting from round to nearest (weight_quant.cpp).
+// Error-minimising scales, starting from round to nearest (weight_quant.cpp).
 const BlockQuantizer& scale_search();
+
+struct Gram;
+struct GptqFactor;
+// What calibration measured on a weight's input (data-aware algorithms), shared by the weights
+// that read it: the mean square per input channel (the importance-weighted search), and with
+// `gram` set, the second-moment matrix GPTQ works from (its factor computed once, on first use).
+class InputStatistics {
+ public:
+  std::vector<float> mean_square;
+  std::shared_ptr<const Gram> gram;
+  const GptqFactor& factor() const;
+
+ private:
+  mutable std::once_flag once_;
+  mutable std::shared_ptr<const GptqFactor> factor_;
+};
+// By input tensor name.
+using InputStatisticsMap = std::unordered_map<std::string, std::shared_ptr<const InputStatistics>>;
 
 // How a weight feeds its node: MatMul's B [K, N], or Gemm's B ([N, K] with transB), whose alpha
 // multiplies the stored scales.
@@ -71,9 +109,13 @@ struct PackedWeight {
 
 // Adds the quantized form of the float32 2-D weight `ref` to the graph holding it (the bytes are
 // computed when written) and describes the change in `change`. scale_type: FLOAT or FLOAT16.
+// With `input` (statistics of the input the weight multiplies, K channels): GPTQ when it has a
+// Gram matrix (`quantizer` then picks each block's scale), else `quantizer` weighted by its
+// mean squares.
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,
                                const WeightPrecision& precision, int scale_type,
-                               const BlockQuantizer& quantizer, TensorChange& change);
+                               const BlockQuantizer& quantizer,
+                               std::shared_ptr<const InputStatistics> input, TensorChange& change);
 
 // Emitter: replaces MatMul/Gemm `node` (removed when the editor applies) by MatMulNBits reading
 // `a` and the packed weight, with `bias` (an initializer of A's type, or "") as its bias input.

@@ -72,6 +72,22 @@ std::string filter_description(const NodeFilter& filter) {
 
 }  // namespace
 
+const char* weight_algo_name(WeightAlgo algo) {
+  switch (algo) {
+    case WeightAlgo::kAuto:
+      return "auto";
+    case WeightAlgo::kRtn:
+      return "rtn";
+    case WeightAlgo::kSearch:
+      return "search";
+    case WeightAlgo::kImatrix:
+      return "imatrix";
+    case WeightAlgo::kGptq:
+      return "gptq";
+  }
+  return "?";
+}
+
 const char* calib_method_name(CalibMethod method) {
   switch (method) {
     case CalibMethod::kMinMax:
@@ -231,6 +247,10 @@ void Options::validate() const {
   if (accuracy_level < 0 || accuracy_level > 4) {
     fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
   }
+  if ((weight_algo == WeightAlgo::kImatrix || weight_algo == WeightAlgo::kGptq) && calib.empty()) {
+    fail(ExitCode::kUsage, "--algo {} needs calibration data: --calib PATH",
+         weight_algo_name(weight_algo));
+  }
   const bool any_static = has_family(modes, ModeFamily::kStaticInt8);
   const bool any_dynamic = has_family(modes, ModeFamily::kDynamicInt8);
   const std::set<std::string>& known = any_static ? static_int8_op_types() : kDynamicOps;
@@ -269,6 +289,11 @@ void Options::validate() const {
       fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
     }
   }
+}
+
+WeightAlgo Options::weight_algorithm() const {
+  if (weight_algo != WeightAlgo::kAuto) return weight_algo;
+  return calib.empty() ? WeightAlgo::kSearch : WeightAlgo::kGptq;
 }
 
 std::string Options::suffix(Mode mode) const {
@@ -314,7 +339,7 @@ std::string Options::describe(Mode mode) const {
   std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size,
                               symmetric ? "symmetric" : "asymmetric");
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
-  s += fmt::format(" algo={}", weight_algo == WeightAlgo::kRtn ? "rtn" : "search");
+  s += fmt::format(" algo={}", weight_algo_name(weight_algorithm()));
   s += filter_description(filter);
   if (mode == Mode::kQ4F16) s += fmt::format(" keep_io_types={}", keep_io_types);
   return s;
@@ -360,8 +385,46 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.policy.overrides = precisions;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
-    config.quantizer =
-        options.weight_algo == WeightAlgo::kRtn ? &round_to_nearest() : &scale_search();
+    const WeightAlgo algo = options.weight_algorithm();
+    config.quantizer = algo == WeightAlgo::kRtn ? &round_to_nearest() : &scale_search();
+    if (algo == WeightAlgo::kImatrix || algo == WeightAlgo::kGptq) {
+      config.statistics = [data = data.calibration, cache = data.cache, algo,
+                           progress = options.calib_progress](
+                              const Model& model, const std::set<std::string>& tensors) {
+        if (!data) {
+          fail(ExitCode::kUsage, "--algo {} needs calibration data (--calib)",
+               weight_algo_name(algo));
+        }
+        const bool gram = algo == WeightAlgo::kGptq;
+        auto key = [gram](const std::string& t) { return (gram ? "gram|" : "ms|") + t; };
+        std::set<std::string> missing;
+        for (const auto& t : tensors) {
+          if (!cache->inputs.count(key(t))) missing.insert(t);
+        }
+        if (!missing.empty()) {
+          GramCollector grams(gram ? missing : std::set<std::string>{});
+          ChannelStatsCollector channels(gram ? std::set<std::string>{} : missing, -1);
+          run_calibration(model, *data, {&grams, &channels}, progress);
+          for (auto& [t, g] : grams.take()) {
+            auto stats = std::make_shared<InputStatistics>();
+            stats->mean_square = g.mean_square();
+            stats->gram = std::make_shared<const Gram>(std::move(g));
+            cache->inputs[key(t)] = std::move(stats);
+          }
+          for (auto& [t, c] : channels.stats()) {
+            auto stats = std::make_shared<InputStatistics>();
+            stats->mean_square.assign(c.mean_square.begin(), c.mean_square.end());
+            cache->inputs[key(t)] = std::move(stats);
+          }
+          for (const auto& t : missing) cache->inputs.try_emplace(key(t), nullptr);
+        }
+        InputStatisticsMap out;
+        for (const auto& t : tensors) {
+          if (auto s = cache->inputs[key(t)]) out[t] = s;
+        }
+        return out;
+      };
+    }
     passes.push_back(make_matmul_nbits_pass(std::move(config)));
   }
   if (family == ModeFamily::kStaticInt8) {

@@ -314,8 +314,9 @@ TEST(NBits, ScaleSearchNeverWorseThanRoundToNearest) {
         std::vector<uint8_t> p_rtn(nb * fmt.blob_bytes()), p_s(nb * fmt.blob_bytes());
         std::vector<float> s_rtn(nb), s_s(nb), y_rtn(k), y_s(k);
         std::vector<uint8_t> z_rtn(nb), z_s(nb);
-        round_to_nearest().quantize(x.data(), k, fmt, p_rtn.data(), s_rtn.data(), z_rtn.data());
-        scale_search().quantize(x.data(), k, fmt, p_s.data(), s_s.data(), z_s.data());
+        round_to_nearest().quantize(x.data(), k, fmt, nullptr, p_rtn.data(), s_rtn.data(),
+                                    z_rtn.data());
+        scale_search().quantize(x.data(), k, fmt, nullptr, p_s.data(), s_s.data(), z_s.data());
         kernels().dequantize_blocks(p_rtn.data(), s_rtn.data(), z_rtn.data(), k, fmt, y_rtn.data());
         kernels().dequantize_blocks(p_s.data(), s_s.data(), z_s.data(), k, fmt, y_s.data());
         int better = 0;
