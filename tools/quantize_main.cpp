@@ -335,6 +335,11 @@ int main(int argc, char** argv) {
         "(rounding errors pushed onto the rows not yet quantized). auto: gptq with --calib, "
         "else search")
       ->capture_default_str();
+  q4->add_option("--output-projection-bits", options.output_projection_bits,
+                 "Bits of an output projection (a MatMul whose result is a graph output, an "
+                 "LLM's lm_head): 8 by default, as llama.cpp and ModelOpt keep it; 4 for the "
+                 "smallest file")
+      ->capture_default_str();
   q4->add_option("--accuracy-level", options.accuracy_level,
                  "MatMulNBits accuracy_level 0-4 (0: omitted, runtime default)")
       ->capture_default_str();

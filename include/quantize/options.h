@@ -99,6 +99,9 @@ struct Options {
   int bits = 4;
   int accuracy_level = 0;
   WeightAlgo weight_algo = WeightAlgo::kAuto;
+  // Bits of an output projection's weight (a MatMul/Gemm whose result is a graph output: an LLM's
+  // lm_head), 4 or 8; --tensor-type still decides per node.
+  int output_projection_bits = 8;
   NodeFilter filter;
   // float16
   bool keep_io_types = true;  // graph inputs and outputs stay float32

@@ -18,6 +18,9 @@ struct TensorChange {
   std::vector<int64_t> dims;
   std::string from, to;  // "f32", "q4 b32", "f16", ...
   uint64_t bytes_before = 0, bytes_after = 0;
+  // The reconstruction error, relative RMS (||W - dequantized W|| / ||W||): filled in when the
+  // quantized bytes are computed (lazily, as they are written); null or NaN when unknown.
+  std::shared_ptr<const double> error;
 };
 
 struct NodeNote {

@@ -510,8 +510,8 @@ class GraphConverter {
   void convert_constant(TensorProto& t) {
     PayloadPtr source = tensor_payload(*s_.model, t);
     const uint64_t before = source->size();
-    TensorChange change{t.name(),  {t.dims().begin(), t.dims().end()}, "f32", "f16", before,
-                        before / 2};
+    TensorChange change{
+        t.name(), {t.dims().begin(), t.dims().end()}, "f32", "f16", before, before / 2, nullptr};
     if (has_payload(t)) {
       set_tensor_payload(*s_.model, t, to_float16(source));
     } else {  // small: convert now, in the proto

@@ -1,4 +1,5 @@
-// MatMul (or Gemm) with a constant 2-D float32 weight -> com.microsoft.MatMulNBits (4 or 8 bits).
+// MatMul (or Gemm) with a constant 2-D float32 weight -> com.microsoft.MatMulNBits (4 or 8 bits),
+// and Gather from a constant 2-D float32 table -> com.microsoft.GatherBlockQuantized (below).
 //
 //   Before:                          After:
 //     A [..., K]   B f32 [K, N]        A [..., K]  B_Q4 u8 [N, nb, blob]  B_scales [N, nb]
@@ -16,7 +17,11 @@
 // by the preparation pass first), not 2-D or not float32; an A known to be 1-D; Gemm with
 // transA, or with a computed C and a beta other than 1; nodes the policy keeps float (--include /
 // --exclude). Scales are float32, or float16 for q4f16 (whose float16 pass then makes A float16
-// too). Policy, quantizer and emitter: weight_quant.h.
+// too). A MatMul/Gemm whose result is a main-graph output (an LLM's lm_head) gets 8 bits when the
+// policy says so. Gather(table [V, D], ids) on axis 0 with D a multiple of the block: each row
+// quantized along D like a MatMulNBits column, stored [V, D * bits / 8] with scales [V, D / block]
+// (float32: q4f16's float16 pass converts them with the rest). Policy, quantizer and emitters:
+// weight_quant.h.
 #include <fmt/format.h>
 
 #include <map>
@@ -46,6 +51,11 @@ std::optional<int> declared_rank(const ModelIndex::Graph& graph, const std::stri
 }
 
 class MatMulNBitsPass final : public Pass {
+  // One quantized form per weight, orientation, alpha, layout (a Gather's table or not) and
+  // precision.
+  using Done = std::map<std::tuple<const onnx::TensorProto*, bool, float, bool, int, int, bool>,
+                        PackedWeight>;
+
  public:
   explicit MatMulNBitsPass(NBitsConfig config) : config_(std::move(config)) {}
   const char* name() const override { return "matmul_nbits"; }
@@ -55,19 +65,40 @@ class MatMulNBitsPass final : public Pass {
     result.pass = name();
     ModelIndex index(model.proto);
     GraphEditor editor(model);
-    // One quantized form per weight, orientation, alpha and precision.
-    std::map<std::tuple<const onnx::TensorProto*, bool, float, int, int, bool>, PackedWeight> done;
-    auto candidate = [](const onnx::NodeProto& node) {
+    Done done;
+    auto matmul = [](const onnx::NodeProto& node) {
       return node.domain().empty() && (node.op_type() == "MatMul" || node.op_type() == "Gemm") &&
              node.input_size() >= 2;
+    };
+    // Gathers from a constant 2-D float32 table (embeddings); other Gathers are no candidates.
+    std::set<const onnx::NodeProto*> tables;
+    for (const auto& g : index.graphs()) {
+      for (const auto& node : g->proto->node()) {
+        if (!node.domain().empty() || node.op_type() != "Gather" || node.input_size() < 2) continue;
+        auto ref = index.constant(*g, node.input(0));
+        if (ref && ref->tensor->data_type() == onnx::TensorProto::FLOAT &&
+            ref->tensor->dims_size() == 2) {
+          tables.insert(&node);
+        }
+      }
+    }
+    auto candidate = [&](const onnx::NodeProto& node) {
+      return matmul(node) || tables.count(&node) > 0;
+    };
+    std::set<std::string> outputs;  // the main graph's
+    for (const auto& o : model.proto.graph().output()) outputs.insert(o.name());
+    auto feeds_output = [&](const ModelIndex::Graph& g, const onnx::NodeProto& node) {
+      return matmul(node) && g.parent == nullptr && node.output_size() > 0 &&
+             outputs.count(node.output(0)) > 0;
     };
     InputStatisticsMap inputs;  // data-aware algorithms: by A's name
     if (config_.statistics) {
       std::set<std::string> names;
       for (const auto& g : index.graphs()) {
         for (const auto& node : g->proto->node()) {
-          if (candidate(node) && index.constant(*g, node.input(1)) &&
-              std::holds_alternative<WeightPrecision>(config_.policy.decide(node))) {
+          if (matmul(node) && index.constant(*g, node.input(1)) &&
+              std::holds_alternative<WeightPrecision>(
+                  config_.policy.decide(node, feeds_output(*g, node)))) {
             names.insert(node.input(0));
           }
         }
@@ -76,9 +107,12 @@ class MatMulNBitsPass final : public Pass {
     }
     visit_nodes(
         index, result, candidate, [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
-          auto decision = config_.policy.decide(node);
+          auto decision = config_.policy.decide(node, feeds_output(graph, node));
           if (auto* why = std::get_if<std::string>(&decision)) return Verdict::kept(*why);
           const WeightPrecision precision = std::get<WeightPrecision>(decision);
+          if (node.op_type() == "Gather") {
+            return gather(index, editor, graph, node, precision, done, result);
+          }
           const bool gemm = node.op_type() == "Gemm";
           Orientation how;
           if (gemm) {
@@ -116,7 +150,7 @@ class MatMulNBitsPass final : public Pass {
             }
           }
           const auto key =
-              std::make_tuple(ref->tensor, how.rows_are_columns, how.alpha, precision.bits,
+              std::make_tuple(ref->tensor, how.rows_are_columns, how.alpha, false, precision.bits,
                               precision.block_size, precision.symmetric);
           auto [it, fresh] = done.try_emplace(key);
           if (fresh) {
@@ -136,8 +170,11 @@ class MatMulNBitsPass final : public Pass {
           }
           emit_matmul_nbits(editor, *graph.proto, node, it->second, precision,
                             config_.accuracy_level, bias, output);
-          return Verdict::done(
-              fmt::format("MatMulNBits {}-bit block {}", precision.bits, precision.block_size));
+          const bool projection = precision.bits > config_.policy.precision.bits &&
+                                  !config_.policy.overrides.count(node_key(node));
+          return Verdict::done(fmt::format(
+              "MatMulNBits {}-bit block {}{}", precision.bits, precision.block_size,
+              projection ? " (an output projection: --output-projection-bits 4 to keep 4)" : ""));
         });
     if (!done.empty()) ensure_opset(model.proto, kMsDomain, 1);
     editor.apply();
@@ -145,6 +182,40 @@ class MatMulNBitsPass final : public Pass {
   }
 
  private:
+  // Gather(table [V, D], ids) on axis 0 -> GatherBlockQuantized: each row quantized along D in
+  // blocks like a MatMulNBits column, stored [V, D * bits / 8].
+  Verdict gather(const ModelIndex& index, GraphEditor& editor, const ModelIndex::Graph& graph,
+                 onnx::NodeProto& node, const WeightPrecision& precision, Done& done,
+                 PassResult& result) {
+    if (const int64_t axis = attr_int(node, "axis", 0); axis != 0) {
+      return Verdict::kept(fmt::format("Gather along axis {} (GatherBlockQuantized: rows)", axis));
+    }
+    auto ref = index.constant(graph, node.input(0));
+    const onnx::TensorProto& table = *ref->tensor;
+    const int64_t d = table.dims(1);
+    if (table.dims(0) <= 0 || d <= 0 || d % precision.block_size != 0) {
+      return Verdict::kept(
+          fmt::format("rows of {} values are not whole blocks of {}", d, precision.block_size));
+    }
+    Orientation how;
+    how.rows_are_columns = true;
+    how.table = true;
+    auto key = std::make_tuple(ref->tensor, true, 1.0f, true, precision.bits, precision.block_size,
+                               precision.symmetric);
+    auto [it, fresh] = done.try_emplace(key);
+    if (fresh) {
+      TensorChange change;
+      // Float32 scales whatever the mode: q4f16's float16 pass then makes the output float16
+      // where its readers take float16 (with MatMulNBits, A's type says so instead).
+      it->second = add_packed_weight(editor, *ref, how, precision, onnx::TensorProto::FLOAT,
+                                     *config_.quantizer, nullptr, change);
+      result.tensors.push_back(std::move(change));
+    }
+    emit_gather_block_quantized(editor, *graph.proto, node, it->second, precision);
+    return Verdict::done(
+        fmt::format("GatherBlockQuantized {}-bit block {}", precision.bits, precision.block_size));
+  }
+
   int scale_type() const {
     return config_.float16_scales ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT;
   }

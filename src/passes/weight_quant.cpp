@@ -180,6 +180,8 @@ class NBitsJob {
         input_(std::move(input)) {}
 
   uint64_t blocks() const { return fmt_.blocks(k_); }
+  // Relative RMS of the reconstruction, NaN until the bytes are computed.
+  std::shared_ptr<const double> error() const { return error_; }
   uint64_t packed_bytes() const { return n_ * blocks() * fmt_.blob_bytes(); }
   uint64_t scale_bytes() const { return n_ * blocks() * (f16_scales_ ? 2 : 4); }
   uint64_t zero_point_row() const { return (blocks() * fmt_.bits + 7) / 8; }
@@ -203,6 +205,7 @@ class NBitsJob {
   }
 
   void compute(uint8_t* packed) {
+    error_sum_ = weight_sum_ = 0;
     const uint64_t nb = blocks(), zrow = zero_point_row();
     const int64_t k = k_, n = n_;
     std::vector<float> scales(n * nb);
@@ -218,6 +221,7 @@ class NBitsJob {
     } else {
       compute_columns(w, importance, packed, scales.data(), zps.data());
     }
+    *error_ = weight_sum_ > 0 ? std::sqrt(error_sum_ / weight_sum_) : 0.0;
     if (scale_factor_ != 1.0f) {
       for (float& v : scales) v *= scale_factor_;
     }
@@ -274,20 +278,45 @@ class NBitsJob {
     });
   }
 
+  // Adds column `col`'s squared reconstruction error and squared norm to the totals (x: its K
+  // original values).
+  void add_error(const float* x, int64_t col, const uint8_t* packed, const float* scales,
+                 const uint8_t* zps, std::vector<float>& y, double& err, double& norm) const {
+    const uint64_t nb = blocks();
+    y.resize(k_);
+    kernels().dequantize_blocks(packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
+                                fmt_.symmetric ? nullptr : zps + col * nb, k_, fmt_, y.data());
+    for (int64_t i = 0; i < k_; ++i) {
+      err += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+      norm += double(x[i]) * x[i];
+    }
+  }
+  void merge_error(double err, double norm) {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    error_sum_ += err;
+    weight_sum_ += norm;
+  }
+
   void compute_columns(const float* w, const float* importance, uint8_t* packed, float* scales,
-                       uint8_t* zps) const {
+                       uint8_t* zps) {
     const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
     auto one = [&](int64_t col, const float* column) {
       quantizer_.quantize(column, k_, fmt_, importance, packed + col * nb * blob, scales + col * nb,
                           fmt_.symmetric ? nullptr : zps + col * nb);
     };
     for_tiles(w, false, 16, [&](int64_t c0, int64_t cols, const float* tile) {
-      for (int64_t j = 0; j < cols; ++j) one(c0 + j, tile + j * k_);
+      double err = 0, norm = 0;
+      std::vector<float> y;
+      for (int64_t j = 0; j < cols; ++j) {
+        one(c0 + j, tile + j * k_);
+        add_error(tile + j * k_, c0 + j, packed, scales, zps, y, err, norm);
+      }
+      merge_error(err, norm);
     });
   }
 
   void compute_gptq(const float* w, const GptqFactor& factor, uint8_t* packed, float* scales,
-                    uint8_t* zps) const {
+                    uint8_t* zps) {
     const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
     // Columns are independent: tiles of 64 keep the per-block GEMM efficient.
     for_tiles(w, true, 64, [&](int64_t c0, int64_t cols, const float* tile) {
@@ -302,6 +331,13 @@ class NBitsJob {
       std::memcpy(packed + c0 * nb * blob, tile_packed.data(), tile_packed.size());
       std::memcpy(scales + c0 * nb, tile_scales.data(), tile_scales.size() * 4);
       if (!fmt_.symmetric) std::memcpy(zps + c0 * nb, tile_zps.data(), tile_zps.size());
+      double err = 0, norm = 0;
+      std::vector<float> x(k_), y;
+      for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t r = 0; r < k_; ++r) x[r] = tile[r * cols + j];
+        add_error(x.data(), c0 + j, packed, scales, zps, y, err, norm);
+      }
+      merge_error(err, norm);
     });
   }
 
@@ -313,16 +349,24 @@ class NBitsJob {
   float scale_factor_;
   const BlockQuantizer& quantizer_;
   std::shared_ptr<const InputStatistics> input_;
-  std::mutex mutex_;
+  std::shared_ptr<double> error_ =
+      std::make_shared<double>(std::numeric_limits<double>::quiet_NaN());
+  std::mutex mutex_, error_mutex_;
+  double error_sum_ = 0, weight_sum_ = 0;
   std::vector<uint8_t> scales_, zero_points_;
 };
 
 }  // namespace
 
-std::variant<WeightPrecision, std::string> WeightPolicy::decide(const onnx::NodeProto& node) const {
+std::variant<WeightPrecision, std::string> WeightPolicy::decide(const onnx::NodeProto& node,
+                                                                bool feeds_output) const {
   if (std::string why = filter.why_not(node.name()); !why.empty()) return why;
   auto it = overrides.find(node_key(node));
-  if (it == overrides.end()) return precision;
+  if (it == overrides.end()) {
+    WeightPrecision p = precision;
+    if (feeds_output && output_projection_8bit) p.bits = 8;
+    return p;
+  }
   WeightPrecision p = precision;
   switch (it->second) {
     case Precision::kFloat:
@@ -377,9 +421,11 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
         make_lazy_payload(size, [job, read](uint8_t* out) { ((*job).*read)(out); }));
   };
   const int64_t nb = static_cast<int64_t>(job->blocks());
-  q.packed = add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
-                 {q.n, nb, static_cast<int64_t>(fmt.blob_bytes())}, job->packed_bytes(),
-                 &NBitsJob::read_packed);
+  const int64_t blob = static_cast<int64_t>(fmt.blob_bytes());
+  q.packed =
+      add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
+          how.table ? std::vector<int64_t>{q.n, nb * blob} : std::vector<int64_t>{q.n, nb, blob},
+          job->packed_bytes(), &NBitsJob::read_packed);
   q.scales = add("_scales", scale_type, {q.n, nb}, job->scale_bytes(), &NBitsJob::read_scales);
   if (!fmt.symmetric) {
     q.zero_points = add("_zero_points", onnx::TensorProto::UINT8,
@@ -399,8 +445,26 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   change.to = fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
                           algo.empty() ? "" : " " + algo);
   change.bytes_before = static_cast<uint64_t>(q.k * q.n) * 4;
+  change.error = job->error();
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
   return q;
+}
+
+void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
+                                 onnx::NodeProto& node, const PackedWeight& weight,
+                                 const WeightPrecision& precision) {
+  std::vector<std::string> inputs = {weight.packed, node.input(1), weight.scales};
+  if (!weight.zero_points.empty()) inputs.push_back(weight.zero_points);
+  auto& out =
+      editor.add_node(graph, "GatherBlockQuantized",
+                      node.name().empty() ? "Gather_Q" + std::to_string(precision.bits)
+                                          : node.name() + "_Q" + std::to_string(precision.bits),
+                      std::move(inputs), {node.output(0)}, kMsDomain, &node);
+  set_attr(out, "bits", static_cast<int64_t>(precision.bits));
+  set_attr(out, "block_size", static_cast<int64_t>(precision.block_size));
+  set_attr(out, "gather_axis", int64_t{0});
+  set_attr(out, "quantize_axis", int64_t{1});
+  editor.remove_node(node);
 }
 
 void emit_matmul_nbits(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,

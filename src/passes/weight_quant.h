@@ -38,8 +38,14 @@ struct WeightPolicy {
   NodeFilter filter;
   // By node_key(): q4 / q8 (int8, uint8: 8 bits too) or float / fp16 (the weight stays float).
   std::map<std::string, Precision> overrides;
-  // The node's precision, or why its weight stays float.
-  std::variant<WeightPrecision, std::string> decide(const onnx::NodeProto& node) const;
+  // An output projection (a MatMul/Gemm whose result is a graph output: an LLM's lm_head, a
+  // classifier's last layer) gets 8 bits where the others get 4, unless overridden.
+  bool output_projection_8bit = false;
+
+  // The node's precision, or why its weight stays float. `feeds_output`: the node's result is
+  // an output of the main graph.
+  std::variant<WeightPrecision, std::string> decide(const onnx::NodeProto& node,
+                                                    bool feeds_output = false) const;
 };
 
 // Code i of a block in MatMulNBits' blob layout (8 bits: one byte each; 4 bits: two per byte, the
@@ -93,15 +99,17 @@ class InputStatistics {
 using InputStatisticsMap = std::unordered_map<std::string, std::shared_ptr<const InputStatistics>>;
 
 // How a weight feeds its node: MatMul's B [K, N], or Gemm's B ([N, K] with transB), whose alpha
-// multiplies the stored scales.
+// multiplies the stored scales; or an embedding table [V, D] read by Gather (rows_are_columns,
+// `table`: the packed codes stored 2-D, [V, D * bits / 8], as GatherBlockQuantized reads them).
 struct Orientation {
   bool rows_are_columns = false;
   float alpha = 1.0f;
+  bool table = false;
 };
 
 // A quantized weight as initializers of MatMulNBits' layout.
 struct PackedWeight {
-  std::string packed;       // uint8 [N, blocks, blob]
+  std::string packed;       // uint8 [N, blocks, blob] (a table: [N, blocks * blob])
   std::string scales;       // [N, blocks], of `scale_type`
   std::string zero_points;  // uint8 [N, ceil(blocks * bits / 8)], or "" when symmetric
   int64_t k = 0, n = 0;
@@ -116,6 +124,12 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
                                const WeightPrecision& precision, int scale_type,
                                const BlockQuantizer& quantizer,
                                std::shared_ptr<const InputStatistics> input, TensorChange& change);
+
+// Emitter: replaces Gather `node` (axis 0 of a table quantized with Orientation::table) by
+// com.microsoft.GatherBlockQuantized reading the packed table.
+void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
+                                 onnx::NodeProto& node, const PackedWeight& weight,
+                                 const WeightPrecision& precision);
 
 // Emitter: replaces MatMul/Gemm `node` (removed when the editor applies) by MatMulNBits reading
 // `a` and the packed weight, with `bias` (an initializer of A's type, or "") as its bias input.

@@ -244,6 +244,9 @@ void Options::validate() const {
     fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
   }
   if (bits != 4 && bits != 8) fail(ExitCode::kUsage, "--bits {}: must be 4 or 8", bits);
+  if (output_projection_bits != 4 && output_projection_bits != 8) {
+    fail(ExitCode::kUsage, "--output-projection-bits {}: must be 4 or 8", output_projection_bits);
+  }
   if (accuracy_level < 0 || accuracy_level > 4) {
     fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
   }
@@ -339,6 +342,7 @@ std::string Options::describe(Mode mode) const {
   std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size,
                               symmetric ? "symmetric" : "asymmetric");
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
+  if (bits == 4 && output_projection_bits == 8) s += " output_projection=8bit";
   s += fmt::format(" algo={}", weight_algo_name(weight_algorithm()));
   s += filter_description(filter);
   if (mode == Mode::kQ4F16) s += fmt::format(" keep_io_types={}", keep_io_types);
@@ -349,7 +353,7 @@ std::string Options::describe(Mode mode) const {
 std::set<std::pair<std::string, int>> weight_inputs(ModeFamily family) {
   switch (family) {
     case ModeFamily::kWeightOnly:
-      return {{"MatMul", 1}, {"Gemm", 1}, {"Gemm", 2}};
+      return {{"MatMul", 1}, {"Gemm", 1}, {"Gemm", 2}, {"Gather", 0}};
     case ModeFamily::kDynamicInt8:
       return {{"MatMul", 1}, {"Gemm", 1}, {"Gemm", 2}, {"Conv", 1}, {"Conv", 2}, {"Gather", 0}};
     case ModeFamily::kStaticInt8:
@@ -383,6 +387,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.policy.precision = {options.bits, options.block_size, options.symmetric};
     config.policy.filter = options.filter;
     config.policy.overrides = precisions;
+    config.policy.output_projection_8bit = options.output_projection_bits == 8;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
     const WeightAlgo algo = options.weight_algorithm();

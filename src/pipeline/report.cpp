@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 namespace quantize {
@@ -37,8 +38,10 @@ void print_pass(const PassResult& pass, int verbosity, std::FILE* out) {
   for (const auto& [why, count] : skipped) fmt::print(out, "      {:>4} kept: {}\n", count, why);
   if (verbosity > 0) {
     for (const auto& t : pass.tensors) {
-      fmt::print(out, "    {} {} {} -> {}: {} -> {}\n", t.name, dims(t.dims), t.from, t.to,
-                 format_bytes(t.bytes_before), format_bytes(t.bytes_after));
+      fmt::print(
+          out, "    {} {} {} -> {}: {} -> {}{}\n", t.name, dims(t.dims), t.from, t.to,
+          format_bytes(t.bytes_before), format_bytes(t.bytes_after),
+          t.error && std::isfinite(*t.error) ? fmt::format(", rel RMS {:.3g}", *t.error) : "");
     }
     for (const auto& c : pass.changed) fmt::print(out, "    {} -> {}\n", c.node, c.reason);
     for (const auto& s : pass.skipped) fmt::print(out, "    kept {}: {}\n", s.node, s.reason);

@@ -5,12 +5,14 @@
 // off by up to |scale| (the reference tools' algorithm; measured on real models end to end).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "kernels/kernels.h"
 #include "model/tensor_data.h"
 #include "passes/passes.h"
+#include "quantize/executor.h"
 #include "quantize/pipeline.h"
 #include "test_util.h"
 
@@ -161,6 +163,127 @@ INSTANTIATE_TEST_SUITE_P(All, NBitsFormats,
                                            Case{4, 16, true, false}, Case{4, 128, false, false},
                                            Case{8, 32, true, false}, Case{8, 64, false, false},
                                            Case{4, 32, true, true}));
+
+// An output projection (a MatMul whose result is a graph output) gets 8 bits when the policy
+// says so, unless a per-node override decides; a MatMul inside the graph keeps 4. The report
+// carries each weight's reconstruction error once the bytes are computed.
+TEST(NBits, OutputProjectionKeepsEightBitsUnlessOverridden) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 3, 64] a) => (float[1, 3, 32] y) {
+      h = MatMul(a, w1)
+      y = MatMul(h, w2)
+    })");
+  testing::set_floats(proto, "w1", {64, 64}, testing::random_floats(64 * 64, 31));
+  testing::set_floats(proto, "w2", {64, 32}, testing::random_floats(64 * 32, 32));
+  for (const bool override_head : {false, true}) {
+    Model model = testing::round_trip(proto);
+    NBitsConfig config;
+    config.policy.precision = {4, 32, true};
+    config.policy.output_projection_8bit = true;
+    if (override_head) config.policy.overrides["y"] = Precision::kQ4;  // node_key: 1st output
+    PassResult r = run_nbits(model, config);
+    ASSERT_EQ(r.changed.size(), 2u);
+    const auto& g = model.proto.graph();
+    for (const auto& n : g.node()) {
+      ASSERT_EQ(n.op_type(), "MatMulNBits");
+      const bool head = n.output(0) == "y";
+      EXPECT_EQ(int_attr(n, "bits"), head && !override_head ? 8 : 4) << n.output(0);
+    }
+    ASSERT_EQ(r.tensors.size(), 2u);
+    for (const auto& t : r.tensors) {
+      ASSERT_TRUE(t.error);
+      EXPECT_TRUE(std::isnan(*t.error)) << "not computed before the bytes are read";
+    }
+    // Reading the packed bytes computes them, and the error with them.
+    for (const auto& t : r.tensors) {
+      const auto* packed = find_initializer(g, t.name + (t.to.rfind("q8", 0) == 0 ? "_Q8" : "_Q4"));
+      ASSERT_NE(packed, nullptr) << t.name;
+      bytes_of(model, *packed);
+      EXPECT_GT(*t.error, 0.0) << t.name;
+      EXPECT_LT(*t.error, t.to.rfind("q8", 0) == 0 ? 0.01 : 0.2) << t.name;
+    }
+  }
+}
+
+// Gather from a constant table -> GatherBlockQuantized: its packed bytes and scales are the
+// hand-computed round-to-nearest ones (symmetric 4-bit: scale = m / -8, m the block's value of
+// largest magnitude, code = round(x / scale) + 8, two codes per byte, low nibble first), stored
+// [V, D / 2]; the executor gathers the dequantized rows. A table whose rows are not whole blocks
+// stays a float Gather, and says why.
+TEST(NBits, GatherBecomesGatherBlockQuantizedWithHandComputedBytes) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (int64[2, 3] ids) => (float[2, 3, 64] y, float[2, 3, 40] z) {
+      y = Gather(t, ids)
+      z = Gather(u, ids)
+    })");
+  const int64_t v = 6, d = 64;
+  const std::vector<float> t = testing::random_floats(v * d, 41);
+  testing::set_floats(proto, "t", {v, d}, t);
+  testing::set_floats(proto, "u", {v, 40}, testing::random_floats(v * 40, 42));
+  Model model = testing::round_trip(proto);
+  NBitsConfig config;
+  config.policy.precision = {4, 32, true};
+  PassResult r = run_nbits(model, config);
+  ASSERT_EQ(r.changed.size(), 1u);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_NE(r.skipped[0].reason.find("not whole blocks of 32"), std::string::npos)
+      << r.skipped[0].reason;
+  const auto& g = model.proto.graph();
+  const auto* node = find_node(g, "GatherBlockQuantized");
+  ASSERT_NE(node, nullptr);
+  EXPECT_EQ(node->domain(), "com.microsoft");
+  EXPECT_EQ(int_attr(node[0], "bits"), 4);
+  EXPECT_EQ(int_attr(node[0], "block_size"), 32);
+  EXPECT_EQ(int_attr(node[0], "gather_axis"), 0);
+  EXPECT_EQ(int_attr(node[0], "quantize_axis"), 1);
+  ASSERT_EQ(node->input_size(), 3);  // symmetric: no zero points (8 by default)
+  EXPECT_EQ(node->input(1), "ids");
+  const auto* data = find_initializer(g, node->input(0));
+  const auto* sc = find_initializer(g, node->input(2));
+  ASSERT_TRUE(data && sc);
+  EXPECT_EQ(std::vector<int64_t>(data->dims().begin(), data->dims().end()),
+            (std::vector<int64_t>{v, d / 2}));
+  EXPECT_EQ(std::vector<int64_t>(sc->dims().begin(), sc->dims().end()),
+            (std::vector<int64_t>{v, d / 32}));
+  const auto bytes = bytes_of(model, *data);
+  const auto scales = scales_of(model, *sc);
+  std::vector<float> dequantized(v * d);
+  for (int64_t row = 0; row < v; ++row) {
+    for (int64_t b = 0; b < d / 32; ++b) {
+      const float* x = t.data() + row * d + b * 32;
+      float m = 0;
+      for (int i = 0; i < 32; ++i) {
+        if (std::fabs(x[i]) > std::fabs(m)) m = x[i];
+      }
+      const float scale = m / -8.0f;
+      EXPECT_FLOAT_EQ(scales[row * 2 + b], scale);
+      for (int i = 0; i < 32; i += 2) {
+        auto code = [&](float value) {
+          return static_cast<int>(std::clamp(std::nearbyint(value * (1.0f / scale)), -8.0f, 7.0f)) +
+                 8;
+        };
+        const uint8_t want = static_cast<uint8_t>(code(x[i]) | code(x[i + 1]) << 4);
+        EXPECT_EQ(bytes[row * 32 + b * 16 + i / 2], want)
+            << "row " << row << " value " << b * 32 + i;
+        dequantized[row * d + b * 32 + i] = (code(x[i]) - 8) * scale;
+        dequantized[row * d + b * 32 + i + 1] = (code(x[i + 1]) - 8) * scale;
+      }
+    }
+  }
+  // The executor gathers the dequantized rows.
+  Tensor ids(onnx::TensorProto::INT64, {2, 3});
+  const int64_t picks[] = {5, 0, 3, 3, 1, 4};
+  std::copy(picks, picks + 6, ids.data<int64_t>());
+  Executor executor(model);
+  const std::vector<Tensor> out = executor.run({ids});
+  for (int64_t i = 0; i < 6; ++i) {
+    for (int64_t j = 0; j < d; ++j) {
+      ASSERT_FLOAT_EQ(out[0].data<float>()[i * d + j], dequantized[picks[i] * d + j]);
+    }
+  }
+}
 
 TEST(NBits, ConstantNodeWeightsAndSharedWeights) {
   auto proto = testing::parse(R"(
