@@ -29,6 +29,7 @@ struct Cli {
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
   std::string equalize = "auto", bias_correction = "auto", algo = "auto";
+  std::string shard;
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
@@ -176,13 +177,35 @@ int quantize_command(Cli& cli) {
   finish_options(cli, request.options);
   request.options.calib_progress = calibration_progress(cli);
   request.progress = write_progress(cli);
-  quantize_files(request, [&](const OutputReport& report) {
+  if (!cli.shard.empty()) {
+    int i = 0, n = 0;
+    char slash = 0, extra = 0;
+    if (std::sscanf(cli.shard.c_str(), "%d %c %d %c", &i, &slash, &n, &extra) != 3 ||
+        slash != '/' || n < 1 || i < 1 || i > n) {
+      fail(ExitCode::kUsage, "--shard {}: expected I/N with 1 <= I <= N", cli.shard);
+    }
+    request.shard = i, request.shards = n;
+  }
+  const BatchSummary summary = quantize_files(request, [&](const OutputReport& report) {
     for (const auto& pass : report.passes) {
       for (const auto& w : pass.warnings) log().warn("{}: {}", pass.pass, w);
     }
     if (!cli.quiet) print_report(report, cli.verbosity, stdout);
   });
-  return 0;
+  const bool batch = summary.models > 1 || !summary.failed.empty() || summary.up_to_date > 0;
+  if (batch && !cli.quiet) {
+    fmt::print("{} model(s): {} output(s) written, {} up to date, {} failed{}\n", summary.models,
+               summary.written, summary.up_to_date, summary.failed.size(),
+               summary.not_inputs.empty()
+                   ? ""
+                   : fmt::format(", {} skipped (outputs of this tool)", summary.not_inputs.size()));
+    for (const auto& [model, error] : summary.failed) {
+      fmt::print("  FAILED {}\n", error.find(model) == std::string::npos && !model.empty()
+                                      ? model + ": " + error
+                                      : error);
+    }
+  }
+  return summary.failed.empty() ? 0 : static_cast<int>(ExitCode::kPartial);
 }
 
 std::string snr_text(double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : "exact"; }
@@ -304,7 +327,7 @@ int main(int argc, char** argv) {
       "TinyStories model is used (output in the current folder)."};
   app.set_version_flag("--version", std::string("quantize ") + QUANTIZE_VERSION);
   app.add_option("models", cli.request.models,
-                 "ONNX model files (external data is read from beside them)");
+                 "ONNX model files (external data is read from beside them), or folders of them");
   auto* modes = app.add_option_group("Modes", "One output per mode (default: --q4f16)");
   for (const auto& info : all_modes()) {
     cli.mode_flags[info.mode] = false;
@@ -319,6 +342,15 @@ int main(int argc, char** argv) {
   outputs->add_flag("--external-data", cli.request.external_data,
                     "Write tensors to <output>.data (automatic at 2 GiB)");
   outputs->add_flag("--dry-run", cli.request.dry_run, "Run the passes and report, write nothing");
+  auto* batch = app.add_option_group("Folders and batches");
+  batch->add_flag("--recursive", cli.request.recursive,
+                  "A folder argument: every .onnx below it, not only in it (outputs mirror the "
+                  "tree under --output-dir)");
+  batch->add_flag("--keep-going", cli.request.keep_going,
+                  "Go on past a model that fails; end with a summary (exit code 7 if any failed)");
+  batch->add_option("--shard", cli.shard,
+                    "I/N: only every N-th model of the sorted list, from the I-th (N workers, "
+                    "no coordination)");
   auto* q4 = app.add_option_group("MatMulNBits (--q4, --q4f16)");
   q4->add_option("--block-size", options.block_size,
                  "Weights per block along K: 16, 32, 64, 128 or 256")
@@ -448,7 +480,7 @@ int main(int argc, char** argv) {
   app.footer(
       "Exit codes: 0 success, 1 internal error, 2 bad command line, 3 unreadable or invalid "
       "model, 4 output not written, 5 (run) outputs beyond tolerance, 6 --target not met "
-      "(nothing written).");
+      "(nothing written), 7 --keep-going: some models failed (the others written).");
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,7 @@ enum class ExitCode : int {
   kOutput = 4,    // an output could not be written, or exists without --force
   kMismatch = 5,  // `quantize run`: outputs differ from the expected ones beyond tolerance
   kTarget = 6,    // --target could not be met: nothing was written
+  kPartial = 7,   // --keep-going: some models failed, the others were written
 };
 
 class Error : public std::runtime_error {

@@ -18,6 +18,7 @@ struct OutputReport {
   double seconds = 0;
   bool dry_run = false;
   std::string not_written;  // why the output was not written (a --target not met), if it was not
+  bool up_to_date = false;  // the output existed, made by this tool from the same input and request
   std::optional<Verification> verification;  // when the run had data to judge on
 };
 

@@ -16,11 +16,16 @@
 namespace quantize {
 
 struct RunRequest {
-  std::vector<std::string> models;  // model files; empty: the built-in model
-  Options options;                  // options.modes: one output per mode (empty: --q4f16)
-  std::string output;               // one model, one mode: this file
-  std::string output_dir;           // else <stem>_<suffix>.onnx here (default: beside the model)
-  bool force = false;               // replace outputs that exist
+  // Model files, or folders: every .onnx in one (`recursive`: in its subfolders too), in name
+  // order, outputs under output_dir mirroring the folder's tree. Empty: the built-in model.
+  std::vector<std::string> models;
+  bool recursive = false;
+  bool keep_going = false;    // a model that fails is reported and skipped; the others go on
+  int shard = 0, shards = 0;  // --shard I/N: the I-th (1-based) of N shares of the models
+  Options options;            // options.modes: one output per mode (empty: --q4f16)
+  std::string output;         // one model, one mode: this file
+  std::string output_dir;     // else <stem>_<suffix>.onnx here (default: beside the model)
+  bool force = false;         // replace outputs that exist
   bool external_data = false;
   bool dry_run = false;  // run the passes, write nothing
   // While an output is written (done / total bytes).
@@ -30,12 +35,22 @@ struct RunRequest {
 // The output file of a model and mode ("" model: the built-in one).
 std::filesystem::path output_path(const RunRequest& request, const std::string& model, Mode mode);
 
+// What a batch did.
+struct BatchSummary {
+  size_t models = 0, written = 0, up_to_date = 0;
+  std::vector<std::string> not_inputs;  // found in a folder, but outputs of this tool: skipped
+  std::vector<std::pair<std::string, std::string>> failed;  // model, error (with keep_going)
+};
+
 // Checks the whole request first (Error kUsage / kOutput before anything is written: bad
-// options, two outputs to one file, an output that exists without force, the input as output),
-// then loads each model once and for each mode runs its passes and writes the output, calling
-// on_report after each. Throws Error on the first failure; outputs already written stay.
-void quantize_files(const RunRequest& request,
-                    const std::function<void(const OutputReport&)>& on_report);
+// options, two outputs to one file, the input as output), then loads each model once and for
+// each mode runs its passes and writes the output, calling on_report after each. An output that
+// exists is replaced with `force`; without, it is skipped when up to date (its provenance
+// metadata names this tool version, the same request and the same input bytes) and an error
+// otherwise. Throws Error on the first failure (outputs already written stay), or with
+// keep_going records it and goes on to the next model.
+BatchSummary quantize_files(const RunRequest& request,
+                            const std::function<void(const OutputReport&)>& on_report);
 
 struct DataRunRequest {
   std::string model;

@@ -8,7 +8,6 @@
 #include "quantize/log.h"
 
 namespace quantize {
-namespace {
 
 void set_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
   for (auto& entry : *model.mutable_metadata_props()) {
@@ -22,7 +21,14 @@ void set_metadata(onnx::ModelProto& model, const std::string& key, const std::st
   entry->set_value(value);
 }
 
-}  // namespace
+std::string get_metadata(const onnx::ModelProto& model, const std::string& key) {
+  for (const auto& entry : model.metadata_props()) {
+    if (entry.key() == key) return entry.value();
+  }
+  return "";
+}
+
+namespace {}  // namespace
 
 std::vector<PassResult> run_passes(Model& model, Mode mode, const Options& options,
                                    const RunData& data, const Precisions& precisions) {

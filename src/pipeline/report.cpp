@@ -63,6 +63,13 @@ std::string describe(const OutputMetrics& m) {
 }
 
 void print_report(const OutputReport& report, int verbosity, std::FILE* out) {
+  if (report.up_to_date) {
+    fmt::print(out,
+               "{} -> {}  up to date (same input bytes, tool version and options; --force "
+               "rebuilds it)\n",
+               report.input, report.output);
+    return;
+  }
   const std::string to = report.dry_run ? "(dry run)"
                          : report.not_written.empty()
                              ? report.output

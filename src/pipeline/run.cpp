@@ -1,7 +1,10 @@
 // quantize_files and run_test_data (see quantize/run.h).
 #include "quantize/run.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <optional>
 #include <set>
 
@@ -27,31 +30,142 @@ bool same_file(const fs::path& a, const fs::path& b) {
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
 }
 
-void check_outputs(const RunRequest& request, const std::vector<std::string>& models,
+// A model to quantize: its path ("" for the built-in one), and for a model found in a folder,
+// that folder's path to it (where its outputs go under --output-dir).
+struct Job {
+  std::string path;
+  fs::path subdir;
+  bool found = false;  // in a folder
+};
+
+// The models of the request, folders expanded (name order).
+std::vector<Job> expand_models(const RunRequest& request) {
+  if (request.models.empty()) return {Job{}};
+  std::vector<Job> jobs;
+  for (const auto& m : request.models) {
+    std::error_code ec;
+    if (!fs::is_directory(m, ec)) {
+      jobs.push_back({m, {}, false});
+      continue;
+    }
+    std::vector<fs::path> found;
+    auto consider = [&](const fs::directory_entry& e) {
+      std::error_code e2;
+      if (e.is_regular_file(e2) && e.path().extension() == ".onnx") found.push_back(e.path());
+    };
+    try {
+      if (request.recursive) {
+        for (const auto& e :
+             fs::recursive_directory_iterator(m, fs::directory_options::skip_permission_denied)) {
+          consider(e);
+        }
+      } else {
+        for (const auto& e : fs::directory_iterator(m)) consider(e);
+      }
+    } catch (const fs::filesystem_error& e) {
+      fail(ExitCode::kInput, "{}: cannot list the folder: {}", m, e.code().message());
+    }
+    if (found.empty()) {
+      fail(ExitCode::kInput, "{}: no .onnx file in this folder{}", m,
+           request.recursive ? " or below" : " (--recursive looks in subfolders)");
+    }
+    std::sort(found.begin(), found.end());
+    for (const auto& f : found) {
+      jobs.push_back({f.string(), f.parent_path().lexically_relative(m), true});
+    }
+  }
+  return jobs;
+}
+
+fs::path job_output(const RunRequest& request, const Job& job, Mode mode) {
+  fs::path out = output_path(request, job.path, mode);
+  if (job.found && !request.output_dir.empty() && request.output.empty()) {
+    out = fs::path(request.output_dir) / job.subdir / out.filename();
+  }
+  return out;
+}
+
+void check_outputs(const RunRequest& request, const std::vector<Job>& jobs,
                    const std::vector<Mode>& modes) {
-  if (!request.output.empty() && models.size() * modes.size() != 1) {
+  if (!request.output.empty() && jobs.size() * modes.size() != 1) {
     fail(ExitCode::kUsage,
          "-o/--output names one file: give one model and one mode (or use --output-dir)");
   }
   std::set<fs::path> seen;
-  for (const auto& model : models) {
+  for (const auto& job : jobs) {
     for (Mode mode : modes) {
-      fs::path out = output_path(request, model, mode);
+      fs::path out = job_output(request, job, mode);
       if (!seen.insert(fs::absolute(out).lexically_normal()).second) {
         fail(ExitCode::kUsage, "two outputs would both be written to {}", out.string());
       }
-      for (const auto& in : request.models) {
-        if (same_file(out, in)) fail(ExitCode::kUsage, "{}: refusing to overwrite the input", in);
+      for (const auto& in : jobs) {
+        if (same_file(out, in.path)) {
+          fail(ExitCode::kUsage, "{}: refusing to overwrite the input", in.path);
+        }
       }
       std::error_code ec;
-      if (!request.force && !request.dry_run && fs::exists(out, ec)) {
-        fail(ExitCode::kOutput, "{} exists (use --force to replace it)", out.string());
-      }
       fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-      if (!request.dry_run && !fs::is_directory(parent, ec)) {
+      if (!request.dry_run && !fs::is_directory(parent, ec) && !job.found) {
         fail(ExitCode::kOutput, "{}: the output folder does not exist", parent.string());
       }
     }
+  }
+}
+
+// A 64-bit hash of the files' bytes and sizes, for the up-to-date check: four FNV-1a-style lanes
+// over 8-byte words (so it keeps up with the disk), folded together at the end.
+std::string files_hash(const std::vector<fs::path>& files) {
+  constexpr uint64_t kPrime = 1099511628211ull;
+  uint64_t lane[4] = {1469598103934665603ull, 2, 3, 4};
+  std::vector<char> buf(1 << 20);
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    uint64_t size = 0;
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      const size_t got = static_cast<size_t>(in.gcount());
+      size += got;
+      size_t i = 0;
+      for (; i + 32 <= got; i += 32) {
+        uint64_t w[4];
+        std::memcpy(w, buf.data() + i, 32);
+        for (int l = 0; l < 4; ++l) lane[l] = (lane[l] ^ w[l]) * kPrime;
+      }
+      for (; i < got; ++i) lane[0] = (lane[0] ^ static_cast<unsigned char>(buf[i])) * kPrime;
+    }
+    lane[1] = (lane[1] ^ size) * kPrime;
+  }
+  uint64_t h = lane[0];
+  for (int l = 1; l < 4; ++l) h = (h ^ lane[l]) * kPrime;
+  return fmt::format("{:016x}", h);
+}
+
+// Everything the user asked that shapes an output: the mode's options as requested, the data,
+// and the per-node precisions (whether typed, replayed from a plan or found by --target: a
+// replayed plan makes the same output, byte for byte).
+std::string request_key(const RunRequest& request, const Options& options, Mode mode,
+                        const PrecisionPlan& plan) {
+  std::string s = options.describe(mode);
+  s += fmt::format(" calib={} calib_samples={} eval={} holdout={}", options.calib,
+                   options.calib_samples, options.eval, options.holdout);
+  if (request.external_data) s += " external_data";
+  for (const auto& [node, precision] : plan.by_node()) {
+    s += fmt::format(" {}={}", node, precision_name(precision));
+  }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: the precisions can be many
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
+
+// The output exists and its provenance says this tool made it from these bytes, asked the same.
+bool up_to_date(const fs::path& out, const std::string& hash, const std::string& key) {
+  try {
+    Model made = load_model(out.string());
+    return get_metadata(made.proto, "quantize.version") == QUANTIZE_VERSION &&
+           get_metadata(made.proto, "quantize.input_hash") == hash &&
+           get_metadata(made.proto, "quantize.request") == key;
+  } catch (const Error&) {
+    return false;  // unreadable: not up to date
   }
 }
 
@@ -60,15 +174,7 @@ void record_verification(Model& model, const Verification& v) {
   std::string text =
       fmt::format("{} sample(s){}: {}", v.samples, v.synthetic ? " (synthetic)" : "", v.data);
   for (const auto& o : v.outputs) text += fmt::format("\n{}: {}", o.name, describe(o));
-  for (auto& entry : *model.proto.mutable_metadata_props()) {
-    if (entry.key() == "quantize.verify") {
-      entry.set_value(text);
-      return;
-    }
-  }
-  auto* entry = model.proto.add_metadata_props();
-  entry->set_key("quantize.verify");
-  entry->set_value(text);
+  set_metadata(model.proto, "quantize.verify", text);
 }
 
 std::string describe_targets(const std::vector<Target>& targets) {
@@ -270,19 +376,165 @@ fs::path output_path(const RunRequest& request, const std::string& model, Mode m
   return dir / (in.stem().string() + "_" + request.options.suffix(mode) + ".onnx");
 }
 
-void quantize_files(const RunRequest& request,
-                    const std::function<void(const OutputReport&)>& on_report) {
+// Loads one model and writes its outputs, one per mode (see quantize_files).
+void quantize_one(const RunRequest& request, const Options& options, const PrecisionPlan& replayed,
+                  const Job& job, BatchSummary& summary,
+                  const std::function<void(const OutputReport&)>& on_report) {
+  auto start = std::chrono::steady_clock::now();
+  Model source = job.path.empty() ? load_embedded_model() : load_model(job.path);
+  const double load_seconds = seconds_since(start);
+  if (job.found && !get_metadata(source.proto, "quantize.version").empty()) {
+    log().info("{}: made by quantize ({}), not an input: skipped", job.path,
+               get_metadata(source.proto, "quantize.mode"));
+    summary.not_inputs.push_back(job.path);
+    return;
+  }
+  std::string hash;  // of the input's bytes, for the provenance (not for the built-in model)
+  auto input_hash = [&] {
+    if (hash.empty()) hash = files_hash(source.files);
+    return hash;
+  };
+  log().debug("{}: loaded in {:.2f} s ({} bytes)", source.source, load_seconds, source.bytes);
+  const RunData data = open_run_data(options, source);
+  for (Mode mode : options.modes) {
+    auto mode_start = std::chrono::steady_clock::now();
+    std::string key;  // the request, for the provenance and the up-to-date check
+    // With the final per-node precisions known: true when the output is up to date (reported,
+    // counted); an error when it exists otherwise (without --force).
+    auto skip_existing = [&](const PrecisionPlan& plan) {
+      key = request_key(request, options, mode, plan);
+      const fs::path out = job_output(request, job, mode);
+      if (std::error_code ec; request.force || request.dry_run || !fs::exists(out, ec)) {
+        return false;
+      }
+      if (source.files.empty() || !up_to_date(out, input_hash(), key)) {
+        fail(ExitCode::kOutput, "{} exists (use --force to replace it)", out.string());
+      }
+      OutputReport skipped;
+      skipped.input = source.source;
+      skipped.output = out.string();
+      skipped.up_to_date = true;
+      on_report(skipped);
+      ++summary.up_to_date;
+      return true;
+    };
+    Model model = copy_model(source);
+    OutputReport report;
+    report.input = source.source;
+    report.mode = mode_info(mode).flag;
+    report.options = options.describe(mode);
+    PrecisionPlan plan;
+    plan.mode = mode_info(mode).suffix;
+    plan.entries = replayed.entries;
+    for (auto& e : apply_rules(source, options.tensor_types)) plan.entries.push_back(std::move(e));
+    if (!plan.entries.empty()) report.passes.push_back(plan_result(plan));
+    if (options.targets.empty() && skip_existing(plan)) continue;
+    Options mode_options = options;
+    if (auto refined = choose_refinements(source, mode, mode_options, data, plan.by_node())) {
+      report.passes.push_back(std::move(*refined));
+    }
+    report.options = mode_options.describe(mode);
+    std::optional<SearchOutcome> search;  // its entries are listed by the target section
+    if (!options.targets.empty()) {
+      search = search_precisions(source, mode, mode_options, data, plan);
+      plan.entries.insert(plan.entries.end(), search->raised.begin(), search->raised.end());
+      if (skip_existing(plan)) continue;  // only now are the precisions known
+    }
+    std::vector<PassResult> results = run_passes(model, mode, mode_options, data, plan.by_node());
+    if (search) {
+      report.passes.push_back(target_result(*search, mode, mode_options, source, model, results,
+                                            plan, *data.evaluation));
+    }
+    for (auto& r : results) report.passes.push_back(std::move(r));
+    if (data.evaluation) {
+      const auto verify_start = std::chrono::steady_clock::now();
+      report.verification = search ? search->best : verify(source, model, *data.evaluation);
+      log().debug("verification: {} sample(s), {:.2f} s", data.evaluation->count,
+                  seconds_since(verify_start));
+      record_verification(model, *report.verification);
+    }
+    report.bytes_before = source.bytes;
+    report.dry_run = request.dry_run;
+    const fs::path out = job_output(request, job, mode);
+    report.output = out.string();
+    if (search && !search->met) {
+      report.not_written = "the target was not met";
+      report.bytes_after = encoded_size(model, request.external_data);
+      report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
+      on_report(report);
+      fail(ExitCode::kTarget, "{}: {} not met even with {} of {} node(s) raised; nothing written",
+           source.source, describe_targets(options.targets), search->raised.size(),
+           search->candidates);
+    }
+    if (!options.plan_out.empty() && !request.dry_run) write_plan(plan, options.plan_out);
+    if (request.dry_run) {
+      report.bytes_after = encoded_size(model, request.external_data);
+    } else {
+      for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
+        if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
+          fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file", file.string(),
+               out.string());
+        }
+      }
+      if (!source.files.empty()) {
+        set_metadata(model.proto, "quantize.input_hash", input_hash());
+        set_metadata(model.proto, "quantize.request", key);
+      }
+      if (job.found) fs::create_directories(out.parent_path());
+      SaveOptions save;
+      save.external_data = request.external_data;
+      if (request.progress) {
+        save.progress = [&](uint64_t done, uint64_t total) { request.progress(out, done, total); };
+      }
+      SaveResult saved = save_model(model, out, save);
+      report.bytes_after = saved.model_bytes + saved.data_bytes;
+      if (!saved.data_path.empty()) report.output += " + " + saved.data_path.filename().string();
+    }
+    report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
+    if (!request.dry_run) ++summary.written;
+    on_report(report);
+  }
+}
+
+BatchSummary quantize_files(const RunRequest& request,
+                            const std::function<void(const OutputReport&)>& on_report) {
   Options options = request.options;
   if (options.modes.empty()) {
     options.modes.push_back(Mode::kQ4F16);
     log().info("no mode given, using --q4f16");
   }
   options.validate();
-  const std::vector<std::string> models =
-      request.models.empty() ? std::vector<std::string>{""} : request.models;
-  check_outputs(request, models, options.modes);
+  std::vector<Job> jobs = expand_models(request);
+  BatchSummary summary;
+  {  // a file found in a folder that this run would write is an earlier output, not an input
+    std::set<fs::path> outputs;
+    for (const auto& job : jobs) {
+      for (Mode mode : options.modes) {
+        outputs.insert(fs::absolute(job_output(request, job, mode)).lexically_normal());
+      }
+    }
+    std::vector<Job> inputs;
+    for (auto& job : jobs) {
+      if (job.found && outputs.count(fs::absolute(job.path).lexically_normal())) {
+        summary.not_inputs.push_back(job.path);
+      } else {
+        inputs.push_back(std::move(job));
+      }
+    }
+    jobs = std::move(inputs);
+  }
+  if (request.shards > 0) {  // every N-th model of the list: deterministic for the same list
+    std::vector<Job> share;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      if (static_cast<int>(i % request.shards) == request.shard - 1) share.push_back(jobs[i]);
+    }
+    log().info("--shard {}/{}: {} of {} model(s)", request.shard, request.shards, share.size(),
+               jobs.size());
+    jobs = std::move(share);
+  }
+  check_outputs(request, jobs, options.modes);
   if ((!options.plan.empty() || !options.plan_out.empty()) &&
-      models.size() * options.modes.size() != 1) {
+      jobs.size() * options.modes.size() != 1) {
     fail(ExitCode::kUsage, "--plan and --plan-out are for one model and one mode");
   }
   PrecisionPlan replayed;
@@ -294,86 +546,17 @@ void quantize_files(const RunRequest& request,
     }
   }
 
-  for (const auto& model_path : models) {
-    auto start = std::chrono::steady_clock::now();
-    Model source = model_path.empty() ? load_embedded_model() : load_model(model_path);
-    const double load_seconds = seconds_since(start);
-    log().debug("{}: loaded in {:.2f} s ({} bytes)", source.source, load_seconds, source.bytes);
-    const RunData data = open_run_data(options, source);
-    for (Mode mode : options.modes) {
-      auto mode_start = std::chrono::steady_clock::now();
-      Model model = copy_model(source);
-      OutputReport report;
-      report.input = source.source;
-      report.mode = mode_info(mode).flag;
-      report.options = options.describe(mode);
-      PrecisionPlan plan;
-      plan.mode = mode_info(mode).suffix;
-      plan.entries = replayed.entries;
-      for (auto& e : apply_rules(source, options.tensor_types))
-        plan.entries.push_back(std::move(e));
-      if (!plan.entries.empty()) report.passes.push_back(plan_result(plan));
-      Options mode_options = options;
-      if (auto refined = choose_refinements(source, mode, mode_options, data, plan.by_node())) {
-        report.passes.push_back(std::move(*refined));
-      }
-      report.options = mode_options.describe(mode);
-      std::optional<SearchOutcome> search;  // its entries are listed by the target section
-      if (!options.targets.empty()) {
-        search = search_precisions(source, mode, mode_options, data, plan);
-        plan.entries.insert(plan.entries.end(), search->raised.begin(), search->raised.end());
-      }
-      std::vector<PassResult> results = run_passes(model, mode, mode_options, data, plan.by_node());
-      if (search) {
-        report.passes.push_back(target_result(*search, mode, mode_options, source, model, results,
-                                              plan, *data.evaluation));
-      }
-      for (auto& r : results) report.passes.push_back(std::move(r));
-      if (data.evaluation) {
-        const auto verify_start = std::chrono::steady_clock::now();
-        report.verification = search ? search->best : verify(source, model, *data.evaluation);
-        log().debug("verification: {} sample(s), {:.2f} s", data.evaluation->count,
-                    seconds_since(verify_start));
-        record_verification(model, *report.verification);
-      }
-      report.bytes_before = source.bytes;
-      report.dry_run = request.dry_run;
-      const fs::path out = output_path(request, model_path, mode);
-      report.output = out.string();
-      if (search && !search->met) {
-        report.not_written = "the target was not met";
-        report.bytes_after = encoded_size(model, request.external_data);
-        report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
-        on_report(report);
-        fail(ExitCode::kTarget, "{}: {} not met even with {} of {} node(s) raised; nothing written",
-             source.source, describe_targets(options.targets), search->raised.size(),
-             search->candidates);
-      }
-      if (!options.plan_out.empty() && !request.dry_run) write_plan(plan, options.plan_out);
-      if (request.dry_run) {
-        report.bytes_after = encoded_size(model, request.external_data);
-      } else {
-        for (const auto& file : source.files) {  // e.g. a data file named like <output>.data
-          if (same_file(file, out) || same_file(file, fs::path(out.string() + ".data"))) {
-            fail(ExitCode::kUsage, "{}: writing {} would overwrite this input file", file.string(),
-                 out.string());
-          }
-        }
-        SaveOptions save;
-        save.external_data = request.external_data;
-        if (request.progress) {
-          save.progress = [&](uint64_t done, uint64_t total) {
-            request.progress(out, done, total);
-          };
-        }
-        SaveResult saved = save_model(model, out, save);
-        report.bytes_after = saved.model_bytes + saved.data_bytes;
-        if (!saved.data_path.empty()) report.output += " + " + saved.data_path.filename().string();
-      }
-      report.seconds = seconds_since(mode_start) + load_seconds / options.modes.size();
-      on_report(report);
+  summary.models = jobs.size();
+  for (const auto& job : jobs) {
+    try {
+      quantize_one(request, options, replayed, job, summary, on_report);
+    } catch (const std::exception& e) {
+      if (!request.keep_going) throw;
+      log().error("{}", e.what());  // errors name the file they are about
+      summary.failed.emplace_back(job.path, e.what());
     }
   }
+  return summary;
 }
 
 bool run_test_data(const DataRunRequest& request,

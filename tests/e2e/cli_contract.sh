@@ -22,7 +22,11 @@ check "several modes, one call" 0 "$quantize" "$dir/m.onnx" --q4 --q4f16 --fp16
 for mode in q4 q4f16 fp16; do
   [ -s "$dir/m_$mode.onnx" ] || { echo "FAIL: m_$mode.onnx missing"; failures=$((failures + 1)); }
 done
-check "existing output without --force" 4 "$quantize" "$dir/m.onnx" --q4
+check "existing output, up to date: skipped" 0 "$quantize" "$dir/m.onnx" --q4
+"$quantize" "$dir/m.onnx" --q4 | grep -q "up to date" ||
+  { echo "FAIL: an up-to-date output is not reported as such"; failures=$((failures + 1)); }
+check "existing output of other options without --force" 4 "$quantize" "$dir/m.onnx" --q4 \
+  --asymmetric
 check "existing output with --force" 0 "$quantize" "$dir/m.onnx" --q4 --force
 check "refuses to write over the input" 2 "$quantize" "$dir/m.onnx" --q4 -o "$dir/m.onnx" --force
 check "-o with two modes" 2 "$quantize" "$dir/m.onnx" --q4 --fp16 -o "$dir/x.onnx"
