@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -29,7 +30,7 @@ struct Cli {
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
   std::string equalize = "auto", bias_correction = "auto", algo = "auto";
-  std::string shard;
+  std::string shard, json;
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
   unsigned threads = 0;
@@ -171,6 +172,74 @@ std::function<void(size_t, size_t)> calibration_progress(const Cli& cli) {
   };
 }
 
+nlohmann::json metrics_json(const OutputMetrics& m);
+
+// One output of a run as JSON (the schema is in README.md, "JSON reports").
+nlohmann::json report_json(const OutputReport& r) {
+  const char* status = r.up_to_date             ? "up_to_date"
+                       : r.dry_run              ? "dry_run"
+                       : !r.not_written.empty() ? "not_written"
+                                                : "written";
+  nlohmann::json j = {{"input", r.input},
+                      {"output", r.output},
+                      {"mode", r.mode},
+                      {"options", r.options},
+                      {"status", status},
+                      {"bytes_before", r.bytes_before},
+                      {"bytes_after", r.bytes_after},
+                      {"seconds", r.seconds},
+                      {"passes", nlohmann::json::array()},
+                      {"verification", nullptr}};
+  if (!r.not_written.empty()) j["reason"] = r.not_written;
+  for (const auto& p : r.passes) {
+    nlohmann::json pj = {{"pass", p.pass},
+                         {"changed", nlohmann::json::array()},
+                         {"kept", nlohmann::json::array()},
+                         {"tensors", nlohmann::json::array()},
+                         {"warnings", p.warnings},
+                         {"notes", p.notes}};
+    for (const auto& c : p.changed) pj["changed"].push_back({{"node", c.node}, {"what", c.reason}});
+    for (const auto& k : p.skipped) pj["kept"].push_back({{"node", k.node}, {"why", k.reason}});
+    for (const auto& t : p.tensors) {
+      const bool known = t.error && std::isfinite(*t.error);
+      pj["tensors"].push_back({{"name", t.name},
+                               {"dims", t.dims},
+                               {"from", t.from},
+                               {"to", t.to},
+                               {"bytes_before", t.bytes_before},
+                               {"bytes_after", t.bytes_after},
+                               {"rel_rms", known ? nlohmann::json(*t.error) : nlohmann::json()}});
+    }
+    j["passes"].push_back(std::move(pj));
+  }
+  if (const auto& v = r.verification) {
+    nlohmann::json vj = {{"data", v->data},
+                         {"synthetic", v->synthetic},
+                         {"samples", v->samples},
+                         {"outputs", nlohmann::json::array()}};
+    for (const auto& o : v->outputs) vj["outputs"].push_back(metrics_json(o));
+    j["verification"] = std::move(vj);
+  }
+  return j;
+}
+
+// Writes the JSON report: to stdout for "-", else to a temporary file renamed into place.
+void write_json(const std::string& path, const nlohmann::json& doc) {
+  if (path == "-") {
+    std::cout << doc.dump(1) << std::endl;
+    return;
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << doc.dump(1) << "\n";
+    if (!out.flush()) fail(ExitCode::kOutput, "{}: cannot write the JSON report", path);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail(ExitCode::kOutput, "{}: cannot write the JSON report: {}", path, ec.message());
+}
+
 int quantize_command(Cli& cli) {
   RunRequest& request = cli.request;
   request.options.modes = chosen_modes(cli);
@@ -186,26 +255,57 @@ int quantize_command(Cli& cli) {
     }
     request.shard = i, request.shards = n;
   }
-  const BatchSummary summary = quantize_files(request, [&](const OutputReport& report) {
-    for (const auto& pass : report.passes) {
-      for (const auto& w : pass.warnings) log().warn("{}: {}", pass.pass, w);
+  // With --json -, stdout carries the JSON: the human report moves to stderr.
+  std::FILE* human = cli.json == "-" ? stderr : stdout;
+  nlohmann::json doc = {{"schema_version", 1},
+                        {"tool", {{"name", "quantize"}, {"version", QUANTIZE_VERSION}}},
+                        {"outputs", nlohmann::json::array()},
+                        {"failures", nlohmann::json::array()}};
+  BatchSummary summary;
+  try {
+    summary = quantize_files(request, [&](const OutputReport& report) {
+      for (const auto& pass : report.passes) {
+        for (const auto& w : pass.warnings) log().warn("{}: {}", pass.pass, w);
+      }
+      if (!cli.quiet) print_report(report, cli.verbosity, human);
+      if (!cli.json.empty()) doc["outputs"].push_back(report_json(report));
+    });
+  } catch (const std::exception& e) {
+    if (!cli.json.empty()) {
+      const auto* err = dynamic_cast<const Error*>(&e);
+      doc["exit_code"] = static_cast<int>(err ? err->code() : ExitCode::kInternal);
+      doc["error"] = e.what();
+      write_json(cli.json, doc);
     }
-    if (!cli.quiet) print_report(report, cli.verbosity, stdout);
-  });
+    throw;
+  }
   const bool batch = summary.models > 1 || !summary.failed.empty() || summary.up_to_date > 0;
   if (batch && !cli.quiet) {
-    fmt::print("{} model(s): {} output(s) written, {} up to date, {} failed{}\n", summary.models,
-               summary.written, summary.up_to_date, summary.failed.size(),
+    fmt::print(human, "{} model(s): {} output(s) written, {} up to date, {} failed{}\n",
+               summary.models, summary.written, summary.up_to_date, summary.failed.size(),
                summary.not_inputs.empty()
                    ? ""
                    : fmt::format(", {} skipped (outputs of this tool)", summary.not_inputs.size()));
     for (const auto& [model, error] : summary.failed) {
-      fmt::print("  FAILED {}\n", error.find(model) == std::string::npos && !model.empty()
-                                      ? model + ": " + error
-                                      : error);
+      fmt::print(
+          human, "  FAILED {}\n",
+          error.find(model) == std::string::npos && !model.empty() ? model + ": " + error : error);
     }
   }
-  return summary.failed.empty() ? 0 : static_cast<int>(ExitCode::kPartial);
+  const int code = summary.failed.empty() ? 0 : static_cast<int>(ExitCode::kPartial);
+  if (!cli.json.empty()) {
+    doc["exit_code"] = code;
+    doc["summary"] = {{"models", summary.models},
+                      {"written", summary.written},
+                      {"up_to_date", summary.up_to_date},
+                      {"failed", summary.failed.size()},
+                      {"not_inputs", summary.not_inputs}};
+    for (const auto& [model, error] : summary.failed) {
+      doc["failures"].push_back({{"model", model}, {"error", error}});
+    }
+    write_json(cli.json, doc);
+  }
+  return code;
 }
 
 std::string snr_text(double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : "exact"; }
@@ -342,6 +442,9 @@ int main(int argc, char** argv) {
   outputs->add_flag("--external-data", cli.request.external_data,
                     "Write tensors to <output>.data (automatic at 2 GiB)");
   outputs->add_flag("--dry-run", cli.request.dry_run, "Run the passes and report, write nothing");
+  outputs->add_option("--json", cli.json,
+                      "Also write the report as JSON to FILE (schema in README.md); - for "
+                      "stdout, the human report then on stderr");
   auto* batch = app.add_option_group("Folders and batches");
   batch->add_flag("--recursive", cli.request.recursive,
                   "A folder argument: every .onnx below it, not only in it (outputs mirror the "
