@@ -8,8 +8,10 @@ tests=0
 [ "${1:-}" = "--tests" ] && tests=1
 
 packages=(cmake g++ make pkg-config zlib1g-dev libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev
-          libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev)
+          libspdlog-dev libfmt-dev libopenblas-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
+          help2man)  # the man page
 if [ $tests = 1 ]; then
+  packages+=(dpkg-dev file)       # cpack -G DEB, checked by the packaging test
   packages+=(libonnx-testdata)  # ONNX's backend node tests, for the executor and the sweep
   packages+=(clang-format)      # the format check
   if ! { command -v node && command -v npm; } >/dev/null; then packages+=(nodejs npm); fi

@@ -23,7 +23,7 @@ for mode in q4 q4f16 fp16; do
   [ -s "$dir/m_$mode.onnx" ] || { echo "FAIL: m_$mode.onnx missing"; failures=$((failures + 1)); }
 done
 check "existing output, up to date: skipped" 0 "$quantize" "$dir/m.onnx" --q4
-"$quantize" "$dir/m.onnx" --q4 | grep -q "up to date" ||
+grep -q "up to date" <<<"$("$quantize" "$dir/m.onnx" --q4)" ||
   { echo "FAIL: an up-to-date output is not reported as such"; failures=$((failures + 1)); }
 check "existing output of other options without --force" 4 "$quantize" "$dir/m.onnx" --q4 \
   --asymmetric
