@@ -144,31 +144,54 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Progress on stderr while writing, only for a person at a terminal.
-std::function<void(const fs::path&, uint64_t, uint64_t)> write_progress(const Cli& cli) {
-  if (cli.quiet || !::isatty(STDERR_FILENO)) return {};
-  auto last = std::make_shared<int>(-1);
-  return [last](const fs::path& out, uint64_t done, uint64_t total) {
-    int pct = total ? static_cast<int>(100 * done / total) : 100;
-    if (pct == *last) return;
-    *last = pct;
-    std::fprintf(stderr, "\r  writing %s: %3d%%%s", out.filename().c_str(), pct,
-                 pct == 100 ? "\r\033[K" : "");
+// One progress line on stderr, for a person at a terminal (none with -q or when stderr is not a
+// terminal), shown once the work has taken a second: show() rewrites it, clear() erases it.
+class ProgressLine {
+ public:
+  explicit ProgressLine(const Cli& cli) : on_(!cli.quiet && ::isatty(STDERR_FILENO)) {}
+  bool on() const { return on_; }
+  void start() { start_ = std::chrono::steady_clock::now(); }
+  double elapsed() const { return seconds_since(start_); }
+  template <typename... Args>
+  void show(fmt::format_string<Args...> format, Args&&... args) {
+    if (!on_ || elapsed() < 1.0) return;
+    fmt::print(stderr, "\r\033[K  {}", fmt::format(format, std::forward<Args>(args)...));
     std::fflush(stderr);
+    shown_ = true;
+  }
+  void clear() {
+    if (!shown_) return;
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  bool on_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+// While writing: the share of the output's bytes written.
+std::function<void(const fs::path&, uint64_t, uint64_t)> write_progress(
+    std::shared_ptr<ProgressLine> line) {
+  if (!line->on()) return {};
+  return [line](const fs::path& out, uint64_t done, uint64_t total) {
+    if (done == 0) line->start();
+    line->show("writing {}: {:3d}%", out.filename().string(),
+               total ? static_cast<int>(100 * done / total) : 100);
+    if (done == total) line->clear();
   };
 }
 
-// Calibration progress on stderr (samples done / total, time left), for a person at a terminal.
-std::function<void(size_t, size_t)> calibration_progress(const Cli& cli) {
-  if (cli.quiet || !::isatty(STDERR_FILENO)) return {};
-  auto start = std::make_shared<std::chrono::steady_clock::time_point>();
-  return [start](size_t done, size_t total) {
-    if (done == 1) *start = std::chrono::steady_clock::now();
-    const double elapsed = seconds_since(*start);
-    const double left = done > 1 ? elapsed / (done - 1) * (total - done) : 0;
-    std::fprintf(stderr, "\r  calibrating: %zu/%zu samples, %.0f s left%s", done, total, left,
-                 done == total ? "\r\033[K" : "");
-    std::fflush(stderr);
+// While calibrating: samples done / total, and the time left.
+std::function<void(size_t, size_t)> calibration_progress(std::shared_ptr<ProgressLine> line) {
+  if (!line->on()) return {};
+  return [line](size_t done, size_t total) {
+    if (done == 1) line->start();
+    const double left = done > 1 ? line->elapsed() / (done - 1) * (total - done) : 0;
+    line->show("calibrating: {}/{} samples, {:.0f} s left", done, total, left);
+    if (done == total) line->clear();
   };
 }
 
@@ -244,8 +267,15 @@ int quantize_command(Cli& cli) {
   RunRequest& request = cli.request;
   request.options.modes = chosen_modes(cli);
   finish_options(cli, request.options);
-  request.options.calib_progress = calibration_progress(cli);
-  request.progress = write_progress(cli);
+  auto line = std::make_shared<ProgressLine>(cli);
+  request.options.calib_progress = calibration_progress(line);
+  request.progress = write_progress(line);
+  if (line->on()) {  // a --target search: the candidate models judged so far
+    request.options.search_progress = [line](int judged) {
+      if (judged == 1) line->start();
+      line->show("searching: {} candidate model(s) judged", judged);
+    };
+  }
   if (!cli.shard.empty()) {
     int i = 0, n = 0;
     char slash = 0, extra = 0;
@@ -264,6 +294,7 @@ int quantize_command(Cli& cli) {
   BatchSummary summary;
   try {
     summary = quantize_files(request, [&](const OutputReport& report) {
+      line->clear();
       for (const auto& pass : report.passes) {
         for (const auto& w : pass.warnings) log().warn("{}: {}", pass.pass, w);
       }

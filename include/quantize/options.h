@@ -120,6 +120,7 @@ struct Options {
   Toggle bias_correction = Toggle::kAuto;  // weight rounding's mean shift taken out of the bias
   std::set<std::string> keep_float;        // tensor names
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
+  std::function<void(int)> search_progress;            // --target: candidate models judged
   // verification: the quantized model judged against the float model on data it was not
   // calibrated on
   std::string eval;     // --eval PATH: the samples to judge on (formats as --calib)

@@ -112,6 +112,7 @@ SearchOutcome search_precisions(const Model& source, Mode mode, const Options& o
   };
   auto judge = [&](const Model& m) {
     ++out.evaluations;
+    if (options.search_progress) options.search_progress(out.evaluations);
     return verify(reference, m, judged);
   };
   // Each sample on its own must meet the targets (a pooled figure hides the one photo that
@@ -243,6 +244,7 @@ SearchOutcome search_precisions(const Model& source, Mode mode, const Options& o
       Precisions p = start;
       for (size_t i = first; i < last; ++i) p[candidates[i]] = levels[l];
       ++out.evaluations;
+      if (options.search_progress) options.search_progress(out.evaluations);
       const double gain = base_noise - output_noise(build(p, nullptr), probe);
       if (l == 0 || gain > 1.5 * std::max(best_gain, 0.0)) {
         best_gain = gain;
