@@ -12,6 +12,7 @@
 #include <random>
 #include <utility>
 
+#include "kernels/kernels.h"
 #include "quantize/error.h"
 
 namespace quantize {
@@ -713,7 +714,14 @@ std::vector<float> Gram::mean_square() const {
 }
 
 void GramCollector::observe(const std::string& name, const Tensor& value) {
-  if (!tensors_.count(name) || value.dtype() != TensorProto::FLOAT || value.rank() < 1) return;
+  if (!tensors_.count(name) || value.rank() < 1) return;
+  std::vector<float> converted;  // a float16 model's activations, as float32
+  if (value.dtype() == TensorProto::FLOAT16) {
+    converted.resize(value.size());
+    kernels().f16_to_f32(value.data<uint16_t>(), value.size(), converted.data());
+  } else if (value.dtype() != TensorProto::FLOAT) {
+    return;
+  }
   const int64_t k = value.shape().back();
   if (k <= 0) return;
   Gram& g = grams_[name];
@@ -723,7 +731,7 @@ void GramCollector::observe(const std::string& name, const Tensor& value) {
   }
   if (g.k != k) return;  // the shape changed: keep the first
   const int64_t rows = value.size() / k;
-  const float* x = value.data<float>();
+  const float* x = converted.empty() ? value.data<float>() : converted.data();
   std::vector<float> finite;  // the finite rows, when some are not
   if (!std::all_of(x, x + value.size(), [](float v) { return std::isfinite(v); })) {
     for (int64_t r = 0; r < rows; ++r) {

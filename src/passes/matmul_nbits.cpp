@@ -34,6 +34,11 @@
 namespace quantize {
 namespace {
 
+// A weight the pass quantizes: float32, or float16 (read as such, no float32 copy of the model).
+bool is_float_weight(const onnx::TensorProto& t) {
+  return t.data_type() == onnx::TensorProto::FLOAT || t.data_type() == onnx::TensorProto::FLOAT16;
+}
+
 constexpr char kMsDomain[] = "com.microsoft";
 
 // The rank of `name` if a graph on the scope chain declares its shape.
@@ -76,8 +81,7 @@ class MatMulNBitsPass final : public Pass {
       for (const auto& node : g->proto->node()) {
         if (!node.domain().empty() || node.op_type() != "Gather" || node.input_size() < 2) continue;
         auto ref = index.constant(*g, node.input(0));
-        if (ref && ref->tensor->data_type() == onnx::TensorProto::FLOAT &&
-            ref->tensor->dims_size() == 2) {
+        if (ref && is_float_weight(*ref->tensor) && ref->tensor->dims_size() == 2) {
           tables.insert(&node);
         }
       }
@@ -85,8 +89,14 @@ class MatMulNBitsPass final : public Pass {
     auto candidate = [&](const onnx::NodeProto& node) {
       return matmul(node) || tables.count(&node) > 0;
     };
-    std::set<std::string> outputs;  // the main graph's
+    std::set<std::string> outputs;  // the main graph's, and what a Cast turns into one
     for (const auto& o : model.proto.graph().output()) outputs.insert(o.name());
+    for (const auto& n : model.proto.graph().node()) {  // float16 models cast to float32 I/O
+      if (n.op_type() == "Cast" && n.input_size() == 1 && n.output_size() == 1 &&
+          outputs.count(n.output(0))) {
+        outputs.insert(n.input(0));
+      }
+    }
     auto feeds_output = [&](const ModelIndex::Graph& g, const onnx::NodeProto& node) {
       return matmul(node) && g.parent == nullptr && node.output_size() > 0 &&
              outputs.count(node.output(0)) > 0;
@@ -123,11 +133,12 @@ class MatMulNBitsPass final : public Pass {
           auto ref = index.constant(graph, node.input(1));
           if (!ref) return Verdict::kept("B is " + index.why_not_constant(graph, node.input(1)));
           const onnx::TensorProto& b = *ref->tensor;
-          if (b.data_type() != onnx::TensorProto::FLOAT) {
+          if (!is_float_weight(b) || (gemm && b.data_type() == onnx::TensorProto::FLOAT16)) {
             return Verdict::kept(
-                fmt::format("B is {}, not float32",
+                fmt::format("B is {}, not float32{}",
                             onnx::TensorProto::DataType_Name(
-                                static_cast<onnx::TensorProto::DataType>(b.data_type()))));
+                                static_cast<onnx::TensorProto::DataType>(b.data_type())),
+                            gemm ? "" : " or float16"));
           }
           if (b.dims_size() != 2 || b.dims(0) <= 0 || b.dims(1) <= 0) {
             return Verdict::kept(fmt::format("B is {}-D, not a 2-D matrix", b.dims_size()));
@@ -157,7 +168,7 @@ class MatMulNBitsPass final : public Pass {
             TensorChange change;
             auto input = inputs.find(node.input(0));
             it->second =
-                add_packed_weight(editor, *ref, how, precision, scale_type(), *config_.quantizer,
+                add_packed_weight(editor, *ref, how, precision, scale_type(b), *config_.quantizer,
                                   input == inputs.end() ? nullptr : input->second, change);
             result.tensors.push_back(std::move(change));
           }
@@ -205,9 +216,13 @@ class MatMulNBitsPass final : public Pass {
     auto [it, fresh] = done.try_emplace(key);
     if (fresh) {
       TensorChange change;
-      // Float32 scales whatever the mode: q4f16's float16 pass then makes the output float16
-      // where its readers take float16 (with MatMulNBits, A's type says so instead).
-      it->second = add_packed_weight(editor, *ref, how, precision, onnx::TensorProto::FLOAT,
+      // Float32 scales whatever the mode (float16 for a float16 table): q4f16's float16 pass then
+      // makes the output float16 where its readers take float16 (with MatMulNBits, A's type says so
+      // instead).
+      it->second = add_packed_weight(editor, *ref, how, precision,
+                                     table.data_type() == onnx::TensorProto::FLOAT16
+                                         ? onnx::TensorProto::FLOAT16
+                                         : onnx::TensorProto::FLOAT,
                                      *config_.quantizer, nullptr, change);
       result.tensors.push_back(std::move(change));
     }
@@ -216,8 +231,11 @@ class MatMulNBitsPass final : public Pass {
         fmt::format("GatherBlockQuantized {}-bit block {}", precision.bits, precision.block_size));
   }
 
-  int scale_type() const {
-    return config_.float16_scales ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT;
+  // The scales' type: float16 for q4f16, and for a float16 weight (its MatMul's A is float16).
+  int scale_type(const onnx::TensorProto& weight) const {
+    return config_.float16_scales || weight.data_type() == onnx::TensorProto::FLOAT16
+               ? onnx::TensorProto::FLOAT16
+               : onnx::TensorProto::FLOAT;
   }
 
   // beta * C as an [N] initializer of the scales' type, for MatMulNBits' bias.

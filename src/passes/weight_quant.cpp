@@ -166,10 +166,11 @@ class NBitsJob {
  public:
   // source: float32 [K, N], or [N, K] when `rows_are_columns` (Gemm with transB). Stored scales
   // are multiplied by `scale_factor` (Gemm's alpha).
-  NBitsJob(PayloadPtr source, int64_t k, int64_t n, BlockFormat fmt, bool f16_scales,
-           bool rows_are_columns, float scale_factor, const BlockQuantizer& quantizer,
-           std::shared_ptr<const InputStatistics> input)
+  NBitsJob(PayloadPtr source, bool f16_source, int64_t k, int64_t n, BlockFormat fmt,
+           bool f16_scales, bool rows_are_columns, float scale_factor,
+           const BlockQuantizer& quantizer, std::shared_ptr<const InputStatistics> input)
       : source_(std::move(source)),
+        f16_source_(f16_source),
         k_(k),
         n_(n),
         fmt_(fmt),
@@ -213,7 +214,7 @@ class NBitsJob {
     std::vector<uint8_t> zps(fmt_.symmetric ? 0 : n * nb);
     zero_points_.assign(zero_point_bytes(), 0);
     PayloadBytes source(source_);
-    const float* w = reinterpret_cast<const float*>(source.data());
+    const uint8_t* w = source.data();
     const GptqFactor* gptq = uses_gptq(input_.get(), k) ? &input_->factor() : nullptr;
     const float* importance =
         uses_importance(input_.get(), k) ? input_->mean_square.data() : nullptr;
@@ -245,32 +246,41 @@ class NBitsJob {
     }
   }
 
+  // `count` source values from element `offset` on, as float32.
+  void load(const uint8_t* base, int64_t offset, int64_t count, float* dst) const {
+    if (f16_source_) {
+      kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(base) + offset, count, dst);
+    } else {
+      std::memcpy(dst, reinterpret_cast<const float*>(base) + offset, count * sizeof(float));
+    }
+  }
+
   // The tiles of 16 columns (one 64-byte line of each row of B), over the threads; body(c0,
   // cols, tile) gets the tile's columns gathered as `cols` rows of K values, or, with
-  // `row_major`, as K rows of `cols` values.
+  // `row_major`, as K rows of `cols` values (float32 whatever the source's type).
   template <typename Body>
-  void for_tiles(const float* w, bool row_major, int64_t tile, const Body& body) const {
+  void for_tiles(const uint8_t* w, bool row_major, int64_t tile, const Body& body) const {
     const int64_t k = k_, n = n_;
     parallel_for((n + tile - 1) / tile, 1, [&](size_t t0, size_t t1) {
-      std::vector<float> buf(tile * k);
+      std::vector<float> buf(tile * k), run(std::max<int64_t>(k, 16 * tile));
       for (size_t t = t0; t < t1; ++t) {
         const int64_t c0 = static_cast<int64_t>(t) * tile, cols = std::min(tile, n - c0);
         if (rows_are_columns_ && row_major) {  // [N, K] -> K rows of the tile
           for (int64_t j = 0; j < cols; ++j) {
-            const float* src = w + (c0 + j) * k;
-            for (int64_t r = 0; r < k; ++r) buf[r * cols + j] = src[r];
+            load(w, (c0 + j) * k, k, run.data());
+            for (int64_t r = 0; r < k; ++r) buf[r * cols + j] = run[r];
           }
         } else if (rows_are_columns_) {
-          std::memcpy(buf.data(), w + c0 * k, cols * k * sizeof(float));
+          load(w, c0 * k, cols * k, buf.data());
         } else if (row_major) {  // [K, N]: one contiguous run of each row
-          for (int64_t r = 0; r < k; ++r) {
-            std::memcpy(buf.data() + r * cols, w + r * n + c0, cols * sizeof(float));
-          }
+          for (int64_t r = 0; r < k; ++r) load(w, r * n + c0, cols, buf.data() + r * cols);
         } else {  // [K, N] -> columns, 16 rows at a time (their lines stay in L1)
           for (int64_t r0 = 0; r0 < k; r0 += 16) {
             const int64_t r1 = std::min(k, r0 + 16);
+            for (int64_t r = r0; r < r1; ++r)
+              load(w, r * n + c0, cols, run.data() + (r - r0) * cols);
             for (int64_t j = 0; j < cols; ++j) {
-              for (int64_t r = r0; r < r1; ++r) buf[j * k + r] = w[r * n + c0 + j];
+              for (int64_t r = r0; r < r1; ++r) buf[j * k + r] = run[(r - r0) * cols + j];
             }
           }
         }
@@ -304,7 +314,7 @@ class NBitsJob {
     weight_sum_ += norm;
   }
 
-  void compute_columns(const float* w, const float* importance, uint8_t* packed, float* scales,
+  void compute_columns(const uint8_t* w, const float* importance, uint8_t* packed, float* scales,
                        uint8_t* zps) {
     const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
     auto one = [&](int64_t col, const float* column) {
@@ -322,7 +332,7 @@ class NBitsJob {
     });
   }
 
-  void compute_gptq(const float* w, const GptqFactor& factor, uint8_t* packed, float* scales,
+  void compute_gptq(const uint8_t* w, const GptqFactor& factor, uint8_t* packed, float* scales,
                     uint8_t* zps) {
     const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
     // Columns are independent: tiles of 64 keep the per-block GEMM efficient.
@@ -350,6 +360,7 @@ class NBitsJob {
   }
 
   PayloadPtr source_;
+  bool f16_source_;  // the weight is float16 (else float32)
   int64_t k_, n_;
   BlockFormat fmt_;
   bool f16_scales_;
@@ -419,8 +430,10 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   q.n = b.dims(how.rows_are_columns ? 0 : 1);
   const BlockFormat fmt = precision.format();
   const bool f16 = scale_type == onnx::TensorProto::FLOAT16;
-  auto job = std::make_shared<NBitsJob>(tensor_payload(editor.model(), b), q.k, q.n, fmt, f16,
-                                        how.rows_are_columns, how.alpha, quantizer, input);
+  const bool f16_source = b.data_type() == onnx::TensorProto::FLOAT16;
+  auto job =
+      std::make_shared<NBitsJob>(tensor_payload(editor.model(), b), f16_source, q.k, q.n, fmt, f16,
+                                 how.rows_are_columns, how.alpha, quantizer, input);
   const std::string base = b.name().empty() ? "weight" : b.name();
   auto add = [&](const std::string& suffix, int type, std::vector<int64_t> dims, uint64_t size,
                  void (NBitsJob::*read)(uint8_t*)) {
@@ -442,7 +455,7 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   }
   change.name = b.name();
   change.dims = {q.k, q.n};
-  change.from = "f32";
+  change.from = f16_source ? "f16" : "f32";
   // The algorithm, unless round to nearest (the reference tools' bytes).
   std::string algo = &quantizer == &round_to_nearest() ? "" : quantizer.name();
   if (uses_gptq(input.get(), q.k)) {
@@ -452,7 +465,7 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   }
   change.to = fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
                           algo.empty() ? "" : " " + algo);
-  change.bytes_before = static_cast<uint64_t>(q.k * q.n) * 4;
+  change.bytes_before = static_cast<uint64_t>(q.k * q.n) * (f16_source ? 2 : 4);
   change.error = job->error();
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
   return q;

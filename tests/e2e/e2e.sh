@@ -2,7 +2,8 @@
 # e2e.sh QUANTIZE MODEL OUTDIR [quantize flags...] -- [compare.mjs flags...]
 # Quantizes MODEL into OUTDIR, then runs the float and the quantized model side by side in
 # ONNX Runtime (tests/ort/compare.mjs), which checks the thresholds.
-# MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes. EXPECT_REPORT (env):
+# MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes; "fp16:PATH" first makes
+# PATH a float16 model (quantize --fp16), which is then the model quantized and judged against. EXPECT_REPORT (env):
 # a regular expression the quantize report must contain.
 set -euo pipefail
 quantize=$1 model=$2 outdir=$3
@@ -13,15 +14,19 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do qargs+=("$1"); shift; done
 here=$(cd "$(dirname "$0")" && pwd)
 # A model of ../shared/models that may not be shipped (models/README.md) is absent from a clone
 # elsewhere: the test is skipped, and says so.
-if [ ! -f "${model#constants:}" ]; then
-  echo "SKIPPED: ${model#constants:} is not here (not shipped with the repository)"
+src=${model#constants:}
+src=${src#fp16:}
+if [ ! -f "$src" ]; then
+  echo "SKIPPED: $src is not here (not shipped with the repository)"
   exit 77
 fi
 rm -rf "$outdir" && mkdir -p "$outdir"
 if [[ $model == constants:* ]]; then
-  src=${model#constants:}
   model=$outdir/$(basename "${src%.onnx}")_constants.onnx
   "$(dirname "$quantize")/tests/make_constant_weights" "$src" "$model"
+elif [[ $model == fp16:* ]]; then
+  model=$outdir/$(basename "${src%.onnx}")_float16.onnx
+  "$quantize" "$src" --fp16 -o "$model" -q
 fi
 # CALIB (env): compare.mjs input flags (--images ..., --random N, --data ...); ONNX Runtime saves
 # those inputs as test data in OUTDIR/calib, which quantize gets as --calib (static INT8).

@@ -285,6 +285,53 @@ TEST(NBits, GatherBecomesGatherBlockQuantizedWithHandComputedBytes) {
   }
 }
 
+// A float16 weight is quantized as read (no float32 model copy) into exactly the bytes its
+// float32 values give, with float16 scales (in a float16 model, A is float16 too); the report
+// says f16.
+TEST(NBits, Float16WeightGivesTheBytesOfItsFloat32Values) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 3, 96] a) => (float[1, 3, 24] y, float[1, 3, 96] h) {
+      h = Identity(a)
+      y = MatMul(a, w)
+    })";
+  std::vector<float> w = testing::random_floats(96 * 24, 51);
+  std::vector<uint16_t> half(w.size());
+  kernels().f32_to_f16(w.data(), w.size(), half.data());
+  kernels().f16_to_f32(half.data(), half.size(), w.data());  // the values float16 holds
+  auto f32 = testing::parse(text);
+  testing::set_floats(f32, "w", {96, 24}, w);
+  auto f16 = f32;
+  for (auto& t : *f16.mutable_graph()->mutable_initializer()) {
+    if (t.name() != "w") continue;
+    t.set_data_type(onnx::TensorProto::FLOAT16);
+    t.set_raw_data(std::string(reinterpret_cast<const char*>(half.data()), half.size() * 2));
+  }
+  Model a = testing::round_trip(f32, "a.onnx"), b = testing::round_trip(f16, "b.onnx");
+  NBitsConfig config;
+  config.policy.precision = {4, 32, false};
+  PassResult ra = run_nbits(a, config), rb = run_nbits(b, config);
+  ASSERT_EQ(rb.changed.size(), 1u) << (rb.skipped.empty() ? "" : rb.skipped[0].reason);
+  ASSERT_EQ(rb.tensors.size(), 1u);
+  EXPECT_EQ(rb.tensors[0].from, "f16");
+  EXPECT_EQ(rb.tensors[0].bytes_before, 96u * 24 * 2);
+  const auto* na = find_node(a.proto.graph(), "MatMulNBits");
+  const auto* nb = find_node(b.proto.graph(), "MatMulNBits");
+  ASSERT_TRUE(na && nb);
+  EXPECT_EQ(bytes_of(a, *find_initializer(a.proto.graph(), na->input(1))),
+            bytes_of(b, *find_initializer(b.proto.graph(), nb->input(1))));
+  EXPECT_EQ(bytes_of(a, *find_initializer(a.proto.graph(), na->input(3))),
+            bytes_of(b, *find_initializer(b.proto.graph(), nb->input(3))));  // zero points
+  const auto* sb = find_initializer(b.proto.graph(), nb->input(2));
+  EXPECT_EQ(sb->data_type(), onnx::TensorProto::FLOAT16);
+  const auto sa = scales_of(a, *find_initializer(a.proto.graph(), na->input(2)));
+  std::vector<uint16_t> want(sa.size());
+  kernels().f32_to_f16(sa.data(), sa.size(), want.data());
+  const auto got = bytes_of(b, *sb);
+  ASSERT_EQ(got.size(), want.size() * 2);
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0);
+}
+
 TEST(NBits, ConstantNodeWeightsAndSharedWeights) {
   auto proto = testing::parse(R"(
     <ir_version: 8, opset_import: ["" : 17]>
