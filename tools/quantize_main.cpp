@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -249,7 +248,7 @@ nlohmann::json report_json(const OutputReport& r) {
 // Writes the JSON report: to stdout for "-", else to a temporary file renamed into place.
 void write_json(const std::string& path, const nlohmann::json& doc) {
   if (path == "-") {
-    std::cout << doc.dump(1) << std::endl;
+    std::fputs((doc.dump(1) + "\n").c_str(), stdout);
     return;
   }
   const std::string tmp = path + ".tmp";
@@ -380,11 +379,8 @@ int diff_command(const DiffRequest& request, const std::string& json) {
     for (const auto& v : r.outputs) j["outputs"].push_back(value_json(v));
     for (int k : r.worst) j["worst"].push_back(r.values[k].name);
     j["entry"] = r.entry >= 0 ? nlohmann::json(r.values[r.entry].name) : nlohmann::json();
-    if (json == "-") {
-      std::printf("%s\n", j.dump(1).c_str());
-      return 0;
-    }
-    std::ofstream(json) << j.dump(1) << "\n";
+    write_json(json, j);
+    if (json == "-") return 0;
   }
   std::printf("%s vs %s: %zu sample(s) of %s\n", request.float_model.c_str(),
               request.quant_model.c_str(), r.samples, r.data.c_str());

@@ -93,15 +93,7 @@ void gptq_quantize(float* w, int64_t k, int64_t t, const GptqFactor& factor,
                                 : static_cast<int>(std::clamp(std::nearbyint(row[j] / s[j]) + z[j],
                                                               0.0f, float(top)));
         e[j] = (row[j] - s[j] * static_cast<float>(c - z[j])) / d;
-        uint8_t* dst = packed + j * nb * blob + b * blob;
-        const int64_t i = r - r0;
-        if (format.bits == 8) {
-          dst[i] = static_cast<uint8_t>(c);
-        } else if (i % 2 == 0) {
-          dst[i / 2] = static_cast<uint8_t>(c);
-        } else {
-          dst[i / 2] |= static_cast<uint8_t>(c << 4);
-        }
+        put_code(packed + (j * nb + b) * blob, r - r0, format.bits, c);
       }
       for (int64_t q = r + 1; q < r1; ++q) {  // the rest of the block, now
         const float f = u[r * k + q];
@@ -110,16 +102,7 @@ void gptq_quantize(float* w, int64_t k, int64_t t, const GptqFactor& factor,
       }
     }
     for (int64_t i = rows; i < bs; ++i) {  // padding rows: code z, value 0
-      for (int64_t j = 0; j < t; ++j) {
-        uint8_t* dst = packed + j * nb * blob + b * blob;
-        if (format.bits == 8) {
-          dst[i] = static_cast<uint8_t>(z[j]);
-        } else if (i % 2 == 0) {
-          dst[i / 2] = static_cast<uint8_t>(z[j]);
-        } else {
-          dst[i / 2] |= static_cast<uint8_t>(z[j] << 4);
-        }
-      }
+      for (int64_t j = 0; j < t; ++j) put_code(packed + (j * nb + b) * blob, i, format.bits, z[j]);
     }
     if (r1 < k) {  // the rows after the block: w[r1:, :] -= U[r0:r1, r1:]^T err
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(k - r1),

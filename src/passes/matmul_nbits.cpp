@@ -181,11 +181,11 @@ class MatMulNBitsPass final : public Pass {
           }
           emit_matmul_nbits(editor, *graph.proto, node, it->second, precision,
                             config_.accuracy_level, bias, output);
-          const bool projection = precision.bits > config_.policy.precision.bits &&
-                                  !config_.policy.overrides.count(node_key(node));
-          return Verdict::done(fmt::format(
-              "MatMulNBits {}-bit block {}{}", precision.bits, precision.block_size,
-              projection ? " (an output projection: --output-projection-bits 4 to keep 4)" : ""));
+          return Verdict::done(
+              fmt::format("MatMulNBits {}-bit block {}{}", precision.bits, precision.block_size,
+                          precision.output_projection
+                              ? " (an output projection: --output-projection-bits 4 to keep 4)"
+                              : ""));
         });
     if (!done.empty()) ensure_opset(model.proto, kMsDomain, 1);
     editor.apply();

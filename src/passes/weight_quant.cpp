@@ -46,12 +46,13 @@ constexpr int kSteps[] = {-9, 9};
 // magnitude, L = 8 or 128; asymmetric: (max - min) / (Q + i / 10), z = round(-min / scale); i in
 // kSteps). The best is re-rounded once at its refitted scale, kept if better still. RTN's codes
 // refitted are a candidate, so no block ends worse than RTN in that error.
-// Weights, data-free: w = x^2 (large weights matter most; on TinyStories plain squared error
-// lost 2 points of top-1 to it). With an importance per input channel (imatrix: the mean square
-// a_j of the activation the weight multiplies, so sum a_j (x_j - q_j)^2 is the output's error if
-// channels were uncorrelated): w = a_j sqrt(sigma2 + x_j^2), sigma2 twice the block's mean
-// square (llama.cpp's weighting; on TinyStories KL 0.074, against 0.084 for a_j alone and 0.080
-// for a_j x_j^2). Float arithmetic, written so the compiler vectorises the passes.
+// Weights, data-free: w = x^2 (large weights matter most). With an importance per input channel
+// (imatrix: the mean square a_j of the activation the weight multiplies, so sum a_j (x_j - q_j)^2
+// is the output's error if channels were uncorrelated): w = a_j sqrt(sigma2 + x_j^2), sigma2
+// twice the block's mean square (llama.cpp's weighting). Both chosen on TinyStories with an
+// earlier, 19-candidate form of this search: plain squared error lost 2 points of top-1 to x^2;
+// imatrix KL 0.074, against 0.084 for a_j alone and 0.080 for a_j x_j^2. Float arithmetic,
+// written so the compiler vectorises the passes.
 class ScaleSearch final : public BlockQuantizer {
  public:
   const char* name() const override { return "search"; }
@@ -383,7 +384,10 @@ std::variant<WeightPrecision, std::string> WeightPolicy::decide(const onnx::Node
   auto it = overrides.find(node_key(node));
   if (it == overrides.end()) {
     WeightPrecision p = precision;
-    if (feeds_output && output_projection_8bit) p.bits = 8;
+    if (feeds_output && output_projection_8bit && p.bits < 8) {
+      p.bits = 8;
+      p.output_projection = true;
+    }
     return p;
   }
   WeightPrecision p = precision;

@@ -29,6 +29,7 @@ struct WeightPrecision {
   int bits = 4;
   int block_size = 32;
   bool symmetric = true;
+  bool output_projection = false;  // raised to 8 bits as an output projection (for the report)
   BlockFormat format() const { return {bits, block_size, symmetric}; }
 };
 
@@ -48,11 +49,8 @@ struct WeightPolicy {
                                                     bool feeds_output = false) const;
 };
 
-// Code i of a block in MatMulNBits' blob layout (8 bits: one byte each; 4 bits: two per byte, the
-// low nibble first). put_code expects the byte's high nibble clear when it writes a low one.
-inline int get_code(const uint8_t* blob, size_t i, int bits) {
-  return bits == 8 ? blob[i] : (blob[i / 2] >> (4 * (i % 2))) & 15;
-}
+// Writes code i of a block in MatMulNBits' blob layout (8 bits: one byte each; 4 bits: two per
+// byte, the low nibble first); codes are written in order (a low nibble clears its byte).
 inline void put_code(uint8_t* blob, size_t i, int bits, int code) {
   if (bits == 8) {
     blob[i] = static_cast<uint8_t>(code);

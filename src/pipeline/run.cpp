@@ -1,10 +1,13 @@
 // quantize_files and run_test_data (see quantize/run.h).
 #include "quantize/run.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -91,6 +94,17 @@ void check_outputs(const RunRequest& request, const std::vector<Job>& jobs,
     fail(ExitCode::kUsage,
          "-o/--output names one file: give one model and one mode (or use --output-dir)");
   }
+  // The inputs by file identity (links and symlinks included), so a zoo of n models costs n
+  // lookups, not n^2 comparisons.
+  std::map<std::pair<dev_t, ino_t>, std::string> inputs;
+  auto identity = [](const fs::path& p) -> std::optional<std::pair<dev_t, ino_t>> {
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+    return std::make_pair(st.st_dev, st.st_ino);
+  };
+  for (const auto& job : jobs) {
+    if (auto id = identity(job.path)) inputs.emplace(*id, job.path);
+  }
   std::set<fs::path> seen;
   for (const auto& job : jobs) {
     for (Mode mode : modes) {
@@ -98,10 +112,8 @@ void check_outputs(const RunRequest& request, const std::vector<Job>& jobs,
       if (!seen.insert(fs::absolute(out).lexically_normal()).second) {
         fail(ExitCode::kUsage, "two outputs would both be written to {}", out.string());
       }
-      for (const auto& in : jobs) {
-        if (same_file(out, in.path)) {
-          fail(ExitCode::kUsage, "{}: refusing to overwrite the input", in.path);
-        }
+      if (auto id = identity(out); id && inputs.count(*id)) {
+        fail(ExitCode::kUsage, "{}: refusing to overwrite the input", inputs.at(*id));
       }
       std::error_code ec;
       fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
@@ -112,11 +124,19 @@ void check_outputs(const RunRequest& request, const std::vector<Job>& jobs,
   }
 }
 
+constexpr uint64_t kFnvOffset = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
+
+// FNV-1a over bytes, continuing from h.
+uint64_t fnv1a(const char* p, size_t n, uint64_t h = kFnvOffset) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * kFnvPrime;
+  return h;
+}
+
 // A 64-bit hash of the files' bytes and sizes, for the up-to-date check: four FNV-1a-style lanes
 // over 8-byte words (so it keeps up with the disk), folded together at the end.
 std::string files_hash(const std::vector<fs::path>& files) {
-  constexpr uint64_t kPrime = 1099511628211ull;
-  uint64_t lane[4] = {1469598103934665603ull, 2, 3, 4};
+  constexpr uint64_t kPrime = kFnvPrime;
+  uint64_t lane[4] = {kFnvOffset, 2, 3, 4};
   std::vector<char> buf(1 << 20);
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
@@ -131,7 +151,7 @@ std::string files_hash(const std::vector<fs::path>& files) {
         std::memcpy(w, buf.data() + i, 32);
         for (int l = 0; l < 4; ++l) lane[l] = (lane[l] ^ w[l]) * kPrime;
       }
-      for (; i < got; ++i) lane[0] = (lane[0] ^ static_cast<unsigned char>(buf[i])) * kPrime;
+      lane[0] = fnv1a(buf.data() + i, got - i, lane[0]);  // the tail
     }
     lane[1] = (lane[1] ^ size) * kPrime;
   }
@@ -152,9 +172,7 @@ std::string request_key(const RunRequest& request, const Options& options, Mode 
   for (const auto& [node, precision] : plan.by_node()) {
     s += fmt::format(" {}={}", node, precision_name(precision));
   }
-  uint64_t h = 1469598103934665603ull;  // FNV-1a: the precisions can be many
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return fmt::format("{:016x}", h);
+  return fmt::format("{:016x}", fnv1a(s.data(), s.size()));  // the precisions can be many
 }
 
 // The output exists and its provenance says this tool made it from these bytes, asked the same.
@@ -418,7 +436,6 @@ void quantize_one(const RunRequest& request, const Options& options, const Preci
       ++summary.up_to_date;
       return true;
     };
-    Model model = copy_model(source);
     OutputReport report;
     report.input = source.source;
     report.mode = mode_info(mode).flag;
@@ -440,6 +457,7 @@ void quantize_one(const RunRequest& request, const Options& options, const Preci
       plan.entries.insert(plan.entries.end(), search->raised.begin(), search->raised.end());
       if (skip_existing(plan)) continue;  // only now are the precisions known
     }
+    Model model = copy_model(source);
     std::vector<PassResult> results = run_passes(model, mode, mode_options, data, plan.by_node());
     if (search) {
       report.passes.push_back(target_result(*search, mode, mode_options, source, model, results,

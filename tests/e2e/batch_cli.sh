@@ -7,8 +7,7 @@
 set -uo pipefail
 quantize=$1 dir=$2
 rm -rf "$dir" && mkdir -p "$dir"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 models=$(cd "$(dirname "$0")/../../models" && pwd)
 
 zoo=$dir/zoo out=$dir/out
@@ -67,5 +66,4 @@ grep -q "skipped (outputs of this tool)" "$dir/beside.txt" ||
   fail "an output found in the folder is not taken for an input"
 [ -e "$beside/mnist_q4_q4.onnx" ] && fail "an output was quantized again"
 
-[ $failures = 0 ] && echo "batch: all checks passed"
-exit $((failures > 0))
+finish batch

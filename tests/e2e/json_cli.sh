@@ -6,8 +6,7 @@
 set -uo pipefail
 quantize=$1 dir=$2
 rm -rf "$dir" && mkdir -p "$dir/zoo" "$dir/out"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 models=$here/../../models
 validate() { node "$here/../ort/validate_report.mjs" "$1" || fail "$1 does not validate"; }
@@ -49,5 +48,4 @@ grep -q -- "->" "$dir/stderr.txt" || fail "with --json -, the human report goes 
 validate "$dir/failed.json"
 grep -q '"exit_code": 3' "$dir/failed.json" || fail "the failed run's report has its exit code"
 
-[ $failures = 0 ] && echo "json: all checks passed"
-exit $((failures > 0))
+finish json

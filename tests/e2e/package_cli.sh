@@ -6,8 +6,7 @@
 set -uo pipefail
 build=$1 source=$2 dir=$3
 rm -rf "$dir" && mkdir -p "$dir"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 
 prefix=$dir/prefix
 cmake --install "$build" --prefix "$prefix" >"$dir/install.txt" 2>&1 || fail "cmake --install"
@@ -47,5 +46,4 @@ if command -v dpkg-deb >/dev/null && command -v dpkg-shlibdeps >/dev/null; then
 else
   echo "SKIPPED: dpkg-dev is not installed (cpack -G DEB needs dpkg-shlibdeps)"
 fi
-[ $failures = 0 ] && echo "package: all checks passed"
-exit $((failures > 0))
+finish package

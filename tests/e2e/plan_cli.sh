@@ -5,8 +5,7 @@
 set -uo pipefail
 quantize=$1 dir=$2
 rm -rf "$dir" && mkdir -p "$dir"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 mnist=$here/../../models/mnist.onnx
 
@@ -28,4 +27,4 @@ cmp "$dir/c.onnx" "$dir/d.onnx" || fail "static: replaying the plan changed the 
 
 "$quantize" "$mnist" --int8 --plan "$dir/static.json" -o "$dir/e.onnx" -q
 [ $? = 2 ] || fail "a static_uint8 plan replayed for --int8 must be a usage error"
-[ $failures = 0 ] && echo "plans: all passed" || exit 1
+finish plans

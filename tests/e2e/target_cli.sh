@@ -9,8 +9,7 @@
 set -uo pipefail
 quantize=$1 dir=$2 digits=$3
 rm -rf "$dir" && mkdir -p "$dir"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 models=$here/../../models
 compare=$here/../ort/compare.mjs
@@ -63,4 +62,4 @@ for bad in cosine=1.5 kl=-1 loss=0.1 cosine=high; do
 done
 "$quantize" --q4 --target kl=0.05 --dry-run -q 2>/dev/null
 [ $? = 2 ] || fail "--target without data must be a usage error"
-[ $failures = 0 ] && echo "targets: all passed" || exit 1
+finish targets
