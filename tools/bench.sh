@@ -62,10 +62,12 @@ run() {  # run MODEL_PATH MODE [extra flags]
 }
 for mode in q4f16 fp16 q4 int8 q8; do run "$work/synth134m.onnx" $mode; done
 run "$work/synth134m.onnx" int8 --per-channel
-# Weight algorithms (q4 above is the default, the data-free search): round to nearest, and GPTQ
-# on all 32 calibration sequences (no held-out share, no verification: the algorithm's own cost).
+# Weight algorithms (q4 above is the default, the data-free search): round to nearest, and GPTQ,
+# AWQ and both on all 32 calibration sequences (no held-out share, no verification: the algorithm's own cost).
 run "$work/synth134m.onnx" q4 --algo rtn
-run "$work/synth134m.onnx" q4 --algo gptq --calib "$work/calib32x128.npy" --no-holdout --no-verify
+for algo in gptq awq awq+gptq; do
+  run "$work/synth134m.onnx" q4 --algo $algo --calib "$work/calib32x128.npy" --no-holdout --no-verify
+done
 for mode in q4f16 fp16 int8; do
   run "$work/ext_synth134m/synth134m.onnx" $mode --external-data
   run "$work/ext_synth_deep/synth_deep.onnx" $mode --external-data

@@ -118,15 +118,16 @@ void finish_options(const Cli& cli, Options& options) {
     }
     options.activations = a->second;
   }
-  static const std::map<std::string, WeightAlgo> algos = {{"auto", WeightAlgo::kAuto},
-                                                          {"rtn", WeightAlgo::kRtn},
-                                                          {"search", WeightAlgo::kSearch},
-                                                          {"imatrix", WeightAlgo::kImatrix},
-                                                          {"gptq", WeightAlgo::kGptq}};
+  static const std::map<std::string, WeightAlgo> algos = {
+      {"auto", WeightAlgo::kAuto},       {"rtn", WeightAlgo::kRtn},
+      {"search", WeightAlgo::kSearch},   {"imatrix", WeightAlgo::kImatrix},
+      {"gptq", WeightAlgo::kGptq},       {"awq", WeightAlgo::kAwq},
+      {"awq+gptq", WeightAlgo::kAwqGptq}};
   if (auto a = algos.find(cli.algo); a != algos.end()) {
     options.weight_algo = a->second;
   } else {
-    fail(ExitCode::kUsage, "--algo {}: expected auto, rtn, search, imatrix or gptq", cli.algo);
+    fail(ExitCode::kUsage, "--algo {}: expected auto, rtn, search, imatrix, gptq, awq or awq+gptq",
+         cli.algo);
   }
   static const std::map<std::string, Toggle> toggles = {
       {"auto", Toggle::kAuto}, {"on", Toggle::kOn}, {"off", Toggle::kOff}};
@@ -493,9 +494,10 @@ int main(int argc, char** argv) {
         "--algo", cli.algo,
         "Block codes: rtn (round to nearest, the reference tools' bytes), search "
         "(data-free error-minimising scales and zero points, never worse than rtn per block); "
-        "with --calib: imatrix (search weighted by each input channel's mean square) or gptq "
-        "(rounding errors pushed onto the rows not yet quantized). auto: gptq with --calib, "
-        "else search")
+        "with --calib: imatrix (search weighted by each input channel's mean square), gptq "
+        "(rounding errors pushed onto the rows not yet quantized), awq (rows of salient input "
+        "channels scaled up, the input divided back; then imatrix) or awq+gptq. auto: gptq "
+        "with --calib, else search")
       ->capture_default_str();
   q4->add_option("--output-projection-bits", options.output_projection_bits,
                  "Bits of an output projection (a MatMul whose result is a graph output, an "

@@ -41,8 +41,9 @@ enum class ActivationType { kDefault, kInt8, kUInt8, kInt16, kUInt16 };
 // bytes), the data-free error-minimising scale search, and with calibration data (--calib) the
 // search weighted by each input channel's mean square (imatrix) or GPTQ. kAuto: GPTQ with
 // --calib, else the search (Options::weight_algorithm()).
-enum class WeightAlgo { kAuto, kRtn, kSearch, kImatrix, kGptq };
+enum class WeightAlgo { kAuto, kRtn, kSearch, kImatrix, kGptq, kAwq, kAwqGptq };
 const char* weight_algo_name(WeightAlgo algo);  // as --algo spells it
+bool needs_calibration(WeightAlgo algo);        // a data-aware algorithm
 // A refinement the tool applies when it measures a gain (kAuto), always, or never.
 enum class Toggle { kAuto, kOn, kOff };
 // INT8 output form: the mode's default (dynamic: QOperator, static: QDQ), or forced.

@@ -24,10 +24,12 @@
 // weight_quant.h.
 #include <fmt/format.h>
 
+#include <cstring>
 #include <map>
 #include <tuple>
 
 #include "model/tensor_data.h"
+#include "passes/awq.h"
 #include "passes/passes.h"
 #include "passes/weight_quant.h"
 
@@ -55,11 +57,41 @@ std::optional<int> declared_rank(const ModelIndex::Graph& graph, const std::stri
   return std::nullopt;
 }
 
+// Per-channel constants of an op whose output is x's per-channel scaled copy when they are:
+// Mul(x, gamma), the normalizations' scale (and bias). Which inputs to divide by AWQ's s.
+std::vector<int> channel_constants(const onnx::NodeProto& node) {
+  const std::string& op = node.op_type();
+  if (node.domain().empty() && op == "Mul") return {0, 1};  // whichever is the constant
+  if (op == "LayerNormalization") return {1, 2};
+  if (op == "SimplifiedLayerNormalization") return {1};
+  if (node.domain() == kMsDomain && op == "SkipSimplifiedLayerNormalization") return {2};
+  if (node.domain() == kMsDomain && op == "SkipLayerNormalization") return {2, 3};
+  return {};
+}
+
+// The weights reading one input that AWQ scales together (the input is divided once).
+struct AwqGroup {
+  struct Member {
+    onnx::NodeProto* node;
+    ConstantRef weight;
+    Orientation how;
+    WeightPrecision precision;
+  };
+  const ModelIndex::Graph* graph = nullptr;
+  std::string input;
+  std::vector<Member> members;
+  std::shared_ptr<const std::vector<float>> scales;  // s; nullptr: alpha 0, nothing scaled
+  std::shared_ptr<const InputStatistics> scaled;     // of x / s
+  std::string reads;                                 // what the members read: x / s
+};
+
 class MatMulNBitsPass final : public Pass {
   // One quantized form per weight, orientation, alpha, layout (a Gather's table or not) and
   // precision.
-  using Done = std::map<std::tuple<const onnx::TensorProto*, bool, float, bool, int, int, bool>,
-                        PackedWeight>;
+  // and AWQ group (a weight AWQ scales is quantized once per input it reads).
+  using Done = std::map<
+      std::tuple<const onnx::TensorProto*, bool, float, bool, int, int, bool, const AwqGroup*>,
+      PackedWeight>;
 
  public:
   explicit MatMulNBitsPass(NBitsConfig config) : config_(std::move(config)) {}
@@ -115,6 +147,15 @@ class MatMulNBitsPass final : public Pass {
       }
       if (!names.empty()) inputs = config_.statistics(model, names);
     }
+    // AWQ: the groups of weights sharing an input, by the MatMul nodes in them.
+    std::vector<std::unique_ptr<AwqGroup>> groups;
+    std::map<const onnx::NodeProto*, AwqGroup*> group_of;
+    if (config_.awq && !inputs.empty()) {
+      groups = plan_awq(model, index, editor, inputs, feeds_output, result);
+      for (const auto& g : groups) {
+        for (const auto& m : g->members) group_of[m.node] = g.get();
+      }
+    }
     visit_nodes(
         index, result, candidate, [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
           auto decision = config_.policy.decide(node, feeds_output(graph, node));
@@ -160,18 +201,26 @@ class MatMulNBitsPass final : public Pass {
               return Verdict::kept("C is not a constant [N] vector and beta is not 1");
             }
           }
+          AwqGroup* awq = nullptr;
+          if (auto g = group_of.find(&node); g != group_of.end() && g->second->scales) {
+            awq = g->second;
+          }
           const auto key =
               std::make_tuple(ref->tensor, how.rows_are_columns, how.alpha, false, precision.bits,
-                              precision.block_size, precision.symmetric);
+                              precision.block_size, precision.symmetric, awq);
           auto [it, fresh] = done.try_emplace(key);
           if (fresh) {
             TensorChange change;
             auto input = inputs.find(node.input(0));
+            std::shared_ptr<const InputStatistics> stats = awq                     ? awq->scaled
+                                                           : input == inputs.end() ? nullptr
+                                                                                   : input->second;
             it->second =
                 add_packed_weight(editor, *ref, how, precision, scale_type(b), *config_.quantizer,
-                                  input == inputs.end() ? nullptr : input->second, change);
+                                  std::move(stats), change, awq ? awq->scales : nullptr);
             result.tensors.push_back(std::move(change));
           }
+          if (awq) node.set_input(0, awq_input(editor, *awq, node));
           std::string output = node.output(0);
           if (!add_after.empty()) {  // MatMulNBits writes Y0, then Y = Y0 + C
             std::string y0 = editor.unique(output + "_nobias");
@@ -193,6 +242,188 @@ class MatMulNBitsPass final : public Pass {
   }
 
  private:
+  // AWQ's groups: per input of the weights to quantize (with a Gram matrix from calibration), its
+  // scales searched on a sample of the weights' columns, and where the division by s goes.
+  template <typename FeedsOutput>
+  std::vector<std::unique_ptr<AwqGroup>> plan_awq(Model& model, const ModelIndex& index,
+                                                  GraphEditor& editor,
+                                                  const InputStatisticsMap& inputs,
+                                                  const FeedsOutput& feeds_output,
+                                                  PassResult& result) {
+    std::map<std::pair<const ModelIndex::Graph*, std::string>, std::unique_ptr<AwqGroup>> by_input;
+    for (const auto& g : index.graphs()) {
+      for (auto& node : *g->proto->mutable_node()) {
+        if (!node.domain().empty() || (node.op_type() != "MatMul" && node.op_type() != "Gemm") ||
+            node.input_size() < 2) {
+          continue;
+        }
+        auto stats = inputs.find(node.input(0));
+        auto ref = index.constant(*g, node.input(1));
+        if (stats == inputs.end() || !stats->second->gram || !ref) continue;
+        const onnx::TensorProto& b = *ref->tensor;
+        const bool gemm = node.op_type() == "Gemm";
+        if (b.dims_size() != 2 || !is_float_weight(b) ||
+            (gemm && (b.data_type() != onnx::TensorProto::FLOAT || attr_int(node, "transA", 0)))) {
+          continue;
+        }
+        Orientation how;
+        how.rows_are_columns = gemm && attr_int(node, "transB", 0) != 0;
+        if (b.dims(how.rows_are_columns ? 1 : 0) != stats->second->gram->k ||
+            b.dims(how.rows_are_columns ? 0 : 1) <= 0) {
+          continue;
+        }
+        auto decision = config_.policy.decide(node, feeds_output(*g, node));
+        if (!std::holds_alternative<WeightPrecision>(decision)) continue;
+        auto& group = by_input[{g.get(), node.input(0)}];
+        if (!group) {
+          group = std::make_unique<AwqGroup>();
+          group->graph = g.get();
+          group->input = node.input(0);
+        }
+        group->members.push_back({&node, *ref, how, std::get<WeightPrecision>(decision)});
+      }
+    }
+    std::vector<std::unique_ptr<AwqGroup>> groups;
+    for (auto& [key, group] : by_input) groups.push_back(std::move(group));
+    std::vector<AwqChoice> choices(groups.size());
+    for (size_t i = 0; i < groups.size(); ++i) {  // (each search runs over the threads)
+      const AwqGroup& group = *groups[i];
+      std::vector<AwqColumns> columns;
+      std::set<const onnx::TensorProto*> seen;
+      for (const auto& m : group.members) {
+        if (!seen.insert(m.weight.tensor).second) continue;
+        AwqColumns c;
+        c.format = m.precision.format();
+        c.values = sample_columns(model, *m.weight.tensor, m.how, kAwqColumns, &c.count);
+        columns.push_back(std::move(c));
+      }
+      choices[i] = awq_search(*inputs.at(group.input)->gram, columns, *config_.quantizer);
+    }
+    int scaled = 0, folded = 0;
+    double before = 0, after = 0;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      AwqGroup& group = *groups[i];
+      const AwqChoice& choice = choices[i];
+      before += choice.unscaled_error;
+      after += choice.error;
+      if (choice.alpha == 0) continue;
+      ++scaled;
+      const InputStatistics& x = *inputs.at(group.input);
+      auto stats = std::make_shared<InputStatistics>();
+      stats->mean_square = x.mean_square;
+      for (size_t j = 0; j < choice.scales.size(); ++j) {
+        stats->mean_square[j] /= choice.scales[j] * choice.scales[j];
+      }
+      if (config_.awq_gptq) {  // H of x / s: S^-1 H S^-1
+        auto gram = std::make_shared<Gram>(*x.gram);
+        const int64_t k = gram->k;
+        for (int64_t r = 0; r < k; ++r) {
+          for (int64_t c = 0; c < k; ++c) {
+            gram->sum[r * k + c] /= choice.scales[r] * choice.scales[c];
+          }
+        }
+        stats->gram = std::move(gram);
+      }
+      group.scaled = std::move(stats);
+      group.scales = std::make_shared<const std::vector<float>>(choice.scales);
+      if (fold_awq(model, index, editor, group)) ++folded;
+    }
+    if (!groups.empty()) {
+      result.notes.push_back(fmt::format(
+          "AWQ: {} of {} weight inputs scaled ({} folded into the op before, {} through a Mul); "
+          "output error on the calibration data {:.3g} -> {:.3g} (sampled columns)",
+          scaled, groups.size(), folded, scaled - folded, before, after));
+    }
+    return groups;
+  }
+  static constexpr int64_t kAwqColumns = 64;
+
+  // Divides x by s inside the op computing it, when that op scales x per channel by constants
+  // (an RMSNorm's Mul, a LayerNormalization's scale and bias) and nothing but the group reads x.
+  bool fold_awq(Model& model, const ModelIndex& index, GraphEditor& editor, AwqGroup& group) {
+    const ModelIndex::Graph& g = *group.graph;
+    onnx::NodeProto* producer = index.producer(g, group.input);
+    if (!producer || producer->output_size() < 1 || producer->output(0) != group.input) {
+      return false;
+    }
+    if (std::none_of(g.proto->node().begin(), g.proto->node().end(),
+                     [&](const onnx::NodeProto& n) { return &n == producer; })) {
+      return false;  // computed in an enclosing graph
+    }
+    std::set<const onnx::NodeProto*> members;
+    for (const auto& m : group.members) {
+      if (m.node->op_type() != "MatMul") return false;  // a Gemm may yet be kept (transA, C)
+      if (auto rank = declared_rank(g, group.input); rank && *rank < 2) return false;
+      members.insert(m.node);
+    }
+    for (const auto& use : index.readers(g, group.input)) {
+      if (!use.node || use.input != 0 || !members.count(use.node)) return false;
+    }
+    const int64_t k = static_cast<int64_t>(group.scales->size());
+    std::vector<std::pair<int, ConstantRef>> targets;
+    const bool mul = producer->op_type() == "Mul";
+    for (int i : channel_constants(*producer)) {
+      if (i >= producer->input_size() || producer->input(i).empty()) continue;
+      auto c = index.constant(g, producer->input(i));
+      if (!c && mul) continue;  // x
+      if (!c) return false;     // a scale or bias computed at run time
+      const auto& t = *c->tensor;
+      if (!is_float_weight(t) || t.dims_size() < 1 || t.dims(t.dims_size() - 1) != k ||
+          static_cast<int64_t>(element_count(t)) != k) {
+        return false;
+      }
+      targets.emplace_back(i, *c);
+    }
+    // A Mul: exactly one constant operand; a normalization: its scale at least.
+    if (targets.empty() || (mul && targets.size() != 1)) return false;
+    for (auto& [i, c] : targets) {
+      const bool f16 = c.tensor->data_type() == onnx::TensorProto::FLOAT16;
+      std::vector<float> v(k);
+      std::vector<uint16_t> half(f16 ? k : 0);
+      {
+        PayloadBytes bytes(tensor_payload(model, *c.tensor));
+        if (f16) {
+          std::memcpy(half.data(), bytes.data(), k * 2);
+          kernels().f16_to_f32(half.data(), k, v.data());
+        } else {
+          std::memcpy(v.data(), bytes.data(), k * 4);
+        }
+      }
+      for (int64_t j = 0; j < k; ++j) v[j] /= (*group.scales)[j];
+      if (f16) kernels().f32_to_f16(v.data(), k, half.data());
+      std::vector<int64_t> dims(c.tensor->dims().begin(), c.tensor->dims().end());
+      producer->set_input(
+          i, editor.add_initializer(
+                 *g.proto, producer->input(i) + "_awq", c.tensor->data_type(), dims,
+                 f16 ? static_cast<const void*>(half.data()) : static_cast<const void*>(v.data()),
+                 k * (f16 ? 2 : 4)));
+    }
+    group.reads = group.input;  // x itself is now x / s
+    return true;
+  }
+
+  // The name a member of an AWQ group reads: x / s (its Mul added on first use).
+  std::string awq_input(GraphEditor& editor, AwqGroup& group, onnx::NodeProto& before) {
+    if (!group.reads.empty()) return group.reads;
+    const ModelIndex::Graph& g = *group.graph;
+    const int64_t k = static_cast<int64_t>(group.scales->size());
+    std::vector<float> inverse(k);
+    for (int64_t j = 0; j < k; ++j) inverse[j] = 1.0f / (*group.scales)[j];
+    std::string divisor;
+    if (group.members.front().weight.tensor->data_type() == onnx::TensorProto::FLOAT16) {
+      std::vector<uint16_t> half(k);  // a float16 model: x is float16
+      kernels().f32_to_f16(inverse.data(), k, half.data());
+      divisor = editor.add_initializer(*g.proto, group.input + "_awq_inverse_scale",
+                                       onnx::TensorProto::FLOAT16, {k}, half.data(), k * 2);
+    } else {
+      divisor = editor.add_floats(*g.proto, group.input + "_awq_inverse_scale", {k}, inverse);
+    }
+    group.reads = editor.unique(group.input + "_awq");
+    editor.add_node(*g.proto, "Mul", group.input + "_awq_mul", {group.input, divisor},
+                    {group.reads}, "", &before);
+    return group.reads;
+  }
+
   // Gather(table [V, D], ids) on axis 0 -> GatherBlockQuantized: each row quantized along D in
   // blocks like a MatMulNBits column, stored [V, D * bits / 8].
   Verdict gather(const ModelIndex& index, GraphEditor& editor, const ModelIndex::Graph& graph,
@@ -212,7 +443,7 @@ class MatMulNBitsPass final : public Pass {
     how.rows_are_columns = true;
     how.table = true;
     auto key = std::make_tuple(ref->tensor, true, 1.0f, true, precision.bits, precision.block_size,
-                               precision.symmetric);
+                               precision.symmetric, static_cast<const AwqGroup*>(nullptr));
     auto [it, fresh] = done.try_emplace(key);
     if (fresh) {
       TensorChange change;

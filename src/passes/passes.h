@@ -71,6 +71,11 @@ struct NBitsConfig {
   // Data-aware algorithms: statistics of the inputs named (the MatMuls' A), from calibration;
   // unset: data-free.
   std::function<InputStatisticsMap(const Model&, const std::set<std::string>&)> statistics;
+  // AWQ before quantizing (needs statistics with Gram matrices): per input, the weights' rows
+  // scaled by s and the input divided by it; then `quantizer` weighted by the scaled input's
+  // mean squares, or with `awq_gptq` GPTQ on the scaled input's Gram matrix.
+  bool awq = false;
+  bool awq_gptq = false;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

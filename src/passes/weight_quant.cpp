@@ -169,7 +169,8 @@ class NBitsJob {
   // are multiplied by `scale_factor` (Gemm's alpha).
   NBitsJob(PayloadPtr source, bool f16_source, int64_t k, int64_t n, BlockFormat fmt,
            bool f16_scales, bool rows_are_columns, float scale_factor,
-           const BlockQuantizer& quantizer, std::shared_ptr<const InputStatistics> input)
+           const BlockQuantizer& quantizer, std::shared_ptr<const InputStatistics> input,
+           std::shared_ptr<const std::vector<float>> row_scales)
       : source_(std::move(source)),
         f16_source_(f16_source),
         k_(k),
@@ -179,7 +180,8 @@ class NBitsJob {
         rows_are_columns_(rows_are_columns),
         scale_factor_(scale_factor),
         quantizer_(quantizer),
-        input_(std::move(input)) {}
+        input_(std::move(input)),
+        row_scales_(std::move(row_scales)) {}
 
   uint64_t blocks() const { return fmt_.blocks(k_); }
   // Relative RMS of the reconstruction (estimated, see add_error), NaN until the bytes are
@@ -285,9 +287,18 @@ class NBitsJob {
             }
           }
         }
+        if (row_scales_) scale_rows(buf.data(), cols, row_major);
         body(c0, cols, buf.data());
       }
     });
+  }
+
+  // Multiplies row r of a gathered tile by row_scales_[r] (AWQ).
+  void scale_rows(float* buf, int64_t cols, bool row_major) const {
+    const float* s = row_scales_->data();
+    for (int64_t r = 0; r < k_; ++r) {
+      for (int64_t j = 0; j < cols; ++j) buf[row_major ? r * cols + j : j * k_ + r] *= s[r];
+    }
   }
 
   // Adds column `col`'s squared reconstruction error and squared norm to the totals (x: its K
@@ -301,11 +312,14 @@ class NBitsJob {
     y.resize(k_);
     kernels().dequantize_blocks(packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
                                 fmt_.symmetric ? nullptr : zps + col * nb, k_, fmt_, y.data());
+    // The error of the weight itself, not of its scaled rows (AWQ).
+    const float* s = row_scales_ ? row_scales_->data() : nullptr;
     float e = 0, w = 0;
 #pragma omp simd reduction(+ : e, w)
     for (int64_t i = 0; i < k_; ++i) {
-      e += (x[i] - y[i]) * (x[i] - y[i]);
-      w += x[i] * x[i];
+      const float inv = s ? 1.0f / s[i] : 1.0f;
+      e += (x[i] - y[i]) * (x[i] - y[i]) * inv * inv;
+      w += x[i] * x[i] * inv * inv;
     }
     err += e, norm += w;
   }
@@ -369,6 +383,7 @@ class NBitsJob {
   float scale_factor_;
   const BlockQuantizer& quantizer_;
   std::shared_ptr<const InputStatistics> input_;
+  std::shared_ptr<const std::vector<float>> row_scales_;  // AWQ's s, or nullptr
   std::shared_ptr<double> error_ =
       std::make_shared<double>(std::numeric_limits<double>::quiet_NaN());
   std::mutex mutex_, error_mutex_;
@@ -427,7 +442,8 @@ const GptqFactor& InputStatistics::factor() const {
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,
                                const WeightPrecision& precision, int scale_type,
                                const BlockQuantizer& quantizer,
-                               std::shared_ptr<const InputStatistics> input, TensorChange& change) {
+                               std::shared_ptr<const InputStatistics> input, TensorChange& change,
+                               std::shared_ptr<const std::vector<float>> row_scales) {
   const onnx::TensorProto& b = *ref.tensor;
   PackedWeight q;
   q.k = b.dims(how.rows_are_columns ? 1 : 0);
@@ -437,7 +453,7 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   const bool f16_source = b.data_type() == onnx::TensorProto::FLOAT16;
   auto job =
       std::make_shared<NBitsJob>(tensor_payload(editor.model(), b), f16_source, q.k, q.n, fmt, f16,
-                                 how.rows_are_columns, how.alpha, quantizer, input);
+                                 how.rows_are_columns, how.alpha, quantizer, input, row_scales);
   const std::string base = b.name().empty() ? "weight" : b.name();
   auto add = [&](const std::string& suffix, int type, std::vector<int64_t> dims, uint64_t size,
                  void (NBitsJob::*read)(uint8_t*)) {
@@ -467,12 +483,42 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   } else if (uses_importance(input.get(), q.k) && !algo.empty()) {
     algo = "imatrix";
   }
+  if (row_scales) algo = "awq+" + algo;
   change.to = fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
                           algo.empty() ? "" : " " + algo);
   change.bytes_before = static_cast<uint64_t>(q.k * q.n) * (f16_source ? 2 : 4);
   change.error = job->error();
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
   return q;
+}
+
+std::vector<float> sample_columns(Model& model, const onnx::TensorProto& weight,
+                                  const Orientation& how, int64_t max_columns, int64_t* count) {
+  const int64_t k = weight.dims(how.rows_are_columns ? 1 : 0);
+  const int64_t n = weight.dims(how.rows_are_columns ? 0 : 1);
+  const int64_t stride = (n + max_columns - 1) / max_columns;
+  *count = (n + stride - 1) / stride;
+  const bool f16 = weight.data_type() == onnx::TensorProto::FLOAT16;
+  PayloadBytes bytes(tensor_payload(model, weight));
+  auto value = [&](int64_t i) {
+    if (!f16) {
+      float v;
+      std::memcpy(&v, bytes.data() + i * 4, 4);
+      return v;
+    }
+    uint16_t h;
+    float v;
+    std::memcpy(&h, bytes.data() + i * 2, 2);
+    kernels().f16_to_f32(&h, 1, &v);
+    return v;
+  };
+  std::vector<float> out(*count * k);
+  for (int64_t c = 0; c < *count; ++c) {
+    for (int64_t r = 0; r < k; ++r) {
+      out[c * k + r] = value(how.rows_are_columns ? c * stride * k + r : r * n + c * stride);
+    }
+  }
+  return out;
 }
 
 void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,

@@ -117,11 +117,19 @@ struct PackedWeight {
 // computed when written) and describes the change in `change`. scale_type: FLOAT or FLOAT16.
 // With `input` (statistics of the input the weight multiplies, K channels): GPTQ when it has a
 // Gram matrix (`quantizer` then picks each block's scale), else `quantizer` weighted by its
-// mean squares.
+// mean squares. With `row_scales` (K values, AWQ): row j of the weight is multiplied by
+// row_scales[j] before it is quantized (the input must be divided by it; `input` describes the
+// divided input).
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,
                                const WeightPrecision& precision, int scale_type,
                                const BlockQuantizer& quantizer,
-                               std::shared_ptr<const InputStatistics> input, TensorChange& change);
+                               std::shared_ptr<const InputStatistics> input, TensorChange& change,
+                               std::shared_ptr<const std::vector<float>> row_scales = nullptr);
+
+// Up to `max_columns` columns of a 2-D float32/float16 weight (evenly spaced), as float32: the
+// columns one after another, K values each (K, N as `how` reads the weight).
+std::vector<float> sample_columns(Model& model, const onnx::TensorProto& weight,
+                                  const Orientation& how, int64_t max_columns, int64_t* count);
 
 // Emitter: replaces Gather `node` (axis 0 of a table quantized with Orientation::table) by
 // com.microsoft.GatherBlockQuantized reading the packed table.

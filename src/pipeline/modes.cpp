@@ -84,8 +84,17 @@ const char* weight_algo_name(WeightAlgo algo) {
       return "imatrix";
     case WeightAlgo::kGptq:
       return "gptq";
+    case WeightAlgo::kAwq:
+      return "awq";
+    case WeightAlgo::kAwqGptq:
+      return "awq+gptq";
   }
   return "?";
+}
+
+bool needs_calibration(WeightAlgo algo) {
+  return algo == WeightAlgo::kImatrix || algo == WeightAlgo::kGptq || algo == WeightAlgo::kAwq ||
+         algo == WeightAlgo::kAwqGptq;
 }
 
 const char* calib_method_name(CalibMethod method) {
@@ -250,7 +259,7 @@ void Options::validate() const {
   if (accuracy_level < 0 || accuracy_level > 4) {
     fail(ExitCode::kUsage, "--accuracy-level {}: must be 0 to 4", accuracy_level);
   }
-  if ((weight_algo == WeightAlgo::kImatrix || weight_algo == WeightAlgo::kGptq) && calib.empty()) {
+  if (needs_calibration(weight_algo) && calib.empty()) {
     fail(ExitCode::kUsage, "--algo {} needs calibration data: --calib PATH",
          weight_algo_name(weight_algo));
   }
@@ -392,7 +401,9 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.float16_scales = mode == Mode::kQ4F16;
     const WeightAlgo algo = options.weight_algorithm();
     config.quantizer = algo == WeightAlgo::kRtn ? &round_to_nearest() : &scale_search();
-    if (algo == WeightAlgo::kImatrix || algo == WeightAlgo::kGptq) {
+    config.awq = algo == WeightAlgo::kAwq || algo == WeightAlgo::kAwqGptq;
+    config.awq_gptq = algo == WeightAlgo::kAwqGptq;
+    if (needs_calibration(algo)) {
       config.statistics = [data = data.calibration, cache = data.cache, algo,
                            progress = options.calib_progress](
                               const Model& model, const std::set<std::string>& tensors) {
@@ -400,7 +411,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
           fail(ExitCode::kUsage, "--algo {} needs calibration data (--calib)",
                weight_algo_name(algo));
         }
-        const bool gram = algo == WeightAlgo::kGptq;
+        const bool gram = algo != WeightAlgo::kImatrix;
         auto key = [gram](const std::string& t) { return (gram ? "gram|" : "ms|") + t; };
         std::set<std::string> missing;
         for (const auto& t : tensors) {
