@@ -26,6 +26,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include "model/tensor_data.h"
@@ -67,6 +68,64 @@ std::vector<int> channel_constants(const onnx::NodeProto& node) {
   if (node.domain() == kMsDomain && op == "SkipSimplifiedLayerNormalization") return {2};
   if (node.domain() == kMsDomain && op == "SkipLayerNormalization") return {2, 3};
   return {};
+}
+
+// An output projection whose weight is an embedding table's transpose.
+struct TiedProjection {
+  const onnx::NodeProto* node = nullptr;
+  ConstantRef weight;
+  Orientation how;
+};
+
+// Whether w [D, V] holds the transpose of table [V, D] (same type, same values).
+bool is_transpose(const Model& model, const onnx::TensorProto& table, const onnx::TensorProto& w) {
+  if (w.data_type() != table.data_type() || w.dims_size() != 2 || w.dims(0) != table.dims(1) ||
+      w.dims(1) != table.dims(0)) {
+    return false;
+  }
+  const int64_t v = table.dims(0), d = table.dims(1);
+  const size_t e = table.data_type() == onnx::TensorProto::FLOAT16 ? 2 : 4;
+  PayloadBytes a(tensor_payload(model, table)), b(tensor_payload(model, w));
+  if (a.size() != static_cast<size_t>(v * d) * e || b.size() != a.size()) return false;
+  for (int64_t r = 0; r < v; ++r) {
+    for (int64_t c = 0; c < d; ++c) {
+      if (std::memcmp(a.data() + (r * d + c) * e, b.data() + (c * v + r) * e, e) != 0) return false;
+    }
+  }
+  return true;
+}
+
+// The Gathers of `tables` whose table an output projection (a main-graph MatMul/Gemm that
+// `projection` accepts) multiplies by, transposed.
+template <typename Projection>
+std::map<const onnx::NodeProto*, TiedProjection> find_tied(
+    const Model& model, const ModelIndex& index, const std::set<const onnx::NodeProto*>& tables,
+    const Projection& projection) {
+  std::map<const onnx::NodeProto*, TiedProjection> tied;
+  for (const auto& node : index.main().proto->node()) {
+    if (!node.domain().empty() || (node.op_type() != "MatMul" && node.op_type() != "Gemm") ||
+        node.input_size() < 2 || !projection(node)) {
+      continue;
+    }
+    const bool gemm = node.op_type() == "Gemm";
+    if (gemm && (attr_int(node, "transA", 0) != 0 || attr_float(node, "alpha", 1.0f) != 1.0f)) {
+      continue;
+    }
+    auto w = index.constant(index.main(), node.input(1));
+    if (!w || w->tensor->dims_size() != 2) continue;
+    Orientation how;
+    how.rows_are_columns = gemm && attr_int(node, "transB", 0) != 0;
+    for (const auto& g : index.graphs()) {
+      for (const auto& gather : g->proto->node()) {
+        if (!tables.count(&gather) || tied.count(&gather)) continue;
+        const onnx::TensorProto& table = *index.constant(*g, gather.input(0))->tensor;
+        if (how.rows_are_columns ? &table == w->tensor : is_transpose(model, table, *w->tensor)) {
+          tied[&gather] = {&node, *w, how};
+        }
+      }
+    }
+  }
+  return tied;
 }
 
 // The weights reading one input that AWQ scales together (the input is divided once).
@@ -156,12 +215,80 @@ class MatMulNBitsPass final : public Pass {
         for (const auto& m : g->members) group_of[m.node] = g.get();
       }
     }
+    auto awq_of = [&](const onnx::NodeProto& node) -> AwqGroup* {
+      auto g = group_of.find(&node);
+      return g != group_of.end() && g->second->scales ? g->second : nullptr;
+    };
+    // The packed form of a MatMul/Gemm's weight: once per weight, orientation, precision and AWQ
+    // group.
+    auto matmul_weight = [&](const onnx::NodeProto& node, const ConstantRef& ref,
+                             const Orientation& how,
+                             const WeightPrecision& precision) -> const PackedWeight& {
+      AwqGroup* awq = awq_of(node);
+      const auto key = std::make_tuple(ref.tensor, how.rows_are_columns, how.alpha, false,
+                                       precision.bits, precision.block_size, precision.symmetric,
+                                       static_cast<const AwqGroup*>(awq));
+      auto [it, fresh] = done.try_emplace(key);
+      if (fresh) {
+        TensorChange change;
+        auto input = inputs.find(node.input(0));
+        std::shared_ptr<const InputStatistics> stats = awq                     ? awq->scaled
+                                                       : input == inputs.end() ? nullptr
+                                                                               : input->second;
+        it->second = add_packed_weight(editor, ref, how, precision, scale_type(*ref.tensor),
+                                       *config_.quantizer, std::move(stats), change,
+                                       awq ? awq->scales : nullptr);
+        result.tensors.push_back(std::move(change));
+      }
+      return it->second;
+    };
+    // Tied weights: an embedding table whose transpose is an output projection's weight (or the
+    // same tensor, read by a Gemm with transB) is stored once, as the projection's packed weight.
+    std::map<const onnx::NodeProto*, TiedProjection> tied =
+        find_tied(model, index, tables,
+                  [&](const onnx::NodeProto& node) { return feeds_output(index.main(), node); });
+    auto share_table = [&](const ModelIndex::Graph& graph,
+                           onnx::NodeProto& node) -> std::optional<Verdict> {
+      auto t = tied.find(&node);
+      if (t == tied.end() || config_.policy.overrides.count(node_key(node)) ||
+          attr_int(node, "axis", 0) != 0 || awq_of(*t->second.node)) {
+        return std::nullopt;
+      }
+      const TiedProjection& head = t->second;
+      auto decision = config_.policy.decide(*head.node, true);
+      const auto* p = std::get_if<WeightPrecision>(&decision);
+      const int64_t d = head.weight.tensor->dims(head.how.rows_are_columns ? 1 : 0);
+      if (!p || d % p->block_size != 0) return std::nullopt;
+      const PackedWeight& packed = matmul_weight(*head.node, head.weight, head.how, *p);
+      // GatherBlockQuantized reads the projection's [V, blocks, blob] as [V, blocks * blob].
+      const int64_t dims[] = {packed.n, d * p->bits / 8};
+      const std::string shape = editor.add_initializer(*graph.proto, packed.packed + "_table_shape",
+                                                       onnx::TensorProto::INT64, {2}, dims, 16);
+      PackedWeight table = packed;
+      table.packed = editor.unique(packed.packed + "_table");
+      editor.add_node(*graph.proto, "Reshape", packed.packed + "_table_reshape",
+                      {packed.packed, shape}, {table.packed}, "", &node);
+      if (scale_type(*head.weight.tensor) == onnx::TensorProto::FLOAT16 &&
+          head.weight.tensor->data_type() == onnx::TensorProto::FLOAT) {
+        // q4f16: the Gather gets float32 scales like any other until the float16 pass runs.
+        table.scales = editor.unique(packed.scales + "_float");
+        auto& cast = editor.add_node(*graph.proto, "Cast", packed.scales + "_float_cast",
+                                     {packed.scales}, {table.scales}, "", &node);
+        set_attr(cast, "to", static_cast<int64_t>(onnx::TensorProto::FLOAT));
+      }
+      emit_gather_block_quantized(editor, *graph.proto, node, table, *p);
+      return Verdict::done(
+          fmt::format("GatherBlockQuantized {}-bit block {}, the table of the tied output "
+                      "projection {} (stored once)",
+                      p->bits, p->block_size, node_label(*head.node)));
+    };
     visit_nodes(
         index, result, candidate, [&](const ModelIndex::Graph& graph, onnx::NodeProto& node) {
           auto decision = config_.policy.decide(node, feeds_output(graph, node));
           if (auto* why = std::get_if<std::string>(&decision)) return Verdict::kept(*why);
           const WeightPrecision precision = std::get<WeightPrecision>(decision);
           if (node.op_type() == "Gather") {
+            if (auto shared = share_table(graph, node)) return *shared;
             return gather(index, editor, graph, node, precision, done, result);
           }
           const bool gemm = node.op_type() == "Gemm";
@@ -201,26 +328,8 @@ class MatMulNBitsPass final : public Pass {
               return Verdict::kept("C is not a constant [N] vector and beta is not 1");
             }
           }
-          AwqGroup* awq = nullptr;
-          if (auto g = group_of.find(&node); g != group_of.end() && g->second->scales) {
-            awq = g->second;
-          }
-          const auto key =
-              std::make_tuple(ref->tensor, how.rows_are_columns, how.alpha, false, precision.bits,
-                              precision.block_size, precision.symmetric, awq);
-          auto [it, fresh] = done.try_emplace(key);
-          if (fresh) {
-            TensorChange change;
-            auto input = inputs.find(node.input(0));
-            std::shared_ptr<const InputStatistics> stats = awq                     ? awq->scaled
-                                                           : input == inputs.end() ? nullptr
-                                                                                   : input->second;
-            it->second =
-                add_packed_weight(editor, *ref, how, precision, scale_type(b), *config_.quantizer,
-                                  std::move(stats), change, awq ? awq->scales : nullptr);
-            result.tensors.push_back(std::move(change));
-          }
-          if (awq) node.set_input(0, awq_input(editor, *awq, node));
+          const PackedWeight& packed = matmul_weight(node, *ref, how, precision);
+          if (AwqGroup* awq = awq_of(node)) node.set_input(0, awq_input(editor, *awq, node));
           std::string output = node.output(0);
           if (!add_after.empty()) {  // MatMulNBits writes Y0, then Y = Y0 + C
             std::string y0 = editor.unique(output + "_nobias");
@@ -228,8 +337,8 @@ class MatMulNBitsPass final : public Pass {
                             {output}, "", &node);
             output = y0;
           }
-          emit_matmul_nbits(editor, *graph.proto, node, it->second, precision,
-                            config_.accuracy_level, bias, output);
+          emit_matmul_nbits(editor, *graph.proto, node, packed, precision, config_.accuracy_level,
+                            bias, output);
           return Verdict::done(
               fmt::format("MatMulNBits {}-bit block {}{}", precision.bits, precision.block_size,
                           precision.output_projection

@@ -206,6 +206,46 @@ TEST(NBits, OutputProjectionKeepsEightBitsUnlessOverridden) {
   }
 }
 
+// Tied weights: an embedding table whose transpose is the output projection's weight is stored
+// once (the projection's 8-bit packed weight, reshaped for GatherBlockQuantized), and the model
+// computes what it did; a table that differs in one value is not tied.
+TEST(NBits, TiedEmbeddingAndOutputProjectionShareOneTable) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (int64[2, 3] ids) => (float[2, 3, 16] y) {
+      h = Gather(table, ids)
+      y = MatMul(h, w)
+    })");
+  const int64_t v = 16, d = 64;
+  const std::vector<float> table = testing::random_floats(v * d, 41);
+  std::vector<float> w(d * v);
+  for (int64_t r = 0; r < v; ++r) {
+    for (int64_t c = 0; c < d; ++c) w[c * v + r] = table[r * d + c];
+  }
+  for (const bool tied : {true, false}) {
+    if (!tied) w[5] += 0.5f;
+    testing::set_floats(proto, "table", {v, d}, table);
+    testing::set_floats(proto, "w", {d, v}, w);
+    const Model before = testing::round_trip(proto);
+    Model model = testing::round_trip(proto);
+    NBitsConfig config;
+    config.policy.precision = {4, 32, true};
+    config.policy.output_projection_8bit = true;
+    PassResult r = run_nbits(model, config);
+    const auto& g = model.proto.graph();
+    ASSERT_EQ(r.changed.size(), 2u);
+    EXPECT_EQ(r.tensors.size(), tied ? 1u : 2u) << "one packed table when tied";
+    EXPECT_EQ(testing::count_ops(g, "Reshape"), tied ? 1 : 0);
+    const auto* gather = find_node(g, "GatherBlockQuantized");
+    const auto* head = find_node(g, "MatMulNBits");
+    ASSERT_TRUE(gather && head);
+    EXPECT_EQ(int_attr(*gather, "bits"), tied ? 8 : 4) << "the projection's precision when shared";
+    EXPECT_EQ(gather->input(2) == head->input(2), tied) << "the same scales";
+    const auto gap = testing::output_gap(before, model, 2, 1, v);
+    EXPECT_GT(gap.min_cosine, 0.999);
+  }
+}
+
 // Gather from a constant table -> GatherBlockQuantized: its packed bytes and scales are the
 // hand-computed round-to-nearest ones (symmetric 4-bit: scale = m / -8, m the block's value of
 // largest magnitude, code = round(x / scale) + 8, two codes per byte, low nibble first), stored
