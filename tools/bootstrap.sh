@@ -31,6 +31,10 @@ fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 if [ $tests = 1 ]; then
   cmake --build build -j2
+  # The same code under ASan + UBSan, for the hostile-input tests (asan_* in ctest).
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUANTIZE_SANITIZE=ON \
+    -DQUANTIZE_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/asan -j2 --target quantize unit_tests quantize_fuzz
   # ONNX Runtime 1.30 (CPU library inside the npm package; its install script only downloads
   # GPU extras, so it is skipped), pinned by tests/ort/package-lock.json.
   npm ci --ignore-scripts --no-audit --no-fund --prefix tests/ort >/dev/null

@@ -446,7 +446,15 @@ int run_command(const DataRunRequest& request) {
 
 }  // namespace
 
+// For unsigned options: CLI11 would read "-1" as 2^64 - 1.
+const CLI::Validator kNotNegative(
+    [](std::string& value) {
+      return value.find('-') == std::string::npos ? std::string() : "must not be negative";
+    },
+    "N >= 0");
+
 int main(int argc, char** argv) {
+  remove_partial_outputs_on_signals();
   Cli cli;
   Options& options = cli.request.options;
   CLI::App app{
@@ -529,6 +537,7 @@ int main(int argc, char** argv) {
                  "files or a folder of them, or 'random' (synthetic inputs)");
   st->add_option("--calib-samples", options.calib_samples,
                  "Use at most N calibration samples (0: all; random: 8)")
+      ->check(kNotNegative)  // an unsigned option would take -1 as 2^64 - 1
       ->capture_default_str();
   st->add_option("--calib-method", cli.calib_method,
                  "Activation ranges: minmax, percentile, entropy (KL divergence) or mse (least "
@@ -594,6 +603,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--rtol", run_request.rtol, "Relative tolerance")->capture_default_str();
   run_cmd->add_option("--atol", run_request.atol, "Absolute tolerance")->capture_default_str();
   run_cmd->add_option("--repeat", run_request.repeat, "Run each set N times, report the best time")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   DiffRequest diff_request;
   std::string diff_json;

@@ -47,6 +47,11 @@ struct SaveResult {
 
 // Writes the model to `path` (and `path` + ".data" with external data) through temporary files
 // renamed at the end: the output appears complete or not at all. Throws Error(kOutput).
+// Installs SIGINT / SIGTERM / SIGHUP handlers that remove the temporary files save_model is
+// writing (the output appears complete or not at all, even when interrupted), then end the
+// process as the signal would have. For programs; call once, early.
+void remove_partial_outputs_on_signals();
+
 SaveResult save_model(const Model& model, const std::filesystem::path& path,
                       const SaveOptions& options);
 

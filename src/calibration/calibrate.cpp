@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "kernels/kernels.h"
+#include "model/payload.h"
 #include "quantize/error.h"
 
 namespace quantize {
@@ -316,6 +317,7 @@ Range TensorStats::mse_range(int levels) const {
 namespace {
 
 std::vector<uint8_t> read_file(const fs::path& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ExitCode::kInput, "{}: cannot read", path.string());
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

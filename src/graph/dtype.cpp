@@ -2,7 +2,10 @@
 
 #include <onnx/shape_inference/implementation.h>
 
+#include <string>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace quantize {
 namespace {
@@ -165,6 +168,46 @@ ValueType value_type(const onnx::TypeProto& type) {
   return {ValueType::kOther, 0};
 }
 
+// A graph's nodes, each after the producers of its inputs (Kahn's algorithm, linear; nodes on a
+// cycle, which the loader refuses, go last).
+std::vector<const onnx::NodeProto*> in_order(const onnx::GraphProto& g) {
+  const int n = g.node_size();
+  std::unordered_map<std::string, int> producer;
+  for (int i = 0; i < n; ++i) {
+    for (const auto& o : g.node(i).output()) producer.emplace(o, i);
+  }
+  std::vector<std::vector<int>> users(n);
+  std::vector<int> pending(n, 0);
+  for (int i = 0; i < n; ++i) {
+    for (const auto& in : g.node(i).input()) {
+      auto it = producer.find(in);
+      if (it != producer.end() && it->second != i) {
+        users[it->second].push_back(i);
+        ++pending[i];
+      }
+    }
+  }
+  std::vector<const onnx::NodeProto*> order;
+  std::vector<int> ready;
+  for (int i = n - 1; i >= 0; --i) {
+    if (pending[i] == 0) ready.push_back(i);
+  }
+  std::vector<bool> placed(n, false);
+  while (!ready.empty()) {
+    const int i = ready.back();
+    ready.pop_back();
+    placed[i] = true;
+    order.push_back(&g.node(i));
+    for (int u : users[i]) {
+      if (--pending[u] == 0) ready.push_back(u);
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!placed[i]) order.push_back(&g.node(i));
+  }
+  return order;
+}
+
 TypeMap infer_types(const onnx::ModelProto& model) {
   TypeMap types;
   for_each_graph(model.graph(), [&](const onnx::GraphProto& g) { declare_graph(g, types); });
@@ -177,18 +220,22 @@ TypeMap infer_types(const onnx::ModelProto& model) {
   } catch (const std::exception&) {
     // Opsets or domains ONNX 1.12 does not know: the op rules below fill in.
   }
-  // Nodes may be out of order in a model being rewritten: repeat until nothing changes.
+  // Nodes may be out of order in a model being rewritten: taken in dependency order (one sweep
+  // then suffices but for values a body reads), and repeated until nothing changes.
+  std::vector<std::vector<const onnx::NodeProto*>> orders;
+  for_each_graph(model.graph(), [&](const onnx::GraphProto& g) { orders.push_back(in_order(g)); });
   for (bool changed = true; changed;) {
     changed = false;
-    for_each_graph(model.graph(), [&](const onnx::GraphProto& g) {
-      for (const auto& node : g.node()) {
+    for (const auto& order : orders) {
+      for (const onnx::NodeProto* n : order) {
+        const onnx::NodeProto& node = *n;
         auto out = output_types(node, types);
         for (int i = 0; i < node.output_size() && i < static_cast<int>(out.size()); ++i) {
           if (node.output(i).empty() || out[i].elem == 0) continue;
           changed |= types.emplace(node.output(i), out[i]).second;
         }
       }
-    });
+    }
   }
   return types;
 }

@@ -1,12 +1,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <cstring>
 #include <map>
 
 #include "graph/graph.h"
 #include "model/tensor_data.h"
+#include "model/validate.h"
 #include "model/wire.h"
 #include "quantize/error.h"
 #include "quantize/model.h"
@@ -26,6 +30,7 @@ constexpr uint64_t kMaxSingleFile = (uint64_t{1} << 31) - 1;
 
 // TensorProto field numbers.
 constexpr uint32_t kTensorFloatData = 4;
+constexpr uint32_t kTensorName = 8;
 constexpr uint32_t kTensorRawData = 9;
 constexpr uint32_t kTensorExternalData = 13;
 constexpr uint32_t kTensorDataLocation = 14;
@@ -45,12 +50,27 @@ void strip_tensor(std::string_view tensor, uint64_t offset, const std::shared_pt
   wire::Field field;
   int data_fields = 0;
   wire::Field data{};
+  std::string_view name;
+  bool reserved = false;
   while (reader.next(field)) {
     if ((field.number == kTensorRawData || field.number == kTensorFloatData) &&
         field.type == wire::kLen) {
       ++data_fields;
       data = field;
     }
+    if (field.number == kTensorName && field.type == wire::kLen) name = field.bytes;
+    if (field.number == kTensorExternalData && field.type == wire::kLen) {
+      // The marker is the loader's own: a file that carries one would alias another tensor.
+      onnx::StringStringEntryProto entry;
+      if (entry.ParseFromArray(field.bytes.data(), static_cast<int>(field.bytes.size())) &&
+          entry.key() == kPayloadKey) {
+        reserved = true;
+      }
+    }
+  }
+  if (reserved) {
+    fail(ExitCode::kInput, "tensor '{}' (at byte {}) uses the reserved key '{}'", name, offset,
+         kPayloadKey);
   }
   if (data_fields != 1 || data.bytes.size() < kStripBytes) {
     out.append(tensor);
@@ -89,19 +109,26 @@ void resolve_external_data(Model& model, const fs::path& folder, bool allow_exte
     uint64_t offset = 0;
     std::optional<uint64_t> length;
     bool marked = false;
-    for (const auto& entry : tensor.external_data()) {
-      try {
-        if (entry.key() == "location")
-          location = entry.value();
-        else if (entry.key() == "offset")
-          offset = std::stoull(entry.value());
-        else if (entry.key() == "length")
-          length = std::stoull(entry.value());
-        else if (entry.key() == kPayloadKey)
-          marked = true;
-      } catch (const std::exception&) {
+    auto number = [&](const onnx::StringStringEntryProto& entry) {
+      // Digits only, all of them (stoull would take "12abc" as 12, and "-1" as 2^64 - 1).
+      uint64_t v = 0;
+      const std::string& s = entry.value();
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
         fail(ExitCode::kInput, "{}: {}: external data entry '{}' is not a number: '{}'",
-             model.source, where, entry.key(), entry.value());
+             model.source, where, entry.key(), s);
+      }
+      return v;
+    };
+    for (const auto& entry : tensor.external_data()) {
+      if (entry.key() == "location") {
+        location = entry.value();
+      } else if (entry.key() == "offset") {
+        offset = number(entry);
+      } else if (entry.key() == "length") {
+        length = number(entry);
+      } else if (entry.key() == kPayloadKey) {
+        marked = true;
       }
     }
     if (marked) return;  // set by the loader itself
@@ -203,24 +230,67 @@ Model load_mapped(const std::shared_ptr<MappedFile>& file, const fs::path& folde
   check_versions(model);
   check_payload_sizes(model);
   resolve_external_data(model, folder, allow_external);
+  validate_model(model);
+  // ONNX requires nodes in dependency order, and the executor runs them as listed; a file that
+  // lists them otherwise is put in order (an ordered graph is left as it is).
+  ModelIndex index(model.proto);
+  for (const auto& g : index.graphs()) topological_sort(*g->proto);
   return model;
 }
 
 // Writer side -----------------------------------------------------------------------------
+
+// The temporary files being written, for the signal handler: fixed slots of plain chars (a
+// handler may only unlink() what it can read without locks or allocation).
+constexpr int kTempSlots = 64;
+struct TempSlot {
+  std::atomic<bool> used{false};
+  char path[4096];
+};
+TempSlot temp_slots[kTempSlots];
+
+int register_temp(const fs::path& path) {
+  const std::string& s = path.native();
+  if (s.size() >= sizeof(TempSlot::path)) return -1;
+  for (int i = 0; i < kTempSlots; ++i) {
+    bool expected = false;
+    if (temp_slots[i].used.load() || !temp_slots[i].used.compare_exchange_strong(expected, true)) {
+      continue;
+    }
+    std::memcpy(temp_slots[i].path, s.c_str(), s.size() + 1);
+    return i;
+  }
+  return -1;  // more files at once than slots: not removed on a signal (still on errors)
+}
+
+void unregister_temp(int slot) {
+  if (slot >= 0) temp_slots[slot].used.store(false);
+}
+
+extern "C" void remove_temps_and_reraise(int sig) {
+  for (auto& slot : temp_slots) {
+    if (slot.used.load()) ::unlink(slot.path);
+  }
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
 
 class TempFile {
  public:
   explicit TempFile(const fs::path& final_path) : final_(final_path) {
     path_ = final_path.parent_path() /
             fmt::format(".{}.tmp{}", final_path.filename().string(), ::getpid());
+    slot_ = register_temp(path_);
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) {
+      unregister_temp(slot_);
       fail(ExitCode::kOutput, "{}: cannot create: {}", path_.string(), std::strerror(errno));
     }
   }
   ~TempFile() {
     if (fd_ >= 0) ::close(fd_);
     if (!committed_) ::unlink(path_.c_str());
+    unregister_temp(slot_);
   }
   void write(const uint8_t* data, uint64_t size) {
     while (size > 0) {
@@ -256,6 +326,7 @@ class TempFile {
 
  private:
   fs::path final_, path_;
+  int slot_ = -1;
   int fd_ = -1;
   uint64_t written_ = 0;
   bool committed_ = false;
@@ -333,6 +404,10 @@ void expand_tensor(std::string_view tensor, const std::vector<PayloadPtr>& paylo
 }
 
 }  // namespace
+
+void remove_partial_outputs_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, remove_temps_and_reraise);
+}
 
 Model load_model(const fs::path& path) {
   auto file = MappedFile::open(path);
@@ -532,7 +607,7 @@ void set_tensor_payload(Model& model, onnx::TensorProto& tensor, PayloadPtr payl
 std::vector<float> tensor_floats(const Model& model, const onnx::TensorProto& tensor) {
   PayloadBytes bytes(tensor_payload(model, tensor));
   std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
   return values;
 }
 

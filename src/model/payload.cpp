@@ -12,8 +12,16 @@
 
 namespace quantize {
 
+void require_regular_file(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    fail(ExitCode::kInput, "{}: not a regular file", path.string());
+  }
+}
+
 std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(ExitCode::kInput, "{}: cannot open: {}", path.string(), std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -65,7 +73,9 @@ class MappedPayload final : public Payload {
   MappedPayload(std::shared_ptr<MappedFile> file, uint64_t offset, uint64_t length)
       : file_(std::move(file)), offset_(offset), length_(length) {}
   uint64_t size() const override { return length_; }
-  void read(uint8_t* out) const override { std::memcpy(out, data(), length_); }
+  void read(uint8_t* out) const override {
+    if (length_ > 0) std::memcpy(out, data(), length_);  // an empty file has no mapping
+  }
   const uint8_t* data() const override { return file_->data() + offset_; }
   void release() const override { file_->release(offset_, length_); }
 
@@ -78,7 +88,9 @@ class OwnedPayload final : public Payload {
  public:
   explicit OwnedPayload(std::vector<uint8_t> bytes) : bytes_(std::move(bytes)) {}
   uint64_t size() const override { return bytes_.size(); }
-  void read(uint8_t* out) const override { std::memcpy(out, bytes_.data(), bytes_.size()); }
+  void read(uint8_t* out) const override {
+    if (!bytes_.empty()) std::memcpy(out, bytes_.data(), bytes_.size());
+  }
   const uint8_t* data() const override { return bytes_.data(); }
 
  private:
@@ -114,7 +126,10 @@ PayloadPtr make_lazy_payload(uint64_t size, std::function<void(uint8_t*)> produc
 PayloadBytes::PayloadBytes(const PayloadPtr& payload) : payload_(payload) {
   size_ = payload->size();
   data_ = payload->data();
-  if (data_ == nullptr) {
+  // Bytes in place but not 8-byte aligned (raw_data inside a mapped file sits wherever the
+  // protobuf put it): copied, so that readers may load floats and int64s from them without
+  // undefined behaviour. new[] memory is aligned for any scalar type.
+  if (data_ == nullptr || reinterpret_cast<uintptr_t>(data_) % alignof(int64_t) != 0) {
     copy_.resize(size_);
     payload->read(copy_.data());
     data_ = copy_.data();

@@ -37,6 +37,10 @@ class MappedFile {
   std::string name_;
 };
 
+// Refuses (ExitCode::kInput) a path that exists but is not a regular file (a FIFO, a device, a
+// folder), before anything opens it: opening a FIFO to read blocks until a writer comes.
+void require_regular_file(const std::filesystem::path& path);
+
 class Payload {
  public:
   virtual ~Payload() = default;

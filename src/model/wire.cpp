@@ -147,8 +147,15 @@ Kind child_kind(Kind parent, uint32_t field, bool& descend) {
   return Kind::kTensor;
 }
 
+// Messages nest 3 levels per body (graph, node, attribute): past this, a file is nesting bodies
+// only to exhaust the stack (the validation refuses bodies nested more than 64 deep anyway).
+constexpr int kMaxNesting = 3 * 64 + 8;
+
 void rewrite_message(std::string_view message, uint64_t base, Kind kind,
-                     const TensorRewrite& rewrite, Segments& out) {
+                     const TensorRewrite& rewrite, Segments& out, int depth = 0) {
+  if (depth > kMaxNesting) {
+    fail(ExitCode::kInput, "subgraphs nest too deep (message at byte {})", base);
+  }
   Reader reader(message, base);
   Field field;
   while (reader.next(field)) {
@@ -162,7 +169,7 @@ void rewrite_message(std::string_view message, uint64_t base, Kind kind,
     if (child == Kind::kTensor) {
       rewrite(field.bytes, field.offset, inner);
     } else {
-      rewrite_message(field.bytes, field.offset, child, rewrite, inner);
+      rewrite_message(field.bytes, field.offset, child, rewrite, inner, depth + 1);
     }
     std::string header;
     put_tag(header, field.number, kLen);

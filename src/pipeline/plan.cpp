@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/graph.h"
+#include "model/payload.h"
 #include "quantize/error.h"
 
 namespace quantize {
@@ -32,6 +33,7 @@ std::map<std::string, Precision> PrecisionPlan::by_node() const {
 }
 
 PrecisionPlan read_plan(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path);
   if (!in) fail(ExitCode::kInput, "{}: cannot read the plan", path);
   nlohmann::json j;

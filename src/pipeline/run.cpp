@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "model/payload.h"
 #include "passes/passes.h"
 #include "pipeline/plan.h"
 #include "pipeline/search.h"
@@ -139,6 +140,7 @@ std::string files_hash(const std::vector<fs::path>& files) {
   uint64_t lane[4] = {kFnvOffset, 2, 3, 4};
   std::vector<char> buf(1 << 20);
   for (const auto& f : files) {
+    require_regular_file(f);
     std::ifstream in(f, std::ios::binary);
     uint64_t size = 0;
     while (in) {

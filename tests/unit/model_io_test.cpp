@@ -1,7 +1,10 @@
 // Loader and writer: large tensors stay in the mapped file, external data is read safely, and
 // the output appears complete or not at all.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <fstream>
 
@@ -183,6 +186,38 @@ TEST(ModelIo, FailedWriteLeavesNothing) {
   EXPECT_THROW(save_model(model, dir / "out.onnx", {}), Error);
   EXPECT_TRUE(fs::is_empty(dir));
   EXPECT_THROW(save_model(model, dir / "missing" / "out.onnx", {}), Error);
+}
+
+// Interrupted while writing (SIGTERM, SIGINT): the temporary file goes, nothing is left, and the
+// process still ends by the signal. The writer is held inside a tensor's bytes until killed.
+TEST(ModelIo, InterruptedWriteLeavesNothing) {
+  for (int sig : {SIGTERM, SIGINT}) {
+    const fs::path dir = testing::temp_dir() / ("signal" + std::to_string(sig));
+    fs::create_directories(dir);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      remove_partial_outputs_on_signals();
+      Model model = testing::round_trip(matmul_model(testing::random_floats(64 * 32, 7)));
+      auto* t = model.proto.mutable_graph()->mutable_initializer(0);
+      set_tensor_payload(model, *t, make_lazy_payload(64 * 32 * 4, [](uint8_t*) {
+                           for (;;) ::pause();
+                         }));
+      save_model(model, dir / "out.onnx", {});
+      ::_exit(0);
+    }
+    bool started = false;  // the temporary file is there: the writer is inside the payload
+    for (int i = 0; i < 500 && !started; ++i) {
+      started = !fs::is_empty(dir);
+      if (!started) ::usleep(10000);
+    }
+    EXPECT_TRUE(started);
+    ::kill(child, sig);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << status;
+    EXPECT_TRUE(fs::is_empty(dir)) << fs::directory_iterator(dir)->path();
+  }
 }
 
 TEST(ModelIo, EmbeddedModelLoads) {

@@ -1,5 +1,7 @@
 // Tensor: construction, containers (sequences, optionals), elements as double or int64, and the
 // tensors of TensorProtos (payload, raw or typed fields).
+#include <unistd.h>
+
 #include <cstring>
 
 #include "executor/core/ops.h"
@@ -27,6 +29,15 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
     count *= d;
   }
   size_ = count;
+  // A shape computed from a file's values (Reshape, Expand, ConstantOfShape, ...) may ask for
+  // more than the machine has: refused here, not left to std::bad_alloc or the OOM killer.
+  static const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                                 static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (static_cast<uint64_t>(count) * size > memory) {
+    fail(ExitCode::kInput,
+         "a tensor of shape [{}] needs {:.1f} GiB, more than this machine's memory",
+         fmt::join(shape_, ", "), static_cast<double>(count) * size / (1 << 30));
+  }
   storage_.resize(static_cast<size_t>(count) * size);
   if (text) strings_.resize(static_cast<size_t>(count));
 }
@@ -80,7 +91,7 @@ double Tensor::element_as_double(int64_t i) const {
 std::vector<int64_t> Tensor::to_int64() const {
   std::vector<int64_t> v(static_cast<size_t>(size()));
   if (dtype_ == onnx::TensorProto::INT64) {
-    std::memcpy(v.data(), raw(), bytes());
+    if (bytes() > 0) std::memcpy(v.data(), raw(), bytes());
     return v;
   }
   for (int64_t i = 0; i < size(); ++i) v[i] = static_cast<int64_t>(element_as_double(i));
@@ -102,7 +113,7 @@ Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
     fail(ExitCode::kInput, "tensor '{}': {} data bytes for shape of {} bytes", proto.name(),
          bytes.size(), t.bytes());
   }
-  std::memcpy(t.raw(), bytes.data(), t.bytes());
+  if (t.bytes() > 0) std::memcpy(t.raw(), bytes.data(), t.bytes());  // no null pointers
   return t;
 }
 

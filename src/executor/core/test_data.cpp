@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "model/payload.h"
 #include "quantize/error.h"
 #include "quantize/executor.h"
 
@@ -34,6 +35,7 @@ namespace {
 
 template <typename Proto>
 Proto parse_pb(const fs::path& path, const char* what) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   Proto proto;
   if (!in || !proto.ParseFromIstream(&in))

@@ -38,6 +38,7 @@ void check_reduction(const OpContext& c, const std::string& reduction) {
 
 void gather(OpContext& c) {
   const Tensor& data = c.input(0);
+  if (data.rank() == 0) c.fail("data is a scalar: nothing to gather along");
   const auto idx = c.input(1).to_int64();
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), data.rank());
   std::vector<int64_t> shape(data.shape().begin(), data.shape().begin() + axis);

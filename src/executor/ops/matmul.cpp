@@ -21,6 +21,8 @@ void matmul(OpContext& c) {
   const Tensor& b0 = c.input(1);
   require_float(c, a0, "A");
   require_float(c, b0, "B");
+  if (a0.rank() == 0 || b0.rank() == 0)
+    c.fail("MatMul of a scalar (ranks {}, {})", a0.rank(), b0.rank());
   std::vector<int64_t> as = a0.shape(), bs = b0.shape();
   const bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
   if (a_vec) as.insert(as.begin(), 1);

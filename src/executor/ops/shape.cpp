@@ -74,7 +74,11 @@ void unsqueeze(OpContext& c) {
   auto axes = axes_of(c, 1);
   const int64_t rank = x.rank() + static_cast<int64_t>(axes.size());
   std::vector<bool> inserted(rank, false);
-  for (int64_t a : axes) inserted[normalize_axis(c, a, rank)] = true;
+  for (int64_t a : axes) {
+    const int64_t at = normalize_axis(c, a, rank);
+    if (inserted[at]) c.fail("axis {} is given twice", a);
+    inserted[at] = true;
+  }
   std::vector<int64_t> shape;
   size_t k = 0;
   for (int64_t i = 0; i < rank; ++i) shape.push_back(inserted[i] ? 1 : x.shape()[k++]);
@@ -88,7 +92,10 @@ void squeeze(OpContext& c) {
   if (axes.empty()) {
     for (int64_t i = 0; i < x.rank(); ++i) drop[i] = x.shape()[i] == 1;
   }
-  for (int64_t a : axes) drop[normalize_axis(c, a, x.rank())] = true;
+  for (int64_t a : axes) {
+    if (x.rank() == 0) c.fail("a scalar has no axis {} to squeeze", a);
+    drop[normalize_axis(c, a, x.rank())] = true;
+  }
   std::vector<int64_t> shape;
   for (int64_t i = 0; i < x.rank(); ++i) {
     if (!drop[i]) shape.push_back(x.shape()[i]);
