@@ -4,7 +4,7 @@
 set -euo pipefail
 program=$1
 shift
-if [ ! -x "$program" ]; then
+if ! command -v "$program" >/dev/null; then
   echo "SKIPPED: $program is not built (tools/bootstrap.sh --tests builds the ASan + UBSan tree)"
   exit 77
 fi
