@@ -264,6 +264,12 @@ TEST(Hostile, ExecutorOpsRefuseImpossibleArguments) {
       // Slice with its starts and ends dropped
       R"(<ir_version: 8, opset_import: ["" : 17]>
          g (float[4] x) => (float[4] y) { y = Slice(x) })",
+      // GRU with hidden_size 0
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 1, 2] x) => (float[1, 1, 1, 0] y) {
+           w = Constant <value = float[1, 0, 2] {}> ()
+           r = Constant <value = float[1, 0, 0] {}> ()
+           y = GRU <hidden_size = 0> (x, w, r) })",
       // Gather indices out of range
       R"(<ir_version: 8, opset_import: ["" : 17]>
          g (int64[2] i) => (float[2, 2] y) { t = Constant <value = float[2, 2] {1, 2, 3, 4}> ()

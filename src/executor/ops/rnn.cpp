@@ -54,6 +54,9 @@ Rnn check(OpContext& c, int gates) {
       }
     }
   }
+  if (x.rank() != 3 || c.input(1).rank() != 3 || c.input(2).rank() != 3) {
+    c.fail("X, W and R must be 3-D");
+  }
   Rnn r;
   r.seq = x.shape()[0];
   r.batch = x.shape()[1];
@@ -62,6 +65,24 @@ Rnn check(OpContext& c, int gates) {
   const std::string direction = c.attr_string("direction", "forward");
   r.dirs = direction == "bidirectional" ? 2 : 1;
   r.reverse_only = direction == "reverse";
+  // Every operand's shape as the op's definition fixes it: the loops below index by them.
+  auto expect = [&](int i, const char* what, std::vector<int64_t> shape) {
+    if (c.has_input(i) && c.input(i).shape() != shape) {
+      c.fail("{} has shape [{}], expected [{}]", what, fmt::join(c.input(i).shape(), ", "),
+             fmt::join(shape, ", "));
+    }
+  };
+  if (r.hidden < 1) c.fail("hidden_size {} must be positive", r.hidden);
+  const int64_t g = gates == 1 ? 1 : gates, h = r.hidden;
+  expect(1, "W", {r.dirs, g * h, r.input});
+  expect(2, "R", {r.dirs, g * h, h});
+  expect(3, "B", {r.dirs, 2 * g * h});
+  expect(4, "sequence_lens", {r.batch});
+  expect(5, "initial_h", {r.dirs, r.batch, h});
+  if (gates == 4) {
+    expect(6, "initial_c", {r.dirs, r.batch, h});
+    expect(7, "P", {r.dirs, 3 * h});
+  }
   if (c.has_input(4)) {
     for (int64_t len : c.input(4).to_int64()) {
       if (len != r.seq) c.fail("sequence_lens shorter than the sequence are not supported");
@@ -321,6 +342,7 @@ void with_layout(OpContext& c) {
   for (int i = 0; i < c.input_count(); ++i) {
     const bool batch_first = i == 0 || i == 5 || i == 6;  // X, initial_h, initial_c
     if (c.has_input(i) && batch_first) {
+      if (c.input(i).rank() != 3) c.fail("input {} must be 3-D", i);
       moved.push_back(swap_leading(c.input(i)));
       in.push_back(&moved.back());
     } else {
