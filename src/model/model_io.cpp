@@ -177,22 +177,6 @@ void resolve_external_data(Model& model, const fs::path& folder, bool allow_exte
   });
 }
 
-void check_payload_sizes(Model& model) {
-  for_each_tensor(model.proto, [&](onnx::TensorProto& tensor, const std::string& where) {
-    auto index = payload_index(tensor);
-    if (!index) return;
-    if (*index >= model.payloads->size()) {
-      fail(ExitCode::kInput, "{}: {} uses the reserved key '{}'", model.source, where, kPayloadKey);
-    }
-    uint64_t want = expected_bytes(tensor);
-    uint64_t have = (*model.payloads)[*index]->size();
-    if (want != 0 && want != have) {
-      fail(ExitCode::kInput, "{}: {} holds {} data bytes, its shape {} needs {}", model.source,
-           where, have, fmt::format("[{}]", fmt::join(tensor.dims(), ", ")), want);
-    }
-  });
-}
-
 void check_versions(const Model& model) {
   const auto& proto = model.proto;
   if (proto.ir_version() < 3) {
@@ -228,7 +212,6 @@ Model load_mapped(const std::shared_ptr<MappedFile>& file, const fs::path& folde
     fail(ExitCode::kInput, "{}: not an ONNX model (protobuf parse failed)", model.source);
   }
   check_versions(model);
-  check_payload_sizes(model);
   resolve_external_data(model, folder, allow_external);
   validate_model(model);
   // ONNX requires nodes in dependency order, and the executor runs them as listed; a file that

@@ -459,10 +459,10 @@ class MatMulNBitsPass final : public Pass {
                      [&](const onnx::NodeProto& n) { return &n == producer; })) {
       return false;  // computed in an enclosing graph
     }
+    if (auto rank = declared_rank(g, group.input); rank && *rank < 2) return false;
     std::set<const onnx::NodeProto*> members;
     for (const auto& m : group.members) {
       if (m.node->op_type() != "MatMul") return false;  // a Gemm may yet be kept (transA, C)
-      if (auto rank = declared_rank(g, group.input); rank && *rank < 2) return false;
       members.insert(m.node);
     }
     for (const auto& use : index.readers(g, group.input)) {

@@ -147,14 +147,13 @@ int main(int argc, char** argv) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   uint64_t done = 0, refused = 0, quantized = 0, findings = 0;
-  for (uint64_t run = 0;; ++run) {
+  for (uint64_t run = skip;; ++run) {  // each run seeds its own generator: skipping is free
     if (runs && run >= skip + runs) break;
     if (seconds > 0 && elapsed() >= seconds) break;
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + run);
     std::string bytes = corpus[rng() % corpus.size()];
     const int mutations = 1 + static_cast<int>(rng() % 4);
     for (int m = 0; m < mutations; ++m) mutate(bytes, rng);
-    if (run < skip) continue;
     std::ofstream(mutant, std::ios::binary | std::ios::trunc) << bytes;
     if (!save.empty()) {  // kept until the run ends, in case it never does
       fs::create_directories(save);

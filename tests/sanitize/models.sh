@@ -11,6 +11,8 @@ if [ ! -x "$quantize" ]; then
 fi
 mapfile -t models < <(find "$root/models" "$root/../shared/models" -name '*.onnx' 2>/dev/null |
                       grep -v -e '/test_data' -e '_q4' -e '_int8' -e 'gemma3' | sort)
+[ -d "$root/../shared/models" ] ||
+  echo "NOTE: ../shared/models is not here: only the models shipped in models/ are checked"
 failed=0
 for m in "${models[@]}"; do
   for modes in "--q4 --q4f16 --fp16 --int8 --uint8 --q8" \

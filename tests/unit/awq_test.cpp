@@ -14,6 +14,7 @@
 
 namespace quantize {
 namespace {
+using testing::gram_of;
 
 // rows x K activations whose channels 3, 17, 40, ... (every 13th) are 20x the others: the
 // salient channels AWQ protects.
@@ -23,14 +24,6 @@ std::vector<float> salient_activations(int64_t rows, int64_t k, uint32_t seed) {
     for (int64_t i = 3; i < k; i += 13) a[r * k + i] *= 20.0f;
   }
   return a;
-}
-
-Gram gram_of(const std::vector<float>& a, int64_t rows, int64_t k) {
-  GramCollector collector({"a"});
-  Tensor t(onnx::TensorProto::FLOAT, {rows, k});
-  std::copy(a.begin(), a.end(), t.data<float>());
-  collector.observe("a", t);
-  return std::move(collector.take().at("a"));
 }
 
 // sum over columns of d^T H d, d = Q(s w) / s - w, all in double but the quantizer's own work.
@@ -80,7 +73,8 @@ TEST(Awq, SearchMatchesDirectErrorAndProtectsSalientChannels) {
 }
 
 TEST(Awq, UniformChannelsNeedNoScaling) {
-  // Channels of one size: every s is 1 (alpha 0) or nearly; never worse than not scaling.
+  // Channels of one size: whatever alpha wins, every s stays near 1, and the choice is never
+  // worse than not scaling.
   const int64_t k = 64, rows = 128;
   const Gram h = gram_of(testing::random_floats(rows * k, 8), rows, k);
   AwqColumns w;
@@ -89,6 +83,7 @@ TEST(Awq, UniformChannelsNeedNoScaling) {
   w.values = testing::random_floats(w.count * k, 9);
   const AwqChoice choice = awq_search(h, {w}, scale_search());
   EXPECT_LE(choice.error, choice.unscaled_error);
+  for (float s : choice.scales) EXPECT_NEAR(s, 1.0f, 0.25f);
 }
 
 // The pass: a Mul by constants (an RMSNorm's weight) feeding two MatMuls gets the division folded

@@ -15,6 +15,7 @@
 
 namespace quantize {
 namespace {
+using testing::gram_of;
 
 // Activations with correlated channels (a shared component) and channels of unequal size, the
 // case GPTQ exists for: rows x K.
@@ -27,14 +28,6 @@ std::vector<float> activations(int64_t rows, int64_t k, uint32_t seed) {
     }
   }
   return a;
-}
-
-Gram gram_of(const std::vector<float>& a, int64_t rows, int64_t k) {
-  GramCollector collector({"a"});
-  Tensor t(onnx::TensorProto::FLOAT, {rows, k});
-  std::copy(a.begin(), a.end(), t.data<float>());
-  collector.observe("a", t);
-  return std::move(collector.take().at("a"));
 }
 
 TEST(Gram, CollectorSumsRowOuterProductsAndSkipsNonFiniteRows) {

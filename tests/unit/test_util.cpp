@@ -191,4 +191,12 @@ Calibrator random_calibrator(size_t count, uint32_t seed, int64_t int_hi) {
   };
 }
 
+Gram gram_of(const std::vector<float>& a, int64_t rows, int64_t k) {
+  GramCollector collector({"a"});
+  Tensor t(onnx::TensorProto::FLOAT, {rows, k});
+  std::copy(a.begin(), a.end(), t.data<float>());
+  collector.observe("a", t);
+  return std::move(collector.take().at("a"));
+}
+
 }  // namespace quantize::testing

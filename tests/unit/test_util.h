@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "calibration/calibrate.h"
 #include "passes/passes.h"
 #include "quantize/executor.h"
 #include "quantize/model.h"
@@ -57,5 +58,8 @@ OutputGap output_gap(const Model& before, const Model& after, int samples = 2, u
 // A static-INT8 calibrator over `count` random input sets (seeds seed, seed + 1, ...): min/max
 // ranges and per-channel statistics (axis 1).
 Calibrator random_calibrator(size_t count, uint32_t seed, int64_t int_hi = 4);
+
+// The second-moment matrix (GramCollector's) of `rows` x `k` activations.
+Gram gram_of(const std::vector<float>& a, int64_t rows, int64_t k);
 
 }  // namespace quantize::testing
