@@ -16,6 +16,10 @@
 
 namespace quantize {
 
+// The largest tensor the executor makes, in bytes (0, the default: the machine's physical
+// memory). A larger one, as a hostile shape asks for, is an Error (ExitCode::kInput).
+void set_max_tensor_bytes(uint64_t bytes);
+
 // A dense tensor; the element type is an ONNX TensorProto::DataType.
 class Tensor {
  public:

@@ -13,6 +13,7 @@
 #include "quantize/executor.h"
 #include "quantize/model.h"
 #include "quantize/pipeline.h"
+#include "quantize/run.h"
 #include "test_util.h"
 
 namespace quantize {
@@ -52,18 +53,59 @@ fs::path write(const onnx::ModelProto& proto) {
   return write(bytes);
 }
 
-// Loading `path` fails with kInput, naming the file and every fragment.
+std::string file_bytes(const fs::path& path) {
+  if (!fs::is_regular_file(path)) return "";  // a FIFO: reading it would block
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// `error` is a refusal of the input (kInput), one line naming the file and every fragment.
+void expect_input_error(const Error& error, const fs::path& path,
+                        std::initializer_list<std::string> fragments) {
+  const std::string what = error.what();
+  EXPECT_EQ(error.code(), ExitCode::kInput) << what;
+  EXPECT_NE(what.find(path.filename().string()), std::string::npos) << what;
+  for (const auto& f : fragments) EXPECT_NE(what.find(f), std::string::npos) << what;
+  EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
+}
+
+// Quantizing `path` in `modes` as the command line does (written to an empty folder) is
+// refused as expect_input_error says, with nothing left in the folder and the input unchanged.
+void expect_quantize_refused(const fs::path& path, const std::vector<Mode>& modes,
+                             std::initializer_list<std::string> fragments) {
+  const std::string before = file_bytes(path);
+  const fs::path out = testing::temp_dir() / "hostile_out";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  RunRequest request;
+  request.models = {path.string()};
+  request.output_dir = out.string();
+  request.options.modes = modes;
+  request.options.calib = "random";
+  request.options.calib_samples = 1;
+  try {
+    quantize_files(request, [](const OutputReport&) {});
+    ADD_FAILURE() << "quantized " << path;
+  } catch (const Error& e) {
+    expect_input_error(e, path, fragments);
+  }
+  EXPECT_TRUE(fs::is_empty(out)) << path << " left " << fs::directory_iterator(out)->path();
+  EXPECT_EQ(file_bytes(path), before) << path << " changed";
+}
+
+// Loading `path` fails with kInput, naming the file and every fragment; so does quantizing it
+// in every mode at once, before anything is written.
 void expect_refused(const fs::path& path, std::initializer_list<std::string> fragments) {
   try {
     load_model(path);
     FAIL() << "loaded " << path;
   } catch (const Error& e) {
-    const std::string what = e.what();
-    EXPECT_EQ(e.code(), ExitCode::kInput) << what;
-    EXPECT_NE(what.find(path.filename().string()), std::string::npos) << what;
-    for (const auto& f : fragments) EXPECT_NE(what.find(f), std::string::npos) << what;
-    EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
+    expect_input_error(e, path, fragments);
   }
+  expect_quantize_refused(path,
+                          {Mode::kQ4, Mode::kQ4F16, Mode::kFp16, Mode::kInt8, Mode::kUInt8,
+                           Mode::kQ8, Mode::kStaticInt8, Mode::kStaticUInt8},
+                          fragments);
 }
 
 TEST(Hostile, TheBaseModelLoads) { EXPECT_NO_THROW(load_model(write(conv_model()))); }
@@ -274,6 +316,40 @@ TEST(Hostile, ExecutorOpsRefuseImpossibleArguments) {
       R"(<ir_version: 8, opset_import: ["" : 17]>
          g (int64[2] i) => (float[2, 2] y) { t = Constant <value = float[2, 2] {1, 2, 3, 4}> ()
                                              y = Gather(t, i) })",
+      // kernel_shape that is not W's (the GEMM read W past its end)
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 1, 8, 8] x) => (float[1, 1, 4, 4] y) {
+           w = Constant <value = float[1, 1, 1, 1] {1}> ()
+           y = Conv <kernel_shape = [5, 5]> (x, w) })",
+      // a kernel larger than the padded input (no output positions: a division by zero)
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 1, 2, 2] x) => (float[1, 1, 1, 1] y) {
+           w = Constant <value = float[1, 1, 3, 3] {1, 1, 1, 1, 1, 1, 1, 1, 1}> ()
+           y = Conv(x, w) })",
+      // ConvTranspose with a bias of the wrong size
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 1, 2, 2] x) => (float[1, 1, 2, 2] y) {
+           w = Constant <value = float[1, 1, 1, 1] {1}> ()
+           b = Constant <value = float[3] {1, 2, 3}> ()
+           y = ConvTranspose(x, w, b) })",
+      // Concat of tensors whose other dims differ
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[2, 3] x) => (float[4, 3] y) { t = Constant <value = float[2, 1] {1, 2}> ()
+                                                 y = Concat <axis = 0> (x, t) })",
+      // Split sizes that do not add up to the axis
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[4] x) => (float[2] a, float[9] b) { s = Constant <value = int64[2] {2, 9}> ()
+                                                      a, b = Split(x, s) })",
+      // BatchNormalization with fewer parameters than channels
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 4, 2] x) => (float[1, 4, 2] y) {
+           p = Constant <value = float[1] {1}> ()
+           y = BatchNormalization(x, p, p, p, p) })",
+      // ReduceSum over axis 0 of a scalar
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[2] x) => (float y) { s = Constant <value = float {1}> ()
+                                       a = Constant <value = int64[1] {0}> ()
+                                       y = ReduceSum(s, a) })",
   };
   for (const char* text : cases) {
     Model model = testing::round_trip(testing::parse(text));
@@ -283,6 +359,27 @@ TEST(Hostile, ExecutorOpsRefuseImpossibleArguments) {
       if (t.dtype() == onnx::TensorProto::INT64) t.data<int64_t>()[0] = 1000;
     }
     EXPECT_THROW(executor.run(inputs), Error) << text;
+  }
+}
+
+// The same through static INT8, whose calibration runs the executor: refused with nothing
+// written and the input unchanged. Values that only running reveals (no load-time check can).
+TEST(Hostile, ImpossibleComputationsAreRefusedByStaticQuantization) {
+  const char* cases[] = {
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1, 1, 8, 8] x) => (float[1, 1, 4, 4] y) {
+           w = Constant <value = float[1, 1, 1, 1] {1}> ()
+           c = Conv <kernel_shape = [5, 5]> (x, w)
+           y = Relu(c) })",
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[3] x) => (float[1, 3] y) { a = Constant <value = int64[2] {0, 0}> ()
+                                            u = Unsqueeze(x, a)
+                                            y = Relu(u) })",
+  };
+  for (const char* text : cases) {
+    std::string bytes;
+    testing::parse(text).SerializeToString(&bytes);
+    expect_quantize_refused(write(bytes), {Mode::kStaticUInt8}, {"node"});
   }
 }
 

@@ -26,7 +26,7 @@ std::optional<std::vector<Tensor>> evaluate_node(const Model& model, const onnx:
   const exec::HalfAsFloat half(node, in);
   std::vector<Tensor> out(node.output_size());
   exec::OpContext ctx(model, node, exec::node_opset(model, node), in, out);
-  op(ctx);
+  exec::run_op(op, ctx);
   half.narrow_outputs(out);
   return out;
 }

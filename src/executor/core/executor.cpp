@@ -256,7 +256,7 @@ void Executor::run_nodes(const onnx::GraphProto& graph, Scope& scope,
       skipped[fusion->second.reader] = true;
     }
     const auto op_start = std::chrono::steady_clock::now();
-    exec::find_op(node)(ctx);  // present: the constructor checked every node
+    exec::run_op(exec::find_op(node), ctx);  // present: the constructor checked every node
     if (profile) {
       std::string key = node.op_type();
       if (key == "Conv" && in.size() > 1 && in[1]) {  // by kind: depthwise, grouped, 1x1, k x k

@@ -54,7 +54,7 @@ std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& shape,
 }
 
 int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
+  if (axis < -rank || axis >= rank) {
     ctx.fail("axis {} is out of range for rank {}", axis, rank);
   }
   return axis < 0 ? axis + rank : axis;
@@ -84,6 +84,13 @@ void require_float(const OpContext& ctx, const Tensor& t, const char* what) {
   if (t.dtype() != onnx::TensorProto::FLOAT) {
     ctx.fail("{} is data type {}: only float32 is supported", what, t.dtype());
   }
+}
+
+const float* float_values(const OpContext& ctx, int i, const char* what, int64_t count) {
+  const Tensor& t = ctx.input(i);
+  require_float(ctx, t, what);
+  if (t.size() != count) ctx.fail("{} has {} values, not {}", what, t.size(), count);
+  return t.data<float>();
 }
 
 void blas_single_threaded() { openblas_set_num_threads(1); }

@@ -53,8 +53,9 @@ class OpContext {
 
   template <typename... Args>
   [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) const {
-    throw Error(ExitCode::kInput, fmt::format("node {}: {}", label(),
-                                              fmt::format(format, std::forward<Args>(args)...)));
+    throw Error(ExitCode::kInput,
+                fmt::format("{}{}node {}: {}", model.source, model.source.empty() ? "" : ": ",
+                            label(), fmt::format(format, std::forward<Args>(args)...)));
   }
   std::string label() const;
 
@@ -65,6 +66,9 @@ class OpContext {
 };
 
 using OpFn = void (*)(OpContext&);
+// Runs `op`: scratch memory a hostile shape asks for and the machine cannot give
+// (std::bad_alloc, std::length_error) is an Error naming the node, as the tensors themselves are.
+void run_op(OpFn op, OpContext& ctx);
 using Registry = std::unordered_map<std::string, OpFn>;
 
 const Registry& registry();  // key: op type, or "com.microsoft.<op>"
@@ -191,6 +195,9 @@ void with_type(const OpContext& c, int dtype, F f) {
 
 // Fails, naming the node and `what`, unless t is float32.
 void require_float(const OpContext& ctx, const Tensor& t, const char* what);
+// Input `i` as float32 holding exactly `count` values (a per-channel parameter), or fails naming
+// the node and `what`.
+const float* float_values(const OpContext& ctx, int i, const char* what, int64_t count);
 
 // Convolution (Conv's attributes) of x by w, accumulated in T; out_shape receives the shape
 // (ops/conv.cpp).

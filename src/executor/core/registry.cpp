@@ -89,6 +89,16 @@ std::string op_key(const onnx::NodeProto& node) {
                                                              : node.domain() + "." + node.op_type();
 }
 
+void run_op(OpFn op, OpContext& ctx) {
+  try {
+    op(ctx);
+  } catch (const std::bad_alloc&) {
+    ctx.fail("needs more memory than this machine has");
+  } catch (const std::length_error&) {
+    ctx.fail("needs more memory than this machine has");
+  }
+}
+
 OpFn find_op(const onnx::NodeProto& node) {
   const auto it = registry().find(op_key(node));
   return it == registry().end() ? nullptr : it->second;

@@ -2,6 +2,7 @@
 // tensors of TensorProtos (payload, raw or typed fields).
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "executor/core/ops.h"
@@ -9,6 +10,18 @@
 #include "model/tensor_data.h"
 
 namespace quantize {
+namespace {
+
+uint64_t physical_memory() {
+  return static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+         static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::atomic<uint64_t> max_tensor_bytes{0};  // 0: the machine's memory
+
+}  // namespace
+
+void set_max_tensor_bytes(uint64_t bytes) { max_tensor_bytes = bytes; }
 
 Tensor::Tensor(int dtype, std::vector<int64_t> shape)
     : Tensor(dtype, std::move(shape), Uninitialized{}) {
@@ -31,12 +44,14 @@ Tensor::Tensor(int dtype, std::vector<int64_t> shape, Uninitialized)
   size_ = count;
   // A shape computed from a file's values (Reshape, Expand, ConstantOfShape, ...) may ask for
   // more than the machine has: refused here, not left to std::bad_alloc or the OOM killer.
-  static const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                                 static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (static_cast<uint64_t>(count) * size > memory) {
-    fail(ExitCode::kInput,
-         "a tensor of shape [{}] needs {:.1f} GiB, more than this machine's memory",
-         fmt::join(shape_, ", "), static_cast<double>(count) * size / (1 << 30));
+  static const uint64_t memory = physical_memory();
+  const uint64_t limit = max_tensor_bytes ? max_tensor_bytes.load() : memory;
+  if (static_cast<uint64_t>(count) * size > limit) {
+    fail(ExitCode::kInput, "a tensor of shape [{}] needs {:.1f} GiB, more than {}",
+         fmt::join(shape_, ", "), static_cast<double>(count) * size / (1 << 30),
+         max_tensor_bytes
+             ? fmt::format("the limit of {:.1f} GiB", static_cast<double>(limit) / (1 << 30))
+             : std::string("this machine's memory"));
   }
   storage_.resize(static_cast<size_t>(count) * size);
   if (text) strings_.resize(static_cast<size_t>(count));

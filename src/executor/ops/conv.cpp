@@ -115,8 +115,11 @@ ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
   if (s.cg * s.group != s.channels || s.mg * s.group != s.filters || w_shape[1] != s.cg) {
     c.fail("channels do not match W and group");
   }
-  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
-  if (kernel.empty()) kernel.assign(w_shape.begin() + 2, w_shape.end());
+  std::vector<int64_t> kernel(w_shape.begin() + 2, w_shape.end());
+  const std::vector<int64_t> declared = c.attr_ints("kernel_shape");
+  if (!declared.empty() && declared != kernel) {
+    c.fail("kernel_shape [{}] is not W's [{}]", fmt::join(declared, ", "), fmt::join(kernel, ", "));
+  }
   s.w = window(c, x_shape, kernel);
   s.out = {s.batch, s.filters};
   s.out.insert(s.out.end(), s.w.out.begin(), s.w.out.end());
@@ -307,13 +310,19 @@ void conv_transpose(OpContext& c) {
   require_float(c, weight, "W");
   const int64_t n = x.rank() - 2;
   if (n < 1) c.fail("X must have spatial axes");
+  if (weight.rank() != x.rank()) c.fail("W has rank {}, X rank {}", weight.rank(), x.rank());
   const int64_t batch = x.shape()[0], channels = x.shape()[1];
-  const int64_t group = c.attr_int("group", 1), cg = channels / group;
+  const int64_t group = c.attr_int("group", 1);
+  if (group < 1) c.fail("group {} is not valid", group);
+  const int64_t cg = channels / group;
   const int64_t mg = weight.shape()[1], filters = mg * group;
   if (weight.shape()[0] != channels || cg * group != channels)
     c.fail("channels do not match W and group");
-  std::vector<int64_t> kernel = c.attr_ints("kernel_shape");
-  if (kernel.empty()) kernel.assign(weight.shape().begin() + 2, weight.shape().end());
+  std::vector<int64_t> kernel(weight.shape().begin() + 2, weight.shape().end());
+  const std::vector<int64_t> declared = c.attr_ints("kernel_shape");
+  if (!declared.empty() && declared != kernel) {
+    c.fail("kernel_shape [{}] is not W's [{}]", fmt::join(declared, ", "), fmt::join(kernel, ", "));
+  }
   std::vector<int64_t> stride = c.attr_ints("strides"), dilation = c.attr_ints("dilations"),
                        pads = c.attr_ints("pads"), out_pad = c.attr_ints("output_padding"),
                        out_shape_attr = c.attr_ints("output_shape");
@@ -321,6 +330,22 @@ void conv_transpose(OpContext& c) {
   if (dilation.empty()) dilation.assign(n, 1);
   if (out_pad.empty()) out_pad.assign(n, 0);
   if (pads.empty()) pads.assign(2 * n, 0);
+  constexpr int64_t kLimit = int64_t{1} << 31;
+  auto in_range = [&](const std::vector<int64_t>& v, size_t size, int64_t lo) {
+    return v.size() == size &&
+           std::all_of(v.begin(), v.end(), [&](int64_t d) { return d >= lo && d <= kLimit; });
+  };
+  if (!in_range(stride, n, 1) || !in_range(dilation, n, 1) || !in_range(out_pad, n, 0) ||
+      !in_range(pads, 2 * n, 0) ||
+      (!out_shape_attr.empty() && !in_range(out_shape_attr, out_shape_attr.size(), 1)) ||
+      (!out_shape_attr.empty() && out_shape_attr.size() < static_cast<size_t>(n))) {
+    c.fail("strides, dilations, pads, output_padding or output_shape out of range");
+  }
+  if (c.has_input(2)) {
+    require_float(c, c.input(2), "B");
+    if (c.input(2).size() != filters)
+      c.fail("B has {} values for {} output channels", c.input(2).size(), filters);
+  }
   const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
   std::vector<int64_t> in(x.shape().begin() + 2, x.shape().end()), out(n), pad_begin(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -340,11 +365,16 @@ void conv_transpose(OpContext& c) {
       out[i] = full - pads[i] - pads[i + n];
     }
   }
+  for (int64_t i = 0; i < n; ++i) {
+    if (out[i] < 1) c.fail("output axis {} would have size {}", i, out[i]);
+  }
   std::vector<int64_t> shape{batch, filters};
   shape.insert(shape.end(), out.begin(), out.end());
   Tensor y(TensorProto::FLOAT, shape);
   int64_t in_size = 1, out_size = 1, taps = 1;
   for (int64_t i = 0; i < n; ++i) in_size *= in[i], out_size *= out[i], taps *= kernel[i];
+  if (taps > 0 && in_size > (int64_t{1} << 28) / taps)
+    c.fail("{} input positions times {} kernel taps are too many", in_size, taps);
   // For every (input position, tap): the output offset, or -1 outside.
   std::vector<int64_t> target(static_cast<size_t>(in_size * taps));
   std::vector<int64_t> p(n, 0), k(n, 0);

@@ -116,12 +116,18 @@ void batch_norm(OpContext& c) {
   require_float(c, x, "X");
   if (c.output_count() > 1) c.fail("training outputs are not supported");
   const float eps = c.attr_float("epsilon", 1e-5f);
-  const int64_t channels = x.shape()[1], inner = x.size() / (x.shape()[0] * channels);
+  if (x.rank() < 2) c.fail("X has rank {}: no channel axis", x.rank());
+  const int64_t channels = x.shape()[1];
+  int64_t inner = 1;
+  for (int64_t i = 2; i < x.rank(); ++i) inner *= x.shape()[i];
+  const float* gamma = float_values(c, 1, "scale", channels);
+  const float* beta = float_values(c, 2, "B", channels);
+  const float* mean = float_values(c, 3, "input_mean", channels);
+  const float* var = float_values(c, 4, "input_var", channels);
   Tensor out(TensorProto::FLOAT, x.shape());
   for (int64_t ch = 0; ch < channels; ++ch) {
-    const float scale =
-        c.input(1).data<float>()[ch] / std::sqrt(c.input(4).data<float>()[ch] + eps);
-    const float shift = c.input(2).data<float>()[ch] - c.input(3).data<float>()[ch] * scale;
+    const float scale = gamma[ch] / std::sqrt(var[ch] + eps);
+    const float shift = beta[ch] - mean[ch] * scale;
     for (int64_t b = 0; b < x.shape()[0]; ++b) {
       const int64_t base = (b * channels + ch) * inner;
       for (int64_t i = 0; i < inner; ++i) {

@@ -149,7 +149,19 @@ void concat(OpContext& c) {
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 0), first.rank());
   std::vector<int64_t> shape = first.shape();
   shape[axis] = 0;
-  for (int i = 0; i < c.input_count(); ++i) shape[axis] += c.input(i).shape()[axis];
+  for (int i = 0; i < c.input_count(); ++i) {
+    const Tensor& x = c.input(i);
+    std::vector<int64_t> other = x.shape();
+    if (x.dtype() != first.dtype() || x.rank() != first.rank())
+      c.fail("input {} is not of input 0's type and rank", i);
+    other[axis] = 0;
+    for (int64_t d = 0; d < first.rank(); ++d) {
+      if (d != axis && other[d] != first.shape()[d])
+        c.fail("input {} has shape [{}], input 0 [{}]", i, fmt::join(x.shape(), ", "),
+               fmt::join(first.shape(), ", "));
+    }
+    shape[axis] += x.shape()[axis];
+  }
   Tensor out(first.dtype(), shape);
   int64_t outer = 1, inner = element_size(first.dtype());
   for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
@@ -177,6 +189,12 @@ void split(OpContext& c) {
   }
   if (static_cast<int64_t>(sizes.size()) != n)
     c.fail("{} split sizes for {} outputs", sizes.size(), n);
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    if (s < 0) c.fail("a negative split size {}", s);
+    total += s;
+  }
+  if (total != dim) c.fail("split sizes add up to {}, not the axis's {}", total, dim);
   int64_t outer = 1, inner = element_size(x.dtype());
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];

@@ -39,34 +39,49 @@ inline Window window(const OpContext& c, const std::vector<int64_t>& x_shape,
   std::vector<int64_t> pads = c.attr_ints("pads");
   if (pads.empty()) pads.assign(2 * n, 0);
   if (pads.size() != 2 * n) c.fail("pads has {} values for {} spatial axes", pads.size(), n);
+  // Geometry past 2^31 is a file's lie, not a model: refused before it overflows the sums below.
+  constexpr int64_t kLimit = int64_t{1} << 31;
   for (int64_t p : pads) {
     if (p < 0) c.fail("negative pads are not supported");
+    if (p > kLimit) c.fail("pads of {}", p);
   }
   if (w.stride.size() != n || w.dilation.size() != n)
     c.fail("strides or dilations do not have {} values", n);
   for (size_t i = 0; i < n; ++i) {
     if (w.stride[i] < 1 || w.dilation[i] < 1 || w.kernel[i] < 1)
       c.fail("kernel, strides and dilations must be positive");
+    if (w.stride[i] > kLimit || w.dilation[i] > kLimit || w.kernel[i] > kLimit)
+      c.fail("kernel, strides or dilations past 2^31");
   }
   const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
   w.pad_begin.resize(n);
   w.out.resize(n);
+  int64_t padded = 1;
   for (size_t i = 0; i < n; ++i) {
     const int64_t extent = (w.kernel[i] - 1) * w.dilation[i] + 1;
+    if (extent > kLimit) c.fail("a kernel extent of {}", extent);
+    int64_t padded_axis = 0;
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       w.out[i] = (w.in[i] + w.stride[i] - 1) / w.stride[i];
       const int64_t total = std::max<int64_t>(0, (w.out[i] - 1) * w.stride[i] + extent - w.in[i]);
       w.pad_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      continue;
+      padded_axis = w.in[i] + total;
+    } else {
+      if (auto_pad == "VALID")
+        pads[i] = pads[i + n] = 0;
+      else if (auto_pad != "NOTSET")
+        c.fail("auto_pad '{}' is not supported", auto_pad);
+      w.pad_begin[i] = pads[i];
+      const int64_t span = w.in[i] + pads[i] + pads[i + n] - extent;
+      w.out[i] = (ceil_mode ? (span + w.stride[i] - 1) / w.stride[i] : span / w.stride[i]) + 1;
+      if (ceil_mode && (w.out[i] - 1) * w.stride[i] >= w.in[i] + pads[i]) --w.out[i];
+      padded_axis = w.in[i] + pads[i] + pads[i + n];
     }
-    if (auto_pad == "VALID")
-      pads[i] = pads[i + n] = 0;
-    else if (auto_pad != "NOTSET")
-      c.fail("auto_pad '{}' is not supported", auto_pad);
-    w.pad_begin[i] = pads[i];
-    const int64_t span = w.in[i] + pads[i] + pads[i + n] - extent;
-    w.out[i] = (ceil_mode ? (span + w.stride[i] - 1) / w.stride[i] : span / w.stride[i]) + 1;
-    if (ceil_mode && (w.out[i] - 1) * w.stride[i] >= w.in[i] + pads[i]) --w.out[i];
+    if (padded_axis > kLimit || (padded *= padded_axis) > kLimit)
+      c.fail("the padded input has more than 2^31 positions");
+    if (w.out[i] < 1)
+      c.fail("a kernel of extent {} does not fit spatial axis {} of size {} (pads {}, {})", extent,
+             i, w.in[i], w.pad_begin[i], padded_axis - w.in[i] - w.pad_begin[i]);
   }
   return w;
 }
