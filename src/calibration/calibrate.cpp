@@ -14,6 +14,7 @@
 
 #include "kernels/kernels.h"
 #include "model/payload.h"
+#include "model/tensor_data.h"
 #include "quantize/error.h"
 
 namespace quantize {
@@ -535,15 +536,24 @@ Tensor read_npy(const uint8_t* data, size_t size, const std::string& what) {
   if (header_value(header, "fortran_order").rfind("True", 0) == 0) {
     fail(ExitCode::kInput, "{}: Fortran-order arrays are not supported", what);
   }
+  // shape: a tuple of non-negative integers, a trailing comma allowed (header_value gives what
+  // is between the parentheses).
+  if (header.find("'shape'") == std::string::npos)
+    fail(ExitCode::kInput, "{}: the .npy header has no shape", what);
   std::vector<int64_t> shape;
   const std::string dims = header_value(header, "shape");
-  for (size_t p = 0; p < dims.size();) {
-    while (p < dims.size() && !std::isdigit(static_cast<unsigned char>(dims[p]))) ++p;
-    if (p >= dims.size()) break;
-    size_t q = p;
-    while (q < dims.size() && std::isdigit(static_cast<unsigned char>(dims[q]))) ++q;
-    shape.push_back(std::stoll(dims.substr(p, q - p)));
-    p = q;
+  for (size_t p = dims.find_first_not_of(' '); p != std::string::npos;) {
+    const size_t q = dims.find_first_not_of("0123456789", p);
+    const size_t digits = (q == std::string::npos ? dims.size() : q) - p;
+    if (digits == 0 || digits > 15) {  // 15 digits: below 2^50
+      fail(ExitCode::kInput, "{}: the .npy shape ({}) is not a tuple of sizes", what, dims);
+    }
+    shape.push_back(std::stoll(dims.substr(p, digits)));
+    p = dims.find_first_not_of(' ', p + digits);
+    if (p != std::string::npos && dims[p] != ',') {
+      fail(ExitCode::kInput, "{}: the .npy shape ({}) is not a tuple of sizes", what, dims);
+    }
+    if (p != std::string::npos) p = dims.find_first_not_of(' ', p + 1);
   }
   struct Kind {
     const char* descr;
@@ -556,8 +566,18 @@ Tensor read_npy(const uint8_t* data, size_t size, const std::string& what) {
   int dtype = 0;
   for (const auto& k : kinds) dtype = descr == k.descr ? k.dtype : dtype;
   if (!dtype) fail(ExitCode::kInput, "{}: element type '{}' is not supported", what, descr);
+  // The data must be exactly what the shape says: checked before anything is allocated.
+  const uint64_t held = size - start;
+  uint64_t bytes = element_size(dtype);
+  bool overflow = false;
+  for (int64_t d : shape)
+    overflow |= __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes);
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) overflow = false, bytes = 0;
+  if (overflow || bytes != held) {
+    fail(ExitCode::kInput, "{}: the .npy shape ({}) needs {} data bytes, the file holds {}", what,
+         fmt::join(shape, ", "), overflow ? "over 2^64" : std::to_string(bytes), held);
+  }
   Tensor t(dtype, shape);
-  if (start + t.bytes() > size) fail(ExitCode::kInput, "{}: truncated .npy data", what);
   std::memcpy(t.raw(), data + start, t.bytes());
   return t;
 }
@@ -618,6 +638,7 @@ CalibrationData open_calibration_data(const std::string& spec, const Model& mode
     if (max_samples && samples->size() >= max_samples) break;
   }
   if (max_samples && samples->size() > max_samples) samples->resize(max_samples);
+  if (samples->empty()) fail(ExitCode::kInput, "--calib {}: the arrays hold no samples", spec);
   data.count = samples->size();
   data.description =
       fmt::format("{} sample(s) from {} array file(s) in {}", data.count, files.size(), spec);

@@ -41,6 +41,29 @@ check "a FIFO as the model (no blocking read)" 3 fifo.onnx "$quantize" "$dir/in/
 mkfifo "$dir/in/calib.npy"
 check "a FIFO as calibration data" 3 calib.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
   --calib "$dir/in/calib.npy" --output-dir "$dir/out"
+# .npy calibration arrays that lie about their shape (MNIST's input is 1x1x28x28 float32).
+npy() {  # npy FILE SHAPE DATA_BYTES: a version 1.0 header padded to 64 bytes, then zeros
+  local header="{'descr': '<f4', 'fortran_order': False, 'shape': ($2), }"
+  while [ $(( (10 + ${#header} + 1) % 64 )) != 0 ]; do header+=" "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#header} + 1) % 256 )))"
+    printf "\\x$(printf %02x $(( (${#header} + 1) / 256 )))"; printf '%s\n' "$header"
+    head -c "$3" /dev/zero; } >"$1"
+}
+npy "$dir/in/good.npy" "2, 1, 1, 28, 28" 6272
+check "a well-formed .npy (the helper's own check)" 0 "" "$quantize" "$dir/in/m.onnx" --static \
+  --int8 --calib "$dir/in/good.npy" --dry-run --output-dir "$dir/out"
+npy "$dir/in/negative.npy" "-1, 64" 256
+check "a .npy of shape (-1, 64)" 3 negative.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
+  --calib "$dir/in/negative.npy" --output-dir "$dir/out"
+npy "$dir/in/short.npy" "2, 1, 1, 28, 28" 3000
+check "a .npy shorter than its shape" 3 short.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
+  --calib "$dir/in/short.npy" --output-dir "$dir/out"
+npy "$dir/in/huge.npy" "1099511627776, 1099511627776, 64" 64
+check "a .npy claiming 2^86 bytes" 3 huge.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
+  --calib "$dir/in/huge.npy" --output-dir "$dir/out"
+npy "$dir/in/empty.npy" "0, 1, 1, 28, 28" 0
+check "a .npy with no samples" 3 empty.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
+  --calib "$dir/in/empty.npy" --output-dir "$dir/out"
 check "--calib-samples -1" 2 calib-samples "$quantize" "$dir/in/m.onnx" --static --int8 \
   --calib random --calib-samples -1 --output-dir "$dir/out"
 # A write that fails part way (file size limit: EFBIG, as ENOSPC on a full disk): exit 4, the path
