@@ -578,7 +578,7 @@ Tensor read_npy(const uint8_t* data, size_t size, const std::string& what) {
          fmt::join(shape, ", "), overflow ? "over 2^64" : std::to_string(bytes), held);
   }
   Tensor t(dtype, shape);
-  std::memcpy(t.raw(), data + start, t.bytes());
+  if (t.bytes() > 0) std::memcpy(t.raw(), data + start, t.bytes());  // no null pointers
   return t;
 }
 
