@@ -36,16 +36,18 @@ class Tensor {
   int64_t size() const { return size_; }  // elements
   size_t bytes() const { return storage_.size(); }
 
+  // Never null, even for an empty tensor (memcpy and friends must not be given null pointers,
+  // even for 0 bytes): an empty one points at a shared block nothing reads or writes.
   template <typename T>
   T* data() {
-    return reinterpret_cast<T*>(storage_.data());
+    return reinterpret_cast<T*>(raw());
   }
   template <typename T>
   const T* data() const {
-    return reinterpret_cast<const T*>(storage_.data());
+    return reinterpret_cast<const T*>(raw());
   }
-  uint8_t* raw() { return storage_.data(); }
-  const uint8_t* raw() const { return storage_.data(); }
+  uint8_t* raw() { return storage_.empty() ? empty_block() : storage_.data(); }
+  const uint8_t* raw() const { return storage_.empty() ? empty_block() : storage_.data(); }
   // The elements of a STRING tensor (which has no raw bytes); empty for other types.
   std::vector<std::string>& strings() { return strings_; }
   const std::vector<std::string>& strings() const { return strings_; }
@@ -64,6 +66,10 @@ class Tensor {
   double element_as_double(int64_t i) const;
 
  private:
+  static uint8_t* empty_block() {
+    alignas(64) static uint8_t block[64];
+    return block;
+  }
   int dtype_ = 0;
   std::vector<int64_t> shape_;
   int64_t size_ = 1;

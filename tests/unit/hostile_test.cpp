@@ -362,6 +362,23 @@ TEST(Hostile, ExecutorOpsRefuseImpossibleArguments) {
   }
 }
 
+// Empty tensors (a hostile shape's 0 dim) hand out no null pointers: memcpy with one, even for
+// 0 bytes, is undefined (UBSan under asan_unit found a Reshape doing it).
+TEST(Hostile, EmptyTensorsHandOutNoNullPointers) {
+  const Tensor empty(onnx::TensorProto::FLOAT, {0, 3});
+  EXPECT_NE(empty.raw(), nullptr);
+  EXPECT_NE(empty.data<float>(), nullptr);
+  Model model = testing::round_trip(testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[0, 3] x) => (float[3, 0] y) { s = Constant <value = int64[2] {3, 0}> ()
+                                           r = Reshape <allowzero = 1> (x, s)
+                                           c = Concat <axis = 1> (r, r)
+                                           y = Identity(c) })"));
+  Executor executor(model);
+  const auto out = executor.run({empty});
+  EXPECT_EQ(out[0].shape(), (std::vector<int64_t>{3, 0}));
+}
+
 // The same through static INT8, whose calibration runs the executor: refused with nothing
 // written and the input unchanged. Values that only running reveals (no load-time check can).
 TEST(Hostile, ImpossibleComputationsAreRefusedByStaticQuantization) {
