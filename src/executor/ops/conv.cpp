@@ -102,6 +102,17 @@ struct ConvShape {
   int64_t rows() const { return cg * taps(); }  // of the column matrix
 };
 
+// The kernel's spatial shape: W's, which a kernel_shape attribute may only repeat (the GEMM
+// reads W by it).
+std::vector<int64_t> kernel_of(const OpContext& c, const std::vector<int64_t>& w_shape) {
+  std::vector<int64_t> kernel(w_shape.begin() + 2, w_shape.end());
+  const std::vector<int64_t> declared = c.attr_ints("kernel_shape");
+  if (!declared.empty() && declared != kernel) {
+    c.fail("kernel_shape [{}] is not W's [{}]", fmt::join(declared, ", "), fmt::join(kernel, ", "));
+  }
+  return kernel;
+}
+
 ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
                      const std::vector<int64_t>& w_shape) {
   if (x_shape.size() < 3) c.fail("X must have spatial axes");
@@ -115,12 +126,7 @@ ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
   if (s.cg * s.group != s.channels || s.mg * s.group != s.filters || w_shape[1] != s.cg) {
     c.fail("channels do not match W and group");
   }
-  std::vector<int64_t> kernel(w_shape.begin() + 2, w_shape.end());
-  const std::vector<int64_t> declared = c.attr_ints("kernel_shape");
-  if (!declared.empty() && declared != kernel) {
-    c.fail("kernel_shape [{}] is not W's [{}]", fmt::join(declared, ", "), fmt::join(kernel, ", "));
-  }
-  s.w = window(c, x_shape, kernel);
+  s.w = window(c, x_shape, kernel_of(c, w_shape));
   s.out = {s.batch, s.filters};
   s.out.insert(s.out.end(), s.w.out.begin(), s.w.out.end());
   return s;
@@ -318,11 +324,7 @@ void conv_transpose(OpContext& c) {
   const int64_t mg = weight.shape()[1], filters = mg * group;
   if (weight.shape()[0] != channels || cg * group != channels)
     c.fail("channels do not match W and group");
-  std::vector<int64_t> kernel(weight.shape().begin() + 2, weight.shape().end());
-  const std::vector<int64_t> declared = c.attr_ints("kernel_shape");
-  if (!declared.empty() && declared != kernel) {
-    c.fail("kernel_shape [{}] is not W's [{}]", fmt::join(declared, ", "), fmt::join(kernel, ", "));
-  }
+  const std::vector<int64_t> kernel = kernel_of(c, weight.shape());
   std::vector<int64_t> stride = c.attr_ints("strides"), dilation = c.attr_ints("dilations"),
                        pads = c.attr_ints("pads"), out_pad = c.attr_ints("output_padding"),
                        out_shape_attr = c.attr_ints("output_shape");
