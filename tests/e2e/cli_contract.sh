@@ -25,6 +25,10 @@ done
 check "existing output, up to date: skipped" 0 "$quantize" "$dir/m.onnx" --q4
 grep -q "up to date" <<<"$("$quantize" "$dir/m.onnx" --q4)" ||
   { echo "FAIL: an up-to-date output is not reported as such"; failures=$((failures + 1)); }
+cp "$dir/m.onnx" "$dir/edited.onnx"
+check "an output of this input" 0 "$quantize" "$dir/edited.onnx" --q4
+printf '\x9a\x05\x00' >>"$dir/edited.onnx"  # an unknown empty field: the same model, other bytes
+check "existing output of other input bytes without --force" 4 "$quantize" "$dir/edited.onnx" --q4
 check "existing output of other options without --force" 4 "$quantize" "$dir/m.onnx" --q4 \
   --asymmetric
 check "existing output with --force" 0 "$quantize" "$dir/m.onnx" --q4 --force
