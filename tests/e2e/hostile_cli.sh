@@ -52,18 +52,16 @@ npy() {  # npy FILE SHAPE DATA_BYTES: a version 1.0 header padded to 64 bytes, t
 npy "$dir/in/good.npy" "2, 1, 1, 28, 28" 6272
 check "a well-formed .npy (the helper's own check)" 0 "" "$quantize" "$dir/in/m.onnx" --static \
   --int8 --calib "$dir/in/good.npy" --dry-run --output-dir "$dir/out"
-npy "$dir/in/negative.npy" "-1, 64" 256
-check "a .npy of shape (-1, 64)" 3 negative.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
-  --calib "$dir/in/negative.npy" --output-dir "$dir/out"
-npy "$dir/in/short.npy" "2, 1, 1, 28, 28" 3000
-check "a .npy shorter than its shape" 3 short.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
-  --calib "$dir/in/short.npy" --output-dir "$dir/out"
-npy "$dir/in/huge.npy" "1099511627776, 1099511627776, 64" 64
-check "a .npy claiming 2^86 bytes" 3 huge.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
-  --calib "$dir/in/huge.npy" --output-dir "$dir/out"
-npy "$dir/in/empty.npy" "0, 1, 1, 28, 28" 0
-check "a .npy with no samples" 3 empty.npy "$quantize" "$dir/in/m.onnx" --static --int8 \
-  --calib "$dir/in/empty.npy" --output-dir "$dir/out"
+while IFS=: read -r name shape bytes what; do  # each refused, naming the file
+  npy "$dir/in/$name" "$shape" "$bytes"
+  check "a .npy $what" 3 "$name" "$quantize" "$dir/in/m.onnx" --static --int8 \
+    --calib "$dir/in/$name" --output-dir "$dir/out"
+done <<'LIES'
+negative.npy:-1, 64:256:of shape (-1, 64)
+short.npy:2, 1, 1, 28, 28:3000:shorter than its shape
+huge.npy:1099511627776, 1099511627776, 64:64:claiming 2^86 bytes
+empty.npy:0, 1, 1, 28, 28:0:with no samples
+LIES
 check "--calib-samples -1" 2 calib-samples "$quantize" "$dir/in/m.onnx" --static --int8 \
   --calib random --calib-samples -1 --output-dir "$dir/out"
 # A write that fails part way (file size limit: EFBIG, as ENOSPC on a full disk): exit 4, the path

@@ -55,16 +55,13 @@ void normalize_groups(const OpContext& c, const Tensor& x, const std::vector<int
 void instance_norm(OpContext& c) {
   const Tensor& x = c.input(0);
   require_float(c, x, "input");
-  require_float(c, c.input(1), "scale");
-  require_float(c, c.input(2), "B");
   if (x.rank() < 3) c.fail("input must have spatial axes");
-  if (c.input(1).size() != x.shape()[1] || c.input(2).size() != x.shape()[1])
-    c.fail("scale and B must have one value per channel");
+  const float* scale = float_values(c, 1, "scale", x.shape()[1]);
+  const float* bias = float_values(c, 2, "B", x.shape()[1]);
   std::vector<int64_t> axes;
   for (int64_t i = 2; i < x.rank(); ++i) axes.push_back(i);
   Tensor y(TensorProto::FLOAT, x.shape());
-  normalize_groups(c, x, axes, c.attr_float("epsilon", 1e-5f), c.input(1).data<float>(),
-                   c.input(2).data<float>(), y);
+  normalize_groups(c, x, axes, c.attr_float("epsilon", 1e-5f), scale, bias, y);
   c.output(0) = std::move(y);
 }
 

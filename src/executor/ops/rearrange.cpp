@@ -151,12 +151,10 @@ void concat(OpContext& c) {
   shape[axis] = 0;
   for (int i = 0; i < c.input_count(); ++i) {
     const Tensor& x = c.input(i);
-    std::vector<int64_t> other = x.shape();
     if (x.dtype() != first.dtype() || x.rank() != first.rank())
       c.fail("input {} is not of input 0's type and rank", i);
-    other[axis] = 0;
     for (int64_t d = 0; d < first.rank(); ++d) {
-      if (d != axis && other[d] != first.shape()[d])
+      if (d != axis && x.shape()[d] != first.shape()[d])
         c.fail("input {} has shape [{}], input 0 [{}]", i, fmt::join(x.shape(), ", "),
                fmt::join(first.shape(), ", "));
     }
