@@ -108,5 +108,9 @@ void channel_minmax(const float* x, const ChannelLayout& layout, float* mn, floa
 // Scalar helpers that other code uses directly.
 uint16_t f32_to_f16_scalar(float x);
 float f16_to_f32_scalar(uint16_t h);
+// bfloat16 is the high half of a float32: widening is exact; narrowing rounds to nearest even
+// (overflowing to inf) and keeps NaN a quiet NaN.
+uint16_t f32_to_bf16_scalar(float x);
+float bf16_to_f32_scalar(uint16_t h);
 
 }  // namespace quantize

@@ -191,6 +191,20 @@ float f16_to_f32_scalar(uint16_t h) {
   return f;
 }
 
+uint16_t f32_to_bf16_scalar(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float bf16_to_f32_scalar(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 namespace detail {
 
 const Kernels& scalar_kernels() {

@@ -56,6 +56,13 @@ struct FoldConfig {
 };
 std::unique_ptr<Pass> make_fold_pass(FoldConfig config);
 
+// widen (widen.cpp): float16 / bfloat16 values of the types listed computed in float32, the main
+// graph's inputs and outputs keeping their type.
+struct WidenConfig {
+  std::vector<int> types;  // onnx::TensorProto::FLOAT16, BFLOAT16
+};
+std::unique_ptr<Pass> make_widen_pass(WidenConfig config);
+
 struct OpsetConfig {
   int minimum = 0;        // below this default-domain opset the model is converted...
   int target = 0;         // ...to this one

@@ -379,6 +379,13 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                                                   const Precisions& precisions) {
   std::vector<std::unique_ptr<Pass>> passes;
   const ModeFamily family = mode_info(mode).family;
+  // ONNX Runtime's CPU provider runs no bfloat16 arithmetic, and INT8 ops take float32
+  // activations: those values are computed in float32 (float16 stays for q4 and fp16).
+  WidenConfig widen{{onnx::TensorProto::BFLOAT16}};
+  if (family == ModeFamily::kDynamicInt8 || family == ModeFamily::kStaticInt8) {
+    widen.types.push_back(onnx::TensorProto::FLOAT16);
+  }
+  passes.push_back(make_widen_pass(std::move(widen)));
   if (options.fold_constants) passes.push_back(make_fold_pass({weight_inputs(family)}));
   if (options.convert_opset && family == ModeFamily::kStaticInt8) {
     passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));

@@ -3,7 +3,9 @@
 # Quantizes MODEL into OUTDIR, then runs the float and the quantized model side by side in
 # ONNX Runtime (tests/ort/compare.mjs), which checks the thresholds.
 # MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes; "fp16:PATH" first makes
-# PATH a float16 model (quantize --fp16), which is then the model quantized and judged against. EXPECT_REPORT (env):
+# PATH a float16 model (quantize --fp16), which is then the model quantized and judged against;
+# "bf16:PATH" makes that float16 model bfloat16, quantizes it, and judges it against PATH itself
+# (ONNX Runtime's CPU provider cannot run the bfloat16 model). EXPECT_REPORT (env):
 # a regular expression the quantize report must contain.
 set -euo pipefail
 quantize=$1 model=$2 outdir=$3
@@ -16,6 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # elsewhere: the test is skipped, and says so.
 src=${model#constants:}
 src=${src#fp16:}
+src=${src#bf16:}
 if [ ! -f "$src" ]; then
   echo "SKIPPED: $src is not here (not shipped with the repository)"
   exit 77
@@ -27,12 +30,19 @@ if [[ $model == constants:* ]]; then
 elif [[ $model == fp16:* ]]; then
   model=$outdir/$(basename "${src%.onnx}")_float16.onnx
   "$quantize" "$src" --fp16 -o "$model" -q
+elif [[ $model == bf16:* ]]; then
+  model=$outdir/$(basename "${src%.onnx}")_bfloat16.onnx
+  "$quantize" "$src" --fp16 -o "$outdir/float16.onnx" -q
+  "$(dirname "$quantize")/tests/make_bfloat16" "$outdir/float16.onnx" "$model"
+  reference=$src
 fi
+# The float model the quantized one is judged against.
+reference=${reference:-$model}
 # CALIB (env): compare.mjs input flags (--images ..., --random N, --data ...); ONNX Runtime saves
 # those inputs as test data in OUTDIR/calib, which quantize gets as --calib (static INT8).
 if [ -n "${CALIB:-}" ]; then
   # shellcheck disable=SC2086
-  node "$here/../ort/compare.mjs" --float "$model" --quant "$model" --save-float "$outdir/calib" \
+  node "$here/../ort/compare.mjs" --float "$reference" --quant "$reference" --save-float "$outdir/calib" \
     $CALIB > /dev/null
   qargs+=(--calib "$outdir/calib")
   EVAL=${EVAL:-1}  # judge on the evaluation inputs below, so all of CALIB calibrates
@@ -42,7 +52,7 @@ fi
 # does. VERIFY_AGREES (env, a tolerance): the tool's cosine of each output must be within it of
 # ONNX Runtime's.
 if [ "${EVAL:-0}" = 1 ]; then
-  node "$here/../ort/compare.mjs" --float "$model" --quant "$model" --save-float "$outdir/eval" \
+  node "$here/../ort/compare.mjs" --float "$reference" --quant "$reference" --save-float "$outdir/eval" \
     "$@" > /dev/null
   qargs+=(--eval "$outdir/eval")
 fi
@@ -59,15 +69,15 @@ fi
 # executor, whose integer sums are exact as on a VNNI CPU.
 if grep -q "this machine has no VNNI" "$outdir/report.txt"; then
   echo "NOTE: no VNNI here: ONNX Runtime's saturated figures are for information; judging the executor's outputs"
-  node "$here/../ort/compare.mjs" --float "$model" --quant "$out" --save-float "$outdir/data" "$@" \
+  node "$here/../ort/compare.mjs" --float "$reference" --quant "$out" --save-float "$outdir/data" "$@" \
     | sed 's/^/  ONNX Runtime (saturating): /' || true
   rc=0
   "$quantize" run "$out" --data "$outdir/data" --save "$outdir/executor" > /dev/null || rc=$?
   [ "$rc" = 0 ] || [ "$rc" = 5 ]  # 5: differs from the float outputs, which is expected
-  exec node "$here/../ort/compare.mjs" --float "$model" --quant "$out" \
+  exec node "$here/../ort/compare.mjs" --float "$reference" --quant "$out" \
     --quant-outputs "$outdir/executor" "$@"
 fi
-node "$here/../ort/compare.mjs" --float "$model" --quant "$out" "$@" | tee "$outdir/ort.txt"
+node "$here/../ort/compare.mjs" --float "$reference" --quant "$out" "$@" | tee "$outdir/ort.txt"
 status=${PIPESTATUS[0]}
 if [ -n "${VERIFY_AGREES:-}" ]; then  # the tool's verification against ONNX Runtime's figures
   while read -r name cosine; do

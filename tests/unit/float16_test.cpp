@@ -353,8 +353,8 @@ TEST(Float16, Q4F16PipelineMakesTheWholeChainFloat16) {
   Model model = testing::round_trip(proto);
   Options options;
   auto results = run_pipeline(model, Mode::kQ4F16, options);
-  ASSERT_EQ(results.size(), 3u);  // fold, matmul_nbits, float16
-  EXPECT_EQ(results[0].pass, "fold");
+  ASSERT_EQ(results.size(), 4u);  // widen (nothing to do), fold, matmul_nbits, float16
+  EXPECT_EQ(results[1].pass, "fold");
   const auto& g = model.proto.graph();
   expect_well_formed(g);
   const auto* nbits = testing::find_node(g, "MatMulNBits");
@@ -364,6 +364,87 @@ TEST(Float16, Q4F16PipelineMakesTheWholeChainFloat16) {
   bool provenance = false;
   for (const auto& p : model.proto.metadata_props()) provenance |= p.key() == "quantize.mode";
   EXPECT_TRUE(provenance);
+}
+
+// A bfloat16 model: its values computed in float32 (exact conversions), its inputs and outputs
+// still bfloat16; the executor runs both, and they agree within bfloat16's rounding.
+TEST(Widen, BfloatModelComputesInFloat32AndKeepsItsInterface) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bfloat16[2, 8] x) => (bfloat16[2, 4] y, float[2, 4] z) {
+      m = MatMul(x, w)
+      y = Relu(m)
+      c = Cast<to = 1>(m)
+      h = Cast<to = 16>(c)
+      z = Cast<to = 1>(h)
+    })");
+  const std::vector<float> w = testing::random_floats(8 * 4, 3);
+  std::string raw;
+  std::vector<float> w_bf16;  // the values the model holds
+  for (float v : w) {
+    const uint16_t b = f32_to_bf16_scalar(v);
+    raw.append(reinterpret_cast<const char*>(&b), 2);
+    w_bf16.push_back(bf16_to_f32_scalar(b));
+  }
+  auto* t = proto.mutable_graph()->add_initializer();
+  t->set_name("w");
+  t->set_data_type(onnx::TensorProto::BFLOAT16);
+  t->add_dims(8);
+  t->add_dims(4);
+  t->set_raw_data(raw);
+  Model before = testing::round_trip(proto);
+  Model model = testing::round_trip(proto);
+  PassResult r = make_widen_pass({{onnx::TensorProto::BFLOAT16}})->run(model);
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.notes[0].find("bfloat16 values computed in float32 (1 tensor(s)"), std::string::npos)
+      << r.notes[0];
+  const auto& g = model.proto.graph();
+  expect_well_formed(g);
+  const auto* wide = find_initializer(g, "w");
+  ASSERT_NE(wide, nullptr);
+  EXPECT_EQ(wide->data_type(), onnx::TensorProto::FLOAT);
+  EXPECT_EQ(tensor_floats(model, *wide), w_bf16);  // exact
+  EXPECT_EQ(elem_type(g.input(0)), onnx::TensorProto::BFLOAT16);
+  EXPECT_EQ(elem_type(g.output(0)), onnx::TensorProto::BFLOAT16);
+  EXPECT_EQ(elem_type(g.output(1)), onnx::TensorProto::FLOAT);
+  int to_bf16 = 0;
+  for (const auto& n : g.node()) {
+    if (n.op_type() == "Cast") to_bf16 += int_attr(n, "to") == onnx::TensorProto::BFLOAT16;
+  }
+  EXPECT_EQ(to_bf16, 1);  // only the cast back at output y
+  EXPECT_EQ(count_ops(g, "Cast"), 5);
+  const testing::OutputGap gap = testing::output_gap(before, model, 3);
+  EXPECT_TRUE(gap.same_shapes);
+  EXPECT_LT(gap.max_abs, 0.03);  // z: bfloat16's rounding of m (|m| < 4, half an ulp 2^-7)
+  EXPECT_GT(gap.min_cosine, 0.9999);
+}
+
+// Dynamic INT8 of a float16 model: computed in float32 around the integer ops, float16 at the
+// boundary, close to the float16 model.
+TEST(Widen, Float16ModelQuantizesToDynamicInt8) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3, 64] a) => (float[3, 32] y) {
+      h = MatMul(a, w)
+      y = Relu(h)
+    })");
+  testing::set_floats(proto, "w", {64, 32}, testing::random_floats(64 * 32, 5));
+  Model source = testing::round_trip(proto);
+  run_f16(source, /*keep_io=*/false);
+  const auto path = testing::temp_dir() / "half.onnx";
+  save_model(source, path, {});
+  Model half = load_model(path);
+  ASSERT_EQ(find_initializer(half.proto.graph(), "w")->data_type(), onnx::TensorProto::FLOAT16);
+  Model model = load_model(path);
+  Options options;
+  auto results = run_pipeline(model, Mode::kInt8, options);
+  const auto& g = model.proto.graph();
+  expect_well_formed(g);
+  EXPECT_EQ(count_ops(g, "MatMulInteger"), 1);
+  EXPECT_EQ(elem_type(g.input(0)), onnx::TensorProto::FLOAT16);
+  EXPECT_EQ(elem_type(g.output(0)), onnx::TensorProto::FLOAT16);
+  const testing::OutputGap gap = testing::output_gap(half, model, 3);
+  EXPECT_GT(gap.min_cosine, 0.999);
 }
 
 }  // namespace

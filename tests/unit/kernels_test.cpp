@@ -214,6 +214,23 @@ TEST(ScalarKernels, Float16KnownValues) {
   }
 }
 
+TEST(ScalarKernels, BfloatConversionsRoundToNearestEven) {
+  for (uint32_t b = 0; b < 0x7f80; ++b) {  // every finite bfloat16 survives a round trip
+    ASSERT_EQ(f32_to_bf16_scalar(bf16_to_f32_scalar(static_cast<uint16_t>(b))), b);
+    ASSERT_EQ(f32_to_bf16_scalar(bf16_to_f32_scalar(static_cast<uint16_t>(b | 0x8000))),
+              b | 0x8000);
+  }
+  EXPECT_EQ(bf16_to_f32_scalar(0x3f80), 1.0f);
+  EXPECT_EQ(f32_to_bf16_scalar(1.00390625f), 0x3f80);    // 1 + 2^-8: a tie, to even
+  EXPECT_EQ(f32_to_bf16_scalar(1.01171875f), 0x3f82);    // 1 + 3 * 2^-8: a tie, to even
+  EXPECT_EQ(f32_to_bf16_scalar(1.00390631f), 0x3f81);    // just above the tie
+  EXPECT_EQ(f32_to_bf16_scalar(3.4028235e38f), 0x7f80);  // float32's largest rounds to inf
+  EXPECT_EQ(f32_to_bf16_scalar(-INFINITY), 0xff80);
+  const uint16_t nan = f32_to_bf16_scalar(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(nan & 0x7f80, 0x7f80);
+  EXPECT_NE(nan & 0x7f, 0);  // still a NaN, not inf
+}
+
 TEST(ScalarKernels, PackingLayoutMatchesHandComputedBytes) {
   const Kernels& k = kernels_for(Isa::kScalar);
   // Symmetric 4-bit, block 16: extreme 8 -> scale = 8 / -8 = -1, q = round(x / -1) + 8.

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/kernels.h"
+
 namespace quantize::testing {
 namespace fs = std::filesystem;
 
@@ -123,6 +125,13 @@ std::vector<Tensor> random_inputs(const Model& model, uint32_t seed, int64_t int
         case onnx::TensorProto::FLOAT:
           t.data<float>()[i] = std::uniform_real_distribution<float>(-1, 1)(rng);
           break;
+        case onnx::TensorProto::FLOAT16:
+        case onnx::TensorProto::BFLOAT16: {
+          const float v = std::uniform_real_distribution<float>(-1, 1)(rng);
+          t.data<uint16_t>()[i] = t.dtype() == onnx::TensorProto::FLOAT16 ? f32_to_f16_scalar(v)
+                                                                          : f32_to_bf16_scalar(v);
+          break;
+        }
         case onnx::TensorProto::INT64:
           t.data<int64_t>()[i] = std::uniform_int_distribution<int64_t>(0, int_hi - 1)(rng);
           break;

@@ -41,7 +41,7 @@ int64_t int_attr(const onnx::NodeProto& node, const std::string& name, int64_t f
 // --- running a graph before and after a pass (ONNX Runtime's TransformerTester pattern) ---
 
 // Random inputs for a model's fed inputs from their declared types and shapes (symbolic dims 1):
-// floats uniform in [-1, 1), integers in [0, int_hi), bools 0/1.
+// floats (float16 and bfloat16 too) uniform in [-1, 1), integers in [0, int_hi), bools 0/1.
 std::vector<Tensor> random_inputs(const Model& model, uint32_t seed, int64_t int_hi = 4);
 
 // How far a rewritten model's outputs are from the original's on the same inputs.

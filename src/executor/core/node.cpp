@@ -1,5 +1,5 @@
-// One node's run as the executor does it: refusals and input checks before it, float16 inputs
-// widened to float32 and the float results rounded back.
+// One node's run as the executor does it: refusals and input checks before it, float16 and
+// bfloat16 inputs widened to float32 and the float results rounded back.
 #include "executor/core/node.h"
 
 #include <cmath>
@@ -20,22 +20,35 @@ const std::unordered_set<std::string> kAnyType = {
 
 Tensor widen(const Tensor& half) {
   Tensor t(onnx::TensorProto::FLOAT, half.shape());
-  for (int64_t i = 0; i < half.size(); ++i)
-    t.data<float>()[i] = f16_to_f32_scalar(half.data<uint16_t>()[i]);
+  const bool bf16 = half.dtype() == onnx::TensorProto::BFLOAT16;
+  for (int64_t i = 0; i < half.size(); ++i) {
+    const uint16_t h = half.data<uint16_t>()[i];
+    t.data<float>()[i] = bf16 ? bf16_to_f32_scalar(h) : f16_to_f32_scalar(h);
+  }
   return t;
 }
 
 // IEEE round to nearest even, overflowing to inf (unlike the quantizer's clamping conversion).
-Tensor narrow(const Tensor& full) {
-  Tensor t(onnx::TensorProto::FLOAT16, full.shape());
+Tensor narrow(const Tensor& full, int type) {
+  Tensor t(type, full.shape());
   for (int64_t i = 0; i < full.size(); ++i) {
     const float x = full.data<float>()[i];
-    uint16_t h = f32_to_f16_scalar(x);
-    if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f)
-      h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
+    uint16_t h;
+    if (type == onnx::TensorProto::BFLOAT16) {
+      h = f32_to_bf16_scalar(x);
+    } else {
+      h = f32_to_f16_scalar(x);
+      if ((h & 0x7fff) == 0x7bff && std::fabs(x) >= 65520.0f)
+        h = static_cast<uint16_t>((h & 0x8000) | 0x7c00);
+    }
     t.data<uint16_t>()[i] = h;
   }
   return t;
+}
+
+bool is_half(const Tensor* t) {
+  return t &&
+         (t->dtype() == onnx::TensorProto::FLOAT16 || t->dtype() == onnx::TensorProto::BFLOAT16);
 }
 
 // Ops that take sequence and optional values; the others refuse them by name.
@@ -112,12 +125,14 @@ void check_input_kinds(const Model& model, const onnx::NodeProto& node,
 }
 
 HalfAsFloat::HalfAsFloat(const onnx::NodeProto& node, std::vector<const Tensor*>& inputs) {
-  for (const Tensor* t : inputs) half_ |= t && t->dtype() == onnx::TensorProto::FLOAT16;
-  half_ &= !kAnyType.count(node.op_type());
-  if (half_) {
+  if (kAnyType.count(node.op_type())) return;
+  for (const Tensor* t : inputs) {
+    if (is_half(t)) type_ = t->dtype();
+  }
+  if (type_) {
     widened_.reserve(inputs.size());  // no reallocation: `inputs` points into it
     for (auto& t : inputs) {
-      if (t && t->dtype() == onnx::TensorProto::FLOAT16) {
+      if (is_half(t)) {
         widened_.push_back(widen(*t));
         t = &widened_.back();
       }
@@ -126,9 +141,9 @@ HalfAsFloat::HalfAsFloat(const onnx::NodeProto& node, std::vector<const Tensor*>
 }
 
 void HalfAsFloat::narrow_outputs(std::vector<Tensor>& outputs) const {
-  if (!half_) return;
+  if (!type_) return;
   for (auto& t : outputs) {
-    if (t.dtype() == onnx::TensorProto::FLOAT) t = narrow(t);
+    if (t.dtype() == onnx::TensorProto::FLOAT) t = narrow(t, type_);
   }
 }
 

@@ -25,23 +25,23 @@ int node_opset(const Model& model, const onnx::NodeProto& node);
 void check_input_kinds(const Model& model, const onnx::NodeProto& node,
                        const std::vector<const Tensor*>& inputs);
 
-// float16 arithmetic runs in float32, its float results rounded back to float16: on
-// construction, the float16 entries of `inputs` are pointed at float32 copies held here, unless
-// the op only moves bytes (those run on float16 tensors as they are). Keep it alive while the
-// op runs.
+// float16 and bfloat16 arithmetic runs in float32, its float results rounded back to the input
+// type: on construction, the 16-bit float entries of `inputs` are pointed at float32 copies held
+// here, unless the op only moves bytes (those run on 16-bit tensors as they are). Keep it alive
+// while the op runs.
 class HalfAsFloat {
  public:
   HalfAsFloat(const onnx::NodeProto& node, std::vector<const Tensor*>& inputs);
   HalfAsFloat(const HalfAsFloat&) = delete;
   HalfAsFloat& operator=(const HalfAsFloat&) = delete;
 
-  bool widened() const { return half_; }
-  // Rounds the float32 outputs back to float16 (IEEE round to nearest even, overflowing to inf)
-  // when the inputs were widened.
+  bool widened() const { return type_ != 0; }
+  // Rounds the float32 outputs back to the inputs' type (IEEE round to nearest even,
+  // overflowing to inf) when they were widened.
   void narrow_outputs(std::vector<Tensor>& outputs) const;
 
  private:
-  bool half_ = false;
+  int type_ = 0;  // FLOAT16 or BFLOAT16 when the inputs were widened
   std::vector<Tensor> widened_;
 };
 

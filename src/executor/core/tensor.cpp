@@ -87,12 +87,8 @@ double Tensor::element_as_double(int64_t i) const {
       return data<uint32_t>()[i];
     case onnx::TensorProto::UINT64:
       return static_cast<double>(data<uint64_t>()[i]);
-    case onnx::TensorProto::BFLOAT16: {  // the high half of a float32
-      const uint32_t bits = static_cast<uint32_t>(data<uint16_t>()[i]) << 16;
-      float f;
-      std::memcpy(&f, &bits, sizeof f);
-      return f;
-    }
+    case onnx::TensorProto::BFLOAT16:
+      return bf16_to_f32_scalar(data<uint16_t>()[i]);
     case onnx::TensorProto::UINT8:
     case onnx::TensorProto::BOOL:
       return data<uint8_t>()[i];

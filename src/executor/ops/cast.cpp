@@ -138,15 +138,9 @@ void cast_to(OpContext& c, int to) {
                                       ? x.data<uint64_t>()[i]
                                       : static_cast<uint64_t>(x.element_as_double(i));
         break;
-      case TensorProto::BFLOAT16: {  // round to nearest even; NaN stays a quiet NaN
-        const float f = static_cast<float>(x.element_as_double(i));
-        uint32_t bits;
-        std::memcpy(&bits, &f, sizeof bits);
-        out.data<uint16_t>()[i] =
-            std::isnan(f) ? static_cast<uint16_t>((bits >> 16) | 0x40)
-                          : static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+      case TensorProto::BFLOAT16:
+        out.data<uint16_t>()[i] = f32_to_bf16_scalar(static_cast<float>(x.element_as_double(i)));
         break;
-      }
       default:
         c.fail("Cast to data type {} is not supported", to);
     }
