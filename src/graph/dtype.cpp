@@ -240,4 +240,9 @@ TypeMap infer_types(const onnx::ModelProto& model) {
   return types;
 }
 
+bool is_float_type(int data_type) {
+  return data_type == onnx::TensorProto::FLOAT || data_type == onnx::TensorProto::FLOAT16 ||
+         data_type == onnx::TensorProto::DOUBLE || data_type == onnx::TensorProto::BFLOAT16;
+}
+
 }  // namespace quantize

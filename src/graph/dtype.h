@@ -24,6 +24,9 @@ using TypeMap = std::unordered_map<std::string, ValueType>;
 
 TypeMap infer_types(const onnx::ModelProto& model);
 
+// float32, float16, bfloat16 or float64.
+bool is_float_type(int data_type);
+
 // The ValueType a TypeProto declares (elem 0 when it says nothing).
 ValueType value_type(const onnx::TypeProto& type);
 

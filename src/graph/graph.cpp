@@ -271,6 +271,15 @@ void rename_in(onnx::GraphProto& graph, const std::string& from, const std::stri
 
 }  // namespace
 
+int activation_quantizers(const ModelIndex& index) {
+  int count = 0;
+  for (const auto& node : index.main().proto->node()) {
+    count += node.op_type() == "QuantizeLinear" && node.input_size() > 0 &&
+             !index.constant(index.main(), node.input(0));
+  }
+  return count;
+}
+
 void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to) {
   rename_in(graph, from, to, false);
 }

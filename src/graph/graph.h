@@ -107,6 +107,10 @@ class ModelIndex {
   std::unordered_map<const Graph*, Defs> defs_;
 };
 
+// QuantizeLinear nodes of the main graph that quantize an activation (not a constant): a model
+// with any is quantized already.
+int activation_quantizers(const ModelIndex& index);
+
 // Makes every read of the value `from` in `graph` and its bodies read `to` instead (node inputs,
 // and outputs of bodies that name it; the graph's own outputs stay).
 void rename_reads(onnx::GraphProto& graph, const std::string& from, const std::string& to);

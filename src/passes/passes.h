@@ -53,6 +53,10 @@ struct FoldConfig {
   // (op type, input index) the mode quantizes: constants on their way there may grow (a
   // float16 or int8 weight widened to float32) and are still folded.
   std::set<std::pair<std::string, int>> weight_inputs;
+  // Quantization-aware training's fake-quantized weights, QuantizeLinear(float constant) ->
+  // DequantizeLinear, are finalized: the QuantizeLinear folded (integers stored), the
+  // DequantizeLinear kept. Else the pair folds into the float weight the mode quantizes.
+  bool finalize_fake_quant = false;
 };
 std::unique_ptr<Pass> make_fold_pass(FoldConfig config);
 

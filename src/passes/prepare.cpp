@@ -30,6 +30,7 @@
 #include <set>
 
 #include "executor/core/evaluate.h"
+#include "graph/dtype.h"
 #include "graph/graph.h"
 #include "model/tensor_data.h"
 #include "passes/passes.h"
@@ -85,7 +86,10 @@ class FoldPass final : public Pass {
     result.pass = name();
     model_ = &model;
     imports_ = opset_only(model);
+    fake_quantized_.clear();
     ModelIndex index(model.proto);
+    // A model that quantizes activations already: its DequantizeLinears of constants stay.
+    const bool quantized_model = activation_quantizers(index) > 0;
     GraphEditor editor(model);
     uint64_t folded_bytes = 0;
     int merged = 0;
@@ -100,6 +104,10 @@ class FoldPass final : public Pass {
         if (!foldable_form(*node, outputs)) continue;
         std::vector<std::optional<Source>> inputs;
         if (!constant_inputs(index, *graph, *node, inputs)) continue;
+        if (config_.finalize_fake_quant && node->op_type() == "DequantizeLinear" &&
+            (quantized_model || fake_quantized_.count(node->input(0)))) {
+          continue;  // a quantized weight (or bias) stays quantized
+        }
         const std::string label = node_label(*graph, *node);
         // Identical constant subexpressions: the later one reads the earlier one's outputs.
         const std::string key = subexpression_key(*node);
@@ -119,10 +127,24 @@ class FoldPass final : public Pass {
           continue;
         }
         seen[key] = {node->output().begin(), node->output().end()};
-        result.changed.push_back({label, "folded into a constant"});
+        // QuantizeLinear over a float weight: quantization-aware training's fake quantization.
+        const bool fake_quant = config_.finalize_fake_quant &&
+                                node->op_type() == "QuantizeLinear" && inputs[0] &&
+                                is_float_type(inputs[0]->dtype);
+        if (fake_quant) fake_quantized_.insert(node->output(0));
+        result.changed.push_back({label, fake_quant
+                                             ? "fake-quantized weight stored as its integers (QAT)"
+                                             : "folded into a constant"});
       }
     }
     editor.apply();
+    if (!fake_quantized_.empty()) {
+      result.notes.push_back(fmt::format(
+          "{} fake-quantized weight(s) (QuantizeLinear over a float constant, as "
+          "quantization-aware training exports them) stored as integers: the trained scales and "
+          "zero points are kept, the outputs are unchanged",
+          fake_quantized_.size()));
+    }
     const size_t folded = result.changed.size() - merged;
     if (folded > 0) {
       result.notes.push_back(fmt::format("{} node(s) folded into {} of constants", folded,
@@ -153,8 +175,11 @@ class FoldPass final : public Pass {
   }
 
   static bool foldable_form(const onnx::NodeProto& node, const std::set<std::string>& outputs) {
-    if (!is_default_domain(node) || node.op_type() == "Constant" || has_subgraph(node) ||
-        kNondeterministic.count(node.op_type()) || node.input_size() == 0) {
+    // ONNX Runtime's QuantizeLinear / DequantizeLinear (per axis below opset 13) fold too.
+    const bool ms_qdq = node.domain() == "com.microsoft" && (node.op_type() == "QuantizeLinear" ||
+                                                             node.op_type() == "DequantizeLinear");
+    if ((!is_default_domain(node) && !ms_qdq) || node.op_type() == "Constant" ||
+        has_subgraph(node) || kNondeterministic.count(node.op_type()) || node.input_size() == 0) {
       return false;
     }
     for (const auto& o : node.output()) {
@@ -348,6 +373,7 @@ class FoldPass final : public Pass {
   Model* model_ = nullptr;
   std::shared_ptr<Model> imports_;
   std::unordered_map<std::string, Source> sources_;  // constants read so far, and folded results
+  std::set<std::string> fake_quantized_;  // the integer weights finalized fake quantization made
 };
 
 // Whether any op in a body changed form between the two opsets (ONNX's converter leaves bodies

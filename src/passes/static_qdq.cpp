@@ -103,6 +103,15 @@ class StaticQdqPass final : public Pass {
           opset_));
       return result_;
     }
+    // A model that quantizes its activations already (quantization-aware training, or an earlier
+    // tool) keeps its ranges: a second pair on an activation would only add rounding.
+    if (const int quantized = activation_quantizers(index); quantized > 0) {
+      result_.notes.push_back(fmt::format(
+          "the model is quantized already ({} QuantizeLinear on activations): its ranges are "
+          "kept, nothing is calibrated",
+          quantized));
+      return result_;
+    }
     if (opset_ < 13 && config_.per_channel) q_domain_ = "com.microsoft";  // per-axis DQ is 13+
     if (config_.op_types.empty()) {  // the default: every op for conv nets, MatMul/Gemm otherwise
       bool conv = false;

@@ -291,15 +291,10 @@ void Options::validate() const {
            activation_type_name(activations));
     }
   }
-  if (any_static) {
-    if (calib.empty()) {
-      fail(ExitCode::kUsage,
-           "--static needs calibration data: --calib PATH (test-data folders, "
-           ".npy/.npz), or --calib random to calibrate on synthetic inputs");
-    }
-    if (!(percentile > 50 && percentile <= 100)) {
-      fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
-    }
+  // --static without --calib fails when calibration is needed: a model quantized already (QAT)
+  // needs none.
+  if (any_static && !(percentile > 50 && percentile <= 100)) {
+    fail(ExitCode::kUsage, "--percentile {}: must be above 50 and at most 100", percentile);
   }
 }
 
@@ -386,7 +381,9 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     widen.types.push_back(onnx::TensorProto::FLOAT16);
   }
   passes.push_back(make_widen_pass(std::move(widen)));
-  if (options.fold_constants) passes.push_back(make_fold_pass({weight_inputs(family)}));
+  if (options.fold_constants) {
+    passes.push_back(make_fold_pass({weight_inputs(family), family == ModeFamily::kStaticInt8}));
+  }
   if (options.convert_opset && family == ModeFamily::kStaticInt8) {
     passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));
   } else if (options.convert_opset && family == ModeFamily::kDynamicInt8) {
@@ -469,7 +466,11 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                             method = options.calib_method, percentile = options.percentile,
                             progress = options.calib_progress](
                                const Model& model, const std::set<std::string>& tensors) {
-      if (!data) fail(ExitCode::kUsage, "static INT8 needs calibration data (--calib)");
+      if (!data) {
+        fail(ExitCode::kUsage,
+             "--static needs calibration data: --calib PATH (test-data folders, .npy/.npz), or "
+             "--calib random to calibrate on synthetic inputs");
+      }
       // Ranges are cached per method: one cache never mixes two.
       auto range_key = [method](const std::string& t) {
         return std::string(calib_method_name(method)) + "|" + t;

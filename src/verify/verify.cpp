@@ -5,17 +5,13 @@
 #include <cmath>
 #include <memory>
 
+#include "graph/dtype.h"
 #include "quantize/error.h"
 
 namespace quantize {
 namespace {
 
 using onnx::TensorProto;
-
-bool is_float(int dtype) {
-  return dtype == TensorProto::FLOAT || dtype == TensorProto::FLOAT16 ||
-         dtype == TensorProto::DOUBLE || dtype == TensorProto::BFLOAT16;
-}
 
 // log(sum(exp(x - max))) + max over one row.
 double log_sum_exp(const std::vector<double>& x) {
@@ -34,7 +30,7 @@ void MetricsAccumulator::add(const Tensor& reference, const Tensor& candidate) {
   }
   const int64_t n = reference.size();
   if (!seen_) {
-    m_.is_float = is_float(reference.dtype());
+    m_.is_float = is_float_type(reference.dtype());
     m_.logits = m_.is_float && reference.rank() >= 1 && reference.shape().back() >= 2;
     seen_ = true;
   }

@@ -36,6 +36,11 @@ check "refuses to write over the input" 2 "$quantize" "$dir/m.onnx" --q4 -o "$di
 check "-o with two modes" 2 "$quantize" "$dir/m.onnx" --q4 --fp16 -o "$dir/x.onnx"
 check "bad --bits" 2 "$quantize" "$dir/m.onnx" --q4 --bits 3
 check "bad regex" 2 "$quantize" "$dir/m.onnx" --q4 --exclude "(" --dry-run
+# A float model needs calibration data for --static (a quantized one does not): a usage error,
+# nothing written.
+check "--static without --calib" 2 "$quantize" "$dir/m.onnx" --int8 --static -o "$dir/nocalib.onnx"
+grep -q -- "--static needs calibration data" "$dir/last.log" && [ ! -e "$dir/nocalib.onnx" ] ||
+  { echo "FAIL: --static without --calib: no clear message, or an output was written"; failures=$((failures + 1)); }
 printf 'not a model' >"$dir/bad.onnx"
 check "malformed model" 3 "$quantize" "$dir/bad.onnx" --q4
 check "missing output folder" 4 "$quantize" "$dir/m.onnx" --q4 -o "$dir/none/x.onnx"

@@ -5,7 +5,9 @@
 # MODEL "constants:PATH" first rewrites PATH's weights as Constant nodes; "fp16:PATH" first makes
 # PATH a float16 model (quantize --fp16), which is then the model quantized and judged against;
 # "bf16:PATH" makes that float16 model bfloat16, quantizes it, and judges it against PATH itself
-# (ONNX Runtime's CPU provider cannot run the bfloat16 model). EXPECT_REPORT (env):
+# (ONNX Runtime's CPU provider cannot run the bfloat16 model); "qat:PATH" makes PATH a model as
+# quantization-aware training exports them (static QDQ with fake-quantized float weights), the
+# model then quantized and judged against, and the output must be under half its size. EXPECT_REPORT (env):
 # a regular expression the quantize report must contain.
 set -euo pipefail
 quantize=$1 model=$2 outdir=$3
@@ -19,6 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=${model#constants:}
 src=${src#fp16:}
 src=${src#bf16:}
+src=${src#qat:}
 if [ ! -f "$src" ]; then
   echo "SKIPPED: $src is not here (not shipped with the repository)"
   exit 77
@@ -35,6 +38,11 @@ elif [[ $model == bf16:* ]]; then
   "$quantize" "$src" --fp16 -o "$outdir/float16.onnx" -q
   "$(dirname "$quantize")/tests/make_bfloat16" "$outdir/float16.onnx" "$model"
   reference=$src
+elif [[ $model == qat:* ]]; then
+  model=$outdir/$(basename "${src%.onnx}")_qat.onnx
+  "$quantize" "$src" --int8 --static --per-channel --calib random -o "$outdir/static.onnx" -q
+  "$(dirname "$quantize")/tests/make_fake_quant" "$outdir/static.onnx" "$model"
+  half_size=$(($(stat -c %s "$model") / 2))
 fi
 # The float model the quantized one is judged against.
 reference=${reference:-$model}
@@ -58,6 +66,10 @@ if [ "${EVAL:-0}" = 1 ]; then
 fi
 out=$outdir/quantized.onnx
 "$quantize" "$model" "${qargs[@]}" -o "$out" -v 2>&1 | tee "$outdir/report.txt"
+if [ -n "${half_size:-}" ] && [ "$(stat -c %s "$out")" -ge "$half_size" ]; then
+  echo "FAILED: $out is not under half the size of $model"
+  exit 1
+fi
 # EXPECT_REPORT: a regular expression the report or the diagnostics must contain (a warning, say).
 if [ -n "${EXPECT_REPORT:-}" ] && ! grep -Eq "$EXPECT_REPORT" "$outdir/report.txt"; then
   echo "FAILED: the report does not say: $EXPECT_REPORT"

@@ -513,3 +513,62 @@ TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
 
 }  // namespace
 }  // namespace quantize
+
+namespace quantize {
+namespace {
+
+// A model that quantizes its activations already is not quantized again, nor calibrated.
+TEST(StaticQdq, QuantizedModelKeepsItsRanges) {
+  Model model = conv_net({0.1f, -0.2f, 0.3f, 0.0f}, {0.5f, 0.25f, -1.0f});
+  StaticQdqConfig config;
+  config.calibrate = conv_net_ranges;
+  make_static_qdq_pass(config)->run(model);
+  const int pairs = count_ops(model.proto.graph(), "QuantizeLinear");
+  ASSERT_GT(pairs, 0);
+  config.calibrate = [](const Model&, const std::set<std::string>&) -> Calibration {
+    ADD_FAILURE() << "calibrated a quantized model";
+    return {};
+  };
+  PassResult again = make_static_qdq_pass(config)->run(model);
+  EXPECT_EQ(count_ops(model.proto.graph(), "QuantizeLinear"), pairs);
+  EXPECT_TRUE(again.changed.empty());
+  ASSERT_EQ(again.notes.size(), 1u);
+  EXPECT_NE(again.notes[0].find("quantized already"), std::string::npos) << again.notes[0];
+}
+
+// Quantization-aware training's export: QuantizeLinear over a float weight. Static INT8 stores
+// the weight's integers (no calibration data needed), and the outputs stay bit-exact.
+TEST(StaticQdq, FakeQuantizedWeightsAreFinalized) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 2, 5, 5] x) => (float[1, 4, 3, 3] y) <float sx = {0.02}, int8 zx = {0},
+                                                     float[4] sw = {0.01, 0.02, 0.03, 0.04},
+                                                     int8[4] zw = {0, 0, 0, 0}> {
+      xq = QuantizeLinear(x, sx, zx)
+      xd = DequantizeLinear(xq, sx, zx)
+      wq = QuantizeLinear<axis = 0>(w, sw, zw)
+      wd = DequantizeLinear<axis = 0>(wq, sw, zw)
+      y = Conv(xd, wd)
+    })");
+  testing::set_floats(proto, "w", {4, 2, 3, 3}, testing::random_floats(4 * 2 * 3 * 3, 8));
+  Model before = testing::round_trip(proto);
+  Model model = testing::round_trip(proto);
+  auto results = run_pipeline(model, Mode::kStaticInt8, Options{});
+  const auto& g = model.proto.graph();
+  EXPECT_EQ(count_ops(g, "QuantizeLinear"), 1);  // x's
+  const auto* wd = find_node(g, "Conv");
+  ASSERT_NE(wd, nullptr);
+  const onnx::NodeProto* dq = nullptr;
+  for (const auto& n : g.node()) {
+    if (n.output(0) == wd->input(1)) dq = &n;
+  }
+  ASSERT_TRUE(dq && dq->op_type() == "DequantizeLinear");
+  const auto* stored = find_initializer(g, dq->input(0));
+  ASSERT_NE(stored, nullptr);
+  EXPECT_EQ(stored->data_type(), onnx::TensorProto::INT8);
+  const testing::OutputGap gap = testing::output_gap(before, model, 3);
+  EXPECT_EQ(gap.max_abs, 0.0);
+}
+
+}  // namespace
+}  // namespace quantize
