@@ -490,10 +490,10 @@ int main(int argc, char** argv) {
   batch->add_option("--shard", cli.shard,
                     "I/N: only every N-th model of the sorted list, from the I-th (N workers, "
                     "no coordination)");
-  auto* q4 = app.add_option_group("MatMulNBits (--q4, --q4f16)");
+  auto* q4 = app.add_option_group("Block weights (--q4, --q4f16, --nf4, --fp4)");
   q4->add_option("--block-size", options.block_size,
-                 "Weights per block along K: 16, 32, 64, 128 or 256")
-      ->capture_default_str();
+                 "Weights per block along K: 16, 32 (the default), 64 (--nf4 / --fp4's), 128 or "
+                 "256");
   auto* sym = q4->add_flag("--symmetric", cli.symmetric, "No zero points (the default)");
   q4->add_flag("--asymmetric", cli.asymmetric, "Per-block zero points, packed uint8")
       ->excludes(sym);

@@ -2,7 +2,7 @@
 # Corpus sweep: every mode of the tool over every model of Debian's ONNX backend test corpus
 # (libonnx-testdata: node, pytorch-converted, pytorch-operator, simple; 1,072 models), each output
 # checked in ONNX Runtime 1.30 against the float model on the model's test_data_set_0.
-#   tools/sweep_corpus.sh QUANTIZE_BINARY OUTDIR [--modes q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8]
+#   tools/sweep_corpus.sh QUANTIZE_BINARY OUTDIR [--modes q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4]
 #                         [--filter REGEX] [--jobs N] [--corpus DIR] [--timeout SECONDS]
 #                         [--models LIST]
 # Needs ONNX Runtime from npm in tests/ort/node_modules (tools/bootstrap.sh --tests) and the
@@ -34,7 +34,7 @@ usage() {
 bin=$(realpath "$1")
 out=$(mkdir -p "$2" && cd "$2" && pwd)
 shift 2
-modes=q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8
+modes=q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4
 filter=
 jobs=$(nproc)
 corpus=/usr/share/libonnx-testdata/data
@@ -79,7 +79,7 @@ fi
 IFS=, read -r -a mode_list <<<"$modes"
 for m in "${mode_list[@]}"; do
   case $m in
-    q4 | q4f16 | fp16 | int8 | uint8 | q8 | static_int8 | static_uint8) ;;
+    q4 | q4f16 | fp16 | int8 | uint8 | q8 | static_int8 | static_uint8 | nf4 | fp4) ;;
     *) echo "sweep_corpus: unknown mode '$m'" >&2; exit 2 ;;
   esac
 done

@@ -15,7 +15,7 @@
 namespace quantize {
 
 // One output per mode. Static (calibrated) and dynamic INT8 are different modes, not a flag.
-enum class Mode { kQ4, kQ4F16, kFp16, kInt8, kUInt8, kQ8, kStaticInt8, kStaticUInt8 };
+enum class Mode { kQ4, kQ4F16, kFp16, kInt8, kUInt8, kQ8, kStaticInt8, kStaticUInt8, kNf4, kFp4 };
 
 enum class ModeFamily { kWeightOnly, kFloat16, kDynamicInt8, kStaticInt8 };
 
@@ -95,7 +95,7 @@ class NodeFilter {
 struct Options {
   std::vector<Mode> modes;
   // MatMulNBits (--q4, --q4f16)
-  int block_size = 32;
+  int block_size = 0;  // 0: the mode's own (block_size_for)
   bool symmetric = true;
   int bits = 4;
   int accuracy_level = 0;
@@ -141,6 +141,9 @@ struct Options {
   void validate() const;
   // weight_algo, kAuto resolved.
   WeightAlgo weight_algorithm() const;
+  // Weights per block under `mode`: --block-size, else 64 for --nf4 / --fp4 (bitsandbytes'),
+  // else 32.
+  int block_size_for(Mode mode) const;
   // Output file name suffix of a mode under these options ("q4", or "nbits8" for --bits 8).
   std::string suffix(Mode mode) const;
   // The options that shape the output, for the report and the model's metadata.

@@ -105,6 +105,10 @@ ChannelLayout channel_layout(const std::vector<int64_t>& dims, int axis);
 // Each channel's running min and max from +0 (as Kernels::minmax), with kernels().
 void channel_minmax(const float* x, const ChannelLayout& layout, float* mn, float* mx);
 
+// bitsandbytes' 4-bit codebooks, by com.microsoft.MatMulBnb4's quant_type (0: FP4, 1: NF4): code
+// i stands for kBnb4Codebooks[quant_type][i] times its block's absmax.
+extern const float kBnb4Codebooks[2][16];
+
 // Scalar helpers that other code uses directly.
 uint16_t f32_to_f16_scalar(float x);
 float f16_to_f32_scalar(uint16_t h);

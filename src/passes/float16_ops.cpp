@@ -57,6 +57,7 @@ struct MsOp {
 };
 const MsOp kMsOps[] = {
     {"MatMulNBits", {0, 2, 5}, {0}},        // A, scales, bias -> Y
+    {"MatMulBnb4", {0, 2}, {0}},            // A, absmax -> Y
     {"GatherBlockQuantized", {2, 3}, {0}},  // scales, float zero points -> output
     {"SkipSimplifiedLayerNormalization", {0, 1, 2, 3}, {0, 3}},
 };

@@ -225,7 +225,7 @@ class MatMulNBitsPass final : public Pass {
                              const Orientation& how,
                              const WeightPrecision& precision) -> const PackedWeight& {
       AwqGroup* awq = awq_of(node);
-      const auto key = std::make_tuple(ref.tensor, how.rows_are_columns, how.alpha, false,
+      const auto key = std::make_tuple(ref.tensor, how.rows_are_columns, how.alpha, how.flat,
                                        precision.bits, precision.block_size, precision.symmetric,
                                        static_cast<const AwqGroup*>(awq));
       auto [it, fresh] = done.try_emplace(key);
@@ -236,8 +236,8 @@ class MatMulNBitsPass final : public Pass {
                                                        : input == inputs.end() ? nullptr
                                                                                : input->second;
         it->second = add_packed_weight(editor, ref, how, precision, scale_type(*ref.tensor),
-                                       *config_.quantizer, std::move(stats), change,
-                                       awq ? awq->scales : nullptr);
+                                       how.flat ? bnb4_codebook(config_.bnb4) : *config_.quantizer,
+                                       std::move(stats), change, awq ? awq->scales : nullptr);
         result.tensors.push_back(std::move(change));
       }
       return it->second;
@@ -258,7 +258,7 @@ class MatMulNBitsPass final : public Pass {
       auto decision = config_.policy.decide(*head.node, true);
       const auto* p = std::get_if<WeightPrecision>(&decision);
       const int64_t d = head.weight.tensor->dims(head.how.rows_are_columns ? 1 : 0);
-      if (!p || d % p->block_size != 0) return std::nullopt;
+      if (!p || d % p->block_size != 0 || bnb4(*p)) return std::nullopt;
       const PackedWeight& packed = matmul_weight(*head.node, head.weight, head.how, *p);
       // GatherBlockQuantized reads the projection's [V, blocks, blob] as [V, blocks * blob].
       const int64_t dims[] = {packed.n, d * p->bits / 8};
@@ -314,6 +314,14 @@ class MatMulNBitsPass final : public Pass {
           if (auto rank = declared_rank(graph, node.input(0)); rank && *rank < 2) {
             return Verdict::kept("A is 1-D (MatMulNBits needs [..., K])");
           }
+          // MatMulBnb4's blocks run over the flattened weight: K must be whole blocks, else the
+          // weight takes MatMulNBits' 4 bits.
+          const int64_t k = b.dims(how.rows_are_columns ? 1 : 0);
+          how.flat = bnb4(precision) && k % precision.block_size == 0;
+          const std::string instead =
+              bnb4(precision) && !how.flat
+                  ? fmt::format(" (K = {} is not whole blocks, as MatMulBnb4 needs)", k)
+                  : "";
           std::string bias, add_after;  // Gemm's beta * C: MatMulNBits' bias [N], or an Add
           if (gemm && node.input_size() > 2 && !node.input(2).empty()) {
             const int64_t n = b.dims(how.rows_are_columns ? 0 : 1);
@@ -328,6 +336,7 @@ class MatMulNBitsPass final : public Pass {
               return Verdict::kept("C is not a constant [N] vector and beta is not 1");
             }
           }
+          if (how.flat && !bias.empty()) std::swap(bias, add_after);  // MatMulBnb4: no bias
           const PackedWeight& packed = matmul_weight(node, *ref, how, precision);
           if (AwqGroup* awq = awq_of(node)) node.set_input(0, awq_input(editor, *awq, node));
           std::string output = node.output(0);
@@ -337,13 +346,18 @@ class MatMulNBitsPass final : public Pass {
                             {output}, "", &node);
             output = y0;
           }
+          if (how.flat) {
+            emit_matmul_bnb4(editor, *graph.proto, node, packed, precision, config_.bnb4, output);
+            return Verdict::done(fmt::format(
+                "MatMulBnb4 {} block {}", config_.bnb4 == 0 ? "FP4" : "NF4", precision.block_size));
+          }
           emit_matmul_nbits(editor, *graph.proto, node, packed, precision, config_.accuracy_level,
                             bias, output);
           return Verdict::done(
               fmt::format("MatMulNBits {}-bit block {}{}", precision.bits, precision.block_size,
                           precision.output_projection
                               ? " (an output projection: --output-projection-bits 4 to keep 4)"
-                              : ""));
+                              : instead));
         });
     if (!done.empty()) ensure_opset(model.proto, kMsDomain, 1);
     editor.apply();
@@ -569,6 +583,11 @@ class MatMulNBitsPass final : public Pass {
     emit_gather_block_quantized(editor, *graph.proto, node, it->second, precision);
     return Verdict::done(
         fmt::format("GatherBlockQuantized {}-bit block {}", precision.bits, precision.block_size));
+  }
+
+  // Whether a weight of this precision becomes MatMulBnb4's (4-bit, in a bnb4 mode).
+  bool bnb4(const WeightPrecision& precision) const {
+    return config_.bnb4 >= 0 && precision.bits == 4;
   }
 
   // The scales' type: float16 for q4f16, and for a float16 weight (its MatMul's A is float16).

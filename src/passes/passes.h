@@ -87,6 +87,9 @@ struct NBitsConfig {
   // mean squares, or with `awq_gptq` GPTQ on the scaled input's Gram matrix.
   bool awq = false;
   bool awq_gptq = false;
+  // 4-bit MatMul weights as com.microsoft.MatMulBnb4 with this quant_type (0: FP4, 1: NF4),
+  // their codes from bnb4_codebook; -1: MatMulNBits. Tables and 8-bit weights keep their form.
+  int bnb4 = -1;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

@@ -28,6 +28,62 @@ class RoundToNearest final : public BlockQuantizer {
   }
 };
 
+class Bnb4Codebook final : public BlockQuantizer {
+ public:
+  Bnb4Codebook(const char* name, int quant_type)
+      : name_(name), values_(kBnb4Codebooks[quant_type]) {
+    // The distinct values in ascending order, each with its code (+0 over -0), and the
+    // midpoints between neighbours: a value above midpoint i takes level i + 1.
+    std::vector<std::pair<float, int>> levels;
+    for (int c = 0; c < 16; ++c) {
+      const bool seen = std::any_of(levels.begin(), levels.end(),
+                                    [&](const auto& l) { return l.first == values_[c]; });
+      if (!seen) levels.emplace_back(values_[c], c);
+    }
+    std::sort(levels.begin(), levels.end());
+    for (size_t i = 0; i < levels.size(); ++i) {
+      codes_.push_back(levels[i].second);
+      if (i > 0) midpoints_.push_back((levels[i - 1].first + levels[i].first) / 2);
+    }
+  }
+  const char* name() const override { return name_; }
+  void quantize(const float* column, size_t k, const BlockFormat& format, const float*,
+                uint8_t* packed, float* scales, uint8_t*) const override {
+    const size_t bs = format.block_size;
+    for (size_t b = 0; b < format.blocks(k); ++b) {
+      const size_t begin = b * bs, n = std::min(bs, k - begin);
+      float absmax = 0;
+      for (size_t j = 0; j < n; ++j) absmax = std::max(absmax, std::fabs(column[begin + j]));
+      const float inv = absmax > 0 ? 1.0f / absmax : 0.0f;
+      uint8_t* blob = packed + b * format.blob_bytes();
+      for (size_t j = 0; j < bs; j += 2) {
+        const int hi = code(j < n ? column[begin + j] * inv : 0.0f);
+        const int lo = code(j + 1 < n ? column[begin + j + 1] * inv : 0.0f);
+        blob[j / 2] = static_cast<uint8_t>(hi << 4 | lo);
+      }
+      scales[b] = absmax;
+    }
+  }
+  void dequantize(const uint8_t* packed, const float* scales, const uint8_t*, size_t k,
+                  const BlockFormat& format, float* y) const override {
+    for (size_t i = 0; i < k; ++i) {
+      const size_t b = i / format.block_size, j = i % format.block_size;
+      const uint8_t byte = packed[b * format.blob_bytes() + j / 2];
+      y[i] = values_[j % 2 == 0 ? byte >> 4 : byte & 15] * scales[b];
+    }
+  }
+
+ private:
+  int code(float v) const {
+    const size_t i = std::upper_bound(midpoints_.begin(), midpoints_.end(), v) - midpoints_.begin();
+    return codes_[i];
+  }
+  const char* name_;
+  const float* values_;
+  std::vector<int> codes_;
+  std::vector<float> midpoints_;
+};
+
 // Round half to even for |v| < 2^22 (in the default rounding mode), in plain arithmetic the
 // compiler vectorises (std::nearbyint needs SSE4.1 for that).
 inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
@@ -310,8 +366,8 @@ class NBitsJob {
     if (n_ >= 8 * kErrorStride && col % kErrorStride != 0) return;
     const uint64_t nb = blocks();
     y.resize(k_);
-    kernels().dequantize_blocks(packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
-                                fmt_.symmetric ? nullptr : zps + col * nb, k_, fmt_, y.data());
+    quantizer_.dequantize(packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
+                          fmt_.symmetric ? nullptr : zps + col * nb, k_, fmt_, y.data());
     // The error of the weight itself, not of its scaled rows (AWQ).
     const float* s = row_scales_ ? row_scales_->data() : nullptr;
     float e = 0, w = 0;
@@ -434,6 +490,21 @@ const BlockQuantizer& scale_search() {
   return search;
 }
 
+void BlockQuantizer::dequantize(const uint8_t* packed, const float* scales,
+                                const uint8_t* zero_points, size_t k, const BlockFormat& format,
+                                float* y) const {
+  kernels().dequantize_blocks(packed, scales, zero_points, k, format, y);
+}
+
+const BlockQuantizer& bnb4_codebook(int quant_type) {
+  static const Bnb4Codebook fp4("fp4", 0), nf4("nf4", 1);
+  return quant_type == 0 ? fp4 : nf4;
+}
+
+bool is_bnb4(const BlockQuantizer& quantizer) {
+  return &quantizer == &bnb4_codebook(0) || &quantizer == &bnb4_codebook(1);
+}
+
 const GptqFactor& InputStatistics::factor() const {
   std::call_once(once_, [this] { factor_ = std::make_shared<GptqFactor>(gptq_factor(*gram)); });
   return *factor_;
@@ -463,11 +534,14 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   };
   const int64_t nb = static_cast<int64_t>(job->blocks());
   const int64_t blob = static_cast<int64_t>(fmt.blob_bytes());
-  q.packed =
-      add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
-          how.table ? std::vector<int64_t>{q.n, nb * blob} : std::vector<int64_t>{q.n, nb, blob},
-          job->packed_bytes(), &NBitsJob::read_packed);
-  q.scales = add("_scales", scale_type, {q.n, nb}, job->scale_bytes(), &NBitsJob::read_scales);
+  q.packed = add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
+                 how.flat    ? std::vector<int64_t>{q.n * nb * blob}
+                 : how.table ? std::vector<int64_t>{q.n, nb * blob}
+                             : std::vector<int64_t>{q.n, nb, blob},
+                 job->packed_bytes(), &NBitsJob::read_packed);
+  q.scales = add(is_bnb4(quantizer) ? "_absmax" : "_scales", scale_type,
+                 how.flat ? std::vector<int64_t>{q.n * nb} : std::vector<int64_t>{q.n, nb},
+                 job->scale_bytes(), &NBitsJob::read_scales);
   if (!fmt.symmetric) {
     q.zero_points = add("_zero_points", onnx::TensorProto::UINT8,
                         {q.n, static_cast<int64_t>(job->zero_point_row())}, job->zero_point_bytes(),
@@ -484,8 +558,10 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
     algo = "imatrix";
   }
   if (row_scales) algo = "awq+" + algo;
-  change.to = fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size, fmt.symmetric ? "" : " asym",
-                          algo.empty() ? "" : " " + algo);
+  change.to = is_bnb4(quantizer)
+                  ? fmt::format("{} b{}", quantizer.name(), fmt.block_size)
+                  : fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size,
+                                fmt.symmetric ? "" : " asym", algo.empty() ? "" : " " + algo);
   change.bytes_before = static_cast<uint64_t>(q.k * q.n) * (f16_source ? 2 : 4);
   change.error = job->error();
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
@@ -535,6 +611,19 @@ void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
   set_attr(out, "block_size", static_cast<int64_t>(precision.block_size));
   set_attr(out, "gather_axis", int64_t{0});
   set_attr(out, "quantize_axis", int64_t{1});
+  editor.remove_node(node);
+}
+
+void emit_matmul_bnb4(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,
+                      const PackedWeight& weight, const WeightPrecision& precision, int quant_type,
+                      const std::string& output) {
+  auto& out = editor.add_node(
+      graph, "MatMulBnb4", node.name().empty() ? "MatMul_Bnb4" : node.name() + "_Bnb4",
+      {node.input(0), weight.packed, weight.scales}, {output}, kMsDomain, &node);
+  set_attr(out, "K", weight.k);
+  set_attr(out, "N", weight.n);
+  set_attr(out, "block_size", static_cast<int64_t>(precision.block_size));
+  set_attr(out, "quant_type", static_cast<int64_t>(quant_type));
   editor.remove_node(node);
 }
 

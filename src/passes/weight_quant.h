@@ -72,11 +72,19 @@ class BlockQuantizer {
   virtual void quantize(const float* column, size_t k, const BlockFormat& format,
                         const float* importance, uint8_t* packed, float* scales,
                         uint8_t* zero_points) const = 0;
+  // The K values a quantized column stands for (affine codes: (code - zero point) * scale).
+  virtual void dequantize(const uint8_t* packed, const float* scales, const uint8_t* zero_points,
+                          size_t k, const BlockFormat& format, float* y) const;
 };
 // Round to nearest with the reference tools' scales (kernels.h): the SIMD kernels.
 const BlockQuantizer& round_to_nearest();
 // Error-minimising scales, starting from round to nearest (weight_quant.cpp).
 const BlockQuantizer& scale_search();
+// bitsandbytes' 4-bit codebooks, as com.microsoft.MatMulBnb4 reads them (quant_type 0: FP4,
+// 1: NF4): each block's scale is its absmax, each code the index of the codebook value nearest
+// to x / absmax, two per byte with the first in the high nibble. Symmetric 4-bit formats only.
+const BlockQuantizer& bnb4_codebook(int quant_type);
+bool is_bnb4(const BlockQuantizer& quantizer);
 
 struct Gram;
 struct GptqFactor;
@@ -103,6 +111,7 @@ struct Orientation {
   bool rows_are_columns = false;
   float alpha = 1.0f;
   bool table = false;
+  bool flat = false;  // codes and scales stored 1-D, as MatMulBnb4 reads them
 };
 
 // A quantized weight as initializers of MatMulNBits' layout.
@@ -142,5 +151,11 @@ void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
 void emit_matmul_nbits(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,
                        const PackedWeight& weight, const WeightPrecision& precision,
                        int accuracy_level, const std::string& bias, const std::string& output);
+
+// Emitter: replaces MatMul `node` by com.microsoft.MatMulBnb4 reading A and the weight quantized
+// by bnb4_codebook(quant_type) with Orientation::flat, writing `output`.
+void emit_matmul_bnb4(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,
+                      const PackedWeight& weight, const WeightPrecision& precision, int quant_type,
+                      const std::string& output);
 
 }  // namespace quantize

@@ -27,6 +27,10 @@ constexpr ModeInfo kModes[] = {
      "static INT8 (--static --int8): calibrated int8 activations and weights, QDQ"},
     {Mode::kStaticUInt8, ModeFamily::kStaticInt8, "uint8", "static_uint8",
      "static INT8 (--static --uint8): calibrated uint8 activations and weights, QDQ"},
+    {Mode::kNf4, ModeFamily::kWeightOnly, "nf4", "bnb4",
+     "4-bit NormalFloat MatMul weights (com.microsoft.MatMulBnb4, block 64, absmax scales)"},
+    {Mode::kFp4, ModeFamily::kWeightOnly, "fp4", "bnb4_fp4",
+     "bitsandbytes' 4-bit float MatMul weights (com.microsoft.MatMulBnb4, block 64)"},
 };
 
 const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
@@ -249,8 +253,21 @@ std::string NodeFilter::why_not(const std::string& node_name) const {
 }
 
 void Options::validate() const {
-  if (block_size < 16 || block_size > 256 || (block_size & (block_size - 1)) != 0) {
+  if (block_size != 0 &&
+      (block_size < 16 || block_size > 256 || (block_size & (block_size - 1)) != 0)) {
     fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
+  }
+  for (Mode m : modes) {
+    if (m != Mode::kNf4 && m != Mode::kFp4) continue;
+    if (weight_algo != WeightAlgo::kAuto && weight_algo != WeightAlgo::kRtn) {
+      fail(ExitCode::kUsage,
+           "--algo {} with --{}: its codes are the nearest codebook values (--algo rtn)",
+           weight_algo_name(weight_algo), mode_info(m).flag);
+    }
+    if (bits != 4 || !symmetric) {
+      fail(ExitCode::kUsage, "--{} is 4-bit and symmetric: drop --bits {}{}", mode_info(m).flag,
+           bits, symmetric ? "" : " and --asymmetric");
+    }
   }
   if (bits != 4 && bits != 8) fail(ExitCode::kUsage, "--bits {}: must be 4 or 8", bits);
   if (output_projection_bits != 4 && output_projection_bits != 8) {
@@ -303,6 +320,11 @@ WeightAlgo Options::weight_algorithm() const {
   return calib.empty() ? WeightAlgo::kSearch : WeightAlgo::kGptq;
 }
 
+int Options::block_size_for(Mode mode) const {
+  if (block_size != 0) return block_size;
+  return mode == Mode::kNf4 || mode == Mode::kFp4 ? 64 : 32;
+}
+
 std::string Options::suffix(Mode mode) const {
   std::string s = mode_info(mode).suffix;
   if (bits == 8 && (mode == Mode::kQ4 || mode == Mode::kQ4F16)) s.replace(0, 2, "nbits8");
@@ -343,7 +365,12 @@ std::string Options::describe(Mode mode) const {
     case ModeFamily::kWeightOnly:
       break;
   }
-  std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size,
+  if (mode == Mode::kNf4 || mode == Mode::kFp4) {
+    return fmt::format("{} block_size={}{}{}", info.flag, block_size_for(mode),
+                       output_projection_bits == 8 ? " output_projection=8bit" : "",
+                       filter_description(filter));
+  }
+  std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size_for(mode),
                               symmetric ? "symmetric" : "asymmetric");
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
   if (bits == 4 && output_projection_bits == 8) s += " output_projection=8bit";
@@ -397,13 +424,17 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
   }
   if (family == ModeFamily::kWeightOnly) {
     NBitsConfig config;
-    config.policy.precision = {options.bits, options.block_size, options.symmetric};
+    config.policy.precision = {options.bits, options.block_size_for(mode), options.symmetric};
     config.policy.filter = options.filter;
     config.policy.overrides = precisions;
     config.policy.output_projection_8bit = options.output_projection_bits == 8;
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
-    const WeightAlgo algo = options.weight_algorithm();
+    // --nf4 / --fp4: codebook codes for the 4-bit weights; tables and 8-bit weights data-free.
+    config.bnb4 = mode == Mode::kNf4 ? 1 : mode == Mode::kFp4 ? 0 : -1;
+    const WeightAlgo algo = config.bnb4 >= 0 && options.weight_algorithm() != WeightAlgo::kRtn
+                                ? WeightAlgo::kSearch
+                                : options.weight_algorithm();
     config.quantizer = algo == WeightAlgo::kRtn ? &round_to_nearest() : &scale_search();
     config.awq = algo == WeightAlgo::kAwq || algo == WeightAlgo::kAwqGptq;
     config.awq_gptq = algo == WeightAlgo::kAwqGptq;

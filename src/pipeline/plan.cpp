@@ -17,7 +17,7 @@ std::string weight_of(const onnx::NodeProto& node) {
   const std::string& op = node.op_type();
   if (op == "Gather" && node.input_size() > 0) return node.input(0);
   if ((op == "MatMul" || op == "Gemm" || op == "Conv" || op == "ConvTranspose" ||
-       op == "MatMulNBits") &&
+       op == "MatMulNBits" || op == "MatMulBnb4") &&
       node.input_size() > 1) {
     return node.input(1);
   }

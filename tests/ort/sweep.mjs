@@ -56,7 +56,7 @@ import os from 'node:os';
 const CLASSES = ['ok', 'refused', 'invalid', 'wrong', 'crash', 'not-runnable', 'opset<7'];
 const FAILING = new Set(['invalid', 'wrong', 'crash']);
 const FLOAT16_MODES = new Set(['fp16', 'q4f16']);
-const MODES = ['q4', 'q4f16', 'fp16', 'int8', 'uint8', 'q8', 'static_int8', 'static_uint8'];
+const MODES = ['q4', 'q4f16', 'fp16', 'int8', 'uint8', 'q8', 'static_int8', 'static_uint8', 'nf4', 'fp4'];
 
 function parseArgs(argv) {
   const args = {};

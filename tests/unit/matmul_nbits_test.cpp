@@ -547,5 +547,99 @@ TEST(NBits, ScaleSearchNeverWorseThanRoundToNearest) {
     }
 }
 
+// bitsandbytes' codebooks: a value at a codebook level times the block's absmax gets that
+// level's code, first code of a pair in the high nibble; the absmax is the scale; values between
+// two levels go to the nearer.
+TEST(Bnb4, CodebookCodesAreTheNearestLevels) {
+  for (int type : {0, 1}) {
+    const float* levels = kBnb4Codebooks[type];
+    const BlockFormat fmt{4, 16, true};
+    std::vector<float> x(16);
+    const float absmax = 2.5f;
+    for (int c = 0; c < 16; ++c) x[c] = levels[c] * absmax;
+    uint8_t packed[8];
+    float scale = 0;
+    const BlockQuantizer& q = bnb4_codebook(type);
+    q.quantize(x.data(), 16, fmt, nullptr, packed, &scale, nullptr);
+    EXPECT_EQ(scale, absmax);
+    std::vector<float> y(16);
+    q.dequantize(packed, &scale, nullptr, 16, fmt, y.data());
+    for (int c = 0; c < 16; ++c) {
+      const int code = c % 2 == 0 ? packed[c / 2] >> 4 : packed[c / 2] & 15;
+      EXPECT_EQ(levels[code], levels[c]) << "type " << type << " code " << c;  // +-0 share
+      EXPECT_EQ(y[c], x[c]);
+    }
+  }
+  // NF4: 0.3 * absmax lies between 0.24611 and 0.33792 (midpoint 0.29201): the upper level, 11.
+  const BlockFormat fmt{4, 16, true};
+  std::vector<float> x(16, 0.0f);
+  x[0] = 1.0f;
+  x[1] = 0.3f;
+  x[2] = 0.29f;  // below the midpoint: level 10
+  uint8_t packed[8];
+  float scale = 0;
+  bnb4_codebook(1).quantize(x.data(), 16, fmt, nullptr, packed, &scale, nullptr);
+  EXPECT_EQ(packed[0], (15 << 4) | 11);
+  EXPECT_EQ(packed[1] >> 4, 10);
+  EXPECT_EQ(packed[1] & 15, 7);  // 0 is NF4's level 7
+}
+
+// --nf4's pass: MatMul -> MatMulBnb4 with the flattened [N, K] codes and absmax, 1-D; its output
+// in the executor is A times the dequantized weight, close to the float one; a weight whose K is
+// not whole blocks takes MatMulNBits' 4 bits.
+TEST(Bnb4, MatMulBecomesMatMulBnb4) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3, 128] a, float[2, 3, 100] b) => (float[2, 3, 8] y, float[2, 3, 8] z) {
+      y = MatMul(a, w)
+      z = MatMul(b, v)
+    })");
+  const std::vector<float> w = testing::random_floats(128 * 8, 3);
+  testing::set_floats(proto, "w", {128, 8}, w);
+  testing::set_floats(proto, "v", {100, 8}, testing::random_floats(100 * 8, 4));
+  Model before = testing::round_trip(proto);
+  Model model = testing::round_trip(proto);
+  NBitsConfig config;
+  config.policy.precision = {4, 64, true};
+  config.bnb4 = 1;
+  PassResult r = run_nbits(model, config);
+  const auto& g = model.proto.graph();
+  ASSERT_EQ(count_ops(g, "MatMulBnb4"), 1);
+  ASSERT_EQ(count_ops(g, "MatMulNBits"), 1);
+  ASSERT_EQ(r.changed.size(), 2u);
+  EXPECT_NE(r.changed[1].reason.find("K = 100 is not whole blocks"), std::string::npos)
+      << r.changed[1].reason;
+  const auto* node = find_node(g, "MatMulBnb4");
+  EXPECT_EQ(node->domain(), "com.microsoft");
+  EXPECT_EQ(int_attr(node[0], "K"), 128);
+  EXPECT_EQ(int_attr(node[0], "N"), 8);
+  EXPECT_EQ(int_attr(node[0], "block_size"), 64);
+  EXPECT_EQ(int_attr(node[0], "quant_type"), 1);
+  const auto* b = find_initializer(g, node->input(1));
+  const auto* absmax = find_initializer(g, node->input(2));
+  ASSERT_TRUE(b && absmax);
+  EXPECT_EQ(std::vector<int64_t>(b->dims().begin(), b->dims().end()),
+            std::vector<int64_t>{8 * 128 / 2});
+  EXPECT_EQ(std::vector<int64_t>(absmax->dims().begin(), absmax->dims().end()),
+            std::vector<int64_t>{8 * 128 / 64});
+  // Every weight dequantizes (FORMATS: flat index n * K + k) to its nearest level's value.
+  const auto packed = bytes_of(model, *b);
+  const auto scales = scales_of(model, *absmax);
+  for (int64_t n = 0; n < 8; ++n) {
+    for (int64_t k = 0; k < 128; ++k) {
+      const int64_t i = n * 128 + k;
+      const int code = i % 2 == 0 ? packed[i / 2] >> 4 : packed[i / 2] & 15;
+      const float s = scales[i / 64];
+      const float got = kBnb4Codebooks[1][code] * s, x = w[k * 8 + n];
+      for (float level : kBnb4Codebooks[1]) {
+        ASSERT_LE(std::fabs(got - x), std::fabs(level * s - x) + 1e-6f) << n << ", " << k;
+      }
+    }
+  }
+  const testing::OutputGap gap = testing::output_gap(before, model, 2);
+  EXPECT_GT(gap.min_cosine, 0.99);
+  EXPECT_TRUE(gap.same_shapes);
+}
+
 }  // namespace
 }  // namespace quantize

@@ -1,4 +1,4 @@
-// ONNX Runtime's contrib quantization ops (domain com.microsoft): MatMulNBits,
+// ONNX Runtime's contrib quantization ops (domain com.microsoft): MatMulNBits, MatMulBnb4,
 // DynamicQuantizeMatMul, QuantizeLinear and DequantizeLinear.
 #include <algorithm>
 #include <cmath>
@@ -58,6 +58,42 @@ void matmul_nbits(OpContext& c) {
   c.output(0) = std::move(out);
 }
 
+// com.microsoft.MatMulBnb4 with float32 A and absmax: B is the [N, K] weight flattened, two
+// codes per byte (the even index in the high nibble), each a codebook value times its block's
+// absmax (blocks over the flattened weight).
+void matmul_bnb4(OpContext& c) {
+  const Tensor& a = c.input(0);
+  require_float(c, a, "A");
+  require_float(c, c.input(2), "absmax");
+  const int64_t k = c.attr_int("K", 0), n = c.attr_int("N", 0), bs = c.attr_int("block_size", 0);
+  const int64_t type = c.attr_int("quant_type", 1);
+  if (k <= 0 || n <= 0 || bs < 16 || (type != 0 && type != 1) || a.rank() < 1 ||
+      a.shape().back() != k || c.attr_int("transB", 1) != 1 || c.attr_int("training_mode", 0)) {
+    c.fail("unsupported attributes (K {}, N {}, block_size {}, quant_type {})", k, n, bs, type);
+  }
+  if (n > (int64_t{1} << 31) / k) c.fail("N x K = {} x {} is too large", n, k);
+  const int64_t count = n * k;
+  if (c.input(1).bytes() != static_cast<size_t>((count + 1) / 2) ||
+      c.input(2).size() != (count + bs - 1) / bs) {
+    c.fail("B ({} bytes) or absmax ({} values) do not hold N x K = {} codes in blocks of {}",
+           c.input(1).bytes(), c.input(2).size(), count, bs);
+  }
+  const uint8_t* packed = c.input(1).data<uint8_t>();
+  const float* absmax = c.input(2).data<float>();
+  const float* values = kBnb4Codebooks[type];
+  std::vector<float> wt(static_cast<size_t>(count));  // [N, K]
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t byte = packed[i / 2];
+    wt[i] = values[i % 2 == 0 ? byte >> 4 : byte & 15] * absmax[i / bs];
+  }
+  std::vector<int64_t> shape = a.shape();
+  shape.back() = n;
+  const int64_t m = a.size() / k;
+  Tensor out(TensorProto::FLOAT, shape);
+  sgemm(true, m, n, k, a.data<float>(), wt.data(), out.data<float>());
+  c.output(0) = std::move(out);
+}
+
 // com.microsoft.DynamicQuantizeMatMul: DynamicQuantizeLinear(A), MatMulInteger, scaled, + bias.
 void dynamic_quantize_matmul(OpContext& c) {
   Dynamic a = dynamic_quantize(c, c.input(0));
@@ -78,6 +114,7 @@ void dynamic_quantize_matmul(OpContext& c) {
 
 void register_contrib_quantization(Registry& r) {
   r["com.microsoft.MatMulNBits"] = matmul_nbits;
+  r["com.microsoft.MatMulBnb4"] = matmul_bnb4;
   r["com.microsoft.DynamicQuantizeMatMul"] = dynamic_quantize_matmul;
   // ONNX Runtime's contrib versions (any opset, per-axis): the same formulas.
   r["com.microsoft.QuantizeLinear"] = quantize_linear;
