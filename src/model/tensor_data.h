@@ -27,4 +27,26 @@ void set_tensor_payload(Model& model, onnx::TensorProto& tensor, PayloadPtr payl
 // Decoded float32 values of a FLOAT tensor (a copy; for small tensors and tests).
 std::vector<float> tensor_floats(const Model& model, const onnx::TensorProto& tensor);
 
+// `n` float16 or bfloat16 values (`type`) from `in`, as float32 (exact).
+void widen_to_float32(int type, const uint8_t* in, uint64_t n, float* out);
+
+// The float32 values of a float16 or bfloat16 payload, converted when read (the widen pass
+// makes these): a reader that converts as it goes can take the narrow bytes instead.
+class WidenedPayload final : public Payload {
+ public:
+  WidenedPayload(PayloadPtr narrow, int type) : narrow_(std::move(narrow)), type_(type) {}
+  uint64_t size() const override { return narrow_->size() * 2; }
+  void read(uint8_t* out) const override;
+  const PayloadPtr& narrow() const { return narrow_; }
+  int type() const { return type_; }  // FLOAT16 or BFLOAT16
+
+ private:
+  PayloadPtr narrow_;
+  int type_;
+};
+
+// The tensor's bytes as stored: a widened tensor's float16 / bfloat16 bytes, with their type in
+// `type` (else tensor_payload and the tensor's own type).
+PayloadPtr stored_payload(const Model& model, const onnx::TensorProto& tensor, int* type);
+
 }  // namespace quantize

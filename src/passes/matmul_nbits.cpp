@@ -84,9 +84,12 @@ bool is_transpose(const Model& model, const onnx::TensorProto& table, const onnx
     return false;
   }
   const int64_t v = table.dims(0), d = table.dims(1);
-  const size_t e = table.data_type() == onnx::TensorProto::FLOAT16 ? 2 : 4;
-  PayloadBytes a(tensor_payload(model, table)), b(tensor_payload(model, w));
-  if (a.size() != static_cast<size_t>(v * d) * e || b.size() != a.size()) return false;
+  int type_a = 0, type_b = 0;  // as stored: a widened tensor's float16 / bfloat16 bytes
+  PayloadBytes a(stored_payload(model, table, &type_a)), b(stored_payload(model, w, &type_b));
+  const size_t e = element_size(type_a);
+  if (type_a != type_b || a.size() != static_cast<size_t>(v * d) * e || b.size() != a.size()) {
+    return false;
+  }
   for (int64_t r = 0; r < v; ++r) {
     for (int64_t c = 0; c < d; ++c) {
       if (std::memcmp(a.data() + (r * d + c) * e, b.data() + (c * v + r) * e, e) != 0) return false;

@@ -223,12 +223,12 @@ class NBitsJob {
  public:
   // source: float32 [K, N], or [N, K] when `rows_are_columns` (Gemm with transB). Stored scales
   // are multiplied by `scale_factor` (Gemm's alpha).
-  NBitsJob(PayloadPtr source, bool f16_source, int64_t k, int64_t n, BlockFormat fmt,
+  NBitsJob(PayloadPtr source, int source_type, int64_t k, int64_t n, BlockFormat fmt,
            bool f16_scales, bool rows_are_columns, float scale_factor,
            const BlockQuantizer& quantizer, std::shared_ptr<const InputStatistics> input,
            std::shared_ptr<const std::vector<float>> row_scales)
       : source_(std::move(source)),
-        f16_source_(f16_source),
+        source_type_(source_type),
         k_(k),
         n_(n),
         fmt_(fmt),
@@ -307,8 +307,8 @@ class NBitsJob {
 
   // `count` source values from element `offset` on, as float32.
   void load(const uint8_t* base, int64_t offset, int64_t count, float* dst) const {
-    if (f16_source_) {
-      kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(base) + offset, count, dst);
+    if (source_type_ != onnx::TensorProto::FLOAT) {
+      widen_to_float32(source_type_, base + 2 * offset, count, dst);
     } else {
       std::memcpy(dst, reinterpret_cast<const float*>(base) + offset, count * sizeof(float));
     }
@@ -431,7 +431,7 @@ class NBitsJob {
   }
 
   PayloadPtr source_;
-  bool f16_source_;  // the weight is float16 (else float32)
+  int source_type_;  // FLOAT, FLOAT16 or BFLOAT16
   int64_t k_, n_;
   BlockFormat fmt_;
   bool f16_scales_;
@@ -521,9 +521,12 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   q.n = b.dims(how.rows_are_columns ? 0 : 1);
   const BlockFormat fmt = precision.format();
   const bool f16 = scale_type == onnx::TensorProto::FLOAT16;
-  const bool f16_source = b.data_type() == onnx::TensorProto::FLOAT16;
+  // A widened weight is read as its float16 / bfloat16 bytes, converted a tile at a time.
+  int source_type = 0;
+  PayloadPtr source = stored_payload(editor.model(), b, &source_type);
+  const bool narrow = source_type != onnx::TensorProto::FLOAT;
   auto job =
-      std::make_shared<NBitsJob>(tensor_payload(editor.model(), b), f16_source, q.k, q.n, fmt, f16,
+      std::make_shared<NBitsJob>(std::move(source), source_type, q.k, q.n, fmt, f16,
                                  how.rows_are_columns, how.alpha, quantizer, input, row_scales);
   const std::string base = b.name().empty() ? "weight" : b.name();
   auto add = [&](const std::string& suffix, int type, std::vector<int64_t> dims, uint64_t size,
@@ -549,7 +552,9 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   }
   change.name = b.name();
   change.dims = {q.k, q.n};
-  change.from = f16_source ? "f16" : "f32";
+  change.from = source_type == onnx::TensorProto::FLOAT16    ? "f16"
+                : source_type == onnx::TensorProto::BFLOAT16 ? "bf16"
+                                                             : "f32";
   // The algorithm, unless round to nearest (the reference tools' bytes).
   std::string algo = &quantizer == &round_to_nearest() ? "" : quantizer.name();
   if (uses_gptq(input.get(), q.k)) {
@@ -562,7 +567,7 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
                   ? fmt::format("{} b{}", quantizer.name(), fmt.block_size)
                   : fmt::format("q{} b{}{}{}", fmt.bits, fmt.block_size,
                                 fmt.symmetric ? "" : " asym", algo.empty() ? "" : " " + algo);
-  change.bytes_before = static_cast<uint64_t>(q.k * q.n) * (f16_source ? 2 : 4);
+  change.bytes_before = static_cast<uint64_t>(q.k * q.n) * (narrow ? 2 : 4);
   change.error = job->error();
   change.bytes_after = job->packed_bytes() + job->scale_bytes() + job->zero_point_bytes();
   return q;

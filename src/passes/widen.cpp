@@ -21,18 +21,37 @@
 #include "support/threads.h"
 
 namespace quantize {
-namespace {
 
-using onnx::TensorProto;
-
-void widen_to_float32(int data_type, const uint8_t* in, uint64_t n, float* out) {
-  if (data_type == TensorProto::FLOAT16) {
+void widen_to_float32(int type, const uint8_t* in, uint64_t n, float* out) {
+  if (type == onnx::TensorProto::FLOAT16) {
     kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(in), n, out);
   } else {
     const auto* h = reinterpret_cast<const uint16_t*>(in);
     for (uint64_t i = 0; i < n; ++i) out[i] = bf16_to_f32_scalar(h[i]);
   }
 }
+
+void WidenedPayload::read(uint8_t* out) const {
+  PayloadBytes in(narrow_);
+  const uint64_t n = in.size() / 2;
+  parallel_for(n, 1 << 18, [&](size_t b, size_t e) {
+    widen_to_float32(type_, in.data() + 2 * b, e - b, reinterpret_cast<float*>(out) + b);
+  });
+}
+
+PayloadPtr stored_payload(const Model& model, const onnx::TensorProto& tensor, int* type) {
+  PayloadPtr payload = tensor_payload(model, tensor);
+  *type = tensor.data_type();
+  if (const auto* wide = dynamic_cast<const WidenedPayload*>(payload.get())) {
+    *type = wide->type();
+    return wide->narrow();
+  }
+  return payload;
+}
+
+namespace {
+
+using onnx::TensorProto;
 
 const char* type_label(int type) { return type == TensorProto::FLOAT16 ? "float16" : "bfloat16"; }
 
@@ -76,18 +95,11 @@ class WidenPass final : public Pass {
       uint64_t bytes = 0, tensors = 0, changes = 0;
       for_each_tensor(model.proto, [&](TensorProto& t, const std::string&) {
         if (t.data_type() != from) return;
-        PayloadPtr source = tensor_payload(model, t);
-        const uint64_t n = element_count(t);
-        bytes += n * 2;
+        bytes += element_count(t) * 2;
         ++tensors;
+        auto wide = std::make_shared<WidenedPayload>(tensor_payload(model, t), from);
         t.set_data_type(TensorProto::FLOAT);
-        set_tensor_payload(model, t, make_lazy_payload(n * 4, [source, n, from](uint8_t* out) {
-                             PayloadBytes in(source);
-                             parallel_for(n, 1 << 18, [&](size_t b, size_t e) {
-                               widen_to_float32(from, in.data() + 2 * b, e - b,
-                                                reinterpret_cast<float*>(out) + b);
-                             });
-                           }));
+        set_tensor_payload(model, t, std::move(wide));
       });
       const std::vector<onnx::ValueInfoProto*> kept =
           keep_io_types(model, *model.proto.mutable_graph(), from, result);
