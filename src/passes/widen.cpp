@@ -11,7 +11,8 @@
 // `to` / `dtype` attributes that name the type follow. The main graph's inputs and outputs keep
 // their type (a Cast at each); the conversion is exact, so the float32 model computes what the
 // source model computes, without its intermediate rounding.
-#include <cstring>
+#include <functional>
+#include <set>
 
 #include "graph/graph.h"
 #include "kernels/kernels.h"
@@ -101,14 +102,15 @@ class WidenPass final : public Pass {
         t.set_data_type(TensorProto::FLOAT);
         set_tensor_payload(model, t, std::move(wide));
       });
+      std::set<const onnx::NodeProto*> io_casts;  // keep their `to`
       const std::vector<onnx::ValueInfoProto*> kept =
-          keep_io_types(model, *model.proto.mutable_graph(), from, result);
+          keep_io_types(model, *model.proto.mutable_graph(), from, io_casts, result);
       std::function<void(onnx::GraphProto&)> walk = [&](onnx::GraphProto& g) {
         for (auto* list : {g.mutable_input(), g.mutable_output(), g.mutable_value_info()}) {
           for (auto& v : *list) changes += widen_type(*v.mutable_type(), from);
         }
         for (auto& node : *g.mutable_node()) {
-          if (!is_io_cast(node)) changes += widen_type_attributes(node, from);
+          if (!io_casts.count(&node)) changes += widen_type_attributes(node, from);
           for (auto& a : *node.mutable_attribute()) {
             if (a.has_g()) walk(*a.mutable_g());
             for (auto& body : *a.mutable_graphs()) walk(body);
@@ -132,15 +134,13 @@ class WidenPass final : public Pass {
   }
 
  private:
-  // The casts this pass adds at the main graph's boundary are marked by their name prefix.
-  static bool is_io_cast(const onnx::NodeProto& node) {
-    return node.op_type() == "Cast" && node.name().rfind(kIoCast, 0) == 0;
-  }
-
   // Main graph inputs and outputs of type `from` keep it: a Cast to float32 after each input, a
-  // Cast back before each output. Returns their declarations (to be restored after the walk).
+  // Cast back before each output (added to `casts`). Returns their declarations (to be restored
+  // after the walk).
   static std::vector<onnx::ValueInfoProto*> keep_io_types(Model& model, onnx::GraphProto& g,
-                                                          int from, PassResult& result) {
+                                                          int from,
+                                                          std::set<const onnx::NodeProto*>& casts,
+                                                          PassResult& result) {
     std::vector<onnx::ValueInfoProto*> kept;
     NameSet names(model.proto);
     std::set<std::string> initializers;
@@ -148,10 +148,11 @@ class WidenPass final : public Pass {
     auto add_cast = [&](const std::string& in, const std::string& out, int to) {
       onnx::NodeProto& cast = *g.add_node();
       cast.set_op_type("Cast");
-      cast.set_name(names.unique(std::string(kIoCast) + out));
+      cast.set_name(names.unique(out + "_cast"));
       cast.add_input(in);
       cast.add_output(out);
       set_attr(cast, "to", static_cast<int64_t>(to));
+      casts.insert(&cast);
     };
     for (auto& v : *g.mutable_input()) {
       if (!v.type().has_tensor_type() || v.type().tensor_type().elem_type() != from ||
@@ -187,7 +188,6 @@ class WidenPass final : public Pass {
     return kept;
   }
 
-  static constexpr char kIoCast[] = "widen_io_cast_";
   WidenConfig config_;
 };
 
