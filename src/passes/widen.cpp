@@ -12,6 +12,7 @@
 // their type (a Cast at each); the conversion is exact, so the float32 model computes what the
 // source model computes, without its intermediate rounding.
 #include <functional>
+#include <optional>
 #include <set>
 
 #include "graph/graph.h"
@@ -142,13 +143,17 @@ class WidenPass final : public Pass {
                                                           std::set<const onnx::NodeProto*>& casts,
                                                           PassResult& result) {
     std::vector<onnx::ValueInfoProto*> kept;
-    NameSet names(model.proto);
+    std::optional<NameSet> names;  // made on first use: most models have no such input or output
+    auto unique = [&](const std::string& base) {
+      if (!names) names.emplace(model.proto);
+      return names->unique(base);
+    };
     std::set<std::string> initializers;
     for (const auto& t : g.initializer()) initializers.insert(t.name());
     auto add_cast = [&](const std::string& in, const std::string& out, int to) {
       onnx::NodeProto& cast = *g.add_node();
       cast.set_op_type("Cast");
-      cast.set_name(names.unique(out + "_cast"));
+      cast.set_name(unique(out + "_cast"));
       cast.add_input(in);
       cast.add_output(out);
       set_attr(cast, "to", static_cast<int64_t>(to));
@@ -159,7 +164,7 @@ class WidenPass final : public Pass {
           initializers.count(v.name())) {
         continue;
       }
-      const std::string wide = names.unique(v.name() + "_float");
+      const std::string wide = unique(v.name() + "_float");
       rename_reads(g, v.name(), wide);
       add_cast(v.name(), wide, TensorProto::FLOAT);
       result.stands_for.emplace_back(wide, v.name());
@@ -172,7 +177,7 @@ class WidenPass final : public Pass {
           inputs.count(v.name())) {
         continue;
       }
-      const std::string wide = names.unique(v.name() + "_float");
+      const std::string wide = unique(v.name() + "_float");
       for (auto& node : *g.mutable_node()) {
         for (auto& o : *node.mutable_output()) {
           if (o == v.name()) o = wide;

@@ -35,6 +35,9 @@ constexpr ModeInfo kModes[] = {
 
 const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
 
+// MatMulBnb4's quant_type of a mode (--fp4: 0, --nf4: 1), or -1.
+int bnb4_type(Mode mode) { return mode == Mode::kNf4 ? 1 : mode == Mode::kFp4 ? 0 : -1; }
+
 bool has_family(const std::vector<Mode>& modes, ModeFamily family) {
   for (Mode m : modes) {
     if (mode_info(m).family == family) return true;
@@ -258,7 +261,7 @@ void Options::validate() const {
     fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
   }
   for (Mode m : modes) {
-    if (m != Mode::kNf4 && m != Mode::kFp4) continue;
+    if (bnb4_type(m) < 0) continue;
     if (weight_algo != WeightAlgo::kAuto && weight_algo != WeightAlgo::kRtn) {
       fail(ExitCode::kUsage,
            "--algo {} with --{}: its codes are the nearest codebook values (--algo rtn)",
@@ -322,7 +325,7 @@ WeightAlgo Options::weight_algorithm() const {
 
 int Options::block_size_for(Mode mode) const {
   if (block_size != 0) return block_size;
-  return mode == Mode::kNf4 || mode == Mode::kFp4 ? 64 : 32;
+  return bnb4_type(mode) >= 0 ? 64 : 32;
 }
 
 std::string Options::suffix(Mode mode) const {
@@ -365,7 +368,7 @@ std::string Options::describe(Mode mode) const {
     case ModeFamily::kWeightOnly:
       break;
   }
-  if (mode == Mode::kNf4 || mode == Mode::kFp4) {
+  if (bnb4_type(mode) >= 0) {
     return fmt::format("{} block_size={}{}{}", info.flag, block_size_for(mode),
                        output_projection_bits == 8 ? " output_projection=8bit" : "",
                        filter_description(filter));
@@ -431,7 +434,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.accuracy_level = options.accuracy_level;
     config.float16_scales = mode == Mode::kQ4F16;
     // --nf4 / --fp4: codebook codes for the 4-bit weights; tables and 8-bit weights data-free.
-    config.bnb4 = mode == Mode::kNf4 ? 1 : mode == Mode::kFp4 ? 0 : -1;
+    config.bnb4 = bnb4_type(mode);
     const WeightAlgo algo = config.bnb4 >= 0 && options.weight_algorithm() != WeightAlgo::kRtn
                                 ? WeightAlgo::kSearch
                                 : options.weight_algorithm();

@@ -437,7 +437,7 @@ TEST(Widen, Float16ModelQuantizesToDynamicInt8) {
   ASSERT_EQ(find_initializer(half.proto.graph(), "w")->data_type(), onnx::TensorProto::FLOAT16);
   Model model = load_model(path);
   Options options;
-  auto results = run_pipeline(model, Mode::kInt8, options);
+  run_pipeline(model, Mode::kInt8, options);
   const auto& g = model.proto.graph();
   expect_well_formed(g);
   EXPECT_EQ(count_ops(g, "MatMulInteger"), 1);
