@@ -526,7 +526,10 @@ int main(int argc, char** argv) {
                    "MatMul,Gemm,Conv,Gather; static: all it knows)");
   int8->add_option("--format", cli.format,
                    "qoperator (MatMulInteger/ConvInteger, the dynamic default) or qdq (int8 "
-                   "weights + DequantizeLinear; the --static form)");
+                   "weights + DequantizeLinear; the --static form). With --q4/--q4f16: qdq "
+                   "writes standard ONNX instead of MatMulNBits, an INT4 DequantizeLinear with "
+                   "block_size feeding each MatMul (opset 21), for runtimes without "
+                   "com.microsoft ops");
   auto* st = app.add_option_group("static INT8 (--static with --int8 or --uint8)");
   st->add_flag("--static", cli.static_quant,
                "Calibrated static INT8 in QDQ form: int8 activations and weights with --int8 "

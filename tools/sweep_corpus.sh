@@ -2,7 +2,7 @@
 # Corpus sweep: every mode of the tool over every model of Debian's ONNX backend test corpus
 # (libonnx-testdata: node, pytorch-converted, pytorch-operator, simple; 1,072 models), each output
 # checked in ONNX Runtime 1.30 against the float model on the model's test_data_set_0.
-#   tools/sweep_corpus.sh QUANTIZE_BINARY OUTDIR [--modes q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4]
+#   tools/sweep_corpus.sh QUANTIZE_BINARY OUTDIR [--modes q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4,q4_qdq]
 #                         [--filter REGEX] [--jobs N] [--corpus DIR] [--timeout SECONDS]
 #                         [--models LIST]
 # Needs ONNX Runtime from npm in tests/ort/node_modules (tools/bootstrap.sh --tests) and the
@@ -11,6 +11,7 @@
 # Runs the tool once per model and mode, --jobs at a time (default: the number of cores):
 # `QUANTIZE_BINARY model.onnx --MODE -o OUTDIR/out/<set>/<test>/<mode>.onnx --force -q`, static
 # modes as `--static --int8|--uint8 --calib <model dir>/test_data_set_0 --per-channel`, each run
+# q4_qdq as `--q4 --format qdq`;
 # under `timeout` (--timeout, default 60 s). --filter keeps the models whose "<set>/<test>" name
 # matches the (extended) regex. Exit status and stderr go beside each output (.rc, .err), and
 # one JSON line per run into OUTDIR/manifest.jsonl; then tests/ort/sweep.mjs checks every output
@@ -34,7 +35,7 @@ usage() {
 bin=$(realpath "$1")
 out=$(mkdir -p "$2" && cd "$2" && pwd)
 shift 2
-modes=q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4
+modes=q4,q4f16,fp16,int8,uint8,q8,static_int8,static_uint8,nf4,fp4,q4_qdq
 filter=
 jobs=$(nproc)
 corpus=/usr/share/libonnx-testdata/data
@@ -79,7 +80,7 @@ fi
 IFS=, read -r -a mode_list <<<"$modes"
 for m in "${mode_list[@]}"; do
   case $m in
-    q4 | q4f16 | fp16 | int8 | uint8 | q8 | static_int8 | static_uint8 | nf4 | fp4) ;;
+    q4 | q4f16 | fp16 | int8 | uint8 | q8 | static_int8 | static_uint8 | nf4 | fp4 | q4_qdq) ;;
     *) echo "sweep_corpus: unknown mode '$m'" >&2; exit 2 ;;
   esac
 done
@@ -118,6 +119,7 @@ run_batch() {
     case $mode in
       static_int8) flags=(--static --int8 --calib "$dir/test_data_set_0" --per-channel) ;;
       static_uint8) flags=(--static --uint8 --calib "$dir/test_data_set_0" --per-channel) ;;
+      q4_qdq) flags=(--q4 --format qdq) ;;
       *) flags=("--$mode") ;;
     esac
     rc=0

@@ -148,6 +148,19 @@ void set_attr(onnx::NodeProto& node, std::string_view name, int64_t value) {
   a.set_i(value);
 }
 
+void set_float(onnx::NodeProto& node, std::string_view name, float value) {
+  auto& a = attribute_slot(node, name);
+  a.set_type(onnx::AttributeProto::FLOAT);
+  a.set_f(value);
+}
+
+void set_ints(onnx::NodeProto& node, std::string_view name, const std::vector<int64_t>& values) {
+  auto& a = attribute_slot(node, name);
+  a.set_type(onnx::AttributeProto::INTS);
+  a.clear_ints();
+  for (int64_t v : values) a.add_ints(v);
+}
+
 // --- the index -----------------------------------------------------------------------------------
 
 std::string ModelIndex::Graph::where() const {

@@ -47,6 +47,9 @@ std::string attr_string(const onnx::NodeProto& node, std::string_view name,
                         const std::string& fallback = "");
 // Sets an INT attribute (replacing any attribute of that name).
 void set_attr(onnx::NodeProto& node, std::string_view name, int64_t value);
+// Sets a FLOAT / INTS attribute likewise.
+void set_float(onnx::NodeProto& node, std::string_view name, float value);
+void set_ints(onnx::NodeProto& node, std::string_view name, const std::vector<int64_t>& values);
 
 // --- the index -----------------------------------------------------------------------------------
 

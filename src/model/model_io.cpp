@@ -96,7 +96,7 @@ std::optional<uint64_t> payload_index(const onnx::TensorProto& tensor) {
 }
 
 uint64_t expected_bytes(const onnx::TensorProto& tensor) {
-  return element_count(tensor) * element_size(tensor.data_type());
+  return tensor_bytes(tensor.data_type(), element_count(tensor));
 }
 
 // Replaces real external-data references by payloads over the mapped data files, refusing
@@ -523,6 +523,10 @@ size_t element_size(int data_type) {
     default:
       return 0;
   }
+}
+
+uint64_t tensor_bytes(int data_type, uint64_t count) {
+  return is_4bit(data_type) ? (count + 1) / 2 : count * element_size(data_type);
 }
 
 uint64_t element_count(const onnx::TensorProto& tensor) {

@@ -16,8 +16,18 @@ namespace quantize {
 
 inline constexpr char kPayloadKey[] = "quantize.payload";
 
-// Bytes per element of a fixed-size ONNX data type; 0 for strings and unknown types.
+// ONNX's 4-bit integer types (IR 10, opset 21), which the onnx 1.12 protobuf schema predates:
+// two values per byte, the first in the low nibble, the total rounded up to whole bytes.
+inline constexpr int kUInt4 = 21;
+inline constexpr int kInt4 = 22;
+inline bool is_4bit(int data_type) { return data_type == kUInt4 || data_type == kInt4; }
+
+// Bytes per element of a fixed-size ONNX data type; 0 for strings, the 4-bit types and unknown
+// types.
 size_t element_size(int data_type);
+// Bytes of `count` elements of a fixed-size type (4-bit types packed); 0 for strings and unknown
+// types.
+uint64_t tensor_bytes(int data_type, uint64_t count);
 uint64_t element_count(const onnx::TensorProto& tensor);
 bool has_payload(const onnx::TensorProto& tensor);
 // The tensor's bytes (little-endian, as raw_data holds them), wherever they are stored.

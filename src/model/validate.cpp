@@ -21,6 +21,8 @@ namespace {
 constexpr uint64_t kMaxBytes = uint64_t{1} << 62;
 
 std::string type_name(int data_type) {
+  if (data_type == kInt4) return "INT4";
+  if (data_type == kUInt4) return "UINT4";
   return onnx::TensorProto::DataType_IsValid(data_type)
              ? onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(data_type))
              : "?";
@@ -100,7 +102,8 @@ class Validator {
   void check_tensor(const onnx::TensorProto& t, const std::string& where) const {
     const std::string name = fmt::format("{} '{}'", where, t.name());
     const int type = t.data_type();
-    if (type == onnx::TensorProto::UNDEFINED || !onnx::TensorProto::DataType_IsValid(type)) {
+    if (type == onnx::TensorProto::UNDEFINED ||
+        (!onnx::TensorProto::DataType_IsValid(type) && !is_4bit(type))) {
       refuse(fmt::format("{} has data type {}, not an ONNX tensor type", name, type));
     }
     uint64_t count = 1;
@@ -110,11 +113,12 @@ class Validator {
         refuse(fmt::format("{} claims more than 2^62 elements", name));
       }
     }
-    const uint64_t size = element_size(type);
+    const uint64_t size = is_4bit(type) ? 1 : element_size(type);  // (4-bit: an upper bound)
     uint64_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes) || bytes > kMaxBytes) {
       refuse(fmt::format("{} claims more than 2^62 bytes", name));
     }
+    bytes = tensor_bytes(type, count);
     const std::string shape = fmt::format("[{}] {}", fmt::join(t.dims(), ", "), type_name(type));
     if (has_payload(t)) {
       const uint64_t have = tensor_payload(model_, t)->size();

@@ -160,6 +160,15 @@ Float16Plan float16_plan(const onnx::NodeProto& node, int opset) {
       return keep(fmt::format("ONNX Runtime's float16 {} has no '{}' reduction", op, reduction));
     }
   }
+  if (op == "DequantizeLinear" && opset >= 19 && node.input_size() >= 2) {
+    // ONNX 1.12 knows DequantizeLinear-13 (float32 only); from 19 the scale, and so y, may be
+    // float16.
+    plan.inputs.assign(node.input_size(), false);
+    plan.outputs.assign(node.output_size(), false);
+    plan.inputs[1] = true;
+    if (node.output_size() > 0) plan.outputs[0] = true;
+    return plan;
+  }
   const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(op, opset, "");
   if (!schema) return keep(fmt::format("ONNX 1.12 has no schema for {} at opset {}", op, opset));
   plan = from_schema(node, *schema, opset);

@@ -165,6 +165,12 @@ class MatMulNBitsPass final : public Pass {
     ModelIndex index(model.proto);
     GraphEditor editor(model);
     Done done;
+    // Block-wise DequantizeLinear is opset 21 (the opset pass raises the model when it can).
+    const int opset = opset_of(model.proto);
+    const std::string qdq_ready =
+        config_.qdq && opset < 21
+            ? fmt::format("the model is opset {}; DequantizeLinear with block_size needs 21", opset)
+            : "";
     auto matmul = [](const onnx::NodeProto& node) {
       return node.domain().empty() && (node.op_type() == "MatMul" || node.op_type() == "Gemm") &&
              node.input_size() >= 2;
@@ -238,7 +244,9 @@ class MatMulNBitsPass final : public Pass {
         std::shared_ptr<const InputStatistics> stats = awq                     ? awq->scaled
                                                        : input == inputs.end() ? nullptr
                                                                                : input->second;
-        it->second = add_packed_weight(editor, ref, how, precision, scale_type(*ref.tensor),
+        Orientation stored = how;
+        stored.qdq = config_.qdq;
+        it->second = add_packed_weight(editor, ref, stored, precision, scale_type(*ref.tensor),
                                        how.flat ? bnb4_codebook(config_.bnb4) : *config_.quantizer,
                                        std::move(stats), change, awq ? awq->scales : nullptr);
         result.tensors.push_back(std::move(change));
@@ -263,6 +271,22 @@ class MatMulNBitsPass final : public Pass {
       const int64_t d = head.weight.tensor->dims(head.how.rows_are_columns ? 1 : 0);
       if (!p || d % p->block_size != 0 || bnb4(*p)) return std::nullopt;
       const PackedWeight& packed = matmul_weight(*head.node, head.weight, head.how, *p);
+      if (config_.qdq) {  // the table is the projection's weight dequantized, [V, D]
+        std::string table = emit_dequantize_weight(editor, *graph.proto, node, packed, *p,
+                                                   head.how.rows_are_columns);
+        if (!head.how.rows_are_columns) {  // [D, V]
+          const std::string transposed = editor.unique(table + "_transposed");
+          auto& t = editor.add_node(*graph.proto, "Transpose", table + "_transpose", {table},
+                                    {transposed}, "", &node);
+          set_ints(t, "perm", {1, 0});
+          table = transposed;
+        }
+        node.set_input(0, table);
+        return Verdict::done(fmt::format(
+            "DequantizeLinear {} block {} + Gather, the table of the tied output projection {} "
+            "(stored once)",
+            qdq_type(*p), p->block_size, node_label(*head.node)));
+      }
       // GatherBlockQuantized reads the projection's [V, blocks, blob] as [V, blocks * blob].
       const int64_t dims[] = {packed.n, d * p->bits / 8};
       const std::string shape = editor.add_initializer(*graph.proto, packed.packed + "_table_shape",
@@ -314,6 +338,17 @@ class MatMulNBitsPass final : public Pass {
           if (b.dims_size() != 2 || b.dims(0) <= 0 || b.dims(1) <= 0) {
             return Verdict::kept(fmt::format("B is {}-D, not a 2-D matrix", b.dims_size()));
           }
+          if (config_.qdq) {
+            if (!qdq_ready.empty()) return Verdict::kept(qdq_ready);
+            const PackedWeight& packed = matmul_weight(node, *ref, how, precision);
+            if (AwqGroup* awq = awq_of(node)) node.set_input(0, awq_input(editor, *awq, node));
+            node.set_input(1, emit_dequantize_weight(editor, *graph.proto, node, packed, precision,
+                                                     how.rows_are_columns));
+            if (gemm) set_float(node, "alpha", 1.0f);  // (in the scales)
+            return Verdict::done(fmt::format("DequantizeLinear {} block {} + {}",
+                                             qdq_type(precision), precision.block_size,
+                                             node.op_type()));
+          }
           if (auto rank = declared_rank(graph, node.input(0)); rank && *rank < 2) {
             return Verdict::kept("A is 1-D (MatMulNBits needs [..., K])");
           }
@@ -362,7 +397,7 @@ class MatMulNBitsPass final : public Pass {
                               ? " (an output projection: --output-projection-bits 4 to keep 4)"
                               : instead));
         });
-    if (!done.empty()) ensure_opset(model.proto, kMsDomain, 1);
+    if (!done.empty() && !config_.qdq) ensure_opset(model.proto, kMsDomain, 1);
     editor.apply();
     return result;
   }
@@ -567,7 +602,8 @@ class MatMulNBitsPass final : public Pass {
     }
     Orientation how;
     how.rows_are_columns = true;
-    how.table = true;
+    how.table = !config_.qdq;
+    how.qdq = config_.qdq;
     auto key = std::make_tuple(ref->tensor, true, 1.0f, true, precision.bits, precision.block_size,
                                precision.symmetric, static_cast<const AwqGroup*>(nullptr));
     auto [it, fresh] = done.try_emplace(key);
@@ -583,9 +619,20 @@ class MatMulNBitsPass final : public Pass {
                                      *config_.quantizer, nullptr, change);
       result.tensors.push_back(std::move(change));
     }
+    if (config_.qdq) {
+      node.set_input(
+          0, emit_dequantize_weight(editor, *graph.proto, node, it->second, precision, true));
+      return Verdict::done(fmt::format("DequantizeLinear {} block {} + Gather", qdq_type(precision),
+                                       precision.block_size));
+    }
     emit_gather_block_quantized(editor, *graph.proto, node, it->second, precision);
     return Verdict::done(
         fmt::format("GatherBlockQuantized {}-bit block {}", precision.bits, precision.block_size));
+  }
+
+  // The codes' type in the QDQ form.
+  static const char* qdq_type(const WeightPrecision& p) {
+    return p.bits == 4 ? (p.symmetric ? "INT4" : "UINT4") : (p.symmetric ? "INT8" : "UINT8");
   }
 
   // Whether a weight of this precision becomes MatMulBnb4's (4-bit, in a bnb4 mode).

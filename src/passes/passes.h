@@ -71,6 +71,8 @@ struct OpsetConfig {
   int minimum = 0;        // below this default-domain opset the model is converted...
   int target = 0;         // ...to this one
   std::string needed_by;  // what needs it, for the report ("DynamicQuantizeLinear")
+  // Whether the model has anything the mode would write in the new opset; unset: always.
+  std::function<bool(onnx::ModelProto&)> wanted;
 };
 std::unique_ptr<Pass> make_opset_pass(OpsetConfig config);
 
@@ -90,6 +92,9 @@ struct NBitsConfig {
   // 4-bit MatMul weights as com.microsoft.MatMulBnb4 with this quant_type (0: FP4, 1: NF4),
   // their codes from bnb4_codebook; -1: MatMulNBits. Tables and 8-bit weights keep their form.
   int bnb4 = -1;
+  // Standard ONNX instead (--format qdq): each weight an INT4/INT8 DequantizeLinear with
+  // block_size (opset 21) feeding the MatMul, Gemm or Gather, which stay.
+  bool qdq = false;
 };
 std::unique_ptr<Pass> make_matmul_nbits_pass(NBitsConfig config);
 

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "executor/core/evaluate.h"
@@ -461,6 +462,86 @@ std::string interface_change(const onnx::GraphProto& before, const onnx::GraphPr
   return what.empty() ? differ(before.output(), after.output(), "output") : what;
 }
 
+// ONNX 1.12's converter knows opsets up to 17. Past it, this tool raises the opset itself: the
+// changes from 17 to 21 that alter how a node is written (every other op only gained types or
+// optional attributes), in every graph, bodies included.
+constexpr int kConverterLatest = 17;
+const std::set<std::string> kReduceWithAxesInput = {  // opset 18 (ReduceSum: 13 already)
+    "ReduceL1",   "ReduceL2",  "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+    "ReduceMean", "ReduceMin", "ReduceProd",   "ReduceSumSquare"};
+
+void remove_attribute(onnx::NodeProto& node, std::string_view name) {
+  auto* attrs = node.mutable_attribute();
+  for (int i = attrs->size() - 1; i >= 0; --i) {
+    if (attrs->Get(i).name() == name) attrs->DeleteSubrange(i, 1);
+  }
+}
+
+template <typename Visit>
+void for_each_graph(onnx::GraphProto& graph, const Visit& visit) {
+  visit(graph);
+  for (auto& node : *graph.mutable_node()) {
+    for (auto& attr : *node.mutable_attribute()) {
+      if (attr.has_g()) for_each_graph(*attr.mutable_g(), visit);
+      for (auto& g : *attr.mutable_graphs()) for_each_graph(g, visit);
+    }
+  }
+}
+
+// The node the raise from `from` (>= 17) to `to` cannot carry over, with why; or "".
+std::string cannot_raise(onnx::GraphProto& graph, int from, int to) {
+  std::string why;
+  for_each_graph(graph, [&](onnx::GraphProto& g) {
+    for (const auto& node : g.node()) {
+      if (why.empty() && is_default_domain(node) && node.op_type() == "GroupNormalization" &&
+          from < 21 && to >= 21) {
+        why = fmt::format(
+            "node {}: GroupNormalization's scale and bias are per group before opset 21, per "
+            "channel from it",
+            node_label(node));
+      }
+    }
+  });
+  return why;
+}
+
+void raise_nodes(GraphEditor& editor, onnx::GraphProto& graph, int from, int to) {
+  auto crosses = [&](int version) { return from < version && version <= to; };
+  auto add_ints = [&](onnx::GraphProto& g, const onnx::NodeProto& node, const char* what,
+                      const std::vector<int64_t>& values, std::vector<int64_t> dims) {
+    return editor.add_initializer(g, (node.name().empty() ? node.op_type() : node.name()) + what,
+                                  onnx::TensorProto::INT64, dims, values.data(),
+                                  values.size() * sizeof(int64_t));
+  };
+  for_each_graph(graph, [&](onnx::GraphProto& g) {
+    for (auto& node : *g.mutable_node()) {
+      if (!is_default_domain(node)) continue;
+      const std::string& op = node.op_type();
+      if (crosses(18) && kReduceWithAxesInput.count(op) && node.input_size() == 1) {
+        std::vector<int64_t> axes = attr_ints(node, "axes");
+        remove_attribute(node, "axes");
+        if (!axes.empty()) {
+          node.add_input(add_ints(g, node, "_axes", axes, {static_cast<int64_t>(axes.size())}));
+        }
+      } else if (crosses(18) && op == "Split" && (node.input_size() < 2 || node.input(1).empty())) {
+        set_attr(node, "num_outputs", static_cast<int64_t>(node.output_size()));
+      } else if (crosses(20) && op == "GridSample") {
+        const std::string mode = attr_string(node, "mode", "bilinear");
+        if (mode == "bilinear" || mode == "bicubic") {
+          for (auto& a : *node.mutable_attribute()) {
+            if (a.name() == "mode") a.set_s(mode.substr(2));
+          }
+        }
+      } else if (crosses(20) && op == "DFT") {
+        const int64_t axis = attr_int(node, "axis", 1);
+        remove_attribute(node, "axis");
+        while (node.input_size() < 2) node.add_input("");
+        node.add_input(add_ints(g, node, "_axis", {axis}, {}));
+      }
+    }
+  });
+}
+
 class OpsetPass final : public Pass {
  public:
   explicit OpsetPass(OpsetConfig config) : config_(std::move(config)) {}
@@ -470,14 +551,40 @@ class OpsetPass final : public Pass {
     PassResult result;
     result.pass = name();
     const int from = opset_of(model.proto, "");
-    if (from >= config_.minimum) return result;
-    const int to = config_.target;
-    auto keep = [&](const std::string& why) {
-      result.warnings.push_back(
-          fmt::format("{} needs opset {}; the model is opset {} and stays so: {}",
-                      config_.needed_by, config_.minimum, from, why));
-      return result;
-    };
+    if (from >= config_.minimum || (config_.wanted && !config_.wanted(model.proto))) return result;
+    const int to = std::min(config_.target, kConverterLatest);
+    auto keep = [&](const std::string& why) { return kept(result, from, why); };
+    if (config_.target > kConverterLatest) {
+      const int start = std::max(from, kConverterLatest);
+      if (auto why = cannot_raise(*model.proto.mutable_graph(), start, config_.target);
+          !why.empty()) {
+        return keep(why);
+      }
+    }
+    if (from < to) {
+      if (auto kept = convert(model, from, to, result)) return *kept;
+    }
+    if (config_.target > kConverterLatest) {
+      const int start = std::max(from, kConverterLatest);
+      GraphEditor editor(model);
+      raise_nodes(editor, *model.proto.mutable_graph(), start, config_.target);
+      for (auto& o : *model.proto.mutable_opset_import()) {
+        if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(config_.target);
+      }
+      // Opset 21 needs IR version 10.
+      if (model.proto.ir_version() < 10) model.proto.set_ir_version(10);
+      result.notes.push_back(fmt::format("opset {} -> {} (rewritten by this tool), as {} needs {}",
+                                         start, config_.target, config_.needed_by,
+                                         config_.minimum));
+    }
+    return result;
+  }
+
+ private:
+  // Through ONNX's version converter from `from` to `to` (<= 17); the result when the model
+  // stays as it is.
+  std::optional<PassResult> convert(Model& model, int from, int to, PassResult& result) {
+    auto keep = [&](const std::string& why) { return kept(result, from, why); };
     if (std::string op = body_op_changed(model.proto.graph(), from, to, false); !op.empty()) {
       return keep(
           fmt::format("node {} inside a subgraph changed between opsets {} and {}, and "
@@ -542,10 +649,16 @@ class OpsetPass final : public Pass {
     model.proto = std::move(converted);
     result.notes.push_back(fmt::format("opset {} -> {} (ONNX's version converter), as {} needs {}",
                                        from, to, config_.needed_by, config_.minimum));
+    return std::nullopt;
+  }
+
+  PassResult kept(PassResult& result, int from, const std::string& why) const {
+    result.warnings.push_back(
+        fmt::format("{} needs opset {}; the model is opset {} and stays so: {}", config_.needed_by,
+                    config_.minimum, from, why));
     return result;
   }
 
- private:
   OpsetConfig config_;
 };
 

@@ -510,6 +510,63 @@ const GptqFactor& InputStatistics::factor() const {
   return *factor_;
 }
 
+// MatMulNBits' layout (per column of the weight: its K codes in blocks, symmetric codes offset
+// by 2^(bits-1); scales and zero points [N, blocks]) re-laid as DequantizeLinear reads the
+// weight's own shape (Orientation::qdq).
+struct QdqLayout {
+  int64_t k, n;
+  BlockFormat fmt;
+  bool rows_are_columns;
+
+  // Element (column c, position j along K) of a [K, N] or [N, K] tensor.
+  int64_t at(int64_t c, int64_t j, int64_t along_k) const {
+    return rows_are_columns ? c * along_k + j : j * n + c;
+  }
+  static int get(const uint8_t* data, int64_t i, int bits) {
+    return bits == 8 ? data[i] : (data[i / 2] >> (i % 2 * 4)) & 0xF;
+  }
+  static void put(uint8_t* data, int64_t i, int bits, int v) {  // 4 bits: into zeroed bytes
+    if (bits == 8) {
+      data[i] = static_cast<uint8_t>(v);
+    } else {
+      data[i / 2] |= static_cast<uint8_t>(v << (i % 2 * 4));
+    }
+  }
+
+  void codes(const uint8_t* packed, uint8_t* out) const {
+    const int64_t nb = fmt.blocks(k), blob = fmt.blob_bytes();
+    if (fmt.bits == 4) std::memset(out, 0, tensor_bytes(kInt4, k * n));
+    // Symmetric codes become signed: code - 2^(bits-1), in two's complement an XOR of the top bit.
+    const int flip = fmt.symmetric ? 1 << (fmt.bits - 1) : 0;
+    for (int64_t c = 0; c < n; ++c) {
+      for (int64_t j = 0; j < k; ++j) {
+        const uint8_t* block = packed + (c * nb + j / fmt.block_size) * blob;
+        put(out, at(c, j, k), fmt.bits, get(block, j % fmt.block_size, fmt.bits) ^ flip);
+      }
+    }
+  }
+  template <typename T>
+  void transpose_side(const uint8_t* in, uint8_t* out) const {
+    const int64_t nb = fmt.blocks(k);
+    for (int64_t c = 0; c < n; ++c) {
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(out + at(c, b, nb) * sizeof(T), in + (c * nb + b) * sizeof(T), sizeof(T));
+      }
+    }
+  }
+  void scales32(const uint8_t* in, uint8_t* out) const { transpose_side<float>(in, out); }
+  void scales16(const uint8_t* in, uint8_t* out) const { transpose_side<uint16_t>(in, out); }
+  void zero_points(const uint8_t* in, uint8_t* out) const {
+    const int64_t nb = fmt.blocks(k), row = (nb * fmt.bits + 7) / 8;
+    if (fmt.bits == 4) std::memset(out, 0, tensor_bytes(kUInt4, nb * n));
+    for (int64_t c = 0; c < n; ++c) {
+      for (int64_t b = 0; b < nb; ++b) {
+        put(out, at(c, b, nb), fmt.bits, get(in + c * row, b, fmt.bits));
+      }
+    }
+  }
+};
+
 PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, const Orientation& how,
                                const WeightPrecision& precision, int scale_type,
                                const BlockQuantizer& quantizer,
@@ -537,18 +594,53 @@ PackedWeight add_packed_weight(GraphEditor& editor, const ConstantRef& ref, cons
   };
   const int64_t nb = static_cast<int64_t>(job->blocks());
   const int64_t blob = static_cast<int64_t>(fmt.blob_bytes());
-  q.packed = add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
-                 how.flat    ? std::vector<int64_t>{q.n * nb * blob}
-                 : how.table ? std::vector<int64_t>{q.n, nb * blob}
-                             : std::vector<int64_t>{q.n, nb, blob},
-                 job->packed_bytes(), &NBitsJob::read_packed);
-  q.scales = add(is_bnb4(quantizer) ? "_absmax" : "_scales", scale_type,
-                 how.flat ? std::vector<int64_t>{q.n * nb} : std::vector<int64_t>{q.n, nb},
-                 job->scale_bytes(), &NBitsJob::read_scales);
-  if (!fmt.symmetric) {
-    q.zero_points = add("_zero_points", onnx::TensorProto::UINT8,
-                        {q.n, static_cast<int64_t>(job->zero_point_row())}, job->zero_point_bytes(),
-                        &NBitsJob::read_zero_points);
+  if (how.qdq) {
+    const int code_type =
+        fmt.bits == 4 ? (fmt.symmetric ? kInt4 : kUInt4)
+                      : (fmt.symmetric ? onnx::TensorProto::INT8 : onnx::TensorProto::UINT8);
+    const int zero_type = fmt.bits == 4 ? kUInt4 : onnx::TensorProto::UINT8;
+    const QdqLayout layout{q.k, q.n, fmt, how.rows_are_columns};
+    auto add_relaid = [&](const std::string& suffix, int type, std::vector<int64_t> dims,
+                          uint64_t source_bytes, void (NBitsJob::*read)(uint8_t*),
+                          void (QdqLayout::*relay)(const uint8_t*, uint8_t*) const) {
+      uint64_t count = 1;
+      for (int64_t d : dims) count *= static_cast<uint64_t>(d);
+      const uint64_t size = tensor_bytes(type, count);
+      return editor.add_initializer(
+          *ref.graph, base + suffix, type, dims,
+          make_lazy_payload(size, [job, read, relay, layout, source_bytes](uint8_t* out) {
+            std::vector<uint8_t> stored(source_bytes);
+            ((*job).*read)(stored.data());
+            (layout.*relay)(stored.data(), out);
+          }));
+    };
+    const std::vector<int64_t> side =
+        how.rows_are_columns ? std::vector<int64_t>{q.n, nb} : std::vector<int64_t>{nb, q.n};
+    q.packed = add_relaid(
+        fmt.bits == 4 ? "_Q4" : "_Q8", code_type,
+        how.rows_are_columns ? std::vector<int64_t>{q.n, q.k} : std::vector<int64_t>{q.k, q.n},
+        job->packed_bytes(), &NBitsJob::read_packed, &QdqLayout::codes);
+    const bool f16 = scale_type == onnx::TensorProto::FLOAT16;
+    q.scales = add_relaid("_scales", scale_type, side, job->scale_bytes(), &NBitsJob::read_scales,
+                          f16 ? &QdqLayout::scales16 : &QdqLayout::scales32);
+    if (!fmt.symmetric) {
+      q.zero_points = add_relaid("_zero_points", zero_type, side, job->zero_point_bytes(),
+                                 &NBitsJob::read_zero_points, &QdqLayout::zero_points);
+    }
+  } else {
+    q.packed = add(fmt.bits == 4 ? "_Q4" : "_Q8", onnx::TensorProto::UINT8,
+                   how.flat    ? std::vector<int64_t>{q.n * nb * blob}
+                   : how.table ? std::vector<int64_t>{q.n, nb * blob}
+                               : std::vector<int64_t>{q.n, nb, blob},
+                   job->packed_bytes(), &NBitsJob::read_packed);
+    q.scales = add(is_bnb4(quantizer) ? "_absmax" : "_scales", scale_type,
+                   how.flat ? std::vector<int64_t>{q.n * nb} : std::vector<int64_t>{q.n, nb},
+                   job->scale_bytes(), &NBitsJob::read_scales);
+    if (!fmt.symmetric) {
+      q.zero_points = add("_zero_points", onnx::TensorProto::UINT8,
+                          {q.n, static_cast<int64_t>(job->zero_point_row())},
+                          job->zero_point_bytes(), &NBitsJob::read_zero_points);
+    }
   }
   change.name = b.name();
   change.dims = {q.k, q.n};
@@ -617,6 +709,19 @@ void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
   set_attr(out, "gather_axis", int64_t{0});
   set_attr(out, "quantize_axis", int64_t{1});
   editor.remove_node(node);
+}
+
+std::string emit_dequantize_weight(GraphEditor& editor, onnx::GraphProto& graph,
+                                   const onnx::NodeProto& before, const PackedWeight& weight,
+                                   const WeightPrecision& precision, bool rows_are_columns) {
+  std::vector<std::string> inputs = {weight.packed, weight.scales};
+  if (!weight.zero_points.empty()) inputs.push_back(weight.zero_points);
+  const std::string output = editor.unique(weight.packed + "_dequantized");
+  auto& dq = editor.add_node(graph, "DequantizeLinear", weight.packed + "_DequantizeLinear",
+                             std::move(inputs), {output}, "", &before);
+  set_attr(dq, "axis", int64_t{rows_are_columns ? 1 : 0});
+  set_attr(dq, "block_size", static_cast<int64_t>(precision.block_size));
+  return output;
 }
 
 void emit_matmul_bnb4(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,

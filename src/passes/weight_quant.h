@@ -112,6 +112,11 @@ struct Orientation {
   float alpha = 1.0f;
   bool table = false;
   bool flat = false;  // codes and scales stored 1-D, as MatMulBnb4 reads them
+  // Codes stored as standard ONNX DequantizeLinear (opset 21) reads them: INT4 / UINT4 (INT8 /
+  // UINT8 for 8 bits; signed when symmetric, with no zero point), in the weight's own shape ([K,
+  // N], or [N, K] with rows_are_columns), blocks along K; the scales and zero points in that shape
+  // with the block count in place of K.
+  bool qdq = false;
 };
 
 // A quantized weight as initializers of MatMulNBits' layout.
@@ -151,6 +156,12 @@ void emit_gather_block_quantized(GraphEditor& editor, onnx::GraphProto& graph,
 void emit_matmul_nbits(GraphEditor& editor, onnx::GraphProto& graph, onnx::NodeProto& node,
                        const PackedWeight& weight, const WeightPrecision& precision,
                        int accuracy_level, const std::string& bias, const std::string& output);
+
+// Emitter: a DequantizeLinear (axis K, block_size) of a weight quantized with Orientation::qdq,
+// added before `before` in `graph`; returns its output, the float weight in its stored shape.
+std::string emit_dequantize_weight(GraphEditor& editor, onnx::GraphProto& graph,
+                                   const onnx::NodeProto& before, const PackedWeight& weight,
+                                   const WeightPrecision& precision, bool rows_are_columns);
 
 // Emitter: replaces MatMul `node` by com.microsoft.MatMulBnb4 reading A and the weight quantized
 // by bnb4_codebook(quant_type) with Orientation::flat, writing `output`.

@@ -262,6 +262,11 @@ void Options::validate() const {
   }
   for (Mode m : modes) {
     if (bnb4_type(m) < 0) continue;
+    if (format == Format::kQdq) {
+      fail(ExitCode::kUsage,
+           "--{} writes com.microsoft.MatMulBnb4, which has no standard form: drop --format qdq",
+           mode_info(m).flag);
+    }
     if (weight_algo != WeightAlgo::kAuto && weight_algo != WeightAlgo::kRtn) {
       fail(ExitCode::kUsage,
            "--algo {} with --{}: its codes are the nearest codebook values (--algo rtn)",
@@ -375,6 +380,7 @@ std::string Options::describe(Mode mode) const {
   }
   std::string s = fmt::format("{} bits={} block_size={} {}", info.flag, bits, block_size_for(mode),
                               symmetric ? "symmetric" : "asymmetric");
+  if (format == Format::kQdq) s += " format=qdq";
   if (accuracy_level) s += fmt::format(" accuracy_level={}", accuracy_level);
   if (bits == 4 && output_projection_bits == 8) s += " output_projection=8bit";
   s += fmt::format(" algo={}", weight_algo_name(weight_algorithm()));
@@ -399,6 +405,27 @@ std::set<std::pair<std::string, int>> weight_inputs(ModeFamily family) {
   return {};
 }
 
+namespace {
+
+// Whether a MatMul or Gemm B, or a Gather's table, is a constant (a weight the weight-only modes
+// may quantize), in any graph.
+bool has_weight(onnx::ModelProto& model) {
+  ModelIndex index(model);
+  for (const auto& g : index.graphs()) {
+    for (const auto& node : g->proto->node()) {
+      if (!is_default_domain(node) || node.input_size() < 2) continue;
+      const std::string& op = node.op_type();
+      if (((op == "MatMul" || op == "Gemm") && index.constant(*g, node.input(1))) ||
+          (op == "Gather" && index.constant(*g, node.input(0)))) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& options,
                                                   const RunData& data,
                                                   const Precisions& precisions) {
@@ -414,7 +441,10 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
   if (options.fold_constants) {
     passes.push_back(make_fold_pass({weight_inputs(family), family == ModeFamily::kStaticInt8}));
   }
-  if (options.convert_opset && family == ModeFamily::kStaticInt8) {
+  const bool weight_qdq = family == ModeFamily::kWeightOnly && options.format == Format::kQdq;
+  if (options.convert_opset && weight_qdq) {
+    passes.push_back(make_opset_pass({21, 21, "DequantizeLinear with block_size", has_weight}));
+  } else if (options.convert_opset && family == ModeFamily::kStaticInt8) {
     passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));
   } else if (options.convert_opset && family == ModeFamily::kDynamicInt8) {
     if (options.format != Format::kQdq) {
@@ -435,6 +465,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.float16_scales = mode == Mode::kQ4F16;
     // --nf4 / --fp4: codebook codes for the 4-bit weights; tables and 8-bit weights data-free.
     config.bnb4 = bnb4_type(mode);
+    config.qdq = weight_qdq;
     const WeightAlgo algo = config.bnb4 >= 0 && options.weight_algorithm() != WeightAlgo::kRtn
                                 ? WeightAlgo::kSearch
                                 : options.weight_algorithm();

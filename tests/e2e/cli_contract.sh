@@ -36,6 +36,7 @@ check "refuses to write over the input" 2 "$quantize" "$dir/m.onnx" --q4 -o "$di
 check "-o with two modes" 2 "$quantize" "$dir/m.onnx" --q4 --fp16 -o "$dir/x.onnx"
 check "bad --bits" 2 "$quantize" "$dir/m.onnx" --q4 --bits 3
 check "bad regex" 2 "$quantize" "$dir/m.onnx" --q4 --exclude "(" --dry-run
+check "--nf4 has no standard form" 2 "$quantize" "$dir/m.onnx" --nf4 --format qdq --dry-run
 # A float model needs calibration data for --static (a quantized one does not): a usage error,
 # nothing written.
 check "--static without --calib" 2 "$quantize" "$dir/m.onnx" --int8 --static -o "$dir/nocalib.onnx"

@@ -52,11 +52,12 @@ import path from 'node:path';
 import {fork} from 'node:child_process';
 import {fileURLToPath} from 'node:url';
 import os from 'node:os';
+import {scan, varint} from './proto.mjs';
 
 const CLASSES = ['ok', 'refused', 'invalid', 'wrong', 'crash', 'not-runnable', 'opset<7'];
 const FAILING = new Set(['invalid', 'wrong', 'crash']);
 const FLOAT16_MODES = new Set(['fp16', 'q4f16']);
-const MODES = ['q4', 'q4f16', 'fp16', 'int8', 'uint8', 'q8', 'static_int8', 'static_uint8', 'nf4', 'fp4'];
+const MODES = ['q4', 'q4f16', 'fp16', 'int8', 'uint8', 'q8', 'static_int8', 'static_uint8', 'nf4', 'fp4', 'q4_qdq'];
 
 function parseArgs(argv) {
   const args = {};
@@ -76,17 +77,6 @@ function parseArgs(argv) {
 
 // --- protobuf (ModelProto top level, TensorProto) -------------------------------------------
 
-function varint(buf, pos) {  // as a Number: tags, lengths, small values
-  let value = 0, mul = 1;
-  for (;;) {
-    const b = buf[pos.i++];
-    if (b === undefined) throw new Error('truncated protobuf');
-    value += (b & 0x7f) * mul;
-    if ((b & 0x80) === 0) return value;
-    mul *= 128;
-  }
-}
-
 function varintBig(buf, pos) {  // as a signed 64-bit BigInt
   let value = 0n, shift = 0n;
   for (;;) {
@@ -95,25 +85,6 @@ function varintBig(buf, pos) {  // as a signed 64-bit BigInt
     value |= BigInt(b & 0x7f) << shift;
     if ((b & 0x80) === 0) return BigInt.asIntN(64, value);
     shift += 7n;
-  }
-}
-
-// Calls visit(field, wire, value, buf, pos) for each field; value is a subarray for wire type 2,
-// a Number for varints (visit may re-read it from start with varintBig), else the offset.
-function scan(buf, visit) {
-  const pos = {i: 0};
-  while (pos.i < buf.length) {
-    const tag = varint(buf, pos), field = Math.floor(tag / 8), wire = tag & 7;
-    const start = pos.i;
-    if (wire === 0) visit(field, wire, varint(buf, pos), buf, start);
-    else if (wire === 2) {
-      const n = varint(buf, pos);
-      const body = buf.subarray(pos.i, pos.i + n);
-      pos.i += n;
-      visit(field, wire, body, buf, start);
-    } else if (wire === 5) { visit(field, wire, pos.i, buf, start); pos.i += 4; }
-    else if (wire === 1) { visit(field, wire, pos.i, buf, start); pos.i += 8; }
-    else throw new Error(`unsupported protobuf wire type ${wire}`);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "executor/core/evaluate.h"
+#include "model/tensor_data.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "quantize/pipeline.h"
@@ -125,6 +126,41 @@ TEST(Executor, BroadcastingAndShapeOps) {
   const float want[6] = {0, 3, 11, 14, 22, 25};
   for (int i = 0; i < 6; ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]) << i;
   EXPECT_EQ(out[1].to_int64(), (std::vector<int64_t>{2, 3}));
+}
+
+// Opset 21's block-wise DequantizeLinear of 4-bit weights, hand-computed: x INT4 [3, 2] (two
+// codes per byte, the first in the low nibble; an odd count leaves half a byte), blocks of 2
+// along axis 0, so scale and zero point are [2, 2]; UINT4 zero points.
+TEST(Executor, BlockwiseDequantizeLinearOfInt4) {
+  auto proto = testing::parse(R"(
+    <ir_version: 10, opset_import: ["" : 21]>
+    g (float[1] unused) => (float[3, 2] y, float[3, 2] u) {
+      y = DequantizeLinear <axis = 0, block_size = 2> (x, scale)
+      u = DequantizeLinear <axis = 0, block_size = 2> (xu, scale, zp)
+    })");
+  auto add = [&](const char* name, int type, std::vector<int64_t> dims, std::string raw) {
+    auto* t = proto.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(type);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(raw);
+  };
+  // x = [[1, -2], [7, -8], [3, 0]]: nibbles 1, 0xE, 7, 8, 3, 0.
+  add("x", kInt4, {3, 2}, std::string("\xE1\x87\x03", 3));
+  // xu = [[1, 14], [7, 8], [3, 0]] as UINT4: the same bytes.
+  add("xu", kUInt4, {3, 2}, std::string("\xE1\x87\x03", 3));
+  // zp = [[1, 2], [3, 4]] as UINT4.
+  add("zp", kUInt4, {2, 2}, std::string("\x21\x43", 2));
+  testing::set_floats(proto, "scale", {2, 2}, {0.5f, 2.0f, 0.25f, 4.0f});
+  Model model = testing::round_trip(proto);
+  auto out = Executor(model).run({Tensor(onnx::TensorProto::FLOAT, {1})});
+  // Rows 0-1 take scale row 0, row 2 takes scale row 1.
+  const float want_y[6] = {0.5f, -4.0f, 3.5f, -16.0f, 0.75f, 0.0f};
+  const float want_u[6] = {0.0f, 24.0f, 3.0f, 12.0f, 0.0f, -16.0f};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(out[0].data<float>()[i], want_y[i]) << i;
+    EXPECT_EQ(out[1].data<float>()[i], want_u[i]) << i;
+  }
 }
 
 // Conv against a direct float64 sum over every tap, on shapes that reach each path of the

@@ -217,6 +217,86 @@ TEST(PassEquivalence, OpsetConversionRefusesChangedOpsInBodies) {
   EXPECT_EQ(opset_of(model.proto), 9);
 }
 
+// Opset 17 -> 21, past ONNX 1.12's converter: the tool's own rewrite (Reduce axes and DFT's axis
+// become inputs, Split names its output count, GridSample's modes are renamed), in bodies too,
+// and the outputs stay exactly the same.
+TEST(PassEquivalence, OpsetRaiseTo21KeepsOutputs) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool cond, float[2, 6, 4] x, float[1, 2, 4, 4] img, float[1, 3, 3, 2] grid)
+        => (float[2, 1, 4] m, float[6, 2] a, float[6, 2] b, float[2, 6, 1] s, float[2, 6, 4, 2] f,
+            float[1, 2, 3, 3] gs) {
+      m = ReduceMean <axes = [1]> (x)
+      t = ReduceMax <axes = [0], keepdims = 0> (x)
+      a, b = Split <axis = 1> (t)
+      s = If (cond) <
+        then_branch = then_g () => (float[2, 6, 1] p) { p = ReduceMin <axes = [2]> (x) },
+        else_branch = else_g () => (float[2, 6, 1] q) { q = ReduceMax <axes = [2]> (x) }
+      >
+      x4 = Unsqueeze (x, minus1)
+      f = DFT <axis = 2> (x4)
+      gs = GridSample <mode = "bicubic"> (img, grid)
+    })");
+  auto ints = [&](const char* name, std::vector<int64_t> v) {
+    auto* t = proto.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(v.size()));
+    for (int64_t x : v) t->add_int64_data(x);
+  };
+  ints("minus1", {-1});
+  Model before = testing::round_trip(proto);
+  Model after = copy_model(before);
+  PassResult r = make_opset_pass({21, 21, "a test"})->run(after);
+  EXPECT_TRUE(r.warnings.empty()) << reasons(r);
+  EXPECT_EQ(opset_of(after.proto), 21);
+  EXPECT_GE(after.proto.ir_version(), 10);
+  const auto& g = after.proto.graph();
+  EXPECT_EQ(testing::find_node(g, "ReduceMean")->input_size(), 2);
+  EXPECT_EQ(testing::int_attr(*testing::find_node(g, "Split"), "num_outputs"), 2);
+  EXPECT_EQ(testing::find_node(g, "DFT")->input_size(), 3);
+  EXPECT_EQ(attr_string(*testing::find_node(g, "GridSample"), "mode"), "cubic");
+  const auto& body = testing::find_node(g, "If")->attribute(0).g();
+  EXPECT_EQ(body.node(0).input_size(), 2) << "the body's ReduceMin takes its axes as an input";
+  for (bool cond : {true, false}) {
+    std::vector<Tensor> in = testing::random_inputs(before, cond ? 1 : 2);
+    in[0].data<bool>()[0] = cond;
+    auto x = Executor(before).run(in);
+    auto y = Executor(after).run(in);
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(x[i].shape(), y[i].shape()) << i;
+      for (int64_t j = 0; j < x[i].size(); ++j) {
+        EXPECT_EQ(x[i].data<float>()[j], y[i].data<float>()[j]) << i << " " << j;
+      }
+    }
+  }
+}
+
+// GroupNormalization's scale and bias changed meaning at opset 21: such a model keeps its opset,
+// and a model with nothing the mode would write keeps it too.
+TEST(PassEquivalence, OpsetRaiseRefusesGroupNormalizationAndWaitsToBeWanted) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[1, 4, 2, 2] x, float[2] scale, float[2] bias) => (float[1, 4, 2, 2] y) {
+      y = GroupNormalization <num_groups = 2> (x, scale, bias)
+    })");
+  Model model = testing::round_trip(proto);
+  PassResult r = make_opset_pass({21, 21, "a test"})->run(model);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("GroupNormalization"), std::string::npos) << r.warnings[0];
+  EXPECT_EQ(opset_of(model.proto), 18);
+
+  auto plain = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x) => (float[2, 1] y) { y = ReduceMean <axes = [1]> (x) })");
+  Model unwanted = testing::round_trip(plain);
+  OpsetConfig config{21, 21, "a test", [](onnx::ModelProto&) { return false; }};
+  r = make_opset_pass(config)->run(unwanted);
+  EXPECT_TRUE(r.warnings.empty() && r.notes.empty());
+  EXPECT_EQ(opset_of(unwanted.proto), 17);
+}
+
 // MatMuls and Gemms in the main graph and in If / Loop bodies.
 const char* kWeighted = R"(
   <ir_version: 8, opset_import: ["" : 17]>

@@ -110,6 +110,21 @@ std::vector<int64_t> Tensor::to_int64() const {
 }
 
 Tensor tensor_from_proto(const Model& model, const onnx::TensorProto& proto) {
+  if (is_4bit(proto.data_type())) {  // computed on as 8-bit values
+    const bool is_signed = proto.data_type() == kInt4;
+    Tensor t(is_signed ? onnx::TensorProto::INT8 : onnx::TensorProto::UINT8,
+             {proto.dims().begin(), proto.dims().end()});
+    PayloadBytes bytes(tensor_payload(model, proto));
+    if (bytes.size() != tensor_bytes(proto.data_type(), t.size())) {
+      fail(ExitCode::kInput, "tensor '{}': {} data bytes for {} 4-bit values", proto.name(),
+           bytes.size(), t.size());
+    }
+    for (int64_t i = 0; i < t.size(); ++i) {
+      const int nibble = (bytes.data()[i / 2] >> (i % 2 * 4)) & 0xF;
+      t.raw()[i] = static_cast<uint8_t>(is_signed && nibble >= 8 ? nibble - 16 : nibble);
+    }
+    return t;
+  }
   Tensor t(proto.data_type(), {proto.dims().begin(), proto.dims().end()});
   if (proto.data_type() == onnx::TensorProto::STRING) {
     if (proto.string_data_size() != t.size()) {

@@ -37,20 +37,46 @@ int32_t value_at(const Tensor& t, int64_t i) {
   }
 }
 
-// Per-element index into a scale/zero point: per tensor, or along `axis` of x.
+// Per-element index into a scale/zero point: per tensor, along `axis` of x, or (block > 0) per
+// block of `block` values along it, the scale shaped as x with ceil(D / block) on the axis.
 struct Broadcast {
-  int64_t inner = 1, count = 1;
-  int64_t at(int64_t i) const { return count == 1 ? 0 : (i / inner) % count; }
+  int64_t inner = 1, count = 1, block = 0, dim = 0;
+  int64_t at(int64_t i) const {
+    if (count == 1 && block == 0) return 0;
+    if (block == 0) return (i / inner) % count;
+    const int64_t outer = i / (inner * dim), d = i / inner % dim;
+    return (outer * count + d / block) * inner + i % inner;
+  }
 };
 
 Broadcast along_axis(const OpContext& c, const Tensor& x, const Tensor& scale) {
   Broadcast b;
-  if (scale.size() <= 1) return b;
+  const int64_t block = c.attr_int("block_size", 0);
+  if (scale.size() == 0) c.fail("an empty scale");
+  if (scale.size() <= 1 && block == 0) {
+    if (c.has_input(2) && c.input(2).size() < 1) c.fail("an empty zero point");
+    return b;
+  }
   const int64_t axis = normalize_axis(c, c.attr_int("axis", 1), x.rank());
-  if (scale.size() != x.shape()[axis])
-    c.fail("{} scales for axis {} of size {}", scale.size(), axis, x.shape()[axis]);
-  b.count = scale.size();
   for (int64_t i = axis + 1; i < x.rank(); ++i) b.inner *= x.shape()[i];
+  if (c.has_input(2) && c.input(2).size() != scale.size())
+    c.fail("{} zero points for {} scales", c.input(2).size(), scale.size());
+  if (block == 0) {
+    if (scale.size() != x.shape()[axis])
+      c.fail("{} scales for axis {} of size {}", scale.size(), axis, x.shape()[axis]);
+    b.count = scale.size();
+    return b;
+  }
+  if (block < 0) c.fail("block_size {} is negative", block);
+  b.block = block;
+  b.dim = x.shape()[axis];
+  b.count = (b.dim + block - 1) / block;
+  std::vector<int64_t> want = x.shape();
+  want[axis] = b.count;
+  if (scale.shape() != want) {
+    c.fail("scale of shape [{}] for blocks of {} along axis {} of [{}]",
+           fmt::join(scale.shape(), ", "), block, axis, fmt::join(x.shape(), ", "));
+  }
   return b;
 }
 

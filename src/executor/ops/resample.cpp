@@ -221,8 +221,10 @@ void grid_sample(OpContext& c) {
       grid.shape()[0] != x.shape()[0]) {
     c.fail("X must be [N, C, H, W] and grid [N, H_out, W_out, 2]");
   }
-  const std::string mode = c.attr_string("mode", "bilinear"),
-                    padding = c.attr_string("padding_mode", "zeros");
+  // Opset 20 renamed the modes: linear, cubic.
+  std::string mode = c.attr_string("mode", c.opset >= 20 ? "linear" : "bilinear");
+  if (mode == "linear" || mode == "cubic") mode = "bi" + mode;
+  const std::string padding = c.attr_string("padding_mode", "zeros");
   if (mode != "bilinear" && mode != "nearest" && mode != "bicubic")
     c.fail("mode '{}' is not supported", mode);
   if (padding != "zeros" && padding != "border" && padding != "reflection")

@@ -63,9 +63,12 @@ void dft(OpContext& c) {
   const int64_t rank = x.rank();
   if (rank < 3 || (x.shape().back() != 1 && x.shape().back() != 2))
     c.fail("input must be [batch, ..., 1 or 2]");
-  int64_t axis = c.attr_int("axis", 1);
-  if (axis < 0) axis += rank - 1;
-  if (axis < 1 || axis >= rank - 1) c.fail("axis {} is not a signal axis", c.attr_int("axis", 1));
+  // Opset 20 made the axis an input (default -2).
+  const int64_t given =
+      c.opset >= 20 ? (c.has_input(2) && c.input(2).size() > 0 ? c.input(2).to_int64().at(0) : -2)
+                    : c.attr_int("axis", 1);
+  int64_t axis = given < 0 ? given + rank : given;
+  if (axis < 1 || axis >= rank - 1) c.fail("axis {} is not a signal axis", given);
   const int64_t in_len = x.shape()[axis];
   const int64_t length =
       c.has_input(1) && c.input(1).size() > 0 ? c.input(1).to_int64().at(0) : in_len;
