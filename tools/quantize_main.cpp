@@ -1,6 +1,7 @@
 // The `quantize` command: parses the command line, calls the library (quantize/run.h) and prints
 // what it reports: the report on stdout, diagnostics through spdlog on stderr. The only place
 // that catches quantize::Error and turns it into an exit code.
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -83,7 +84,24 @@ void finish_options(const Cli& cli, Options& options) {
   options.filter = NodeFilter(cli.include, cli.exclude);
   options.op_types = split_list(cli.op_types);
   for (const auto& t : cli.tensor_types) options.tensor_types.push_back(PrecisionRule::parse(t));
-  for (const auto& t : cli.targets) options.targets.push_back(Target::parse(t));
+  for (const auto& t : cli.targets) {
+    if (t.find('=') != std::string::npos) {
+      options.targets.push_back(Target::parse(t));
+      continue;
+    }
+    const RuntimeProfile* p = find_runtime(t);
+    if (!p) {
+      std::vector<std::string> names;
+      for (const auto& r : runtime_profiles()) names.push_back(r.name);
+      fail(ExitCode::kUsage, "--target {}: not a runtime ({}) nor [OUTPUT:]METRIC=VALUE", t,
+           fmt::join(names, ", "));
+    }
+    if (options.runtime != Runtime::kAny && options.runtime != p->runtime) {
+      fail(ExitCode::kUsage, "--target {}: one runtime per run ({} given already)", t,
+           runtime_profile(options.runtime).name);
+    }
+    options.runtime = p->runtime;
+  }
   options.keep_float = split_list(cli.keep_float);
   static const std::map<std::string, Format> formats = {{"qoperator", Format::kQOperator},
                                                         {"qdq", Format::kQdq}};
@@ -572,9 +590,15 @@ int main(int argc, char** argv) {
   mixed->add_option("--tensor-type", cli.tensor_types,
                     "REGEX=TYPE (repeatable): nodes whose name or weight name matches get TYPE: "
                     "float, fp16, int8, uint8, a16 (16-bit activations, static INT8), q4, q8");
+  std::string runtimes;
+  for (const auto& r : runtime_profiles()) runtimes += fmt::format("\n  {:<9} {}", r.name, r.help);
   mixed->add_option("--target", cli.targets,
-                    "[OUTPUT:]METRIC=VALUE (repeatable; METRIC: cosine, top1, snr: at least; kl: "
-                    "at most): raise precision node by node until the judged data meets it");
+                    "NAME: the runtime the output is for; it sets what the flags leave open, "
+                    "refuses what it cannot run, and checks the output's ops:" +
+                        runtimes +
+                        "\nor [OUTPUT:]METRIC=VALUE (repeatable; METRIC: cosine, top1, snr: at "
+                        "least; kl: at most): raise precision node by node until the judged data "
+                        "meets it");
   mixed->add_option("--plan", options.plan,
                     "Replay the per-node precisions of a plan file exactly (from --plan-out)");
   mixed->add_option("--plan-out", options.plan_out,

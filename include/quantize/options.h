@@ -65,6 +65,27 @@ struct PrecisionRule {
   static PrecisionRule parse(const std::string& text);  // "REGEX=TYPE"; Error(kUsage)
 };
 
+// --target NAME: the runtime the output is for. A profile sets the defaults the flags leave open,
+// refuses what its runtime cannot run, and checks the output's ops (RuntimeProfile rows in
+// modes.cpp; kAny: no profile, today's defaults).
+enum class Runtime { kAny, kOrtCpu, kOrtWeb, kQnn, kTensorRt, kGeneric };
+struct RuntimeProfile {
+  Runtime runtime;
+  const char* name;                  // as --target spells it
+  const char* help;                  // one line for --help
+  Format format = Format::kDefault;  // the form written where the flags do not say
+  ActivationType activations = ActivationType::kDefault;  // static INT8, where not given
+  bool per_channel = false;               // static and dynamic INT8 weights per channel
+  bool symmetric_activations = false;     // static INT8: zero point 0
+  bool standard_ops = false;              // no com.microsoft op but the 16-bit Q/DQ pair
+  bool static_only = false;               // dynamic INT8 refused
+  std::set<std::string> static_op_types;  // ops static INT8 quantizes (empty: all it knows)
+};
+std::span<const RuntimeProfile> runtime_profiles();
+const RuntimeProfile& runtime_profile(Runtime runtime);
+// The profile named `name`, or nullptr.
+const RuntimeProfile* find_runtime(const std::string& name);
+
 // --target [OUTPUT:]METRIC=VALUE: what the quantized model must reach on the judged data; the
 // run raises precision node by node until it does. METRIC: cosine, top1 (at least VALUE), snr
 // (dB, at least), kl (at most); over every output it applies to, or OUTPUT's.
@@ -133,10 +154,16 @@ struct Options {
   std::string plan;             // --plan FILE: replay its per-node precisions exactly (no search)
   std::string plan_out;         // --plan-out FILE: write the per-node decisions of this run
   std::vector<Target> targets;  // --target: accuracy-driven mixed precision
+  Runtime runtime = Runtime::kAny;            // --target NAME
+  bool symmetric_activations = false;         // static INT8 activations with zero point 0
+  std::vector<std::string> runtime_defaults;  // what apply_runtime() set ("--format qdq", ...)
   // preparation
   bool fold_constants = true;  // fold constant subexpressions (weights behind Reshape, Cast, ...)
   bool convert_opset = true;   // raise the opset where a mode needs a newer one
 
+  // Sets what the --target profile decides and the flags left open (format, activations, per
+  // channel, op types), and lists what it set in runtime_defaults, for the report.
+  void apply_runtime();
   // Throws Error(kUsage) naming the bad option.
   void validate() const;
   // weight_algo, kAuto resolved.
@@ -148,6 +175,9 @@ struct Options {
   std::string suffix(Mode mode) const;
   // The options that shape the output, for the report and the model's metadata.
   std::string describe(Mode mode) const;
+
+ private:
+  std::string describe_mode(Mode mode) const;
 };
 
 // Op types the dynamic and the static INT8 modes can quantize (--op-types).

@@ -121,9 +121,10 @@ using Calibrator =
     std::function<Calibration(const Model& model, const std::set<std::string>& tensors)>;
 
 struct StaticQdqConfig {
-  bool signed_activations = true;  // int8 / int16 activations, else uint8 / uint16
-  bool signed_weights = true;      // symmetric int8 weights, else asymmetric uint8
-  bool wide_activations = false;   // 16-bit activations for every node (A16W8) unless planned
+  bool signed_activations = true;      // int8 / int16 activations, else uint8 / uint16
+  bool symmetric_activations = false;  // signed, zero point 0, range +-max|x| (TensorRT)
+  bool signed_weights = true;          // symmetric int8 weights, else asymmetric uint8
+  bool wide_activations = false;       // 16-bit activations for every node (A16W8) unless planned
   bool per_channel = false;
   bool bias_correction = false;    // Conv/Gemm biases absorb the weights' rounding shift
   bool qoperator = false;          // QLinearConv / QLinearMatMul where the pattern allows
@@ -134,6 +135,17 @@ struct StaticQdqConfig {
   Calibrator calibrate;
 };
 std::unique_ptr<Pass> make_static_qdq_pass(StaticQdqConfig config);
+
+// Last, for --target NAME: reports what the profile set, and (standard_ops) warns of every op
+// the output holds outside the standard ONNX domains (with `ms_qdq`: but com.microsoft's 16-bit
+// QuantizeLinear / DequantizeLinear, which QNN takes).
+struct RuntimeCheckConfig {
+  std::string target;
+  std::vector<std::string> defaults;  // what the profile set ("--format qdq", ...)
+  bool standard_ops = false;
+  bool ms_qdq = false;
+};
+std::unique_ptr<Pass> make_runtime_check_pass(RuntimeCheckConfig config);
 
 // BatchNormalization after a Conv folded into the Conv's filter and bias (main graph).
 std::unique_ptr<Pass> make_fold_batchnorm_pass();

@@ -522,10 +522,14 @@ class StaticQdqPass final : public Pass {
     const float lo = headroom * std::min(r.lo, 0.0f), hi = headroom * std::max(r.hi, 0.0f);
     const int levels = wide ? 65535 : 255;
     const int qmin = config_.signed_activations ? -(levels + 1) / 2 : 0, qmax = qmin + levels;
-    float scale = (hi - lo) / static_cast<float>(levels);
+    // Symmetric (TensorRT): zero point 0, +-max|x| over the codes -qmax..qmax.
+    const bool symmetric = config_.symmetric_activations && config_.signed_activations;
+    float scale = symmetric ? std::max(-lo, hi) / static_cast<float>(qmax)
+                            : (hi - lo) / static_cast<float>(levels);
     if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
-    const int zp =
-        static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale), float(qmin), float(qmax)));
+    const int zp = symmetric ? 0
+                             : static_cast<int>(std::clamp(std::nearbyint(qmin - lo / scale),
+                                                           float(qmin), float(qmax)));
     Params p;
     p.s = scale;
     p.wide = wide;

@@ -35,6 +35,40 @@ constexpr ModeInfo kModes[] = {
 
 const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
 
+// The runtimes --target names. Each row: what it sets where the flags are silent, what it
+// refuses (Options::validate), and whether the output may hold com.microsoft ops (checked by the
+// last pass).
+const RuntimeProfile kRuntimes[] = {
+    {Runtime::kOrtCpu, "ort-cpu",
+     "ONNX Runtime's CPU provider: today's defaults, every com.microsoft op it runs; static "
+     "INT8 S8S8 (--int8) on CPUs with VNNI, U8U8 (--uint8) without (the report says which "
+     "this machine is)"},
+    {Runtime::kOrtWeb, "ort-web",
+     "ONNX Runtime Web / Transformers.js: static INT8 with uint8 activations; MatMulNBits, "
+     "GatherBlockQuantized and MatMulBnb4 as Transformers.js loads them",
+     Format::kDefault, ActivationType::kUInt8},
+    {Runtime::kQnn, "qnn",
+     "Qualcomm QNN (ONNX Runtime's QNN provider): static QDQ only, uint8 activations (or "
+     "--activations uint16), symmetric int8 weights per channel; 4-bit weights as INT4 "
+     "DequantizeLinear",
+     Format::kQdq, ActivationType::kUInt8, true, false, true, true},
+    {Runtime::kTensorRt,
+     "tensorrt",
+     "NVIDIA TensorRT: QDQ on the inputs of Conv, ConvTranspose, MatMul and Gemm only, int8 "
+     "symmetric (zero points 0), weights per channel; 4-bit weights as INT4 DequantizeLinear",
+     Format::kQdq,
+     ActivationType::kInt8,
+     true,
+     true,
+     true,
+     false,
+     {"Conv", "ConvTranspose", "MatMul", "Gemm"}},
+    {Runtime::kGeneric, "generic",
+     "any ONNX runtime: standard ONNX ops only (no com.microsoft): 4-bit weights as INT4 "
+     "DequantizeLinear (opset 21), INT8 as QDQ",
+     Format::kQdq, ActivationType::kDefault, false, false, true, false},
+};
+
 // MatMulBnb4's quant_type of a mode (--fp4: 0, --nf4: 1), or -1.
 int bnb4_type(Mode mode) { return mode == Mode::kNf4 ? 1 : mode == Mode::kFp4 ? 0 : -1; }
 
@@ -119,6 +153,22 @@ const char* calib_method_name(CalibMethod method) {
 }
 
 std::span<const ModeInfo> all_modes() { return kModes; }
+
+std::span<const RuntimeProfile> runtime_profiles() { return kRuntimes; }
+
+const RuntimeProfile& runtime_profile(Runtime runtime) {
+  for (const auto& p : kRuntimes) {
+    if (p.runtime == runtime) return p;
+  }
+  fail(ExitCode::kUsage, "no runtime profile {}", static_cast<int>(runtime));
+}
+
+const RuntimeProfile* find_runtime(const std::string& name) {
+  for (const auto& p : kRuntimes) {
+    if (name == p.name) return &p;
+  }
+  return nullptr;
+}
 
 namespace {
 constexpr std::pair<Precision, const char*> kPrecisions[] = {
@@ -255,7 +305,76 @@ std::string NodeFilter::why_not(const std::string& node_name) const {
   return {};
 }
 
+void Options::apply_runtime() {
+  runtime_defaults.clear();
+  if (runtime == Runtime::kAny) return;
+  const RuntimeProfile& p = runtime_profile(runtime);
+  const bool any_static = has_family(modes, ModeFamily::kStaticInt8);
+  const bool any_dynamic = has_family(modes, ModeFamily::kDynamicInt8);
+  if (format == Format::kDefault && p.format != Format::kDefault) {
+    format = p.format;
+    runtime_defaults.push_back(p.format == Format::kQdq ? "--format qdq" : "--format qoperator");
+  }
+  if (any_static && activations == ActivationType::kDefault &&
+      p.activations != ActivationType::kDefault) {
+    activations = p.activations;
+    runtime_defaults.push_back(fmt::format("--activations {}", activation_type_name(activations)));
+  }
+  if ((any_static || any_dynamic) && p.per_channel && !per_channel) {
+    per_channel = true;
+    runtime_defaults.push_back("--per-channel");
+  }
+  if (any_static && p.symmetric_activations) {
+    symmetric_activations = true;
+    runtime_defaults.push_back("symmetric activations (zero points 0)");
+  }
+  if (any_static && !any_dynamic && op_types.empty() && !p.static_op_types.empty()) {
+    op_types = p.static_op_types;
+    runtime_defaults.push_back(fmt::format("--op-types {}", fmt::join(op_types, ",")));
+  }
+}
+
 void Options::validate() const {
+  if (runtime != Runtime::kAny) {
+    const RuntimeProfile& p = runtime_profile(runtime);
+    for (Mode m : modes) {
+      const ModeInfo& info = mode_info(m);
+      if (p.standard_ops && bnb4_type(m) >= 0) {
+        fail(ExitCode::kUsage,
+             "--{} writes com.microsoft.MatMulBnb4, which --target {} does not run", info.flag,
+             p.name);
+      }
+      if (p.static_only && info.family == ModeFamily::kDynamicInt8) {
+        fail(ExitCode::kUsage, "--target {} runs static QDQ models: --{} needs --static", p.name,
+             info.flag);
+      }
+      if (p.symmetric_activations || p.runtime == Runtime::kQnn) {
+        if (m == Mode::kStaticUInt8) {
+          fail(ExitCode::kUsage,
+               "--target {} takes symmetric int8 weights: --static --int8, not --uint8", p.name);
+        }
+      }
+    }
+    const bool signed_acts =
+        activations == ActivationType::kInt8 || activations == ActivationType::kInt16;
+    if (p.runtime == Runtime::kQnn && signed_acts) {
+      fail(ExitCode::kUsage, "--target qnn takes uint8 or uint16 activations, not --activations {}",
+           activation_type_name(activations));
+    }
+    if (p.runtime == Runtime::kTensorRt && activations != ActivationType::kDefault &&
+        activations != ActivationType::kInt8) {
+      fail(ExitCode::kUsage, "--target tensorrt takes int8 activations, not --activations {}",
+           activation_type_name(activations));
+    }
+    if ((p.runtime == Runtime::kQnn || p.runtime == Runtime::kTensorRt) &&
+        format == Format::kQOperator) {
+      fail(ExitCode::kUsage, "--target {} takes QDQ models: drop --format qoperator", p.name);
+    }
+  }
+  if (symmetric_activations &&
+      (activations == ActivationType::kUInt8 || activations == ActivationType::kUInt16)) {
+    fail(ExitCode::kUsage, "symmetric activations are signed: --activations int8 or int16");
+  }
   if (block_size != 0 &&
       (block_size < 16 || block_size > 256 || (block_size & (block_size - 1)) != 0)) {
     fail(ExitCode::kUsage, "--block-size {}: must be a power of two from 16 to 256", block_size);
@@ -340,6 +459,13 @@ std::string Options::suffix(Mode mode) const {
 }
 
 std::string Options::describe(Mode mode) const {
+  std::string described = describe_mode(mode);
+  if (runtime != Runtime::kAny)
+    described += fmt::format(" target={}", runtime_profile(runtime).name);
+  return described;
+}
+
+std::string Options::describe_mode(Mode mode) const {
   const ModeInfo& info = mode_info(mode);
   switch (info.family) {
     case ModeFamily::kFloat16:
@@ -353,6 +479,7 @@ std::string Options::describe(Mode mode) const {
       if (activations != ActivationType::kDefault) {
         s += fmt::format(" activations={}", activation_type_name(activations));
       }
+      if (symmetric_activations) s += " symmetric_activations";
       auto toggle = [](Toggle t) {
         return t == Toggle::kOn ? "on" : t == Toggle::kOff ? "off" : "auto";
       };
@@ -445,7 +572,19 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
   if (options.convert_opset && weight_qdq) {
     passes.push_back(make_opset_pass({21, 21, "DequantizeLinear with block_size", has_weight}));
   } else if (options.convert_opset && family == ModeFamily::kStaticInt8) {
-    passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));
+    // Below 13 per-channel pairs are com.microsoft's, and 16-bit ones below 21: a runtime of
+    // standard ops (QNN takes com.microsoft's 16-bit pair) needs the standard ones.
+    const bool standard =
+        options.runtime != Runtime::kAny && runtime_profile(options.runtime).standard_ops;
+    const bool wide = options.activations == ActivationType::kInt16 ||
+                      options.activations == ActivationType::kUInt16;
+    if (standard && wide && options.runtime != Runtime::kQnn) {
+      passes.push_back(make_opset_pass({21, 21, "a standard 16-bit QuantizeLinear"}));
+    } else if (standard && options.per_channel) {
+      passes.push_back(make_opset_pass({13, 13, "a standard per-channel DequantizeLinear"}));
+    } else {
+      passes.push_back(make_opset_pass({10, 10, "QuantizeLinear"}));
+    }
   } else if (options.convert_opset && family == ModeFamily::kDynamicInt8) {
     if (options.format != Format::kQdq) {
       passes.push_back(make_opset_pass({11, 11, "DynamicQuantizeLinear"}));
@@ -521,6 +660,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
                                     : a == ActivationType::kInt8 || a == ActivationType::kInt16;
     config.wide_activations = a == ActivationType::kInt16 || a == ActivationType::kUInt16;
     config.per_channel = options.per_channel;
+    config.symmetric_activations = options.symmetric_activations;
     config.bias_correction = options.bias_correction == Toggle::kOn;
     config.qoperator = options.format == Format::kQOperator;
     config.op_types = options.op_types;
@@ -594,6 +734,11 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
   }
   if (mode == Mode::kQ4F16 || mode == Mode::kFp16) {
     passes.push_back(make_float16_pass({options.keep_io_types, precisions}));
+  }
+  if (options.runtime != Runtime::kAny) {
+    const RuntimeProfile& p = runtime_profile(options.runtime);
+    passes.push_back(make_runtime_check_pass(
+        {p.name, options.runtime_defaults, p.standard_ops, p.runtime == Runtime::kQnn}));
   }
   return passes;
 }

@@ -527,6 +527,7 @@ BatchSummary quantize_files(const RunRequest& request,
     options.modes.push_back(Mode::kQ4F16);
     log().info("no mode given, using --q4f16");
   }
+  options.apply_runtime();
   options.validate();
   std::vector<Job> jobs = expand_models(request);
   BatchSummary summary;

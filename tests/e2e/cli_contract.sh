@@ -37,6 +37,11 @@ check "-o with two modes" 2 "$quantize" "$dir/m.onnx" --q4 --fp16 -o "$dir/x.onn
 check "bad --bits" 2 "$quantize" "$dir/m.onnx" --q4 --bits 3
 check "bad regex" 2 "$quantize" "$dir/m.onnx" --q4 --exclude "(" --dry-run
 check "--nf4 has no standard form" 2 "$quantize" "$dir/m.onnx" --nf4 --format qdq --dry-run
+check "unknown --target runtime" 2 "$quantize" "$dir/m.onnx" --q4 --target nosuch --dry-run
+check "dynamic INT8 for QNN" 2 "$quantize" "$dir/m.onnx" --int8 --target qnn --dry-run
+check "uint8 weights for TensorRT" 2 "$quantize" "$dir/m.onnx" --uint8 --static --calib random \
+  --target tensorrt --dry-run
+check "--nf4 for a standard runtime" 2 "$quantize" "$dir/m.onnx" --nf4 --target generic --dry-run
 # A float model needs calibration data for --static (a quantized one does not): a usage error,
 # nothing written.
 check "--static without --calib" 2 "$quantize" "$dir/m.onnx" --int8 --static -o "$dir/nocalib.onnx"

@@ -8,7 +8,7 @@
 # (ONNX Runtime's CPU provider cannot run the bfloat16 model); "qat:PATH" makes PATH a model as
 # quantization-aware training exports them (static QDQ with fake-quantized float weights), the
 # model then quantized and judged against, and the output must be under half its size. EXPECT_REPORT (env):
-# a regular expression the quantize report must contain.
+# a regular expression the quantize report must contain. STANDARD_OPS (env): see below.
 set -euo pipefail
 quantize=$1 model=$2 outdir=$3
 shift 3
@@ -74,6 +74,14 @@ fi
 if [ -n "${EXPECT_REPORT:-}" ] && ! grep -Eq "$EXPECT_REPORT" "$outdir/report.txt"; then
   echo "FAILED: the report does not say: $EXPECT_REPORT"
   exit 1
+fi
+# STANDARD_OPS (env): the output may hold standard ONNX ops only ("1"), or those and the
+# comma-separated domain.Op list given (tests/ort/ops.mjs).
+if [ -n "${STANDARD_OPS:-}" ]; then
+  allow=()
+  [ "$STANDARD_OPS" = 1 ] || allow=(--allow "$STANDARD_OPS")
+  node "$here/../ort/ops.mjs" "$out" --standard "${allow[@]}" > "$outdir/ops.txt" ||
+    { cat "$outdir/ops.txt"; exit 1; }
 fi
 # On an x86 CPU without VNNI, ONNX Runtime's uint8 x int8 MatMulInteger saturates (the tool
 # warns so): its outputs there say more about this CPU than about the model. ONNX Runtime still
