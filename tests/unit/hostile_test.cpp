@@ -345,6 +345,40 @@ TEST(Hostile, ExecutorOpsRefuseImpossibleArguments) {
          g (float[1, 4, 2] x) => (float[1, 4, 2] y) {
            p = Constant <value = float[1] {1}> ()
            y = BatchNormalization(x, p, p, p, p) })",
+      // MatMulNBits whose B holds fewer bytes than N x blocks x blob (it read past B)
+      R"(<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>
+         g (float[1, 32] x) => (float[1, 4] y) {
+           b = Constant <value = uint8[1, 1, 16] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                  15, 16}> ()
+           s = Constant <value = float[4, 1] {1, 1, 1, 1}> ()
+           y = com.microsoft.MatMulNBits <K = 32, N = 4, bits = 4, block_size = 32> (x, b, s) })",
+      // MatMulNBits with a bias shorter than N
+      R"(<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>
+         g (float[1, 16] x) => (float[1, 2] y) {
+           b = Constant <value = uint8[2, 1, 8] {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}> ()
+           s = Constant <value = float[2, 1] {1, 1}> ()
+           c = Constant <value = float[1] {1}> ()
+           y = com.microsoft.MatMulNBits <K = 16, N = 2, bits = 4, block_size = 16> (x, b, s, , , c)
+         })",
+      // block-wise DequantizeLinear with a scale too small for its blocks
+      R"(<ir_version: 10, opset_import: ["" : 21]>
+         g (float[1] u) => (float[4, 2] y) {
+           q = Constant <value = int8[4, 2] {1, 2, 3, 4, 5, 6, 7, 8}> ()
+           s = Constant <value = float[1, 2] {1, 1}> ()
+           y = DequantizeLinear <axis = 0, block_size = 2> (q, s) })",
+      // DequantizeLinear with more scales than zero points
+      R"(<ir_version: 8, opset_import: ["" : 17]>
+         g (float[1] u) => (float[2, 3] y) {
+           q = Constant <value = uint8[2, 3] {1, 2, 3, 4, 5, 6}> ()
+           s = Constant <value = float[3] {1, 1, 1}> ()
+           z = Constant <value = uint8[1] {0}> ()
+           y = DequantizeLinear <axis = 1> (q, s, z) })",
+      // DynamicQuantizeMatMul with fewer B scales than columns
+      R"(<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>
+         g (float[1, 2] x) => (float[1, 3] y) {
+           b = Constant <value = int8[2, 3] {1, 2, 3, 4, 5, 6}> ()
+           s = Constant <value = float[2] {1, 1}> ()
+           y = com.microsoft.DynamicQuantizeMatMul (x, b, s) })",
       // ReduceSum over axis 0 of a scalar
       R"(<ir_version: 8, opset_import: ["" : 17]>
          g (float[2] x) => (float y) { s = Constant <value = float {1}> ()

@@ -22,11 +22,22 @@ void matmul_nbits(OpContext& c) {
   const int64_t k = c.attr_int("K", 0), n = c.attr_int("N", 0);
   const BlockFormat fmt{static_cast<int>(c.attr_int("bits", 4)),
                         static_cast<int>(c.attr_int("block_size", 0)), !c.has_input(3)};
-  if ((fmt.bits != 4 && fmt.bits != 8) || fmt.block_size < 16 || a.shape().back() != k) {
-    c.fail("unsupported attributes (bits {}, block_size {}, K {})", fmt.bits, fmt.block_size, k);
+  if ((fmt.bits != 4 && fmt.bits != 8) || fmt.block_size < 16 || k <= 0 || n <= 0 || a.rank() < 1 ||
+      a.shape().back() != k) {
+    c.fail("unsupported attributes (bits {}, block_size {}, K {}, N {})", fmt.bits, fmt.block_size,
+           k, n);
   }
+  if (n > (int64_t{1} << 31) / k) c.fail("N x K = {} x {} is too large", n, k);
   const int64_t nb = static_cast<int64_t>(fmt.blocks(k)),
                 blob = static_cast<int64_t>(fmt.blob_bytes());
+  // A file's initializers, not trusted: every read below stays inside them.
+  if (c.input(1).bytes() != static_cast<size_t>(n * nb * blob) || c.input(2).size() != n * nb ||
+      (!fmt.symmetric &&
+       c.input(3).bytes() != static_cast<size_t>(n * ((nb * fmt.bits + 7) / 8))) ||
+      (c.has_input(5) && c.input(5).size() != n)) {
+    c.fail("B ({} bytes), scales ({}), zero points or bias do not fit N {} x {} blocks of {} bits",
+           c.input(1).bytes(), c.input(2).size(), n, nb, fmt.bits);
+  }
   const uint8_t* packed = c.input(1).data<uint8_t>();
   const float* scales = c.input(2).data<float>();
   std::vector<float> wt(static_cast<size_t>(n * k));  // [N, K]
@@ -99,7 +110,10 @@ void dynamic_quantize_matmul(OpContext& c) {
   Dynamic a = dynamic_quantize(c, c.input(0));
   const Tensor& b_scale = c.input(2);
   Tensor y = integer_matmul(c, a.q, c.input(1), &a.zp, c.has_input(3) ? &c.input(3) : nullptr);
-  const int64_t n = c.input(1).shape()[1];
+  const int64_t n = y.rank() > 0 ? y.shape().back() : 1;
+  if ((b_scale.size() != 1 && b_scale.size() != n) || (c.has_input(4) && c.input(4).size() != n))
+    c.fail("{} B scales or a bias of {} values for N = {}", b_scale.size(),
+           c.has_input(4) ? c.input(4).size() : 0, n);
   Tensor out(TensorProto::FLOAT, y.shape());
   for (int64_t i = 0; i < y.size(); ++i) {
     const float s =
