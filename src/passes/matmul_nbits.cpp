@@ -328,12 +328,11 @@ class MatMulNBitsPass final : public Pass {
           auto ref = index.constant(graph, node.input(1));
           if (!ref) return Verdict::kept("B is " + index.why_not_constant(graph, node.input(1)));
           const onnx::TensorProto& b = *ref->tensor;
-          if (!is_float_weight(b) || (gemm && b.data_type() == onnx::TensorProto::FLOAT16)) {
+          if (!is_float_weight(b)) {
             return Verdict::kept(
-                fmt::format("B is {}, not float32{}",
+                fmt::format("B is {}, not float32 or float16",
                             onnx::TensorProto::DataType_Name(
-                                static_cast<onnx::TensorProto::DataType>(b.data_type())),
-                            gemm ? "" : " or float16"));
+                                static_cast<onnx::TensorProto::DataType>(b.data_type()))));
           }
           if (b.dims_size() != 2 || b.dims(0) <= 0 || b.dims(1) <= 0) {
             return Verdict::kept(fmt::format("B is {}-D, not a 2-D matrix", b.dims_size()));
@@ -365,9 +364,9 @@ class MatMulNBitsPass final : public Pass {
             const int64_t n = b.dims(how.rows_are_columns ? 0 : 1);
             const float beta = attr_float(node, "beta", 1.0f);
             auto c = index.constant(graph, node.input(2));
-            if (c && c->tensor->data_type() == onnx::TensorProto::FLOAT &&
+            if (c && is_float_weight(*c->tensor) &&
                 static_cast<int64_t>(element_count(*c->tensor)) == n) {
-              bias = add_bias(editor, *c, beta, n);
+              bias = add_bias(editor, *c, beta, n, scale_type(b));
             } else if (beta == 1.0f) {
               add_after = node.input(2);
             } else {
@@ -647,12 +646,21 @@ class MatMulNBitsPass final : public Pass {
                : onnx::TensorProto::FLOAT;
   }
 
-  // beta * C as an [N] initializer of the scales' type, for MatMulNBits' bias.
-  std::string add_bias(GraphEditor& editor, const ConstantRef& c, float beta, int64_t n) {
-    std::vector<float> v = tensor_floats(editor.model(), *c.tensor);
+  // beta * C (float32 or float16) as an [N] initializer of the scales' type, for MatMulNBits'
+  // bias.
+  std::string add_bias(GraphEditor& editor, const ConstantRef& c, float beta, int64_t n, int type) {
+    std::vector<float> v(static_cast<size_t>(n));
+    {
+      PayloadBytes bytes(tensor_payload(editor.model(), *c.tensor));
+      if (c.tensor->data_type() == onnx::TensorProto::FLOAT16) {
+        widen_to_float32(onnx::TensorProto::FLOAT16, bytes.data(), v.size(), v.data());
+      } else {
+        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+      }
+    }
     for (float& x : v) x *= beta;
     const std::string base = c.tensor->name() + "_bias";
-    if (!config_.float16_scales) return editor.add_floats(*c.graph, base, {n}, v);
+    if (type != onnx::TensorProto::FLOAT16) return editor.add_floats(*c.graph, base, {n}, v);
     std::vector<uint16_t> half(v.size());
     kernels().f32_to_f16(v.data(), v.size(), half.data());
     return editor.add_initializer(*c.graph, base, onnx::TensorProto::FLOAT16, {n}, half.data(),

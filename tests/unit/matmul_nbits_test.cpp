@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "kernels/kernels.h"
 #include "model/tensor_data.h"
@@ -370,6 +371,49 @@ TEST(NBits, Float16WeightGivesTheBytesOfItsFloat32Values) {
   const auto got = bytes_of(b, *sb);
   ASSERT_EQ(got.size(), want.size() * 2);
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0);
+}
+
+// A float16 model's Gemm (transB, alpha, beta * C): the bytes of its float32 values, and the
+// bias beta * C in float16 (MatMulNBits' bias is of A's type).
+TEST(NBits, Float16GemmWithBias) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float16[2, 64] a) => (float16[2, 16] y) {
+      y = Gemm <transB = 1, alpha = 0.5, beta = 2.0> (a, b, c)
+    })");
+  auto to_half = [](std::vector<float> v) {
+    std::vector<uint16_t> h(v.size());
+    kernels().f32_to_f16(v.data(), v.size(), h.data());
+    return h;
+  };
+  const auto b = to_half(testing::random_floats(16 * 64, 61));
+  const auto c = to_half(testing::random_floats(16, 62));
+  for (auto [name, dims, values] : {std::tuple{"b", std::vector<int64_t>{16, 64}, &b},
+                                    std::tuple{"c", std::vector<int64_t>{16}, &c}}) {
+    auto* t = proto.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT16);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(values->data()), values->size() * 2));
+  }
+  Model model = testing::round_trip(proto);
+  PassResult r = run_nbits(model, {});
+  ASSERT_EQ(r.changed.size(), 1u) << (r.skipped.empty() ? "" : r.skipped[0].reason);
+  const auto* n = find_node(model.proto.graph(), "MatMulNBits");
+  ASSERT_NE(n, nullptr);
+  ASSERT_EQ(n->input_size(), 6);
+  const auto* bias = find_initializer(model.proto.graph(), n->input(5));
+  ASSERT_NE(bias, nullptr);
+  EXPECT_EQ(bias->data_type(), onnx::TensorProto::FLOAT16);
+  const auto got = bytes_of(model, *bias);
+  ASSERT_EQ(got.size(), 32u);
+  for (int i = 0; i < 16; ++i) {
+    uint16_t h;
+    std::memcpy(&h, got.data() + 2 * i, 2);
+    EXPECT_EQ(f16_to_f32_scalar(h), 2.0f * f16_to_f32_scalar(c[i])) << i;  // exact: times 2
+  }
+  EXPECT_EQ(find_initializer(model.proto.graph(), n->input(2))->data_type(),
+            onnx::TensorProto::FLOAT16);
 }
 
 TEST(NBits, ConstantNodeWeightsAndSharedWeights) {
