@@ -47,6 +47,61 @@ struct QuantizedWeight {
   int64_t channels = 1;
 };
 
+// A weight's float32 values a range at a time: a view of float32 bytes, or the float16 /
+// bfloat16 bytes a widened weight is stored as, converted into the caller's buffer, so that no
+// float32 copy of the whole weight is made (at LLM scale those copies cost more than the
+// quantization: a fresh 46 MB of page faults per weight).
+class WeightValues {
+ public:
+  static constexpr int64_t kChunk = int64_t{1} << 16;  // values converted at a time
+
+  WeightValues(PayloadPtr stored, int type) : type_(type), bytes_(stored) {}
+  bool narrow() const { return type_ != TensorProto::FLOAT; }
+  // Values [begin, begin + n): in place, or converted into `buffer`.
+  const float* range(int64_t begin, int64_t n, std::vector<float>& buffer) const {
+    if (!narrow()) return reinterpret_cast<const float*>(bytes_.data()) + begin;
+    buffer.resize(static_cast<size_t>(n));
+    widen_to_float32(type_, bytes_.data() + begin * 2, static_cast<uint64_t>(n), buffer.data());
+    return buffer.data();
+  }
+  // Each channel's min and max from +0, as channel_minmax, a chunk at a time.
+  void channel_minmax(const ChannelLayout& cl, float* mn, float* mx) const {
+    std::vector<float> buffer;
+    if (!narrow()) {
+      quantize::channel_minmax(range(0, 0, buffer), cl, mn, mx);
+      return;
+    }
+    std::fill(mn, mn + cl.channels, 0.0f);
+    std::fill(mx, mx + cl.channels, 0.0f);
+    auto merge = [&](const float* x, const ChannelLayout& part, int64_t first) {
+      std::vector<float> a(static_cast<size_t>(part.channels)), b(a.size());
+      quantize::channel_minmax(x, part, a.data(), b.data());
+      for (int64_t c = 0; c < part.channels; ++c) {
+        mn[first + c] = std::min(mn[first + c], a[c]);
+        mx[first + c] = std::max(mx[first + c], b[c]);
+      }
+    };
+    if (cl.inner == 1) {  // rows of `channels` values
+      const int64_t step = std::max<int64_t>(1, kChunk / cl.channels);
+      for (int64_t o = 0; o < cl.outer; o += step) {
+        const int64_t rows = std::min(step, cl.outer - o);
+        merge(range(o * cl.channels, rows * cl.channels, buffer), {rows, cl.channels, 1}, 0);
+      }
+      return;
+    }
+    for (int64_t r = 0; r < cl.outer * cl.channels; ++r) {  // rows of `inner` values, one channel
+      for (int64_t off = 0; off < cl.inner; off += kChunk) {
+        const int64_t n = std::min(kChunk, cl.inner - off);
+        merge(range(r * cl.inner + off, n, buffer), {1, 1, n}, r % cl.channels);
+      }
+    }
+  }
+
+ private:
+  int type_;
+  PayloadBytes bytes_;
+};
+
 class DynamicInt8Pass final : public Pass {
  public:
   explicit DynamicInt8Pass(DynamicInt8Config config) : config_(std::move(config)) {}
@@ -356,13 +411,12 @@ class DynamicInt8Pass final : public Pass {
 
     const ChannelLayout cl = channel_layout(layout.dims, layout.axis);
     const int64_t outer = cl.outer, channels = cl.channels, inner = cl.inner;
-    PayloadPtr source = tensor_payload(*model_, w);
+    int type = 0;
+    PayloadPtr source = stored_payload(*model_, w, &type);
     auto params = std::make_shared<std::vector<AffineParams>>(channels);
     {
-      PayloadBytes bytes(source);
-      const float* x = reinterpret_cast<const float*>(bytes.data());
       std::vector<float> mn(channels), mx(channels);
-      channel_minmax(x, cl, mn.data(), mx.data());
+      WeightValues(source, type).channel_minmax(cl, mn.data(), mx.data());
       for (int64_t c = 0; c < channels; ++c) {
         AffineParams& p = (*params)[c];
         p = affine_params(mn[c], mx[c], signed_ || layout.centered_uint8, config_.reduce_range);
@@ -372,9 +426,10 @@ class DynamicInt8Pass final : public Pass {
     const uint64_t count = element_count(w);
     const bool transpose = layout.transpose;
     const int64_t rows = layout.dims.empty() ? 1 : layout.dims[0];
-    auto produce = [source, params, outer, channels, inner, count, transpose, rows](uint8_t* out) {
-      PayloadBytes bytes(source);
-      const float* x = reinterpret_cast<const float*>(bytes.data());
+    auto produce = [source, type, params, outer, channels, inner, count, transpose,
+                    rows](uint8_t* out) {
+      const WeightValues x(source, type);
+      const int64_t step = std::max<int64_t>(1, WeightValues::kChunk / channels);
       const Kernels& k = kernels();
       std::vector<uint8_t> tmp(transpose ? count : 0);
       uint8_t* q = transpose ? tmp.data() : out;
@@ -387,12 +442,22 @@ class DynamicInt8Pass final : public Pass {
         }
         const AffineColumns cols{inv.data(), lo.data(), hi.data(), zp.data()};
         parallel_for(outer, 256, [&](size_t b, size_t e) {
-          k.quantize_affine_columns(x + b * channels, e - b, channels, cols, q + b * channels);
+          std::vector<float> buffer;
+          for (int64_t r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); r += step) {
+            const int64_t n = std::min<int64_t>(step, static_cast<int64_t>(e) - r);
+            k.quantize_affine_columns(x.range(r * channels, n * channels, buffer), n, channels,
+                                      cols, q + r * channels);
+          }
         });
       } else {
         parallel_for(outer * channels, 16, [&](size_t b, size_t e) {
+          std::vector<float> buffer;
           for (size_t r = b; r < e; ++r) {
-            k.quantize_affine(x + r * inner, inner, (*params)[r % channels], q + r * inner);
+            for (int64_t off = 0; off < inner; off += WeightValues::kChunk) {
+              const int64_t n = std::min(WeightValues::kChunk, inner - off);
+              const int64_t at = static_cast<int64_t>(r) * inner + off;
+              k.quantize_affine(x.range(at, n, buffer), n, (*params)[r % channels], q + at);
+            }
           }
         });
       }
