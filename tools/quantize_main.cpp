@@ -65,13 +65,19 @@ std::vector<Mode> chosen_modes(const Cli& cli) {
     }
   }
   if (cli.static_quant && modes.empty()) {
-    fail(ExitCode::kUsage, "--static needs --int8 (S8S8) or --uint8 (U8U8)");
+    bool runtime = false;  // --target NAME picks (finish_options reads the name)
+    for (const auto& t : cli.targets) runtime = runtime || t.find('=') == std::string::npos;
+    if (!runtime) {
+      fail(ExitCode::kUsage,
+           "--static needs --int8 (S8S8) or --uint8 (U8U8), or --target NAME to choose");
+    }
   }
   return modes;
 }
 
 // The string-valued flags as typed options.
 void finish_options(const Cli& cli, Options& options) {
+  options.static_open = cli.static_quant && options.modes.empty();
   options.symmetric = !cli.asymmetric;
   options.keep_io_types = !cli.fp16_io;
   options.fold_constants = !cli.no_fold;

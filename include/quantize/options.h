@@ -154,7 +154,8 @@ struct Options {
   std::string plan;             // --plan FILE: replay its per-node precisions exactly (no search)
   std::string plan_out;         // --plan-out FILE: write the per-node decisions of this run
   std::vector<Target> targets;  // --target: accuracy-driven mixed precision
-  Runtime runtime = Runtime::kAny;            // --target NAME
+  Runtime runtime = Runtime::kAny;  // --target NAME
+  bool static_open = false;         // --static without --int8 / --uint8: the --target profile picks
   bool symmetric_activations = false;         // static INT8 activations with zero point 0
   std::vector<std::string> runtime_defaults;  // what apply_runtime() set ("--format qdq", ...)
   // preparation

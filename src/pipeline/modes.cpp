@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kernels/kernels.h"
 #include "passes/passes.h"
 #include "quantize/error.h"
 #include "verify/verify.h"
@@ -40,9 +41,8 @@ const std::set<std::string> kDynamicOps = {"MatMul", "Gemm", "Conv", "Gather"};
 // last pass).
 const RuntimeProfile kRuntimes[] = {
     {Runtime::kOrtCpu, "ort-cpu",
-     "ONNX Runtime's CPU provider: today's defaults, every com.microsoft op it runs; static "
-     "INT8 S8S8 (--int8) on CPUs with VNNI, U8U8 (--uint8) without (the report says which "
-     "this machine is)"},
+     "ONNX Runtime's CPU provider: today's defaults, every com.microsoft op it runs; --static "
+     "alone is S8S8 (--int8) on a CPU with VNNI, U8U8 (--uint8) without (this CPU decides)"},
     {Runtime::kOrtWeb, "ort-web",
      "ONNX Runtime Web / Transformers.js: static INT8 with uint8 activations; MatMulNBits, "
      "GatherBlockQuantized and MatMulBnb4 as Transformers.js loads them",
@@ -309,6 +309,20 @@ void Options::apply_runtime() {
   runtime_defaults.clear();
   if (runtime == Runtime::kAny) return;
   const RuntimeProfile& p = runtime_profile(runtime);
+  if (static_open) {
+    // ONNX Runtime's CPU kernels add uint8 x int8 products pairwise in 16 bits on x86 without
+    // VNNI, which saturates: U8U8 there. Web runtimes take uint8; the others signed weights.
+    const bool no_vnni = x86_without_vnni();
+    const Mode m = runtime == Runtime::kOrtWeb || (runtime == Runtime::kOrtCpu && no_vnni)
+                       ? Mode::kStaticUInt8
+                       : Mode::kStaticInt8;
+    if (std::find(modes.begin(), modes.end(), m) == modes.end()) modes.push_back(m);
+    runtime_defaults.push_back(
+        fmt::format("--static --{}{}", mode_info(m).flag,
+                    runtime != Runtime::kOrtCpu ? ""
+                    : no_vnni ? " (this CPU has no VNNI, where S8S8 saturates in ONNX Runtime)"
+                              : " (S8S8: this CPU has VNNI)"));
+  }
   const bool any_static = has_family(modes, ModeFamily::kStaticInt8);
   const bool any_dynamic = has_family(modes, ModeFamily::kDynamicInt8);
   if (format == Format::kDefault && p.format != Format::kDefault) {

@@ -523,11 +523,11 @@ void quantize_one(const RunRequest& request, const Options& options, const Preci
 BatchSummary quantize_files(const RunRequest& request,
                             const std::function<void(const OutputReport&)>& on_report) {
   Options options = request.options;
+  options.apply_runtime();  // (it may choose the static mode)
   if (options.modes.empty()) {
     options.modes.push_back(Mode::kQ4F16);
     log().info("no mode given, using --q4f16");
   }
-  options.apply_runtime();
   options.validate();
   std::vector<Job> jobs = expand_models(request);
   BatchSummary summary;

@@ -42,6 +42,18 @@ check "dynamic INT8 for QNN" 2 "$quantize" "$dir/m.onnx" --int8 --target qnn --d
 check "uint8 weights for TensorRT" 2 "$quantize" "$dir/m.onnx" --uint8 --static --calib random \
   --target tensorrt --dry-run
 check "--nf4 for a standard runtime" 2 "$quantize" "$dir/m.onnx" --nf4 --target generic --dry-run
+check "--static with neither type nor runtime" 2 "$quantize" "$dir/m.onnx" --static --calib random \
+  --dry-run
+# --static alone with --target: the profile picks the type (ort-cpu: by this CPU's VNNI).
+check "--static typed by --target ort-web" 0 "$quantize" "$dir/m.onnx" --static --calib random \
+  --target ort-web -o "$dir/web.onnx"
+grep -q -- "ort-web set --static --uint8" "$dir/last.log" ||
+  { echo "FAIL: --target ort-web did not say it chose --uint8"; failures=$((failures + 1)); }
+check "--static typed by --target ort-cpu" 0 "$quantize" "$dir/m.onnx" --static --calib random \
+  --target ort-cpu -o "$dir/cpu.onnx"
+grep -Eq -- "ort-cpu set --static --(int8 \(S8S8: this CPU has VNNI|uint8 \(this CPU has no VNNI)" \
+  "$dir/last.log" ||
+  { echo "FAIL: --target ort-cpu did not say why it chose the type"; failures=$((failures + 1)); }
 # A float model needs calibration data for --static (a quantized one does not): a usage error,
 # nothing written.
 check "--static without --calib" 2 "$quantize" "$dir/m.onnx" --int8 --static -o "$dir/nocalib.onnx"
