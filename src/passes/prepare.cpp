@@ -477,35 +477,23 @@ void remove_attribute(onnx::NodeProto& node, std::string_view name) {
   }
 }
 
-template <typename Visit>
-void for_each_graph(onnx::GraphProto& graph, const Visit& visit) {
-  visit(graph);
-  for (auto& node : *graph.mutable_node()) {
-    for (auto& attr : *node.mutable_attribute()) {
-      if (attr.has_g()) for_each_graph(*attr.mutable_g(), visit);
-      for (auto& g : *attr.mutable_graphs()) for_each_graph(g, visit);
-    }
-  }
-}
-
 // The node the raise from `from` (>= 17) to `to` cannot carry over, with why; or "".
-std::string cannot_raise(onnx::GraphProto& graph, int from, int to) {
-  std::string why;
-  for_each_graph(graph, [&](onnx::GraphProto& g) {
-    for (const auto& node : g.node()) {
-      if (why.empty() && is_default_domain(node) && node.op_type() == "GroupNormalization" &&
-          from < 21 && to >= 21) {
-        why = fmt::format(
+std::string cannot_raise(const ModelIndex& index, int from, int to) {
+  if (from >= 21 || to < 21) return "";
+  for (const auto& g : index.graphs()) {
+    for (const auto& node : g->proto->node()) {
+      if (is_default_domain(node) && node.op_type() == "GroupNormalization") {
+        return fmt::format(
             "node {}: GroupNormalization's scale and bias are per group before opset 21, per "
             "channel from it",
-            node_label(node));
+            node_label(*g, node));
       }
     }
-  });
-  return why;
+  }
+  return "";
 }
 
-void raise_nodes(GraphEditor& editor, onnx::GraphProto& graph, int from, int to) {
+void raise_nodes(GraphEditor& editor, const ModelIndex& index, int from, int to) {
   auto crosses = [&](int version) { return from < version && version <= to; };
   auto add_ints = [&](onnx::GraphProto& g, const onnx::NodeProto& node, const char* what,
                       const std::vector<int64_t>& values, std::vector<int64_t> dims) {
@@ -513,7 +501,8 @@ void raise_nodes(GraphEditor& editor, onnx::GraphProto& graph, int from, int to)
                                   onnx::TensorProto::INT64, dims, values.data(),
                                   values.size() * sizeof(int64_t));
   };
-  for_each_graph(graph, [&](onnx::GraphProto& g) {
+  for (const auto& graph : index.graphs()) {
+    onnx::GraphProto& g = *graph->proto;
     for (auto& node : *g.mutable_node()) {
       if (!is_default_domain(node)) continue;
       const std::string& op = node.op_type();
@@ -539,7 +528,7 @@ void raise_nodes(GraphEditor& editor, onnx::GraphProto& graph, int from, int to)
         node.add_input(add_ints(g, node, "_axis", {axis}, {}));
       }
     }
-  });
+  }
 }
 
 class OpsetPass final : public Pass {
@@ -556,8 +545,7 @@ class OpsetPass final : public Pass {
     auto keep = [&](const std::string& why) { return kept(result, from, why); };
     if (config_.target > kConverterLatest) {
       const int start = std::max(from, kConverterLatest);
-      if (auto why = cannot_raise(*model.proto.mutable_graph(), start, config_.target);
-          !why.empty()) {
+      if (auto why = cannot_raise(ModelIndex(model.proto), start, config_.target); !why.empty()) {
         return keep(why);
       }
     }
@@ -567,7 +555,7 @@ class OpsetPass final : public Pass {
     if (config_.target > kConverterLatest) {
       const int start = std::max(from, kConverterLatest);
       GraphEditor editor(model);
-      raise_nodes(editor, *model.proto.mutable_graph(), start, config_.target);
+      raise_nodes(editor, ModelIndex(model.proto), start, config_.target);
       for (auto& o : *model.proto.mutable_opset_import()) {
         if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(config_.target);
       }

@@ -12,19 +12,20 @@
 namespace quantize {
 namespace {
 
-void count_foreign(const onnx::GraphProto& graph, bool ms_qdq,
-                   std::map<std::string, int>& foreign) {
-  for (const auto& node : graph.node()) {
-    const std::string& domain = node.domain();
-    const bool standard = is_default_domain(node) || domain == "ai.onnx.ml";
-    const bool qdq = domain == "com.microsoft" &&
-                     (node.op_type() == "QuantizeLinear" || node.op_type() == "DequantizeLinear");
-    if (!standard && !(ms_qdq && qdq)) ++foreign[domain + "." + node.op_type()];
-    for (const auto& a : node.attribute()) {
-      if (a.has_g()) count_foreign(a.g(), ms_qdq, foreign);
-      for (const auto& g : a.graphs()) count_foreign(g, ms_qdq, foreign);
+// Nodes outside the standard domains, by "domain.Op", in every graph.
+std::map<std::string, int> foreign_ops(onnx::ModelProto& model, bool ms_qdq) {
+  std::map<std::string, int> foreign;
+  ModelIndex index(model);
+  for (const auto& g : index.graphs()) {
+    for (const auto& node : g->proto->node()) {
+      const std::string& domain = node.domain();
+      const bool standard = is_default_domain(node) || domain == "ai.onnx.ml";
+      const bool qdq = domain == "com.microsoft" &&
+                       (node.op_type() == "QuantizeLinear" || node.op_type() == "DequantizeLinear");
+      if (!standard && !(ms_qdq && qdq)) ++foreign[domain + "." + node.op_type()];
     }
   }
+  return foreign;
 }
 
 class RuntimeCheckPass final : public Pass {
@@ -41,9 +42,7 @@ class RuntimeCheckPass final : public Pass {
                           config_.target)
             : fmt::format("{} set {}", config_.target, fmt::join(config_.defaults, ", ")));
     if (!config_.standard_ops) return result;
-    std::map<std::string, int> foreign;
-    count_foreign(model.proto.graph(), config_.ms_qdq, foreign);
-    for (const auto& [op, count] : foreign) {
+    for (const auto& [op, count] : foreign_ops(model.proto, config_.ms_qdq)) {
       result.warnings.push_back(
           fmt::format("{} runs standard ONNX ops only, and the output holds {} {} node(s)",
                       config_.target, count, op));
