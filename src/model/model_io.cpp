@@ -1,12 +1,18 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "graph/graph.h"
 #include "model/tensor_data.h"
@@ -325,14 +331,112 @@ struct Progress {
   }
 };
 
-void write_payload(TempFile& file, const PayloadPtr& payload, std::vector<uint8_t>& buffer,
+// The payloads without bytes in place (computed ones: quantized weights, converted tensors),
+// produced on a thread of their own in write order while the caller writes the ones before:
+// computing the next tensors overlaps the kernel's copy of this one into the page cache. It runs
+// ahead by at most kAheadBytes of finished bytes (always by one payload), and buffers are
+// recycled, so memory stays flat. One payload is produced at a time, in the order the writer
+// used to produce them itself, so the bytes written do not depend on the overlap.
+class Prefetcher {
+ public:
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> bytes;
+    uint64_t capacity = 0, size = 0;
+  };
+
+  explicit Prefetcher(std::vector<PayloadPtr> payloads) : payloads_(std::move(payloads)) {
+    if (!payloads_.empty()) thread_ = std::thread([this] { run(); });
+  }
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  // The next payload's bytes; its error if producing it failed.
+  Buffer next() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !ready_.empty() || error_; });
+    if (ready_.empty()) std::rethrow_exception(error_);
+    Buffer b = std::move(ready_.front());
+    ready_.pop_front();
+    ahead_ -= b.size;
+    changed_.notify_all();
+    return b;
+  }
+  // A written buffer, for the next payload that fits in it.
+  void recycle(Buffer b) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  static constexpr uint64_t kAheadBytes = uint64_t{64} << 20;
+
+  void run() {
+    for (const auto& payload : payloads_) {
+      const uint64_t size = payload->size();
+      Buffer b;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock,
+                      [&] { return stop_ || ready_.empty() || ahead_ + size <= kAheadBytes; });
+        if (stop_) return;
+        auto fits = std::find_if(free_.begin(), free_.end(),
+                                 [&](const Buffer& f) { return f.capacity >= size; });
+        if (fits != free_.end()) {
+          b = std::move(*fits);
+          free_.erase(fits);
+        } else if (!free_.empty()) {
+          free_.pop_back();  // too small: given back rather than kept beside a larger one
+        }
+      }
+      try {
+        if (b.capacity < size) {
+          b.bytes.reset(new uint8_t[size]);
+          b.capacity = size;
+        }
+        b.size = size;
+        payload->read(b.bytes.get());
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        error_ = std::current_exception();
+        changed_.notify_all();
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      ahead_ += size;
+      ready_.push_back(std::move(b));
+      changed_.notify_all();
+    }
+  }
+
+  std::vector<PayloadPtr> payloads_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Buffer> ready_;
+  std::vector<Buffer> free_;
+  uint64_t ahead_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+bool computed(const PayloadPtr& payload) { return payload->data() == nullptr; }
+
+void write_payload(TempFile& file, const PayloadPtr& payload, Prefetcher& computed_bytes,
                    Progress& progress) {
-  if (const uint8_t* data = payload->data()) {
-    file.write(data, payload->size());
+  if (!computed(payload)) {
+    file.write(payload->data(), payload->size());
   } else {
-    buffer.resize(payload->size());
-    payload->read(buffer.data());
-    file.write(buffer.data(), buffer.size());
+    Prefetcher::Buffer b = computed_bytes.next();
+    file.write(b.bytes.get(), b.size);
+    computed_bytes.recycle(std::move(b));
   }
   payload->release();
   progress.add(payload->size());
@@ -470,14 +574,21 @@ SaveResult save_model(const Model& model, const fs::path& path, const SaveOption
   SaveResult result;
   Progress progress{options};
   progress.total = segments.size() + data_size;
-  std::vector<uint8_t> buffer;
+  std::vector<PayloadPtr> to_compute;  // in write order
+  for (const auto& item : data_items) {
+    if (computed(item.second)) to_compute.push_back(item.second);
+  }
+  for (const auto& piece : segments.pieces()) {
+    if (piece.payload && computed(piece.payload)) to_compute.push_back(piece.payload);
+  }
+  Prefetcher ahead(std::move(to_compute));
   std::optional<TempFile> data_file;
   if (use_external) {
     result.data_path = path.parent_path() / data_name;
     data_file.emplace(result.data_path);
     for (const auto& [offset, payload] : data_items) {
       data_file->pad_to(offset);
-      write_payload(*data_file, payload, buffer, progress);
+      write_payload(*data_file, payload, ahead, progress);
     }
     result.data_bytes = data_file->written();
     data_file->close();
@@ -485,7 +596,7 @@ SaveResult save_model(const Model& model, const fs::path& path, const SaveOption
   TempFile file(path);
   for (const auto& piece : segments.pieces()) {
     if (piece.payload) {
-      write_payload(file, piece.payload, buffer, progress);
+      write_payload(file, piece.payload, ahead, progress);
     } else {
       file.write(reinterpret_cast<const uint8_t*>(piece.bytes.data()), piece.bytes.size());
       progress.add(piece.bytes.size());

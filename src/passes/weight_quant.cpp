@@ -314,14 +314,15 @@ class NBitsJob {
     }
   }
 
-  // The tiles of 16 columns (one 64-byte line of each row of B), over the threads; body(c0,
-  // cols, tile) gets the tile's columns gathered as `cols` rows of K values, or, with
-  // `row_major`, as K rows of `cols` values (float32 whatever the source's type).
+  // Tiles of `tile` columns over the threads; body(c0, cols, tile) gets the tile's columns
+  // gathered as `cols` rows of K values, or, with `row_major`, as K rows of `cols` values
+  // (float32 whatever the source's type). A [K, N] weight in column order goes by
+  // compute_strips instead.
   template <typename Body>
   void for_tiles(const uint8_t* w, bool row_major, int64_t tile, const Body& body) const {
     const int64_t k = k_, n = n_;
     parallel_for((n + tile - 1) / tile, 1, [&](size_t t0, size_t t1) {
-      std::vector<float> buf(tile * k), run(std::max<int64_t>(k, 16 * tile));
+      std::vector<float> buf(tile * k), run(k);
       for (size_t t = t0; t < t1; ++t) {
         const int64_t c0 = static_cast<int64_t>(t) * tile, cols = std::min(tile, n - c0);
         if (rows_are_columns_ && row_major) {  // [N, K] -> K rows of the tile
@@ -331,17 +332,8 @@ class NBitsJob {
           }
         } else if (rows_are_columns_) {
           load(w, c0 * k, cols * k, buf.data());
-        } else if (row_major) {  // [K, N]: one contiguous run of each row
+        } else {  // [K, N]: one contiguous run of each row (columns go by compute_strips)
           for (int64_t r = 0; r < k; ++r) load(w, r * n + c0, cols, buf.data() + r * cols);
-        } else {  // [K, N] -> columns, 16 rows at a time (their lines stay in L1)
-          for (int64_t r0 = 0; r0 < k; r0 += 16) {
-            const int64_t r1 = std::min(k, r0 + 16);
-            for (int64_t r = r0; r < r1; ++r)
-              load(w, r * n + c0, cols, run.data() + (r - r0) * cols);
-            for (int64_t j = 0; j < cols; ++j) {
-              for (int64_t r = r0; r < r1; ++r) buf[j * k + r] = run[(r - r0) * cols + j];
-            }
-          }
         }
         if (row_scales_) scale_rows(buf.data(), cols, row_major);
         body(c0, cols, buf.data());
@@ -361,18 +353,27 @@ class NBitsJob {
   // original values). The error is estimated on one column in kErrorStride (all of a narrow
   // weight): measuring every column cost as much as round to nearest itself.
   static constexpr int64_t kErrorStride = 8;
+  bool measures_error(int64_t col) const {
+    return n_ < 8 * kErrorStride || col % kErrorStride == 0;
+  }
   void add_error(const float* x, int64_t col, const uint8_t* packed, const float* scales,
                  const uint8_t* zps, std::vector<float>& y, double& err, double& norm) const {
-    if (n_ >= 8 * kErrorStride && col % kErrorStride != 0) return;
+    if (!measures_error(col)) return;
     const uint64_t nb = blocks();
-    y.resize(k_);
-    quantizer_.dequantize(packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
-                          fmt_.symmetric ? nullptr : zps + col * nb, k_, fmt_, y.data());
+    add_segment_error(x, 0, k_, packed + col * nb * fmt_.blob_bytes(), scales + col * nb,
+                      fmt_.symmetric ? nullptr : zps + col * nb, y, err, norm);
+  }
+  // The same for `rows` values of a column from row r0 on (x, and the blocks that code them).
+  void add_segment_error(const float* x, int64_t r0, int64_t rows, const uint8_t* packed,
+                         const float* scales, const uint8_t* zps, std::vector<float>& y,
+                         double& err, double& norm) const {
+    y.resize(rows);
+    quantizer_.dequantize(packed, scales, zps, rows, fmt_, y.data());
     // The error of the weight itself, not of its scaled rows (AWQ).
-    const float* s = row_scales_ ? row_scales_->data() : nullptr;
+    const float* s = row_scales_ ? row_scales_->data() + r0 : nullptr;
     float e = 0, w = 0;
 #pragma omp simd reduction(+ : e, w)
-    for (int64_t i = 0; i < k_; ++i) {
+    for (int64_t i = 0; i < rows; ++i) {
       const float inv = s ? 1.0f / s[i] : 1.0f;
       e += (x[i] - y[i]) * (x[i] - y[i]) * inv * inv;
       w += x[i] * x[i] * inv * inv;
@@ -387,6 +388,7 @@ class NBitsJob {
 
   void compute_columns(const uint8_t* w, const float* importance, uint8_t* packed, float* scales,
                        uint8_t* zps) {
+    if (!rows_are_columns_) return compute_strips(w, importance, packed, scales, zps);
     const uint64_t nb = blocks(), blob = fmt_.blob_bytes();
     auto one = [&](int64_t col, const float* column) {
       quantizer_.quantize(column, k_, fmt_, importance, packed + col * nb * blob, scales + col * nb,
@@ -400,6 +402,55 @@ class NBitsJob {
         add_error(tile + j * k_, c0 + j, packed, scales, zps, y, err, norm);
       }
       merge_error(err, norm);
+    });
+  }
+
+  // A [K, N] weight by strips of whole blocks of rows, each cut into tiles of 64 columns
+  // gathered into column order: a task reads 64-value runs of a few hundred consecutive rows,
+  // which the two threads share (tasks go strip by strip), instead of one cache line from each
+  // of K rows (a TLB miss apiece) per column tile. Blocks are quantized independently, so a
+  // column quantized a strip at a time is byte-identical to the whole column at once.
+  void compute_strips(const uint8_t* w, const float* importance, uint8_t* packed, float* scales,
+                      uint8_t* zps) {
+    const int64_t k = k_, n = n_, bs = fmt_.block_size, blob = fmt_.blob_bytes();
+    const int64_t nb = static_cast<int64_t>(blocks());
+    const int64_t strip = bs * std::max<int64_t>(1, 256 / bs), tile = 64;
+    const int64_t tiles = (n + tile - 1) / tile, strips = (k + strip - 1) / strip;
+    const float* s = row_scales_ ? row_scales_->data() : nullptr;
+    parallel_for(strips * tiles, 1, [&](size_t t0, size_t t1) {
+      std::vector<float> run(16 * tile), cols_buf(tile * strip), y;
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t r0 = static_cast<int64_t>(t) / tiles * strip, rows = std::min(strip, k - r0);
+        const int64_t c0 = static_cast<int64_t>(t) % tiles * tile, cols = std::min(tile, n - c0);
+        for (int64_t g = 0; g < rows; g += 16) {  // 16 rows at a time: one line per column
+          const int64_t h = std::min<int64_t>(16, rows - g);
+          for (int64_t r = 0; r < h; ++r) load(w, (r0 + g + r) * n + c0, cols, &run[r * cols]);
+          for (int64_t j = 0; j < cols; ++j) {
+            float* dst = &cols_buf[j * rows + g];
+            for (int64_t r = 0; r < h; ++r) dst[r] = run[r * cols + j];
+          }
+        }
+        if (s) {  // AWQ: row r scaled by s[r]
+          for (int64_t j = 0; j < cols; ++j) {
+            for (int64_t r = 0; r < rows; ++r) cols_buf[j * rows + r] *= s[r0 + r];
+          }
+        }
+        double err = 0, norm = 0;
+        const int64_t b0 = r0 / bs;
+        for (int64_t j = 0; j < cols; ++j) {
+          const int64_t col = c0 + j;
+          const float* x = &cols_buf[j * rows];
+          uint8_t* col_packed = packed + (col * nb + b0) * blob;
+          float* col_scales = scales + col * nb + b0;
+          uint8_t* col_zps = fmt_.symmetric ? nullptr : zps + col * nb + b0;
+          quantizer_.quantize(x, rows, fmt_, importance ? importance + r0 : nullptr, col_packed,
+                              col_scales, col_zps);
+          if (measures_error(col)) {
+            add_segment_error(x, r0, rows, col_packed, col_scales, col_zps, y, err, norm);
+          }
+        }
+        merge_error(err, norm);
+      }
     });
   }
 

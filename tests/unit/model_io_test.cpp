@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 
 #include "graph/graph.h"
 #include "model/tensor_data.h"
@@ -186,6 +187,55 @@ TEST(ModelIo, FailedWriteLeavesNothing) {
   EXPECT_THROW(save_model(model, dir / "out.onnx", {}), Error);
   EXPECT_TRUE(fs::is_empty(dir));
   EXPECT_THROW(save_model(model, dir / "missing" / "out.onnx", {}), Error);
+}
+
+// Computed tensors are produced on a thread of their own while earlier ones are written: each
+// exactly once, in write order, with its own bytes in its own place, in the model file and in
+// external data. Tensors of 1 MB, so the producer has to wait for the writer (it runs ahead by a
+// bounded number of bytes) and buffers are reused.
+TEST(ModelIo, ComputedTensorsAreProducedOnceInOrderWhileWriting) {
+  constexpr int kLayers = 80;
+  std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+  g (float[1, 512] x0) => (float[1, 512] y) {)";
+  for (int i = 0; i < kLayers; ++i) {
+    text += fmt::format("\n    x{} = MatMul(x{}, w{})", i + 1, i, i);
+  }
+  text += fmt::format("\n    y = Identity(x{})\n  }}", kLayers);
+  for (bool external : {false, true}) {
+    auto proto = testing::parse(text.c_str());
+    for (int i = 0; i < kLayers; ++i) {
+      testing::set_floats(proto, fmt::format("w{}", i), {512, 512}, std::vector<float>(512 * 512));
+    }
+    Model model = testing::round_trip(proto);
+    std::mutex mutex;
+    std::vector<int> order;
+    for (int i = 0; i < kLayers; ++i) {
+      auto* t = model.proto.mutable_graph()->mutable_initializer(i);
+      set_tensor_payload(model, *t, make_lazy_payload(512 * 512 * 4, [&, i](uint8_t* out) {
+                           {
+                             std::lock_guard<std::mutex> lock(mutex);
+                             order.push_back(i);
+                           }
+                           auto* f = reinterpret_cast<float*>(out);
+                           for (int j = 0; j < 512 * 512; ++j) f[j] = static_cast<float>(i + j);
+                         }));
+    }
+    const fs::path out = testing::temp_dir() / "computed.onnx";
+    SaveOptions options;
+    options.external_data = external;
+    save_model(model, out, options);
+    std::vector<int> expected(kLayers);
+    for (int i = 0; i < kLayers; ++i) expected[i] = i;
+    EXPECT_EQ(order, expected) << (external ? "external" : "inline");
+    Model again = load_model(out);
+    for (int i = 0; i < kLayers; ++i) {
+      const auto values =
+          tensor_floats(again, *find_initializer(again.proto.graph(), fmt::format("w{}", i)));
+      ASSERT_EQ(values.size(), 512u * 512);
+      EXPECT_EQ(values[0], static_cast<float>(i));
+      EXPECT_EQ(values[512 * 512 - 1], static_cast<float>(i + 512 * 512 - 1));
+    }
+  }
 }
 
 // Interrupted while writing (SIGTERM, SIGINT): the temporary file goes, nothing is left, and the
