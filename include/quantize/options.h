@@ -75,11 +75,11 @@ struct RuntimeProfile {
   const char* help;                  // one line for --help
   Format format = Format::kDefault;  // the form written where the flags do not say
   ActivationType activations = ActivationType::kDefault;  // static INT8, where not given
-  bool per_channel = false;               // static and dynamic INT8 weights per channel
-  bool symmetric_activations = false;     // static INT8: zero point 0
-  bool standard_ops = false;              // no com.microsoft op but the 16-bit Q/DQ pair
-  bool static_only = false;               // dynamic INT8 refused
-  std::set<std::string> static_op_types;  // ops static INT8 quantizes (empty: all it knows)
+  bool per_channel = false;                    // static and dynamic INT8 weights per channel
+  bool symmetric_activations = false;          // static INT8: zero point 0
+  bool standard_ops = false;                   // no com.microsoft op but the 16-bit Q/DQ pair
+  bool static_only = false;                    // dynamic INT8 refused
+  std::set<std::string> static_op_types = {};  // ops static INT8 quantizes (empty: all it knows)
 };
 std::span<const RuntimeProfile> runtime_profiles();
 const RuntimeProfile& runtime_profile(Runtime runtime);

@@ -72,7 +72,7 @@ struct OpsetConfig {
   int target = 0;         // ...to this one
   std::string needed_by;  // what needs it, for the report ("DynamicQuantizeLinear")
   // Whether the model has anything the mode would write in the new opset; unset: always.
-  std::function<bool(onnx::ModelProto&)> wanted;
+  std::function<bool(onnx::ModelProto&)> wanted = {};
 };
 std::unique_ptr<Pass> make_opset_pass(OpsetConfig config);
 

@@ -728,7 +728,9 @@ TEST_P(NBitsQdq, SameWeightsAsMatMulNBits) {
   for (const auto& o : qdq.proto.opset_import()) EXPECT_EQ(o.domain(), "") << "standard ops only";
   for (const auto& n : g.node()) {
     EXPECT_EQ(n.domain(), "");
-    if (n.op_type() == "Gemm") EXPECT_EQ(attr_float(n, "alpha", 1.0f), 1.0f) << "in the scales";
+    if (n.op_type() == "Gemm") {
+      EXPECT_EQ(attr_float(n, "alpha", 1.0f), 1.0f) << "in the scales";
+    }
     if (n.op_type() != "DequantizeLinear") continue;
     const auto* x = find_initializer(g, n.input(0));
     const auto* scales = find_initializer(g, n.input(1));
