@@ -28,7 +28,7 @@ struct Cli {
   RunRequest request;
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
-  std::string include, exclude, op_types, format, calib_method = "minmax", keep_float, activations;
+  std::string include, exclude, op_types, format, calib_method = "auto", keep_float, activations;
   std::string equalize = "auto", bias_correction = "auto", algo = "auto";
   std::string shard, json;
   std::vector<std::string> tensor_types, targets;
@@ -122,10 +122,11 @@ void finish_options(const Cli& cli, Options& options) {
       {"minmax", CalibMethod::kMinMax},
       {"percentile", CalibMethod::kPercentile},
       {"entropy", CalibMethod::kEntropy},
-      {"mse", CalibMethod::kMse}};
+      {"mse", CalibMethod::kMse},
+      {"auto", CalibMethod::kAuto}};
   auto it = methods.find(cli.calib_method);
   if (it == methods.end()) {
-    fail(ExitCode::kUsage, "--calib-method {}: must be minmax, percentile, entropy or mse",
+    fail(ExitCode::kUsage, "--calib-method {}: must be auto, minmax, percentile, entropy or mse",
          cli.calib_method);
   }
   options.calib_method = it->second;
@@ -567,8 +568,9 @@ int main(int argc, char** argv) {
       ->check(kNotNegative)  // an unsigned option would take -1 as 2^64 - 1
       ->capture_default_str();
   st->add_option("--calib-method", cli.calib_method,
-                 "Activation ranges: minmax, percentile, entropy (KL divergence) or mse (least "
-                 "squared quantization error)")
+                 "Activation ranges: minmax, percentile, entropy (KL divergence), mse (least "
+                 "squared quantization error), or auto: minmax or mse, whichever measures better "
+                 "on the calibration share (cross-fitted, with --equalize / --bias-correction)")
       ->capture_default_str();
   st->add_option("--percentile", options.percentile, "Percentile kept by --calib-method percentile")
       ->capture_default_str();

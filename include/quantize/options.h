@@ -32,7 +32,9 @@ const ModeInfo& mode_info(Mode mode);
 // The static form of --int8 / --uint8 (other modes have none: nullopt).
 std::optional<Mode> static_mode(Mode dynamic);
 
-enum class CalibMethod { kMinMax, kPercentile, kEntropy, kMse };
+// kAuto: min/max or mse, whichever measures better on the calibration share (with the
+// refinements, see choose_refinements in run.cpp); min/max where nothing is measured.
+enum class CalibMethod { kMinMax, kPercentile, kEntropy, kMse, kAuto };
 const char* calib_method_name(CalibMethod method);  // as --calib-method spells it
 // Static INT8 activation type (--activations): the mode's (int8 for --int8, uint8 for --uint8), or
 // forced; 16 bits keep 8-bit weights (A16W8).

@@ -148,6 +148,8 @@ const char* calib_method_name(CalibMethod method) {
       return "entropy";
     case CalibMethod::kMse:
       return "mse";
+    case CalibMethod::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -681,9 +683,12 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.keep_float = options.keep_float;
     config.filter = options.filter;
     config.precisions = precisions;
-    Calibrator calibrate = [data = data.calibration, cache = data.cache,
-                            method = options.calib_method, percentile = options.percentile,
-                            progress = options.calib_progress](
+    // An auto method the run did not resolve by measuring (no calibration share to measure on)
+    // is min/max.
+    const CalibMethod method =
+        options.calib_method == CalibMethod::kAuto ? CalibMethod::kMinMax : options.calib_method;
+    Calibrator calibrate = [data = data.calibration, cache = data.cache, method,
+                            percentile = options.percentile, progress = options.calib_progress](
                                const Model& model, const std::set<std::string>& tensors) {
       if (!data) {
         fail(ExitCode::kUsage,
