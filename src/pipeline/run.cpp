@@ -385,10 +385,9 @@ std::optional<PassResult> choose_refinements(const Model& source, Mode mode, Opt
         if (ranges.size() > 1) name = fmt::format("{}, {} ranges", name, calib_method_name(method));
         const double cosine = score(candidate);
         figures += fmt::format("{}{} {:.5f}", figures.empty() ? "" : ", ", name, cosine);
-        // A later (more refined) candidate must gain; mse ranges by kMseMargin over min/max's.
-        const double margin = method == CalibMethod::kMse && ranges.size() > 1 ? kMseMargin : 1e-5;
-        if (cosine > (method == CalibMethod::kMse ? best_minmax : best) + margin &&
-            cosine > best + 1e-5) {
+        // A later (more refined) candidate must gain; mse ranges also kMseMargin over min/max's.
+        const bool against_minmax = method == CalibMethod::kMse && ranges.size() > 1;
+        if (cosine > best + 1e-5 && (!against_minmax || cosine > best_minmax + kMseMargin)) {
           best = cosine;
           best_name = name;
           options.calib_method = method;
