@@ -29,7 +29,7 @@ struct Cli {
   std::map<Mode, bool> mode_flags;
   bool asymmetric = false, symmetric = false, static_quant = false, fp16_io = false;
   std::string include, exclude, op_types, format, calib_method = "auto", keep_float, activations;
-  std::string equalize = "auto", bias_correction = "auto", algo = "auto";
+  std::string equalize = "auto", bias_correction = "auto", algo = "auto", float_fallback = "on";
   std::string shard, json;
   std::vector<std::string> tensor_types, targets;
   bool no_fold = false, no_convert = false, no_holdout = false, verify = false, no_verify = false;
@@ -163,6 +163,10 @@ void finish_options(const Cli& cli, Options& options) {
     if (t == toggles.end()) fail(ExitCode::kUsage, "{} {}: expected auto, on or off", name, *value);
     *out = t->second;
   }
+  if (cli.float_fallback != "on" && cli.float_fallback != "off") {
+    fail(ExitCode::kUsage, "--float-fallback {}: expected on or off", cli.float_fallback);
+  }
+  options.float_fallback = cli.float_fallback == "on";
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -585,6 +589,11 @@ int main(int argc, char** argv) {
                  "Take the weights' rounding shift out of Conv/Gemm biases: auto, on or off")
       ->capture_default_str();
   st->add_option("--keep-float", cli.keep_float, "Tensors (comma-separated names) that stay float");
+  st->add_option("--float-fallback", cli.float_fallback,
+                 "on: a Conv whose 8-bit input would bury one of its output channels stays float "
+                 "(named in the report); off: every Conv is quantized (the report still names "
+                 "them)")
+      ->capture_default_str();
   auto* check = app.add_option_group(
       "Verification (the quantized model judged against the float one, in the built-in executor)");
   check->add_option("--eval", options.eval,

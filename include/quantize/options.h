@@ -143,6 +143,7 @@ struct Options {
   Toggle equalize = Toggle::kAuto;         // cross-layer equalization (Conv nets)
   Toggle bias_correction = Toggle::kAuto;  // weight rounding's mean shift taken out of the bias
   std::set<std::string> keep_float;        // tensor names
+  bool float_fallback = true;  // a Conv whose 8-bit input would bury an output channel stays float
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
   std::function<void(int)> search_progress;            // --target: candidate models judged
   // verification: the quantized model judged against the float model on data it was not

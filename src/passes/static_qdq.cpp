@@ -7,16 +7,17 @@
 // DequantizeLinear pair (int8 or uint8, scale and zero point from its calibrated range widened to
 // include 0); all its readers read the DequantizeLinear output. What a quantized op writes is
 // quantized only where a quantized op reads it (so a graph output, or the input of a float op,
-// keeps its float value). Sigmoid and Mul forming a SiLU, x * Sigmoid(x), stay float: an 8-bit
-// pre-activation x costs detectors accuracy (YOLOX-nano 0.944 -> 0.955); the SiLU's output is
-// quantized where the next op is. Weights are stored quantized (int8 symmetric, or uint8
-// asymmetric for U8U8; per channel on the output-channel axis with --per-channel) behind a
-// DequantizeLinear; Conv/Gemm bias as
-// int32 with scale = input scale x weight scale. Ops that only move or select values (Reshape,
-// Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, Resize) give their output the input's scale and
-// zero point, as ONNX Runtime's QDQ fusions expect. A Relu, or Clip(0, max), right after a
-// quantized op is folded: that op writes the activation's output directly, whose calibrated range
-// starts at 0, so QuantizeLinear clamps exactly as the activation did.
+// keeps its float value; so do ops that only move a result on its way to a graph output, such as
+// a detector head's Transpose -> Reshape -> Concat). Sigmoid and Mul forming a SiLU, x *
+// Sigmoid(x), stay float: an 8-bit pre-activation x costs detectors accuracy (YOLOX-nano 0.944 ->
+// 0.955); the SiLU's output is quantized where the next op is. Weights are stored quantized (int8
+// symmetric, or uint8 asymmetric for U8U8; per channel on the output-channel axis with
+// --per-channel) behind a DequantizeLinear; Conv/Gemm bias as int32 with scale = input scale x
+// weight scale. Ops that only move or select values (Reshape, Transpose, Squeeze, Unsqueeze,
+// Flatten, MaxPool, Resize) give their output the input's scale and zero point, as ONNX Runtime's
+// QDQ fusions expect. A Relu, or Clip(0, max), right after a quantized op is folded: that op writes
+// the activation's output directly, whose calibrated range starts at 0, so QuantizeLinear clamps
+// exactly as the activation did.
 //
 // The model is calibrated first (the Calibrator runs the float model), asking only for the
 // tensors the candidate nodes touch. Calibration observes the main graph: nodes inside If/Loop/
@@ -272,8 +273,16 @@ class StaticQdqPass final : public Pass {
     std::set<std::string> graph_outputs;
     for (const auto& o : graph_->output()) graph_outputs.insert(o.name());
     const std::set<int> silu = silu_nodes(uses);
+    const std::set<std::string> bound = output_bound(graph_outputs);
     for (int i = 0; i < graph_->node_size(); ++i) {
       const auto& node = graph_->node(i);
+      if (moves_data(node) && bound.count(node.output(0))) {
+        result_.skipped.push_back(
+            {node_label(node),
+             "it only moves values on their way to a graph output: stays float, as the "
+             "output does (an 8-bit range calibrated on a few samples clips the result)"});
+        continue;
+      }
       if (silu.count(i)) {
         result_.skipped.push_back({node_label(node),
                                    "part of a SiLU, x * Sigmoid(x): runs in float "
@@ -317,9 +326,13 @@ class StaticQdqPass final : public Pass {
       const bool wide = planned == Precision::kA16 || (!planned && config_.wide_activations);
       if (node.op_type() == "Conv" && has_range(node.input(0))) {
         why = buried_channel(node, wide);
-        if (!why.empty()) {
-          result_.skipped.push_back({node_label(node), why});
+        if (!why.empty() && config_.float_fallback) {
+          result_.skipped.push_back({node_label(node), why + ": kept float"});
           continue;
+        }
+        if (!why.empty()) {
+          result_.notes.push_back(fmt::format("{}: {}; quantized anyway (--float-fallback off)",
+                                              node_label(node), why));
         }
       }
       const auto ins = data_inputs(node, kind);
@@ -384,9 +397,37 @@ class StaticQdqPass final : public Pass {
     const double db = 10 * std::log10(worst);
     if (db >= kMinSqnrDb) return {};
     return fmt::format(
-        "an {}-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB): kept "
-        "float",
+        "an {}-bit input would bury output channel {} (estimated SNR {:.0f} dB < {} dB)",
         wide ? 16 : 8, worst_channel, db, kMinSqnrDb);
+  }
+
+  // Ops that only reorder, reshape or join values.
+  static bool moves_data(const onnx::NodeProto& node) {
+    static const std::set<std::string> ops = {"Reshape", "Transpose", "Squeeze", "Unsqueeze",
+                                              "Flatten", "Concat",    "Identity"};
+    return node.domain().empty() && node.output_size() == 1 && ops.count(node.op_type()) > 0;
+  }
+
+  // Tensors that are graph outputs, or that reach graph outputs only through ops that move data
+  // (BlazeFace: head Conv -> Transpose -> Reshape -> Concat -> output). They are the model's
+  // results in another shape; quantizing them clips the results themselves wherever new data
+  // exceeds the calibrated range (BlazeFace's classifier logits reach 2.6x it on unseen photos).
+  std::set<std::string> output_bound(const std::set<std::string>& graph_outputs) const {
+    std::set<std::string> bound = graph_outputs;
+    const ModelIndex::Graph& main = index_->main();
+    for (int i = graph_->node_size() - 1; i >= 0; --i) {  // readers before producers
+      const auto& node = graph_->node(i);
+      for (const auto& t : node.output()) {
+        const auto readers = index_->readers(main, t);
+        bool only_to_outputs = !readers.empty();
+        for (const auto& use : readers) {
+          only_to_outputs = only_to_outputs && use.node && moves_data(*use.node) &&
+                            bound.count(use.node->output(0));
+        }
+        if (only_to_outputs) bound.insert(t);
+      }
+    }
+    return bound;
   }
 
   // Sigmoid and Mul computing x * Sigmoid(x) (SiLU), the Sigmoid read by that Mul only.

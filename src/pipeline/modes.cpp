@@ -503,6 +503,7 @@ std::string Options::describe_mode(Mode mode) const {
           fmt::format(" equalize={} bias_correction={}", toggle(equalize), toggle(bias_correction));
       if (!op_types.empty()) s += fmt::format(" op_types={}", fmt::join(op_types, ","));
       if (!keep_float.empty()) s += fmt::format(" keep_float={}", fmt::join(keep_float, ","));
+      if (!float_fallback) s += " float_fallback=off";
       return s + filter_description(filter);
     }
     case ModeFamily::kDynamicInt8: {
@@ -681,6 +682,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.qoperator = options.format == Format::kQOperator;
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
+    config.float_fallback = options.float_fallback;
     config.filter = options.filter;
     config.precisions = precisions;
     // An auto method the run did not resolve by measuring (no calibration share to measure on)

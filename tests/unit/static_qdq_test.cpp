@@ -483,7 +483,8 @@ TEST(StaticQdq, KeepFloatAndUncalibratedTensorsStayFloat) {
 // inputs through a large one. Input range [-100, 100]: step 200/255, rounding noise step^2/12 =
 // 0.0513 per element; through w1 = 10 that is 5.13 in output channel 1, against its mean square.
 TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
-  auto run = [](double channel1_power) {
+  // The reason the Conv stays float (or, without the fallback, the note that it did not).
+  auto run = [](double channel1_power, bool fallback = true) {
     auto proto = testing::parse(R"(
       <ir_version: 8, opset_import: ["" : 17]>
       g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) {
@@ -493,6 +494,7 @@ TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
     testing::set_floats(proto, "w", {2, 1, 1, 1}, {0.01f, 10.0f});
     Model model = testing::round_trip(proto);
     StaticQdqConfig config;
+    config.float_fallback = fallback;
     config.calibrate = [&](const Model&, const std::set<std::string>&) {
       Calibration c;
       c.ranges = {{"x", {-100, 100}}, {"c", {-1, 1}}, {"y", {0, 1}}};
@@ -500,15 +502,65 @@ TEST(StaticQdq, KeepsFloatAConvWhoseInputWouldBuryAChannel) {
       return c;
     };
     PassResult r = make_static_qdq_pass(config)->run(model);
+    const bool x_quantized = count_ops(model.proto.graph(), "QuantizeLinear") > 0;
     for (const auto& s : r.skipped) {
-      if (s.reason.find("bury output channel 1") != std::string::npos) return s.reason;
+      if (s.reason.find("bury output channel 1") != std::string::npos) {
+        EXPECT_FALSE(x_quantized);
+        return "kept: " + s.reason;
+      }
+    }
+    for (const auto& note : r.notes) {
+      if (note.find("bury output channel 1") != std::string::npos) {
+        EXPECT_TRUE(x_quantized);
+        return "noted: " + note;
+      }
     }
     return std::string();
   };
   // Signal 1.0 against noise 5.13: -7 dB, kept float.
-  EXPECT_NE(run(1.0).find("estimated SNR -7 dB"), std::string::npos) << run(1.0);
+  EXPECT_NE(run(1.0).find("kept: an 8-bit input would bury output channel 1 (estimated SNR -7 dB"),
+            std::string::npos)
+      << run(1.0);
   // Signal 1000: +23 dB, quantized.
   EXPECT_EQ(run(1000.0), "");
+  // --float-fallback off: quantized all the same, and the report says what it risks.
+  EXPECT_NE(run(1.0, false).find("noted:"), std::string::npos) << run(1.0, false);
+  EXPECT_NE(run(1.0, false).find("quantized anyway (--float-fallback off)"), std::string::npos);
+}
+
+// What only moves a result on its way to a graph output (BlazeFace's heads: Conv -> Transpose ->
+// Reshape -> Concat -> output) stays float like the output; a path that reaches a quantized op
+// (MaxPool) keeps its pairs.
+TEST(StaticQdq, DataMovedOnlyToAGraphOutputStaysFloat) {
+  auto proto = testing::parse(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 2, 4, 4] x) => (float[1, 32] y, float[1, 2, 2, 2] z) {
+      c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+      t = Transpose <perm = [0, 2, 3, 1]> (c)
+      y = Flatten(t)
+      u = Transpose <perm = [0, 1, 3, 2]> (c)
+      z = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (u)
+    })");
+  testing::set_floats(proto, "w", {2, 2, 3, 3}, testing::random_floats(2 * 2 * 3 * 3, 1));
+  testing::set_floats(proto, "b", {2}, {0.1f, -0.1f});
+  Model model = testing::round_trip(proto);
+  StaticQdqConfig config;
+  config.calibrate = [](const Model&, const std::set<std::string>&) {
+    Calibration c;
+    for (const char* t : {"x", "c", "t", "y", "u", "z"}) c.ranges[t] = {-2, 2};
+    return c;
+  };
+  PassResult result = make_static_qdq_pass(config)->run(model);
+  std::set<std::string> quantized;
+  for (const auto& n : model.proto.graph().node()) {
+    if (n.op_type() == "QuantizeLinear") quantized.insert(n.input(0));
+  }
+  EXPECT_EQ(quantized, (std::set<std::string>{"x", "c", "u"}));
+  int kept = 0;
+  for (const auto& s : result.skipped) {
+    kept += s.reason.find("on their way to a graph output") != std::string::npos;
+  }
+  EXPECT_EQ(kept, 2);  // Transpose t and Flatten y
 }
 
 }  // namespace
