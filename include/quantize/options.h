@@ -82,6 +82,7 @@ struct RuntimeProfile {
   bool standard_ops = false;                   // no com.microsoft op but the 16-bit Q/DQ pair
   bool static_only = false;                    // dynamic INT8 refused
   std::set<std::string> static_op_types = {};  // ops static INT8 quantizes (empty: all it knows)
+  bool quantized_results = false;  // static INT8: what moves a result to an output is quantized too
 };
 std::span<const RuntimeProfile> runtime_profiles();
 const RuntimeProfile& runtime_profile(Runtime runtime);
@@ -144,6 +145,7 @@ struct Options {
   Toggle bias_correction = Toggle::kAuto;  // weight rounding's mean shift taken out of the bias
   std::set<std::string> keep_float;        // tensor names
   bool float_fallback = true;  // a Conv whose 8-bit input would bury an output channel stays float
+  bool float_results = true;   // what only moves a result to a graph output stays float
   std::function<void(size_t, size_t)> calib_progress;  // samples done / total
   std::function<void(int)> search_progress;            // --target: candidate models judged
   // verification: the quantized model judged against the float model on data it was not

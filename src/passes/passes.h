@@ -128,6 +128,7 @@ struct StaticQdqConfig {
   bool per_channel = false;
   bool bias_correction = false;    // Conv/Gemm biases absorb the weights' rounding shift
   bool float_fallback = true;      // a Conv whose 8-bit input buries an output channel stays float
+  bool float_results = true;       // what only moves a result to a graph output stays float
   bool qoperator = false;          // QLinearConv / QLinearMatMul where the pattern allows
   std::set<std::string> op_types;  // empty: every op the pass knows
   std::set<std::string> keep_float;

@@ -276,7 +276,7 @@ class StaticQdqPass final : public Pass {
     const std::set<std::string> bound = output_bound(graph_outputs);
     for (int i = 0; i < graph_->node_size(); ++i) {
       const auto& node = graph_->node(i);
-      if (moves_data(node) && bound.count(node.output(0))) {
+      if (config_.float_results && moves_data(node) && bound.count(node.output(0))) {
         result_.skipped.push_back(
             {node_label(node),
              "it only moves values on their way to a graph output: stays float, as the "

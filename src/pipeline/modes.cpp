@@ -47,11 +47,19 @@ const RuntimeProfile kRuntimes[] = {
      "ONNX Runtime Web / Transformers.js: static INT8 with uint8 activations; MatMulNBits, "
      "GatherBlockQuantized and MatMulBnb4 as Transformers.js loads them",
      Format::kDefault, ActivationType::kUInt8},
-    {Runtime::kQnn, "qnn",
+    {Runtime::kQnn,
+     "qnn",
      "Qualcomm QNN (ONNX Runtime's QNN provider): static QDQ only, uint8 activations (or "
      "--activations uint16), symmetric int8 weights per channel; 4-bit weights as INT4 "
      "DequantizeLinear",
-     Format::kQdq, ActivationType::kUInt8, true, false, true, true},
+     Format::kQdq,
+     ActivationType::kUInt8,
+     true,
+     false,
+     true,
+     true,
+     {},
+     true},
     {Runtime::kTensorRt,
      "tensorrt",
      "NVIDIA TensorRT: QDQ on the inputs of Conv, ConvTranspose, MatMul and Gemm only, int8 "
@@ -344,6 +352,12 @@ void Options::apply_runtime() {
     symmetric_activations = true;
     runtime_defaults.push_back("symmetric activations (zero points 0)");
   }
+  if (any_static && p.quantized_results) {
+    // An NPU runs a graph whole only when every op in it is quantized: a head's Conv writing a
+    // float result, and the Transpose / Reshape / Concat after it, would run on the CPU.
+    float_results = false;
+    runtime_defaults.push_back("results quantized up to the graph outputs");
+  }
   if (any_static && !any_dynamic && op_types.empty() && !p.static_op_types.empty()) {
     op_types = p.static_op_types;
     runtime_defaults.push_back(fmt::format("--op-types {}", fmt::join(op_types, ",")));
@@ -504,6 +518,7 @@ std::string Options::describe_mode(Mode mode) const {
       if (!op_types.empty()) s += fmt::format(" op_types={}", fmt::join(op_types, ","));
       if (!keep_float.empty()) s += fmt::format(" keep_float={}", fmt::join(keep_float, ","));
       if (!float_fallback) s += " float_fallback=off";
+      if (!float_results) s += " quantized_results";
       return s + filter_description(filter);
     }
     case ModeFamily::kDynamicInt8: {
@@ -683,6 +698,7 @@ std::vector<std::unique_ptr<Pass>> build_pipeline(Mode mode, const Options& opti
     config.op_types = options.op_types;
     config.keep_float = options.keep_float;
     config.float_fallback = options.float_fallback;
+    config.float_results = options.float_results;
     config.filter = options.filter;
     config.precisions = precisions;
     // An auto method the run did not resolve by measuring (no calibration share to measure on)

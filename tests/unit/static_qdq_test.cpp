@@ -561,6 +561,16 @@ TEST(StaticQdq, DataMovedOnlyToAGraphOutputStaysFloat) {
     kept += s.reason.find("on their way to a graph output") != std::string::npos;
   }
   EXPECT_EQ(kept, 2);  // Transpose t and Flatten y
+
+  // For an NPU (--target qnn) the results stay quantized up to the outputs, as before.
+  Model npu = testing::round_trip(proto);
+  config.float_results = false;
+  make_static_qdq_pass(config)->run(npu);
+  quantized.clear();
+  for (const auto& n : npu.proto.graph().node()) {
+    if (n.op_type() == "QuantizeLinear") quantized.insert(n.input(0));
+  }
+  EXPECT_EQ(quantized, (std::set<std::string>{"x", "c", "t", "u"}));
 }
 
 }  // namespace
