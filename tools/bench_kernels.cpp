@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "passes/weight_quant.h"
 
 namespace {
 using namespace quantize;
@@ -73,6 +74,42 @@ void bench_affine(benchmark::State& state, Isa isa, bool is_signed, bool per_col
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * x.size() * 4));
 }
 
+// The 4-bit scale search (--q4's default) over whole columns of 4096, with kernels() (lower the
+// ISA with QUANTIZE_ISA=scalar|avx2), next to round to nearest alone.
+void bench_search(benchmark::State& state, const BlockQuantizer* quantizer, size_t bytes) {
+  const BlockFormat fmt{4, 32, true};
+  const size_t n = bytes / 4, rows = n / 4096, nb = fmt.blocks(4096);
+  const auto x = weights(n);
+  std::vector<uint8_t> packed(rows * nb * fmt.blob_bytes());
+  std::vector<float> scales(rows * nb);
+  for (auto _ : state) {
+    for (size_t r = 0; r < rows; ++r) {
+      quantizer->quantize(x.data() + r * 4096, 4096, fmt, nullptr,
+                          packed.data() + r * nb * fmt.blob_bytes(), scales.data() + r * nb,
+                          nullptr);
+    }
+    benchmark::DoNotOptimize(packed.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * rows * 4096 * 4));
+}
+
+void bench_code_sums(benchmark::State& state, Isa isa, size_t bytes) {
+  const Kernels& k = kernels_for(isa);
+  const auto x = weights(bytes / 4);
+  std::vector<float> w(x.size()), wx(x.size());
+  for (size_t j = 0; j < x.size(); ++j) w[j] = x[j] * x[j], wx[j] = w[j] * x[j];
+  for (auto _ : state) {
+    double total = 0;
+    for (size_t b = 0; b + 32 <= x.size(); b += 32) {
+      double sxd, sdd;
+      k.code_sums(x.data() + b, wx.data() + b, w.data() + b, 32, 400.0f, -8, 7, &sxd, &sdd);
+      total += sxd + sdd;
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * x.size() * 4));
+}
+
 int register_all() {
   struct Size {
     const char* name;
@@ -102,7 +139,13 @@ int register_all() {
       }
       std::string name = std::string("f32_to_f16/") + isa_name(isa) + "/" + size.name;
       benchmark::RegisterBenchmark(name.c_str(), bench_f16, isa, size.bytes);
+      name = std::string("code_sums_b32/") + isa_name(isa) + "/" + size.name;
+      benchmark::RegisterBenchmark(name.c_str(), bench_code_sums, isa, size.bytes);
     }
+  }
+  for (const BlockQuantizer* q : {&round_to_nearest(), &scale_search()}) {
+    const std::string name = std::string("q4_column_") + q->name() + "/" + isa_name(kernels().isa);
+    benchmark::RegisterBenchmark(name.c_str(), bench_search, q, size_t{16} << 20);
   }
   return 0;
 }

@@ -25,6 +25,13 @@
 //   inv = 1 / scale;  q = (int)rne(min_ps(max_ps(x * inv, qmin - zp), Q - zp)) + zp,
 //   stored as its low byte (two's complement for int8).
 //
+// Weighted code sums (one candidate of the 4-bit scale search, src/passes/weight_quant.cpp): for
+// j < n, d_j = rne(min_ps(max_ps(x_j * inv, lo), hi)) and, in double,
+//   sxd = sum double(wx_j) * d_j,  sdd = sum (double(w_j) * d_j) * d_j,
+// each added into 8 partial sums from +0 (element j into partial j mod 8, in order of j), which
+// are combined as ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)). lo <= 0 <= hi, |lo|, |hi|
+// <= 2^22. A NaN result's sign and payload are unspecified (the search never uses one).
+//
 // float32 -> float16: IEEE round to nearest even, except that a finite value whose magnitude
 // exceeds 65504 becomes +-65504 (clamped, never inf). inf stays inf; NaN becomes a quiet NaN
 // with the sign and the top mantissa bits kept (what F16C's VCVTPS2PH does).
@@ -83,6 +90,9 @@ struct Kernels {
                                   uint8_t* q);
   void (*f32_to_f16)(const float* x, size_t n, uint16_t* y);
   void (*f16_to_f32)(const uint16_t* x, size_t n, float* y);
+  // sxd and sdd of the codes x[0..n) take at 1 / scale = inv, clamped to [lo, hi] (see above).
+  void (*code_sums)(const float* x, const float* wx, const float* w, size_t n, float inv, float lo,
+                    float hi, double* sxd, double* sdd);
 };
 
 // The kernels of one ISA; only valid for an ISA in supported_isas().

@@ -245,6 +245,35 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
   for (; i < n; ++i) y[i] = f16_to_f32_scalar(x[i]);
 }
 
+// Partials p0..p3 in lo, p4..p7 in hi: ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)).
+inline double combine_partials(__m256d lo, __m256d hi) {
+  const __m256d q = _mm256_add_pd(lo, hi);  // q_i = p_i + p_(i+4)
+  const __m128d r = _mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(r, _mm_unpackhi_pd(r, r)));
+}
+
+void code_sums(const float* x, const float* wx, const float* w, size_t n, float inv, float lo,
+               float hi, double* sxd, double* sdd) {
+  const __m256 vinv = _mm256_set1_ps(inv), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 magic = _mm256_set1_ps(12582912.0f);  // rne as in the scalar version
+  __m256d a_lo = _mm256_setzero_pd(), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
+  for (size_t j = 0; j < n; j += 8) {  // masked lanes load 0: products of 0, no change
+    const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(load(x, j, n), vinv), vlo), vhi);
+    const __m256 d = _mm256_sub_ps(_mm256_add_ps(c, magic), magic);
+    const __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+    const __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+    const __m256 vwx = load(wx, j, n), vw = load(w, j, n);
+    a_lo = _mm256_add_pd(a_lo, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vwx)), d_lo));
+    a_hi = _mm256_add_pd(a_hi, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vwx, 1)), d_hi));
+    const __m256d w_lo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vw)), d_lo);
+    const __m256d w_hi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vw, 1)), d_hi);
+    b_lo = _mm256_add_pd(b_lo, _mm256_mul_pd(w_lo, d_lo));
+    b_hi = _mm256_add_pd(b_hi, _mm256_mul_pd(w_hi, d_hi));
+  }
+  *sxd = combine_partials(a_lo, a_hi);
+  *sdd = combine_partials(b_lo, b_hi);
+}
+
 }  // namespace
 
 const Kernels& avx2_kernels() {
@@ -256,7 +285,8 @@ const Kernels& avx2_kernels() {
                          quantize_affine,
                          quantize_affine_columns,
                          f32_to_f16,
-                         f16_to_f32};
+                         f16_to_f32,
+                         code_sums};
   return k;
 }
 

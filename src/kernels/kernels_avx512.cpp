@@ -229,7 +229,8 @@ const Kernels& avx512_kernels() {
                          quantize_affine,
                          quantize_affine_columns,
                          f32_to_f16,
-                         f16_to_f32};
+                         f16_to_f32,
+                         avx2_kernels().code_sums};  // 4 doubles a vector suffice
   return k;
 }
 

@@ -127,6 +127,21 @@ void f16_to_f32(const uint16_t* x, size_t n, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] = f16_to_f32_scalar(x[i]);
 }
 
+// rne() for |v| < 2^22 in plain arithmetic: the same operations in every ISA's version.
+inline float round_small(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+void code_sums(const float* x, const float* wx, const float* w, size_t n, float inv, float lo,
+               float hi, double* sxd, double* sdd) {
+  double a[8] = {}, b[8] = {};
+  for (size_t j = 0; j < n; ++j) {
+    const double d = round_small(min_ps(max_ps(x[j] * inv, lo), hi));
+    a[j % 8] += static_cast<double>(wx[j]) * d;
+    b[j % 8] += static_cast<double>(w[j]) * d * d;
+  }
+  *sxd = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+  *sdd = ((b[0] + b[4]) + (b[2] + b[6])) + ((b[1] + b[5]) + (b[3] + b[7]));
+}
+
 }  // namespace
 
 AffineParams affine_params(float mn, float mx, bool is_signed, bool reduce_range) {
@@ -218,7 +233,7 @@ namespace detail {
 const Kernels& scalar_kernels() {
   static const Kernels k{Isa::kScalar,   quantize_blocks, dequantize_blocks,       minmax,
                          minmax_columns, quantize_affine, quantize_affine_columns, f32_to_f16,
-                         f16_to_f32};
+                         f16_to_f32,     code_sums};
   return k;
 }
 

@@ -84,10 +84,6 @@ class Bnb4Codebook final : public BlockQuantizer {
   std::vector<float> midpoints_;
 };
 
-// Round half to even for |v| < 2^22 (in the default rounding mode), in plain arithmetic the
-// compiler vectorises (std::nearbyint needs SSE4.1 for that).
-inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
-
 // The search's candidate scales, in tenths of a level around RTN's (see ScaleSearch). Every
 // tenth from -9 to 9 cost 2.5x the time for no gain measured on TinyStories.
 constexpr int kSteps[] = {-9, 9};
@@ -115,16 +111,16 @@ class ScaleSearch final : public BlockQuantizer {
   void quantize(const float* column, size_t k, const BlockFormat& format, const float* importance,
                 uint8_t* packed, float* scales, uint8_t* zero_points) const override {
     kernels().quantize_blocks(column, k, format, packed, scales, zero_points);  // the start
+    const auto sums = kernels().code_sums;
     const int top = (1 << format.bits) - 1, half = 1 << (format.bits - 1);
     const size_t bs = format.block_size;
-    std::vector<float> w(bs), wx(bs), d(bs + 1);
+    std::vector<float> w(bs), wx(bs);
+    std::vector<uint8_t> codes(bs);
     for (size_t b = 0; b < format.blocks(k); ++b) {
       const size_t begin = b * bs, n = std::min(bs, k - begin);
       const float* x = column + begin;
       uint8_t* blob = packed + b * format.blob_bytes();
-      float sigma2 = 0, mn = 0, mx = 0;
-#pragma omp simd reduction(+ : sigma2)
-      for (size_t j = 0; j < n; ++j) sigma2 += x[j] * x[j];
+      float mn = 0, mx = 0;
       if (!format.symmetric) {
         for (size_t j = 0; j < n; ++j) {
           mn = std::min(mn, x[j]);
@@ -133,8 +129,11 @@ class ScaleSearch final : public BlockQuantizer {
       }
       // The value of largest magnitude: RTN's symmetric scale is m / -L.
       const float m = format.symmetric ? -static_cast<float>(half) * scales[b] : 0.0f;
-      sigma2 = 2 * sigma2 / static_cast<float>(n);  // twice the block's mean square
       if (importance) {
+        float sigma2 = 0;
+#pragma omp simd reduction(+ : sigma2)
+        for (size_t j = 0; j < n; ++j) sigma2 += x[j] * x[j];
+        sigma2 = 2 * sigma2 / static_cast<float>(n);  // twice the block's mean square
         const float* a = importance + begin;
         for (size_t j = 0; j < n; ++j) w[j] = a[j] * std::sqrt(sigma2 + x[j] * x[j]);
       } else {
@@ -146,45 +145,28 @@ class ScaleSearch final : public BlockQuantizer {
         wx[j] = w[j] * x[j];
         sxx += double(wx[j]) * x[j];
       }
-      // The best so far: codes round(x * inv) + z (inv 0: RTN's own codes), least-squares scale.
+      if (!std::isfinite(sxx)) continue;  // an infinity or NaN in the block: RTN's is kept
+      // The best so far: codes round(x * inv) + z (inv 0: RTN's own codes) and their sums. Its
+      // error sxx - sxd^2 / sdd is lower than another's when sxd^2 / sdd is higher: compared by
+      // cross products, no division per candidate.
       struct Pick {
-        float inv = 0, scale = 0;
-        double err = 0;
+        float inv = 0;
         int z = 0;
-      } best;
-      auto fit = [&](Pick& p, double sxd, double sdd) {  // the least-squares scale and its error
-        if (sdd <= 0) return false;
-        p.scale = static_cast<float>(sxd / sdd);
-        p.err = sxx - sxd * sxd / sdd;
-        return true;
-      };
-      best.z = format.symmetric ? half : zero_points[b];
-      if (format.bits == 8) {
-        for (size_t j = 0; j < n; ++j) d[j] = static_cast<float>(blob[j] - best.z);
-      } else {
-        for (size_t j = 0; j < (n + 1) / 2; ++j) {
-          d[2 * j] = static_cast<float>((blob[j] & 15) - best.z);
-          d[2 * j + 1] = static_cast<float>((blob[j] >> 4) - best.z);
-        }
-      }
-      double sxd = 0, sdd = 0;
-#pragma omp simd reduction(+ : sxd, sdd)
-      for (size_t j = 0; j < n; ++j) {
-        sxd += double(wx[j]) * d[j];
-        sdd += double(w[j]) * d[j] * d[j];
-      }
-      if (!fit(best, sxd, sdd)) continue;      // an all-zero block: RTN's is exact
-      auto consider = [&](float inv, int z) {  // codes clamp(round(x inv) + z), in one pass
-        const float lo = static_cast<float>(-z), hi = static_cast<float>(top - z);
         double sxd = 0, sdd = 0;
-#pragma omp simd reduction(+ : sxd, sdd)
-        for (size_t j = 0; j < n; ++j) {
-          const float dj = round_even(std::clamp(x[j] * inv, lo, hi));
-          sxd += double(wx[j]) * dj;
-          sdd += double(w[j]) * dj * dj;
-        }
-        Pick p{inv, 0, 0, z};
-        if (fit(p, sxd, sdd) && p.err < best.err) best = p;
+        float scale() const { return static_cast<float>(sxd / sdd); }  // the least-squares one
+      } best;
+      best.z = format.symmetric ? half : zero_points[b];
+      // RTN's codes, from the kernel's own inverse scale (kernels.h).
+      const float rtn_inv =
+          format.symmetric ? (scales[b] != 0 ? 1 / scales[b] : 0.0f) : 1 / scales[b];
+      sums(x, wx.data(), w.data(), n, rtn_inv, static_cast<float>(-best.z),
+           static_cast<float>(top - best.z), &best.sxd, &best.sdd);
+      if (best.sdd <= 0) continue;             // an all-zero block: RTN's is exact
+      auto consider = [&](float inv, int z) {  // codes clamp(round(x inv) + z), in one pass
+        Pick p{inv, z};
+        sums(x, wx.data(), w.data(), n, inv, static_cast<float>(-z), static_cast<float>(top - z),
+             &p.sxd, &p.sdd);
+        if (p.sdd > 0 && p.sxd * p.sxd * best.sdd > best.sxd * best.sxd * p.sdd) best = p;
       };
       for (int i : kSteps) {
         if (format.symmetric) {
@@ -197,14 +179,19 @@ class ScaleSearch final : public BlockQuantizer {
                                                           static_cast<float>(top))));
         }
       }
-      if (best.scale != 0) consider(1 / best.scale, best.z);  // re-round at the refitted scale
-      scales[b] = best.scale;
+      if (best.scale() != 0) consider(1 / best.scale(), best.z);  // re-round at the refit scale
+      scales[b] = best.scale();
       if (best.inv == 0) continue;  // RTN's codes: only the scale changes
       if (!format.symmetric) zero_points[b] = static_cast<uint8_t>(best.z);
-      const float lo = static_cast<float>(-best.z), hi = static_cast<float>(top - best.z);
-      for (size_t j = 0; j < bs; ++j) {  // padding codes 0.0
-        const int c = j < n ? static_cast<int>(round_even(std::clamp(x[j] * best.inv, lo, hi))) : 0;
-        put_code(blob, j, format.bits, c + best.z);
+      const float best_lo = static_cast<float>(-best.z), best_hi = static_cast<float>(top - best.z);
+      AffineParams codes_at;  // the codes code_sums scored, by the 8-bit kernel (same formula)
+      codes_at.inv = best.inv, codes_at.lo = best_lo, codes_at.hi = best_hi, codes_at.zp = best.z;
+      kernels().quantize_affine(x, n, codes_at, codes.data());
+      std::fill(codes.begin() + n, codes.end(), static_cast<uint8_t>(best.z));  // padding: 0.0
+      if (format.bits == 8) {
+        std::copy(codes.begin(), codes.end(), blob);
+      } else {
+        for (size_t j = 0; j < bs / 2; ++j) blob[j] = codes[2 * j] | codes[2 * j + 1] << 4;
       }
     }
   }

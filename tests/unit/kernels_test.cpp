@@ -177,6 +177,36 @@ TEST_P(KernelIsa, AffineQuantizeMatchesScalar) {
   }
 }
 
+TEST_P(KernelIsa, CodeSumsMatchScalar) {
+  const Kernels& ref = kernels_for(Isa::kScalar);
+  const Kernels& simd = kernels_for(GetParam());
+  // The scale search's ranges (4 and 8 bits, symmetric and not), and inverse scales that are
+  // typical, zero, huge, infinite and NaN.
+  const float kBounds[][2] = {{-8, 7}, {-128, 127}, {0, 15}, {-15, 0}, {-3, 12}, {-200, 55}};
+  const float kInv[] = {37.5f, -412.0f, 0.0f, 1e30f, INFINITY, NAN, 2.0f};
+  for (size_t n = 1; n <= 260; ++n) {
+    const auto x = test_data(n, static_cast<uint32_t>(n * 31), n % 2 == 1);
+    // Weights as the search makes them (w = x^2, wx = w x), with specials of their own.
+    const auto w = test_data(n, static_cast<uint32_t>(n * 31 + 1), n % 4 == 0);
+    std::vector<float> wx(n);
+    for (size_t j = 0; j < n; ++j) wx[j] = w[j] * x[j];
+    for (const auto& bounds : kBounds) {
+      for (float inv : kInv) {
+        SCOPED_TRACE(::testing::Message() << "n " << n << " inv " << inv << " [" << bounds[0]
+                                          << ", " << bounds[1] << "]");
+        double a1 = -1, b1 = -1, a2 = -2, b2 = -2;
+        ref.code_sums(x.data(), wx.data(), w.data(), n, inv, bounds[0], bounds[1], &a1, &b1);
+        simd.code_sums(x.data(), wx.data(), w.data(), n, inv, bounds[0], bounds[1], &a2, &b2);
+        // Bit for bit, except that any NaN matches any NaN (kernels.h).
+        ASSERT_TRUE(std::memcmp(&a1, &a2, 8) == 0 || (std::isnan(a1) && std::isnan(a2)))
+            << a1 << " vs " << a2;
+        ASSERT_TRUE(std::memcmp(&b1, &b2, 8) == 0 || (std::isnan(b1) && std::isnan(b2)))
+            << b1 << " vs " << b2;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Supported, KernelIsa, ::testing::ValuesIn(supported_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
@@ -229,6 +259,26 @@ TEST(ScalarKernels, BfloatConversionsRoundToNearestEven) {
   const uint16_t nan = f32_to_bf16_scalar(std::numeric_limits<float>::quiet_NaN());
   EXPECT_EQ(nan & 0x7f80, 0x7f80);
   EXPECT_NE(nan & 0x7f, 0);  // still a NaN, not inf
+}
+
+TEST(ScalarKernels, CodeSumsFollowTheFormula) {
+  // Nine values: element 8 goes into partial 0 after element 0. Codes at inv 2, clamped to
+  // [-3, 2]: rne(0.5)=0, rne(1.5)=2, -3 (clamped from -8), 2 (from 7), rne(-2.5)=-2, 1, 0, -1, 2.
+  const float x[] = {0.25f, 0.75f, -4, 3.5f, -1.25f, 0.5f, 0.1f, -0.5f, 1};
+  const float d[] = {0, 2, -3, 2, -2, 1, 0, -1, 2};
+  float w[9], wx[9];
+  double sxd = 0, sdd = 0;
+  for (int j = 0; j < 9; ++j) {
+    w[j] = static_cast<float>(j + 1);
+    wx[j] = w[j] * x[j];
+    sxd += static_cast<double>(wx[j]) * d[j];
+    sdd += static_cast<double>(w[j]) * d[j] * d[j];
+  }
+  double a = 0, b = 0;
+  kernels_for(Isa::kScalar).code_sums(x, wx, w, 9, 2.0f, -3, 2, &a, &b);
+  EXPECT_DOUBLE_EQ(a, sxd);  // small integers and quarters: exact in any order
+  EXPECT_DOUBLE_EQ(b, sdd);
+  EXPECT_EQ(b, 1 * 0 + 2 * 4 + 3 * 9 + 4 * 4 + 5 * 4 + 6 * 1 + 7 * 0 + 8 * 1 + 9 * 4);
 }
 
 TEST(ScalarKernels, PackingLayoutMatchesHandComputedBytes) {
