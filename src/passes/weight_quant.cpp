@@ -103,8 +103,8 @@ constexpr int kSteps[] = {-9, 9};
 // is the output's error if channels were uncorrelated): w = a_j sqrt(sigma2 + x_j^2), sigma2
 // twice the block's mean square (llama.cpp's weighting). Both chosen on TinyStories with an
 // earlier, 19-candidate form of this search: plain squared error lost 2 points of top-1 to x^2;
-// imatrix KL 0.074, against 0.084 for a_j alone and 0.080 for a_j x_j^2. Float arithmetic,
-// written so the compiler vectorises the passes.
+// imatrix KL 0.074, against 0.084 for a_j alone and 0.080 for a_j x_j^2. Each candidate is one
+// Kernels::code_sums pass (the same bits on every ISA).
 class ScaleSearch final : public BlockQuantizer {
  public:
   const char* name() const override { return "search"; }
