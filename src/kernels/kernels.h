@@ -39,6 +39,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace quantize {
@@ -125,6 +126,12 @@ float f16_to_f32_scalar(uint16_t h);
 // bfloat16 is the high half of a float32: widening is exact; narrowing rounds to nearest even
 // (overflowing to inf) and keeps NaN a quiet NaN.
 uint16_t f32_to_bf16_scalar(float x);
-float bf16_to_f32_scalar(uint16_t h);
+// Inline so that loops over it vectorise (widen.cpp).
+inline float bf16_to_f32_scalar(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 }  // namespace quantize

@@ -221,13 +221,6 @@ uint16_t f32_to_bf16_scalar(float x) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-float bf16_to_f32_scalar(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 namespace detail {
 
 const Kernels& scalar_kernels() {

@@ -155,17 +155,19 @@ class ScaleSearch final : public BlockQuantizer {
         double sxd = 0, sdd = 0;
         float scale() const { return static_cast<float>(sxd / sdd); }  // the least-squares one
       } best;
-      best.z = format.symmetric ? half : zero_points[b];
-      // RTN's codes, from the kernel's own inverse scale (kernels.h).
-      const float rtn_inv =
-          format.symmetric ? (scales[b] != 0 ? 1 / scales[b] : 0.0f) : 1 / scales[b];
-      sums(x, wx.data(), w.data(), n, rtn_inv, static_cast<float>(-best.z),
-           static_cast<float>(top - best.z), &best.sxd, &best.sdd);
-      if (best.sdd <= 0) continue;             // an all-zero block: RTN's is exact
-      auto consider = [&](float inv, int z) {  // codes clamp(round(x inv) + z), in one pass
+      auto score = [&](float inv, int z) {  // codes clamp(round(x inv) + z), in one pass
         Pick p{inv, z};
         sums(x, wx.data(), w.data(), n, inv, static_cast<float>(-z), static_cast<float>(top - z),
              &p.sxd, &p.sdd);
+        return p;
+      };
+      // RTN's codes, from the kernel's own inverse scale (kernels.h); inv 0 marks them.
+      best = score(format.symmetric ? (scales[b] != 0 ? 1 / scales[b] : 0.0f) : 1 / scales[b],
+                   format.symmetric ? half : zero_points[b]);
+      best.inv = 0;
+      if (best.sdd <= 0) continue;  // an all-zero block: RTN's is exact
+      auto consider = [&](float inv, int z) {
+        const Pick p = score(inv, z);
         if (p.sdd > 0 && p.sxd * p.sxd * best.sdd > best.sxd * best.sxd * p.sdd) best = p;
       };
       for (int i : kSteps) {
@@ -183,9 +185,9 @@ class ScaleSearch final : public BlockQuantizer {
       scales[b] = best.scale();
       if (best.inv == 0) continue;  // RTN's codes: only the scale changes
       if (!format.symmetric) zero_points[b] = static_cast<uint8_t>(best.z);
-      const float best_lo = static_cast<float>(-best.z), best_hi = static_cast<float>(top - best.z);
       AffineParams codes_at;  // the codes code_sums scored, by the 8-bit kernel (same formula)
-      codes_at.inv = best.inv, codes_at.lo = best_lo, codes_at.hi = best_hi, codes_at.zp = best.z;
+      codes_at.inv = best.inv, codes_at.zp = best.z;
+      codes_at.lo = static_cast<float>(-best.z), codes_at.hi = static_cast<float>(top - best.z);
       kernels().quantize_affine(x, n, codes_at, codes.data());
       std::fill(codes.begin() + n, codes.end(), static_cast<uint8_t>(best.z));  // padding: 0.0
       if (format.bits == 8) {
